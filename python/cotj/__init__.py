@@ -1,0 +1,33 @@
+"""cotj: Chain-of-Trajectories planning of diffusion sampling, per prompt.
+
+Predict the Diffusion DNA of a condition (:mod:`cotj.predict`, needs torch), Plan the cheapest
+schedule over a graph of noise levels (this package, numpy only), Execute it with an ordinary
+solver (:mod:`cotj.execute`, needs diffusers).
+
+>>> import numpy as np, cotj
+>>> dna = np.linspace(0.001, 0.2, 100) ** 1.5          # one row: N = 100 levels, t = 0.01 .. 1
+>>> p = cotj.plan(dna, budget=8)
+>>> p.budget, bool(np.all(np.diff(p.levels) < 0))
+(8, True)
+"""
+
+from cotj._core import __version__
+from cotj.dna import align_dna, gains, load_dna
+from cotj.plan import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
+from cotj.schedules import Schedule, default_grid
+
+__all__ = [
+    "__version__",
+    "Plan",
+    "PlanBatch",
+    "Planner",
+    "Schedule",
+    "align_dna",
+    "cost_matrix",
+    "default_grid",
+    "gains",
+    "load_dna",
+    "plan",
+    "plan_batch",
+    "plan_cost",
+]

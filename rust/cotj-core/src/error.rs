@@ -1,0 +1,55 @@
+//! The error type of the core. Every variant names the argument at fault, using the names of the
+//! Python API (`dna`, `grid`, `budget`, ...), so the binding can pass the message on unchanged.
+
+/// What can be wrong with a planning request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CotjError {
+    /// The grid has fewer than two levels.
+    #[error("grid must have at least 2 levels, got {0}")]
+    GridTooShort(usize),
+    /// A grid level outside (0, 1] (or not finite).
+    #[error("grid must lie in (0, 1]: grid[{index}] = {value}")]
+    GridOutOfRange { index: usize, value: f64 },
+    /// The grid does not strictly ascend.
+    #[error("grid must be strictly ascending: grid[{index}] = {value} does not exceed grid[{prev}] = {prev_value}", prev = .index - 1)]
+    GridNotAscending { index: usize, value: f64, prev_value: f64 },
+    /// A schedule array whose length differs from the grid's.
+    #[error("schedule {name} must have one value per grid level ({expected}), got {got}")]
+    ScheduleLength { name: &'static str, expected: usize, got: usize },
+    /// A schedule value that is not allowed.
+    #[error("schedule {name}[{index}] = {value}: {name} must be {rule}")]
+    ScheduleValue { name: &'static str, index: usize, value: f64, rule: &'static str },
+    /// A DNA row whose length differs from the grid's.
+    #[error("dna has {got} levels per row but the grid has {expected}")]
+    DnaLength { expected: usize, got: usize },
+    /// The batch has no rows.
+    #[error("dna is empty: the batch has no rows")]
+    EmptyBatch,
+    /// NaN or infinity in the DNA.
+    #[error("dna[{row}, {index}] = {value}: dna must be finite")]
+    NonFiniteDna { row: usize, index: usize, value: f64 },
+    /// A negative DNA entry (the DNA is a mean squared error).
+    #[error("dna[{row}, {index}] = {value}: dna must be non-negative (it is a mean squared error)")]
+    NegativeDna { row: usize, index: usize, value: f64 },
+    /// A budget outside 1..=N.
+    #[error("{name} must lie in 1..={n} (the grid has {n} levels), got {value}")]
+    BudgetOutOfRange { name: String, value: i64, n: usize },
+    /// A budget no plan can meet under the start/end windows.
+    #[error("{name} = {value} is infeasible: a one-step plan needs a level that may both start (first = {first}) and end (last = {last}) a plan, and the windows do not overlap on {n} levels; use a budget of at least 2 or widen the windows")]
+    Infeasible { name: String, value: usize, first: usize, last: usize, n: usize },
+    /// The per-row budget array has the wrong length.
+    #[error("budget has {got} entries but dna has {expected} rows")]
+    BudgetLength { expected: usize, got: usize },
+    /// tau outside (0, 1].
+    #[error("tau must lie in (0, 1], got {0}")]
+    Tau(f64),
+    /// A start or end window outside 1..=N.
+    #[error("{name} must allow between 1 and {n} levels, got {value}")]
+    Window { name: &'static str, value: i64, n: usize },
+    /// A plan given to `plan_cost` that is not a strictly decreasing list of grid indices.
+    #[error("steps {0}")]
+    Steps(String),
+}
+
+/// Result alias of the core.
+pub type Result<T> = std::result::Result<T, CotjError>;

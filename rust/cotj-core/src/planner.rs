@@ -1,0 +1,225 @@
+//! Planning one DNA row: fixed budget (SPEC 4), adaptive length (SPEC 5), and the cost of any plan.
+
+use std::sync::Arc;
+
+use crate::dp::{backtrack, best_end, forward, Ends};
+use crate::error::{CotjError, Result};
+use crate::lever::Lever;
+
+/// A plan: grid indices in sampling order (noisiest first) and its cost `C` (SPEC 3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Grid indices, strictly decreasing.
+    pub steps: Vec<usize>,
+    /// `C = -d_{j_1} + sum_m d_{j_m} L(j_m, j_{m+1}) + d_{j_K}`.
+    pub cost: f64,
+}
+
+/// An adaptive plan with the curves it was chosen from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdaptivePlan {
+    /// The plan of the chosen length.
+    pub plan: Plan,
+    /// `C*_K` for `K = 1..=max_steps` (`INFINITY` where no plan of that length exists).
+    pub curve: Vec<f64>,
+    /// Explained-gain ratio `R(K)` for `K = 1..=max_steps` (`NaN` where infeasible).
+    pub ratio: Vec<f64>,
+}
+
+/// Scratch memory of one planning thread: the DP layers (K·N floats), reused across rows.
+#[derive(Debug, Default, Clone)]
+pub struct Workspace {
+    layers: Vec<f64>,
+}
+
+/// A lever (grid and path) with start/end windows: everything a plan depends on but the DNA.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    lever: Arc<Lever>,
+    ends: Ends,
+}
+
+impl Planner {
+    /// A planner over `lever` with the given start/end windows (each in 1..=N).
+    pub fn new(lever: Arc<Lever>, ends: Ends) -> Result<Self> {
+        let n = lever.n();
+        for (name, value) in [("first", ends.first), ("last", ends.last)] {
+            if value < 1 || value > n {
+                return Err(CotjError::Window { name, value: value as i64, n });
+            }
+        }
+        Ok(Self { lever, ends })
+    }
+
+    /// The lever this planner uses.
+    pub fn lever(&self) -> &Lever {
+        &self.lever
+    }
+
+    /// Number of grid levels N.
+    pub fn n(&self) -> usize {
+        self.lever.n()
+    }
+
+    /// The start/end windows.
+    pub fn ends(&self) -> Ends {
+        self.ends
+    }
+
+    /// Checks that a DNA row has N finite, non-negative entries (`row` only labels the error).
+    pub fn check_dna<T: Copy + Into<f64>>(&self, row: usize, d: &[T]) -> Result<()> {
+        if d.len() != self.n() {
+            return Err(CotjError::DnaLength { expected: self.n(), got: d.len() });
+        }
+        for (index, &v) in d.iter().enumerate() {
+            let value: f64 = v.into();
+            if !value.is_finite() {
+                return Err(CotjError::NonFiniteDna { row, index, value });
+            }
+            if value < 0.0 {
+                return Err(CotjError::NegativeDna { row, index, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a budget (`name` labels the error: `budget` or `max_steps`) lies in 1..=N and
+    /// that a plan of that length exists under the windows.
+    pub fn check_budget(&self, name: &str, k: i64) -> Result<usize> {
+        let n = self.n();
+        if k < 1 || k > n as i64 {
+            return Err(CotjError::BudgetOutOfRange { name: name.into(), value: k, n });
+        }
+        let k = k as usize;
+        if k < self.ends.min_budget(n) {
+            let Ends { first, last } = self.ends;
+            return Err(CotjError::Infeasible { name: name.into(), value: k, first, last, n });
+        }
+        Ok(k)
+    }
+
+    /// Checks `tau` in (0, 1].
+    pub fn check_tau(tau: f64) -> Result<f64> {
+        if tau > 0.0 && tau <= 1.0 {
+            Ok(tau)
+        } else {
+            Err(CotjError::Tau(tau))
+        }
+    }
+
+    fn run(&self, d: &[f64], kmax: usize, ws: &mut Workspace) {
+        let need = kmax * self.n();
+        if ws.layers.len() < need {
+            ws.layers.resize(need, 0.0);
+        }
+        forward(&self.lever, self.ends, d, kmax, &mut ws.layers[..need]);
+    }
+
+    fn extract(&self, d: &[f64], k: usize, ws: &Workspace, steps: &mut [usize]) -> f64 {
+        let (cost, end) = best_end(self.ends, d, &ws.layers, k);
+        backtrack(&self.lever, d, &ws.layers, k, end, steps);
+        cost
+    }
+
+    /// The cheapest plan with exactly `k` levels; writes its indices into `steps[..k]` and returns
+    /// its cost. `d` and `k` must have passed `check_dna` and `check_budget`.
+    pub fn plan_fixed_into(&self, d: &[f64], k: usize, ws: &mut Workspace, steps: &mut [usize]) -> f64 {
+        self.run(d, k, ws);
+        self.extract(d, k, ws, steps)
+    }
+
+    /// The cheapest plan with exactly `k` levels (validated).
+    pub fn plan_fixed(&self, d: &[f64], k: usize) -> Result<Plan> {
+        self.check_dna(0, d)?;
+        let k = self.check_budget("budget", k as i64)?;
+        let mut steps = vec![0; k];
+        let cost = self.plan_fixed_into(d, k, &mut Workspace::default(), &mut steps);
+        Ok(Plan { steps, cost })
+    }
+
+    /// Adaptive length (SPEC 5): runs the programme to `kmax`, fills `curve[K-1] = C*_K` and
+    /// `ratio[K-1] = R(K)`, picks the smallest K with `R(K) >= tau`, writes its plan into
+    /// `steps[..K]` and returns `(K, cost)`. Inputs must be validated.
+    ///
+    /// `R(K) = (C*_{k0} - C*_K) / (C*_{k0} - C*_{kmax})`, where `k0` is the shortest feasible
+    /// length (1 with free ends, where `C*_1 = 0`). When longer plans explain no gain
+    /// (denominator <= 0), `R = 1` for every feasible K and the shortest plan is chosen.
+    pub fn plan_adaptive_into(
+        &self,
+        d: &[f64],
+        tau: f64,
+        kmax: usize,
+        ws: &mut Workspace,
+        curve: &mut [f64],
+        ratio: &mut [f64],
+        steps: &mut [usize],
+    ) -> (usize, f64) {
+        self.run(d, kmax, ws);
+        for (k, c) in curve[..kmax].iter_mut().enumerate() {
+            *c = best_end(self.ends, d, &ws.layers, k + 1).0;
+        }
+        let k0 = self.ends.min_budget(self.n());
+        let base = curve[k0 - 1];
+        let total = base - curve[kmax - 1];
+        let mut chosen = kmax;
+        for k in 1..=kmax {
+            ratio[k - 1] = if k < k0 {
+                f64::NAN
+            } else if total > 0.0 {
+                (base - curve[k - 1]) / total
+            } else {
+                1.0
+            };
+            if k >= k0 && chosen == kmax && ratio[k - 1] >= tau {
+                chosen = k;
+            }
+        }
+        (chosen, self.extract(d, chosen, ws, steps))
+    }
+
+    /// Adaptive-length plan (validated); see [`Planner::plan_adaptive_into`].
+    pub fn plan_adaptive(&self, d: &[f64], tau: f64, max_steps: usize) -> Result<AdaptivePlan> {
+        self.check_dna(0, d)?;
+        let tau = Self::check_tau(tau)?;
+        let kmax = self.check_budget("max_steps", max_steps as i64)?;
+        let (mut curve, mut ratio, mut steps) = (vec![0.0; kmax], vec![0.0; kmax], vec![0; kmax]);
+        let (k, cost) =
+            self.plan_adaptive_into(d, tau, kmax, &mut Workspace::default(), &mut curve, &mut ratio, &mut steps);
+        steps.truncate(k);
+        Ok(AdaptivePlan { plan: Plan { steps, cost }, curve, ratio })
+    }
+
+    /// The cost `C` of any plan (grid indices, strictly decreasing), whatever the windows.
+    pub fn plan_cost(&self, d: &[f64], steps: &[usize]) -> Result<f64> {
+        self.check_dna(0, d)?;
+        let n = self.n();
+        let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
+            return Err(CotjError::Steps("must hold at least one grid index".into()));
+        };
+        if let Some(bad) = steps.iter().find(|&&s| s >= n) {
+            return Err(CotjError::Steps(format!("index {bad} is outside the grid (0..{n})")));
+        }
+        if let Some(w) = steps.windows(2).find(|w| w[1] >= w[0]) {
+            return Err(CotjError::Steps(format!(
+                "must be strictly decreasing (noisiest first), but {} is followed by {}",
+                w[0], w[1]
+            )));
+        }
+        let inner: f64 = steps.windows(2).map(|w| d[w[0]] * self.lever.get(w[0], w[1])).sum();
+        Ok(-d[first] + inner + d[last])
+    }
+
+    /// Dense edge costs, row-major (N, N): entry `[j, i] = d_j L(j, i)` for `i < j`, `INFINITY`
+    /// elsewhere (no edge). START -> j costs `-d_j` and i -> END costs `+d_i`.
+    pub fn cost_matrix(&self, d: &[f64]) -> Result<Vec<f64>> {
+        self.check_dna(0, d)?;
+        let n = self.n();
+        let mut out = vec![f64::INFINITY; n * n];
+        for j in 1..n {
+            for (i, &l) in self.lever.row(j).iter().enumerate() {
+                out[j * n + i] = d[j] * l;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,259 @@
+//! `cotj._core`: the PyO3 binding of `cotj-core`. It only converts and validates: numpy arrays in
+//! (dtype, ndim and contiguity checked), the GIL released around the planning, core errors out as
+//! `ValueError`, wrong types as `TypeError`. The ergonomic layer is the Python package `cotj`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cotj_core::{BatchPlans, Budget, CotjError, Ends, Planner};
+use numpy::prelude::*;
+use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyTuple};
+
+fn value_error(e: CotjError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// A grid of noise levels with its temporal lever (immutable, shareable across threads).
+#[pyclass(frozen, module = "cotj._core")]
+struct Lever(Arc<cotj_core::Lever>);
+
+fn f64_vector<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>> {
+    let arr = obj
+        .cast::<PyArray1<f64>>()
+        .map_err(|_| PyTypeError::new_err(format!("{name} must be a 1-D float64 numpy array")))?;
+    if !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!("{name} must be C-contiguous")));
+    }
+    Ok(arr.readonly())
+}
+
+#[pymethods]
+impl Lever {
+    /// Lever of the linear flow on `grid`, or of the Gaussian path `a(t) x0 + s(t) eps` when
+    /// `a` and `s` (one value per level) are given.
+    #[new]
+    #[pyo3(signature = (grid, a=None, s=None))]
+    fn new(py: Python<'_>, grid: &Bound<'_, PyAny>, a: Option<&Bound<'_, PyAny>>, s: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let grid = f64_vector("grid", grid)?;
+        let grid = grid.as_slice()?;
+        let lever = match (a, s) {
+            (None, None) => py.detach(|| cotj_core::Lever::linear_flow(grid)),
+            (Some(a), Some(s)) => {
+                let (a, s) = (f64_vector("schedule a", a)?, f64_vector("schedule s", s)?);
+                let (a, s) = (a.as_slice()?, s.as_slice()?);
+                py.detach(|| cotj_core::Lever::gaussian(grid, a, s))
+            }
+            _ => return Err(PyValueError::new_err("schedule needs both a and s")),
+        };
+        Ok(Self(Arc::new(lever.map_err(value_error)?)))
+    }
+
+    /// The linear-flow lever on the default grid `t_i = (i+1)/n`, cached per `n`.
+    #[staticmethod]
+    fn default(n: i64) -> PyResult<Self> {
+        if n < 2 {
+            return Err(value_error(CotjError::GridTooShort(n.max(0) as usize)));
+        }
+        static CACHE: OnceLock<Mutex<HashMap<usize, Arc<cotj_core::Lever>>>> = OnceLock::new();
+        let n = n as usize;
+        let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let lever = match cache.get(&n) {
+            Some(l) => Arc::clone(l),
+            None => {
+                let l = Arc::new(cotj_core::Lever::linear_flow(&cotj_core::default_grid(n)).map_err(value_error)?);
+                cache.insert(n, Arc::clone(&l));
+                l
+            }
+        };
+        Ok(Self(lever))
+    }
+
+    /// Number of grid levels N.
+    #[getter]
+    fn n(&self) -> usize {
+        self.0.n()
+    }
+
+    /// The grid levels, ascending. (N,)
+    #[getter]
+    fn levels<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, self.0.levels())
+    }
+
+    /// The dense lever, (N, N): `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
+    fn matrix<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let n = self.0.n();
+        let mut out = vec![0.0; n * n];
+        for j in 1..n {
+            out[j * n..j * n + j].copy_from_slice(self.0.row(j));
+        }
+        Ok(out.into_pyarray(py).reshape([n, n])?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Lever(n={})", self.0.n())
+    }
+}
+
+fn planner(lever: &Lever, first: i64, last: i64) -> PyResult<Planner> {
+    let n = lever.0.n();
+    let window = |name: &'static str, value: i64| -> PyResult<usize> {
+        usize::try_from(value).map_err(|_| value_error(CotjError::Window { name, value, n }))
+    };
+    let ends = Ends { first: window("first", first)?, last: window("last", last)? };
+    Planner::new(Arc::clone(&lever.0), ends).map_err(value_error)
+}
+
+/// A DNA array, 1-D (one row) or 2-D, float32 or float64, C-contiguous.
+enum Dna<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+fn dna_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Dna<'py>, usize)> {
+    let untyped = obj.cast::<PyUntypedArray>().map_err(|_| {
+        PyTypeError::new_err(format!("dna must be a numpy array, got {}", obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()))
+    })?;
+    let ndim = untyped.ndim();
+    if ndim != 1 && ndim != 2 {
+        return Err(PyValueError::new_err(format!("dna must be 1-D (N,) or 2-D (B, N), got {ndim}-D with shape {:?}", untyped.shape())));
+    }
+    if !untyped.is_c_contiguous() {
+        return Err(PyValueError::new_err("dna must be C-contiguous (use numpy.ascontiguousarray)"));
+    }
+    let cols = untyped.shape()[ndim - 1];
+    let dna = if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
+        Dna::F64(a.readonly())
+    } else if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
+        Dna::F32(a.readonly())
+    } else {
+        return Err(PyTypeError::new_err(format!("dna must have dtype float32 or float64, got {}", untyped.dtype())));
+    };
+    Ok((dna, cols))
+}
+
+fn budget_arg<'py>(budget: &Bound<'py, PyAny>) -> PyResult<Result<i64, PyReadonlyArray1<'py, i64>>> {
+    if budget.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err("budget must be an int or an int64 array, got bool"));
+    }
+    if let Ok(k) = budget.extract::<i64>() {
+        return Ok(Ok(k));
+    }
+    let arr = budget
+        .cast::<PyArray1<i64>>()
+        .map_err(|_| PyTypeError::new_err("budget must be an int or a 1-D int64 array (one budget per row)"))?;
+    if !arr.is_c_contiguous() {
+        return Err(PyValueError::new_err("budget must be C-contiguous"));
+    }
+    Ok(Err(arr.readonly()))
+}
+
+/// Plans every row of `dna`. Exactly one of `budget` (int or (B,) int64) and `tau` is given;
+/// `max_steps` goes with `tau`. Returns `(steps, levels, lengths, cost, curve, ratio)`:
+/// (B, W) int64 padded with -1, (B, W) float64 padded with NaN, (B,) int64, (B,) float64, and
+/// for adaptive runs (B, max_steps) float64 twice, else None.
+#[pyfunction]
+#[pyo3(signature = (dna, lever, *, budget=None, tau=None, max_steps=None, first, last))]
+#[allow(clippy::too_many_arguments)]
+fn plan_batch<'py>(
+    py: Python<'py>,
+    dna: &Bound<'py, PyAny>,
+    lever: &Lever,
+    budget: Option<&Bound<'py, PyAny>>,
+    tau: Option<f64>,
+    max_steps: Option<i64>,
+    first: i64,
+    last: i64,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let planner = planner(lever, first, last)?;
+    let (dna, cols) = dna_array(dna)?;
+    let per_row;
+    let budget = match (budget, tau) {
+        (Some(b), None) => match budget_arg(b)? {
+            Ok(k) => Budget::Fixed(k),
+            Err(arr) => {
+                per_row = arr;
+                Budget::PerRow(per_row.as_slice()?)
+            }
+        },
+        (None, Some(tau)) => Budget::Adaptive { tau, max_steps: max_steps.unwrap_or((planner.n() / 2).max(1) as i64) },
+        (Some(_), Some(_)) => return Err(PyValueError::new_err("give either budget or tau, not both")),
+        (None, None) => return Err(PyValueError::new_err("give budget (fixed length) or tau (adaptive length)")),
+    };
+    let plans = match &dna {
+        Dna::F64(a) => {
+            let s = a.as_slice()?;
+            py.detach(|| planner.plan_batch(s, cols, budget))
+        }
+        Dna::F32(a) => {
+            let s = a.as_slice()?;
+            py.detach(|| planner.plan_batch(s, cols, budget))
+        }
+    }
+    .map_err(value_error)?;
+    batch_tuple(py, plans)
+}
+
+fn batch_tuple(py: Python<'_>, p: BatchPlans) -> PyResult<Bound<'_, PyTuple>> {
+    let (rows, width) = (p.rows, p.width);
+    let steps = p.steps.into_pyarray(py).reshape([rows, width])?;
+    let levels = p.levels.into_pyarray(py).reshape([rows, width])?;
+    let lengths = p.lengths.into_pyarray(py);
+    let cost = p.cost.into_pyarray(py);
+    let (curve, ratio) = if p.curve.is_empty() {
+        (py.None(), py.None())
+    } else {
+        let w = p.curve.len() / rows;
+        (
+            p.curve.into_pyarray(py).reshape([rows, w])?.into_any().unbind(),
+            p.ratio.into_pyarray(py).reshape([rows, w])?.into_any().unbind(),
+        )
+    };
+    PyTuple::new(py, [steps.into_any().unbind(), levels.into_any().unbind(), lengths.into_any().unbind(), cost.into_any().unbind(), curve, ratio])
+}
+
+fn dna_row<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>> {
+    f64_vector("dna", obj)
+}
+
+/// The cost C of a plan given as grid indices (int64, strictly decreasing) for one DNA row.
+#[pyfunction]
+fn plan_cost(py: Python<'_>, dna: &Bound<'_, PyAny>, steps: &Bound<'_, PyAny>, lever: &Lever) -> PyResult<f64> {
+    let dna = dna_row(dna)?;
+    let steps = steps
+        .cast::<PyArray1<i64>>()
+        .map_err(|_| PyTypeError::new_err("steps must be a 1-D int64 array of grid indices"))?
+        .readonly();
+    let steps: Vec<usize> = steps
+        .as_array()
+        .iter()
+        .map(|&s| usize::try_from(s).map_err(|_| value_error(CotjError::Steps(format!("index {s} is outside the grid (0..{})", lever.0.n())))))
+        .collect::<PyResult<_>>()?;
+    let d = dna.as_slice()?;
+    let planner = Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
+    py.detach(|| planner.plan_cost(d, &steps)).map_err(value_error)
+}
+
+/// Dense edge costs (N, N) of one DNA row: `[j, i] = d_j L(j, i)` for `i < j`, inf elsewhere.
+#[pyfunction]
+fn cost_matrix<'py>(py: Python<'py>, dna: &Bound<'py, PyAny>, lever: &Lever) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let dna = dna_row(dna)?;
+    let d = dna.as_slice()?;
+    let planner = Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
+    let n = lever.0.n();
+    let m = py.detach(|| planner.cost_matrix(d)).map_err(value_error)?;
+    Ok(m.into_pyarray(py).reshape([n, n])?)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Lever>()?;
+    m.add_function(wrap_pyfunction!(plan_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_cost, m)?)?;
+    m.add_function(wrap_pyfunction!(cost_matrix, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
