@@ -2,7 +2,8 @@
 
 Predict the Diffusion DNA of a condition (:mod:`cotj.predict`, needs torch), Plan the cheapest
 schedule over a graph of noise levels (this package, numpy only), Execute it with an ordinary
-solver (:mod:`cotj.execute`, needs diffusers).
+solver (:mod:`cotj.execute`, needs diffusers). The torch-based subpackages load on first access,
+so ``import cotj`` never imports torch.
 
 >>> import numpy as np, cotj
 >>> dna = np.linspace(0.001, 0.2, 100) ** 1.5          # one row: N = 100 levels, t = 0.01 .. 1
@@ -10,6 +11,9 @@ solver (:mod:`cotj.execute`, needs diffusers).
 >>> p.budget, bool(np.all(np.diff(p.levels) < 0))
 (8, True)
 """
+
+import importlib
+from typing import Any
 
 from cotj._core import __version__
 from cotj.dna import align_dna, gains, load_dna
@@ -31,3 +35,11 @@ __all__ = [
     "plan_batch",
     "plan_cost",
 ]
+
+_LAZY = {"predict", "execute", "testbed", "plots", "cli"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return importlib.import_module(f"cotj.{name}")
+    raise AttributeError(f"module 'cotj' has no attribute {name!r}")
