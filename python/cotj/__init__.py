@@ -17,7 +17,7 @@ from typing import Any
 
 from cotj._core import __version__
 from cotj.dna import align_dna, gains, load_dna
-from cotj.plan import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
+from cotj.planning import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
 from cotj.schedules import Schedule, default_grid
 
 __all__ = [

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::error::{CotjError, Result};
-use crate::planner::{Planner, Workspace};
+use crate::planner::{AdaptivePlan, Plan, Planner, Workspace};
 
 /// Below this many rows a batch is planned on the calling thread: handing work to the rayon
 /// pool costs more than planning a few rows.
@@ -48,6 +48,28 @@ struct Row {
     ratio: Vec<f64>,
 }
 
+impl From<Plan> for Row {
+    fn from(p: Plan) -> Self {
+        Row {
+            steps: p.steps,
+            cost: p.cost,
+            curve: Vec::new(),
+            ratio: Vec::new(),
+        }
+    }
+}
+
+impl From<AdaptivePlan> for Row {
+    fn from(a: AdaptivePlan) -> Self {
+        Row {
+            steps: a.plan.steps,
+            cost: a.plan.cost,
+            curve: a.curve,
+            ratio: a.ratio,
+        }
+    }
+}
+
 impl Planner {
     /// Plans every row of `dna` (row-major, `cols` entries per row, f32 or f64).
     ///
@@ -59,7 +81,10 @@ impl Planner {
     {
         let n = self.n();
         if cols != n {
-            return Err(CotjError::DnaLength { expected: n, got: cols });
+            return Err(CotjError::DnaLength {
+                expected: n,
+                got: cols,
+            });
         }
         let rows = dna.len() / n;
         if rows == 0 {
@@ -81,23 +106,18 @@ impl Planner {
             row.clear();
             row.extend(dna[b * n..(b + 1) * n].iter().map(|&v| v.into()));
             let k = budgets[b];
-            let mut steps = vec![0usize; k];
             match adaptive {
-                None => {
-                    let cost = self.plan_fixed_into(row, k, ws, &mut steps);
-                    Row { steps, cost, curve: Vec::new(), ratio: Vec::new() }
-                }
-                Some(tau) => {
-                    let (mut curve, mut ratio) = (vec![0.0; k], vec![0.0; k]);
-                    let (chosen, cost) = self.plan_adaptive_into(row, tau, k, ws, &mut curve, &mut ratio, &mut steps);
-                    steps.truncate(chosen);
-                    Row { steps, cost, curve, ratio }
-                }
+                None => self.plan_fixed_with(row, k, ws).into(),
+                Some(tau) => self.plan_adaptive_with(row, tau, k, ws).into(),
             }
         };
         let init = || (Workspace::default(), Vec::with_capacity(n));
         let out: Vec<Row> = if parallel {
-            (0..rows).into_par_iter().with_min_len(4).map_init(init, plan_row).collect()
+            (0..rows)
+                .into_par_iter()
+                .with_min_len(4)
+                .map_init(init, plan_row)
+                .collect()
         } else {
             let mut state = init();
             (0..rows).map(|b| plan_row(&mut state, b)).collect()
@@ -105,12 +125,19 @@ impl Planner {
         Ok(self.pack(out))
     }
 
-    fn resolve_budgets(&self, rows: usize, budget: Budget<'_>) -> Result<(Vec<usize>, Option<f64>)> {
+    fn resolve_budgets(
+        &self,
+        rows: usize,
+        budget: Budget<'_>,
+    ) -> Result<(Vec<usize>, Option<f64>)> {
         match budget {
             Budget::Fixed(k) => Ok((vec![self.check_budget("budget", k)?; rows], None)),
             Budget::PerRow(ks) => {
                 if ks.len() != rows {
-                    return Err(CotjError::BudgetLength { expected: rows, got: ks.len() });
+                    return Err(CotjError::BudgetLength {
+                        expected: rows,
+                        got: ks.len(),
+                    });
                 }
                 let ks = ks
                     .iter()
@@ -121,7 +148,10 @@ impl Planner {
             }
             Budget::Adaptive { tau, max_steps } => {
                 let tau = Self::check_tau(tau)?;
-                Ok((vec![self.check_budget("max_steps", max_steps)?; rows], Some(tau)))
+                Ok((
+                    vec![self.check_budget("max_steps", max_steps)?; rows],
+                    Some(tau),
+                ))
             }
         }
     }

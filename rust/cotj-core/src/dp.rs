@@ -36,62 +36,213 @@ impl Ends {
     }
 }
 
+/// The edge candidate `c + dj·l`, either fused (one rounding, `FUSED = true`, used where the CPU
+/// has FMA) or as a multiply then an add. Forward pass and backtrack use the same form, so the
+/// backtrack finds the arg-min by exact comparison.
+#[inline(always)]
+fn candidate<const FUSED: bool>(c: f64, dj: f64, l: f64) -> f64 {
+    if FUSED {
+        dj.mul_add(l, c)
+    } else {
+        c + dj * l
+    }
+}
+
 /// Branch-free relaxation `e[i] = min(e[i], c + dj * row[i])`; it vectorises.
 #[inline(always)]
-fn relax_generic(e: &mut [f64], row: &[f64], c: f64, dj: f64) {
+fn relax1<const FUSED: bool>(e: &mut [f64], row: &[f64], c: f64, dj: f64) {
     for (e, &l) in e.iter_mut().zip(row) {
-        let v = c + dj * l;
+        let v = candidate::<FUSED>(c, dj, l);
         *e = if v < *e { v } else { *e };
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn relax_avx2(e: &mut [f64], row: &[f64], c: f64, dj: f64) {
-    relax_generic(e, row, c, dj)
+/// Relaxation of `e` by four predecessor rows at once (one load and store of `e` for four
+/// candidates). Every `rows[r]` must hold at least `e.len()` entries. The minimum of exactly
+/// computed candidates does not depend on their order, so the layer values are bit-identical to
+/// relaxing row by row.
+#[inline(always)]
+fn relax4<const FUSED: bool>(e: &mut [f64], rows: [&[f64]; 4], c: [f64; 4], dj: [f64; 4]) {
+    let len = e.len();
+    let (r0, r1, r2, r3) = (
+        &rows[0][..len],
+        &rows[1][..len],
+        &rows[2][..len],
+        &rows[3][..len],
+    );
+    for i in 0..len {
+        let mut v = e[i];
+        for (r, l) in [r0[i], r1[i], r2[i], r3[i]].into_iter().enumerate() {
+            let a = candidate::<FUSED>(c[r], dj[r], l);
+            v = if a < v { a } else { v };
+        }
+        e[i] = v;
+    }
+}
+
+/// One layer: `cur[i] = min_{j > i} prev[j] + d[j] L(j, i)` for `i >= lo`, over predecessors
+/// `j in lo + 1..=top`; entries below `lo` are left infinite.
+#[inline(always)]
+fn layer<const FUSED: bool>(
+    lever: &Lever,
+    d: &[f64],
+    prev: &[f64],
+    cur: &mut [f64],
+    lo: usize,
+    top: usize,
+) {
+    cur.fill(f64::INFINITY);
+    let mut j = top;
+    // Blocks of four consecutive predecessors; an infinite prev[j] yields infinite candidates,
+    // which never win, so no row needs skipping.
+    while j >= lo + 4 {
+        let js = [j, j - 1, j - 2, j - 3];
+        let low = j - 3;
+        relax4::<FUSED>(
+            &mut cur[lo..low],
+            js.map(|j| &lever.row(j)[lo..]),
+            js.map(|j| prev[j]),
+            js.map(|j| d[j]),
+        );
+        for &jj in &js[..3] {
+            relax1::<FUSED>(&mut cur[low..jj], &lever.row(jj)[low..], prev[jj], d[jj]);
+        }
+        j -= 4;
+    }
+    while j > lo {
+        relax1::<FUSED>(&mut cur[lo..j], &lever.row(j)[lo..], prev[j], d[j]);
+        j -= 1;
+    }
 }
 
 /// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax`.
 ///
-/// `d` must be validated (finite, non-negative) and have `lever.n()` entries;
-/// `layers` must hold at least `kmax * n` floats.
-pub fn forward(lever: &Lever, ends: Ends, d: &[f64], kmax: usize, layers: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return forward_with(lever, ends, d, kmax, layers, |e, r, c, dj| unsafe { relax_avx2(e, r, c, dj) });
-    }
-    forward_with(lever, ends, d, kmax, layers, relax_generic)
-}
-
+/// With `exact = true` only plans of exactly `kmax` levels are wanted, so layer `m` skips the
+/// levels too low to leave room for the `kmax - 1 - m` levels still to come (left infinite);
+/// with `exact = false` every layer is complete and gives `C*_K` for every `K <= kmax`.
 #[inline(always)]
-fn forward_with(
+fn forward_impl<const FUSED: bool>(
     lever: &Lever,
     ends: Ends,
     d: &[f64],
     kmax: usize,
+    exact: bool,
     layers: &mut [f64],
-    relax: impl Fn(&mut [f64], &[f64], f64, f64),
 ) {
     let n = lever.n();
     let first_start = n - ends.first;
     for (j, slot) in layers[..n].iter_mut().enumerate() {
-        *slot = if j >= first_start { -d[j] } else { f64::INFINITY };
+        *slot = if j >= first_start {
+            -d[j]
+        } else {
+            f64::INFINITY
+        };
     }
     for m in 1..kmax {
         let (done, rest) = layers.split_at_mut(m * n);
         let prev = &done[(m - 1) * n..];
-        let cur = &mut rest[..n];
-        cur.fill(f64::INFINITY);
         // A prefix of m + 1 levels ends at index <= n - 1 - m; its predecessor at <= n - m.
-        for j in (1..=n - m).rev() {
-            let c = prev[j];
-            if c == f64::INFINITY {
-                continue;
-            }
-            relax(&mut cur[..j], lever.row(j), c, d[j]);
-        }
+        let lo = if exact { kmax - 1 - m } else { 0 };
+        layer::<FUSED>(lever, d, prev, &mut rest[..n], lo, n - m);
     }
+}
+
+/// Follows the optimal `k`-level plan back from its last level `end`; writes its indices into
+/// `steps` in sampling order (noisiest first).
+#[inline(always)]
+fn backtrack_impl<const FUSED: bool>(
+    lever: &Lever,
+    d: &[f64],
+    layers: &[f64],
+    k: usize,
+    end: usize,
+    steps: &mut [usize],
+) {
+    let n = d.len();
+    let mut i = end;
+    steps[k - 1] = i;
+    for m in (1..k).rev() {
+        let target = layers[m * n + i];
+        let prev = &layers[(m - 1) * n..m * n];
+        // Same candidate, same scan order as the forward pass: the first exact match is the
+        // arg-min (the noisiest predecessor among equals). It exists because `target` is finite
+        // and was computed as one of these candidates.
+        let mut j = n - m;
+        while j > i + 1 && candidate::<FUSED>(prev[j], d[j], lever.get(j, i)) != target {
+            j -= 1;
+        }
+        steps[m - 1] = j;
+        i = j;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_fma(
+    lever: &Lever,
+    ends: Ends,
+    d: &[f64],
+    kmax: usize,
+    exact: bool,
+    layers: &mut [f64],
+) {
+    forward_impl::<true>(lever, ends, d, kmax, exact, layers)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backtrack_fma(
+    lever: &Lever,
+    d: &[f64],
+    layers: &[f64],
+    k: usize,
+    end: usize,
+    steps: &mut [usize],
+) {
+    backtrack_impl::<true>(lever, d, layers, k, end, steps)
+}
+
+/// True where the fused kernel runs (x86-64 with AVX2 and FMA).
+fn fused() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax` (see `forward_impl`).
+///
+/// `d` must be validated (finite, non-negative) and have `lever.n()` entries;
+/// `layers` must hold at least `kmax * n` floats.
+pub fn forward(lever: &Lever, ends: Ends, d: &[f64], kmax: usize, exact: bool, layers: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if fused() {
+        // SAFETY: the CPU has AVX2 and FMA, checked by `fused`.
+        return unsafe { forward_fma(lever, ends, d, kmax, exact, layers) };
+    }
+    forward_impl::<false>(lever, ends, d, kmax, exact, layers)
+}
+
+/// Follows the optimal `k`-level plan back from its last level `end` (as computed by `forward`
+/// on the same machine); writes its indices into `steps[..k]` in sampling order.
+pub fn backtrack(
+    lever: &Lever,
+    d: &[f64],
+    layers: &[f64],
+    k: usize,
+    end: usize,
+    steps: &mut [usize],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if fused() {
+        // SAFETY: the CPU has AVX2 and FMA, checked by `fused`.
+        return unsafe { backtrack_fma(lever, d, layers, k, end, steps) };
+    }
+    backtrack_impl::<false>(lever, d, layers, k, end, steps)
 }
 
 /// `C*_K = min_i (D_K[i] + d_i)` over the allowed ends, with the arg-min (lowest index on ties).
@@ -107,23 +258,4 @@ pub fn best_end(ends: Ends, d: &[f64], layers: &[f64], k: usize) -> (f64, usize)
         }
     }
     best
-}
-
-/// Follows the optimal `k`-level plan back from its last level `end`; writes its indices into
-/// `steps` in sampling order (noisiest first). `steps` must hold `k` entries.
-pub fn backtrack(lever: &Lever, d: &[f64], layers: &[f64], k: usize, end: usize, steps: &mut [usize]) {
-    let n = d.len();
-    let mut i = end;
-    steps[k - 1] = i;
-    for m in (1..k).rev() {
-        let target = layers[m * n + i];
-        let prev = &layers[(m - 1) * n..m * n];
-        // Same expression, same scan order as `forward`: the first exact match is the arg-min.
-        let j = (i + 1..=n - m)
-            .rev()
-            .find(|&j| prev[j] != f64::INFINITY && prev[j] + d[j] * lever.get(j, i) == target)
-            .expect("a finite layer entry has a predecessor that attains it");
-        steps[m - 1] = j;
-        i = j;
-    }
 }

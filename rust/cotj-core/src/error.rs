@@ -12,13 +12,26 @@ pub enum CotjError {
     GridOutOfRange { index: usize, value: f64 },
     /// The grid does not strictly ascend.
     #[error("grid must be strictly ascending: grid[{index}] = {value} does not exceed grid[{prev}] = {prev_value}", prev = .index - 1)]
-    GridNotAscending { index: usize, value: f64, prev_value: f64 },
+    GridNotAscending {
+        index: usize,
+        value: f64,
+        prev_value: f64,
+    },
     /// A schedule array whose length differs from the grid's.
     #[error("schedule {name} must have one value per grid level ({expected}), got {got}")]
-    ScheduleLength { name: &'static str, expected: usize, got: usize },
+    ScheduleLength {
+        name: &'static str,
+        expected: usize,
+        got: usize,
+    },
     /// A schedule value that is not allowed.
     #[error("schedule {name}[{index}] = {value}: {name} must be {rule}")]
-    ScheduleValue { name: &'static str, index: usize, value: f64, rule: &'static str },
+    ScheduleValue {
+        name: &'static str,
+        index: usize,
+        value: f64,
+        rule: &'static str,
+    },
     /// A DNA row whose length differs from the grid's.
     #[error("dna has {got} levels per row but the grid has {expected}")]
     DnaLength { expected: usize, got: usize },
@@ -27,16 +40,32 @@ pub enum CotjError {
     EmptyBatch,
     /// NaN or infinity in the DNA.
     #[error("dna[{row}, {index}] = {value}: dna must be finite")]
-    NonFiniteDna { row: usize, index: usize, value: f64 },
+    NonFiniteDna {
+        row: usize,
+        index: usize,
+        value: f64,
+    },
     /// A negative DNA entry (the DNA is a mean squared error).
-    #[error("dna[{row}, {index}] = {value}: dna must be non-negative (it is a mean squared error)")]
-    NegativeDna { row: usize, index: usize, value: f64 },
+    #[error(
+        "dna[{row}, {index}] = {value}: dna must be non-negative (it is a mean squared error)"
+    )]
+    NegativeDna {
+        row: usize,
+        index: usize,
+        value: f64,
+    },
     /// A budget outside 1..=N.
     #[error("{name} must lie in 1..={n} (the grid has {n} levels), got {value}")]
     BudgetOutOfRange { name: String, value: i64, n: usize },
     /// A budget no plan can meet under the start/end windows.
     #[error("{name} = {value} is infeasible: a one-step plan needs a level that may both start (first = {first}) and end (last = {last}) a plan, and the windows do not overlap on {n} levels; use a budget of at least 2 or widen the windows")]
-    Infeasible { name: String, value: usize, first: usize, last: usize, n: usize },
+    Infeasible {
+        name: String,
+        value: usize,
+        first: usize,
+        last: usize,
+        n: usize,
+    },
     /// The per-row budget array has the wrong length.
     #[error("budget has {got} entries but dna has {expected} rows")]
     BudgetLength { expected: usize, got: usize },
@@ -45,7 +74,11 @@ pub enum CotjError {
     Tau(f64),
     /// A start or end window outside 1..=N.
     #[error("{name} must allow between 1 and {n} levels, got {value}")]
-    Window { name: &'static str, value: i64, n: usize },
+    Window {
+        name: &'static str,
+        value: i64,
+        n: usize,
+    },
     /// A plan given to `plan_cost` that is not a strictly decreasing list of grid indices.
     #[error("steps {0}")]
     Steps(String),

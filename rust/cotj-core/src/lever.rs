@@ -23,7 +23,11 @@ pub fn check_grid(grid: &[f64]) -> Result<()> {
             return Err(CotjError::GridOutOfRange { index, value });
         }
         if index > 0 && value <= grid[index - 1] {
-            return Err(CotjError::GridNotAscending { index, value, prev_value: grid[index - 1] });
+            return Err(CotjError::GridNotAscending {
+                index,
+                value,
+                prev_value: grid[index - 1],
+            });
         }
     }
     Ok(())
@@ -55,16 +59,32 @@ impl Lever {
         check_grid(grid)?;
         for (name, v) in [("a", a), ("s", s)] {
             if v.len() != grid.len() {
-                return Err(CotjError::ScheduleLength { name, expected: grid.len(), got: v.len() });
+                return Err(CotjError::ScheduleLength {
+                    name,
+                    expected: grid.len(),
+                    got: v.len(),
+                });
             }
         }
         if let Some((index, &value)) = a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(CotjError::ScheduleValue { name: "a", index, value, rule: "finite" });
+            return Err(CotjError::ScheduleValue {
+                name: "a",
+                index,
+                value,
+                rule: "finite",
+            });
         }
-        if let Some((index, &value)) =
-            s.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v > 0.0))
+        if let Some((index, &value)) = s
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v > 0.0))
         {
-            return Err(CotjError::ScheduleValue { name: "s", index, value, rule: "finite and positive" });
+            return Err(CotjError::ScheduleValue {
+                name: "s",
+                index,
+                value,
+                rule: "finite and positive",
+            });
         }
         Ok(Self::build(grid, |j, i| {
             let r = a[i] - s[i] * a[j] / s[j];
@@ -78,7 +98,10 @@ impl Lever {
         for j in 0..n {
             tri.extend((0..j).map(|i| lever(j, i)));
         }
-        Self { levels: grid.to_vec(), tri }
+        Self {
+            levels: grid.to_vec(),
+            tri,
+        }
     }
 
     /// Number of grid levels N.
@@ -136,18 +159,34 @@ mod tests {
     #[test]
     fn bad_grids_are_refused() {
         assert_eq!(Lever::linear_flow(&[0.5]), Err(CotjError::GridTooShort(1)));
-        assert!(matches!(Lever::linear_flow(&[0.0, 1.0]), Err(CotjError::GridOutOfRange { index: 0, .. })));
-        assert!(matches!(Lever::linear_flow(&[0.5, 1.5]), Err(CotjError::GridOutOfRange { index: 1, .. })));
+        assert!(matches!(
+            Lever::linear_flow(&[0.0, 1.0]),
+            Err(CotjError::GridOutOfRange { index: 0, .. })
+        ));
+        assert!(matches!(
+            Lever::linear_flow(&[0.5, 1.5]),
+            Err(CotjError::GridOutOfRange { index: 1, .. })
+        ));
         assert!(matches!(
             Lever::linear_flow(&[0.5, 0.5, 1.0]),
             Err(CotjError::GridNotAscending { index: 1, .. })
         ));
-        assert!(matches!(Lever::linear_flow(&[0.5, f64::NAN]), Err(CotjError::GridOutOfRange { .. })));
+        assert!(matches!(
+            Lever::linear_flow(&[0.5, f64::NAN]),
+            Err(CotjError::GridOutOfRange { .. })
+        ));
         let g = [0.5, 1.0];
-        assert!(matches!(Lever::gaussian(&g, &[1.0], &[1.0, 1.0]), Err(CotjError::ScheduleLength { name: "a", .. })));
+        assert!(matches!(
+            Lever::gaussian(&g, &[1.0], &[1.0, 1.0]),
+            Err(CotjError::ScheduleLength { name: "a", .. })
+        ));
         assert!(matches!(
             Lever::gaussian(&g, &[1.0, 1.0], &[0.0, 1.0]),
-            Err(CotjError::ScheduleValue { name: "s", index: 0, .. })
+            Err(CotjError::ScheduleValue {
+                name: "s",
+                index: 0,
+                ..
+            })
         ));
     }
 }

@@ -45,7 +45,11 @@ impl Planner {
         let n = lever.n();
         for (name, value) in [("first", ends.first), ("last", ends.last)] {
             if value < 1 || value > n {
-                return Err(CotjError::Window { name, value: value as i64, n });
+                return Err(CotjError::Window {
+                    name,
+                    value: value as i64,
+                    n,
+                });
             }
         }
         Ok(Self { lever, ends })
@@ -69,7 +73,10 @@ impl Planner {
     /// Checks that a DNA row has N finite, non-negative entries (`row` only labels the error).
     pub fn check_dna<T: Copy + Into<f64>>(&self, row: usize, d: &[T]) -> Result<()> {
         if d.len() != self.n() {
-            return Err(CotjError::DnaLength { expected: self.n(), got: d.len() });
+            return Err(CotjError::DnaLength {
+                expected: self.n(),
+                got: d.len(),
+            });
         }
         for (index, &v) in d.iter().enumerate() {
             let value: f64 = v.into();
@@ -88,12 +95,22 @@ impl Planner {
     pub fn check_budget(&self, name: &str, k: i64) -> Result<usize> {
         let n = self.n();
         if k < 1 || k > n as i64 {
-            return Err(CotjError::BudgetOutOfRange { name: name.into(), value: k, n });
+            return Err(CotjError::BudgetOutOfRange {
+                name: name.into(),
+                value: k,
+                n,
+            });
         }
         let k = k as usize;
         if k < self.ends.min_budget(n) {
             let Ends { first, last } = self.ends;
-            return Err(CotjError::Infeasible { name: name.into(), value: k, first, last, n });
+            return Err(CotjError::Infeasible {
+                name: name.into(),
+                value: k,
+                first,
+                last,
+                n,
+            });
         }
         Ok(k)
     }
@@ -107,12 +124,19 @@ impl Planner {
         }
     }
 
-    fn run(&self, d: &[f64], kmax: usize, ws: &mut Workspace) {
+    fn run(&self, d: &[f64], kmax: usize, exact: bool, ws: &mut Workspace) {
         let need = kmax * self.n();
         if ws.layers.len() < need {
             ws.layers.resize(need, 0.0);
         }
-        forward(&self.lever, self.ends, d, kmax, &mut ws.layers[..need]);
+        forward(
+            &self.lever,
+            self.ends,
+            d,
+            kmax,
+            exact,
+            &mut ws.layers[..need],
+        );
     }
 
     fn extract(&self, d: &[f64], k: usize, ws: &Workspace, steps: &mut [usize]) -> f64 {
@@ -121,72 +145,66 @@ impl Planner {
         cost
     }
 
-    /// The cheapest plan with exactly `k` levels; writes its indices into `steps[..k]` and returns
-    /// its cost. `d` and `k` must have passed `check_dna` and `check_budget`.
-    pub fn plan_fixed_into(&self, d: &[f64], k: usize, ws: &mut Workspace, steps: &mut [usize]) -> f64 {
-        self.run(d, k, ws);
-        self.extract(d, k, ws, steps)
+    /// The cheapest plan with exactly `k` levels, reusing `ws`. `d` and `k` must have passed
+    /// `check_dna` and `check_budget`.
+    pub fn plan_fixed_with(&self, d: &[f64], k: usize, ws: &mut Workspace) -> Plan {
+        self.run(d, k, true, ws);
+        let mut steps = vec![0; k];
+        let cost = self.extract(d, k, ws, &mut steps);
+        Plan { steps, cost }
     }
 
     /// The cheapest plan with exactly `k` levels (validated).
     pub fn plan_fixed(&self, d: &[f64], k: usize) -> Result<Plan> {
         self.check_dna(0, d)?;
         let k = self.check_budget("budget", k as i64)?;
-        let mut steps = vec![0; k];
-        let cost = self.plan_fixed_into(d, k, &mut Workspace::default(), &mut steps);
-        Ok(Plan { steps, cost })
+        Ok(self.plan_fixed_with(d, k, &mut Workspace::default()))
     }
 
-    /// Adaptive length (SPEC 5): runs the programme to `kmax`, fills `curve[K-1] = C*_K` and
-    /// `ratio[K-1] = R(K)`, picks the smallest K with `R(K) >= tau`, writes its plan into
-    /// `steps[..K]` and returns `(K, cost)`. Inputs must be validated.
+    /// Adaptive length (SPEC 5), reusing `ws`: runs the programme to `kmax`, computes
+    /// `C*_K` and `R(K)` for every `K <= kmax`, and returns the plan of the smallest K with
+    /// `R(K) >= tau`. Inputs must be validated.
     ///
     /// `R(K) = (C*_{k0} - C*_K) / (C*_{k0} - C*_{kmax})`, where `k0` is the shortest feasible
     /// length (1 with free ends, where `C*_1 = 0`). When longer plans explain no gain
     /// (denominator <= 0), `R = 1` for every feasible K and the shortest plan is chosen.
-    pub fn plan_adaptive_into(
+    pub fn plan_adaptive_with(
         &self,
         d: &[f64],
         tau: f64,
         kmax: usize,
         ws: &mut Workspace,
-        curve: &mut [f64],
-        ratio: &mut [f64],
-        steps: &mut [usize],
-    ) -> (usize, f64) {
-        self.run(d, kmax, ws);
-        for (k, c) in curve[..kmax].iter_mut().enumerate() {
-            *c = best_end(self.ends, d, &ws.layers, k + 1).0;
-        }
+    ) -> AdaptivePlan {
+        self.run(d, kmax, false, ws);
+        let curve: Vec<f64> = (1..=kmax)
+            .map(|k| best_end(self.ends, d, &ws.layers, k).0)
+            .collect();
         let k0 = self.ends.min_budget(self.n());
         let base = curve[k0 - 1];
         let total = base - curve[kmax - 1];
-        let mut chosen = kmax;
-        for k in 1..=kmax {
-            ratio[k - 1] = if k < k0 {
-                f64::NAN
-            } else if total > 0.0 {
-                (base - curve[k - 1]) / total
-            } else {
-                1.0
-            };
-            if k >= k0 && chosen == kmax && ratio[k - 1] >= tau {
-                chosen = k;
-            }
+        let ratio: Vec<f64> = (1..=kmax)
+            .map(|k| match k {
+                k if k < k0 => f64::NAN,
+                _ if total > 0.0 => (base - curve[k - 1]) / total,
+                _ => 1.0,
+            })
+            .collect();
+        let chosen = (k0..=kmax).find(|&k| ratio[k - 1] >= tau).unwrap_or(kmax);
+        let mut steps = vec![0; chosen];
+        let cost = self.extract(d, chosen, ws, &mut steps);
+        AdaptivePlan {
+            plan: Plan { steps, cost },
+            curve,
+            ratio,
         }
-        (chosen, self.extract(d, chosen, ws, steps))
     }
 
-    /// Adaptive-length plan (validated); see [`Planner::plan_adaptive_into`].
+    /// Adaptive-length plan (validated); see [`Planner::plan_adaptive_with`].
     pub fn plan_adaptive(&self, d: &[f64], tau: f64, max_steps: usize) -> Result<AdaptivePlan> {
         self.check_dna(0, d)?;
         let tau = Self::check_tau(tau)?;
         let kmax = self.check_budget("max_steps", max_steps as i64)?;
-        let (mut curve, mut ratio, mut steps) = (vec![0.0; kmax], vec![0.0; kmax], vec![0; kmax]);
-        let (k, cost) =
-            self.plan_adaptive_into(d, tau, kmax, &mut Workspace::default(), &mut curve, &mut ratio, &mut steps);
-        steps.truncate(k);
-        Ok(AdaptivePlan { plan: Plan { steps, cost }, curve, ratio })
+        Ok(self.plan_adaptive_with(d, tau, kmax, &mut Workspace::default()))
     }
 
     /// The cost `C` of any plan (grid indices, strictly decreasing), whatever the windows.
@@ -197,7 +215,9 @@ impl Planner {
             return Err(CotjError::Steps("must hold at least one grid index".into()));
         };
         if let Some(bad) = steps.iter().find(|&&s| s >= n) {
-            return Err(CotjError::Steps(format!("index {bad} is outside the grid (0..{n})")));
+            return Err(CotjError::Steps(format!(
+                "index {bad} is outside the grid (0..{n})"
+            )));
         }
         if let Some(w) = steps.windows(2).find(|w| w[1] >= w[0]) {
             return Err(CotjError::Steps(format!(
@@ -205,7 +225,10 @@ impl Planner {
                 w[0], w[1]
             )));
         }
-        let inner: f64 = steps.windows(2).map(|w| d[w[0]] * self.lever.get(w[0], w[1])).sum();
+        let inner: f64 = steps
+            .windows(2)
+            .map(|w| d[w[0]] * self.lever.get(w[0], w[1]))
+            .sum();
         Ok(-d[first] + inner + d[last])
     }
 

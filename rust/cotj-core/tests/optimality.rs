@@ -110,7 +110,11 @@ proptest! {
 
 #[test]
 fn ties_break_the_same_way_every_time() {
-    let planner = Planner::new(Arc::new(Lever::linear_flow(&default_grid(30)).unwrap()), Ends::free(30)).unwrap();
+    let planner = Planner::new(
+        Arc::new(Lever::linear_flow(&default_grid(30)).unwrap()),
+        Ends::free(30),
+    )
+    .unwrap();
     let flat = vec![0.25f64; 30 * 64];
     let a = planner.plan_batch(&flat, 30, Budget::Fixed(6)).unwrap();
     let b = planner.plan_batch(&flat, 30, Budget::Fixed(6)).unwrap();
@@ -123,25 +127,84 @@ fn ties_break_the_same_way_every_time() {
 
 #[test]
 fn bad_input_names_the_argument() {
-    let planner = Planner::new(Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()), Ends::free(5)).unwrap();
+    let planner = Planner::new(
+        Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()),
+        Ends::free(5),
+    )
+    .unwrap();
     let mut d = vec![0.1f64; 10];
     d[7] = f64::NAN;
     let e = planner.plan_batch(&d, 5, Budget::Fixed(2)).unwrap_err();
-    assert!(matches!(e, CotjError::NonFiniteDna { row: 1, index: 2, value } if value.is_nan()), "{e}");
+    assert!(
+        matches!(e, CotjError::NonFiniteDna { row: 1, index: 2, value } if value.is_nan()),
+        "{e}"
+    );
     d[7] = -1.0;
-    assert!(planner.plan_batch(&d, 5, Budget::Fixed(2)).unwrap_err().to_string().starts_with("dna[1, 2] = -1"));
+    assert!(planner
+        .plan_batch(&d, 5, Budget::Fixed(2))
+        .unwrap_err()
+        .to_string()
+        .starts_with("dna[1, 2] = -1"));
     d[7] = 0.1;
-    assert!(planner.plan_batch(&d, 5, Budget::Fixed(0)).unwrap_err().to_string().starts_with("budget must lie in 1..=5"));
-    let e = planner.plan_batch(&d, 5, Budget::PerRow(&[2, 6])).unwrap_err();
-    assert!(e.to_string().starts_with("budget[1] must lie in 1..=5"), "{e}");
-    assert_eq!(planner.plan_batch(&d, 5, Budget::PerRow(&[2])).unwrap_err(), CotjError::BudgetLength { expected: 2, got: 1 });
-    assert_eq!(planner.plan_batch(&d, 5, Budget::Adaptive { tau: 0.0, max_steps: 3 }).unwrap_err(), CotjError::Tau(0.0));
-    assert_eq!(planner.plan_batch(&d[..0], 5, Budget::Fixed(2)).unwrap_err(), CotjError::EmptyBatch);
-    assert_eq!(planner.plan_batch(&d, 4, Budget::Fixed(2)).unwrap_err(), CotjError::DnaLength { expected: 5, got: 4 });
-    let pinned = Planner::new(Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()), Ends { first: 1, last: 1 }).unwrap();
-    assert!(matches!(pinned.plan_fixed(&d[..5], 1), Err(CotjError::Infeasible { .. })));
+    assert!(planner
+        .plan_batch(&d, 5, Budget::Fixed(0))
+        .unwrap_err()
+        .to_string()
+        .starts_with("budget must lie in 1..=5"));
+    let e = planner
+        .plan_batch(&d, 5, Budget::PerRow(&[2, 6]))
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("budget[1] must lie in 1..=5"),
+        "{e}"
+    );
+    assert_eq!(
+        planner.plan_batch(&d, 5, Budget::PerRow(&[2])).unwrap_err(),
+        CotjError::BudgetLength {
+            expected: 2,
+            got: 1
+        }
+    );
+    assert_eq!(
+        planner
+            .plan_batch(
+                &d,
+                5,
+                Budget::Adaptive {
+                    tau: 0.0,
+                    max_steps: 3
+                }
+            )
+            .unwrap_err(),
+        CotjError::Tau(0.0)
+    );
+    assert_eq!(
+        planner
+            .plan_batch(&d[..0], 5, Budget::Fixed(2))
+            .unwrap_err(),
+        CotjError::EmptyBatch
+    );
+    assert_eq!(
+        planner.plan_batch(&d, 4, Budget::Fixed(2)).unwrap_err(),
+        CotjError::DnaLength {
+            expected: 5,
+            got: 4
+        }
+    );
+    let pinned = Planner::new(
+        Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()),
+        Ends { first: 1, last: 1 },
+    )
+    .unwrap();
     assert!(matches!(
-        Planner::new(Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()), Ends { first: 0, last: 1 }),
+        pinned.plan_fixed(&d[..5], 1),
+        Err(CotjError::Infeasible { .. })
+    ));
+    assert!(matches!(
+        Planner::new(
+            Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()),
+            Ends { first: 0, last: 1 }
+        ),
         Err(CotjError::Window { name: "first", .. })
     ));
 }

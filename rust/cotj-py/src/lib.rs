@@ -25,7 +25,9 @@ fn f64_vector<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyAr
         .cast::<PyArray1<f64>>()
         .map_err(|_| PyTypeError::new_err(format!("{name} must be a 1-D float64 numpy array")))?;
     if !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!("{name} must be C-contiguous")));
+        return Err(PyValueError::new_err(format!(
+            "{name} must be C-contiguous"
+        )));
     }
     Ok(arr.readonly())
 }
@@ -36,7 +38,12 @@ impl Lever {
     /// `a` and `s` (one value per level) are given.
     #[new]
     #[pyo3(signature = (grid, a=None, s=None))]
-    fn new(py: Python<'_>, grid: &Bound<'_, PyAny>, a: Option<&Bound<'_, PyAny>>, s: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        grid: &Bound<'_, PyAny>,
+        a: Option<&Bound<'_, PyAny>>,
+        s: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let grid = f64_vector("grid", grid)?;
         let grid = grid.as_slice()?;
         let lever = match (a, s) {
@@ -59,11 +66,17 @@ impl Lever {
         }
         static CACHE: OnceLock<Mutex<HashMap<usize, Arc<cotj_core::Lever>>>> = OnceLock::new();
         let n = n as usize;
-        let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = CACHE
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let lever = match cache.get(&n) {
             Some(l) => Arc::clone(l),
             None => {
-                let l = Arc::new(cotj_core::Lever::linear_flow(&cotj_core::default_grid(n)).map_err(value_error)?);
+                let l = Arc::new(
+                    cotj_core::Lever::linear_flow(&cotj_core::default_grid(n))
+                        .map_err(value_error)?,
+                );
                 cache.insert(n, Arc::clone(&l));
                 l
             }
@@ -90,7 +103,7 @@ impl Lever {
         for j in 1..n {
             out[j * n..j * n + j].copy_from_slice(self.0.row(j));
         }
-        Ok(out.into_pyarray(py).reshape([n, n])?)
+        out.into_pyarray(py).reshape([n, n])
     }
 
     fn __repr__(&self) -> String {
@@ -103,7 +116,10 @@ fn planner(lever: &Lever, first: i64, last: i64) -> PyResult<Planner> {
     let window = |name: &'static str, value: i64| -> PyResult<usize> {
         usize::try_from(value).map_err(|_| value_error(CotjError::Window { name, value, n }))
     };
-    let ends = Ends { first: window("first", first)?, last: window("last", last)? };
+    let ends = Ends {
+        first: window("first", first)?,
+        last: window("last", last)?,
+    };
     Planner::new(Arc::clone(&lever.0), ends).map_err(value_error)
 }
 
@@ -113,16 +129,27 @@ enum Dna<'py> {
     F64(PyReadonlyArrayDyn<'py, f64>),
 }
 
-fn dna_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Dna<'py>, usize)> {
+fn dna_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Dna<'py>, usize, bool)> {
     let untyped = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!("dna must be a numpy array, got {}", obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()))
+        PyTypeError::new_err(format!(
+            "dna must be a numpy array, got {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
     })?;
     let ndim = untyped.ndim();
     if ndim != 1 && ndim != 2 {
-        return Err(PyValueError::new_err(format!("dna must be 1-D (N,) or 2-D (B, N), got {ndim}-D with shape {:?}", untyped.shape())));
+        return Err(PyValueError::new_err(format!(
+            "dna must be 1-D (N,) or 2-D (B, N), got {ndim}-D with shape {:?}",
+            untyped.shape()
+        )));
     }
     if !untyped.is_c_contiguous() {
-        return Err(PyValueError::new_err("dna must be C-contiguous (use numpy.ascontiguousarray)"));
+        return Err(PyValueError::new_err(
+            "dna must be C-contiguous (use numpy.ascontiguousarray)",
+        ));
     }
     let cols = untyped.shape()[ndim - 1];
     let dna = if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
@@ -130,21 +157,28 @@ fn dna_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Dna<'py>, usize)> {
     } else if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
         Dna::F32(a.readonly())
     } else {
-        return Err(PyTypeError::new_err(format!("dna must have dtype float32 or float64, got {}", untyped.dtype())));
+        return Err(PyTypeError::new_err(format!(
+            "dna must have dtype float32 or float64, got {}",
+            untyped.dtype()
+        )));
     };
-    Ok((dna, cols))
+    Ok((dna, cols, ndim == 1))
 }
 
-fn budget_arg<'py>(budget: &Bound<'py, PyAny>) -> PyResult<Result<i64, PyReadonlyArray1<'py, i64>>> {
+fn budget_arg<'py>(
+    budget: &Bound<'py, PyAny>,
+) -> PyResult<Result<i64, PyReadonlyArray1<'py, i64>>> {
     if budget.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err("budget must be an int or an int64 array, got bool"));
+        return Err(PyTypeError::new_err(
+            "budget must be an int or an int64 array, got bool",
+        ));
     }
     if let Ok(k) = budget.extract::<i64>() {
         return Ok(Ok(k));
     }
-    let arr = budget
-        .cast::<PyArray1<i64>>()
-        .map_err(|_| PyTypeError::new_err("budget must be an int or a 1-D int64 array (one budget per row)"))?;
+    let arr = budget.cast::<PyArray1<i64>>().map_err(|_| {
+        PyTypeError::new_err("budget must be an int or a 1-D int64 array (one budget per row)")
+    })?;
     if !arr.is_c_contiguous() {
         return Err(PyValueError::new_err("budget must be C-contiguous"));
     }
@@ -154,7 +188,8 @@ fn budget_arg<'py>(budget: &Bound<'py, PyAny>) -> PyResult<Result<i64, PyReadonl
 /// Plans every row of `dna`. Exactly one of `budget` (int or (B,) int64) and `tau` is given;
 /// `max_steps` goes with `tau`. Returns `(steps, levels, lengths, cost, curve, ratio)`:
 /// (B, W) int64 padded with -1, (B, W) float64 padded with NaN, (B,) int64, (B,) float64, and
-/// for adaptive runs (B, max_steps) float64 twice, else None.
+/// for adaptive runs (B, max_steps) float64 twice, else None. A 1-D `dna` is one row and gives
+/// `(steps (K,), levels (K,), K, cost, curve (max_steps,) | None, ratio | None)`.
 #[pyfunction]
 #[pyo3(signature = (dna, lever, *, budget=None, tau=None, max_steps=None, first, last))]
 #[allow(clippy::too_many_arguments)]
@@ -169,7 +204,7 @@ fn plan_batch<'py>(
     last: i64,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let planner = planner(lever, first, last)?;
-    let (dna, cols) = dna_array(dna)?;
+    let (dna, cols, one_row) = dna_array(dna)?;
     let per_row;
     let budget = match (budget, tau) {
         (Some(b), None) => match budget_arg(b)? {
@@ -179,9 +214,18 @@ fn plan_batch<'py>(
                 Budget::PerRow(per_row.as_slice()?)
             }
         },
-        (None, Some(tau)) => Budget::Adaptive { tau, max_steps: max_steps.unwrap_or((planner.n() / 2).max(1) as i64) },
-        (Some(_), Some(_)) => return Err(PyValueError::new_err("give either budget or tau, not both")),
-        (None, None) => return Err(PyValueError::new_err("give budget (fixed length) or tau (adaptive length)")),
+        (None, Some(tau)) => Budget::Adaptive {
+            tau,
+            max_steps: max_steps.unwrap_or((planner.n() / 2).max(1) as i64),
+        },
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err("give either budget or tau, not both"))
+        }
+        (None, None) => {
+            return Err(PyValueError::new_err(
+                "give budget (fixed length) or tau (adaptive length)",
+            ))
+        }
     };
     let plans = match &dna {
         Dna::F64(a) => {
@@ -194,7 +238,33 @@ fn plan_batch<'py>(
         }
     }
     .map_err(value_error)?;
-    batch_tuple(py, plans)
+    if one_row {
+        row_tuple(py, plans)
+    } else {
+        batch_tuple(py, plans)
+    }
+}
+
+/// The plan of a 1-D DNA: `(steps (K,), levels (K,), K, cost, curve, ratio)`.
+fn row_tuple(py: Python<'_>, p: BatchPlans) -> PyResult<Bound<'_, PyTuple>> {
+    let opt = |v: Vec<f64>| {
+        if v.is_empty() {
+            py.None()
+        } else {
+            v.into_pyarray(py).into_any().unbind()
+        }
+    };
+    PyTuple::new(
+        py,
+        [
+            p.steps.into_pyarray(py).into_any().unbind(),
+            p.levels.into_pyarray(py).into_any().unbind(),
+            p.lengths[0].into_pyobject(py)?.into_any().unbind(),
+            p.cost[0].into_pyobject(py)?.into_any().unbind(),
+            opt(p.curve),
+            opt(p.ratio),
+        ],
+    )
 }
 
 fn batch_tuple(py: Python<'_>, p: BatchPlans) -> PyResult<Bound<'_, PyTuple>> {
@@ -208,11 +278,29 @@ fn batch_tuple(py: Python<'_>, p: BatchPlans) -> PyResult<Bound<'_, PyTuple>> {
     } else {
         let w = p.curve.len() / rows;
         (
-            p.curve.into_pyarray(py).reshape([rows, w])?.into_any().unbind(),
-            p.ratio.into_pyarray(py).reshape([rows, w])?.into_any().unbind(),
+            p.curve
+                .into_pyarray(py)
+                .reshape([rows, w])?
+                .into_any()
+                .unbind(),
+            p.ratio
+                .into_pyarray(py)
+                .reshape([rows, w])?
+                .into_any()
+                .unbind(),
         )
     };
-    PyTuple::new(py, [steps.into_any().unbind(), levels.into_any().unbind(), lengths.into_any().unbind(), cost.into_any().unbind(), curve, ratio])
+    PyTuple::new(
+        py,
+        [
+            steps.into_any().unbind(),
+            levels.into_any().unbind(),
+            lengths.into_any().unbind(),
+            cost.into_any().unbind(),
+            curve,
+            ratio,
+        ],
+    )
 }
 
 fn dna_row<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>> {
@@ -221,7 +309,12 @@ fn dna_row<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>>
 
 /// The cost C of a plan given as grid indices (int64, strictly decreasing) for one DNA row.
 #[pyfunction]
-fn plan_cost(py: Python<'_>, dna: &Bound<'_, PyAny>, steps: &Bound<'_, PyAny>, lever: &Lever) -> PyResult<f64> {
+fn plan_cost(
+    py: Python<'_>,
+    dna: &Bound<'_, PyAny>,
+    steps: &Bound<'_, PyAny>,
+    lever: &Lever,
+) -> PyResult<f64> {
     let dna = dna_row(dna)?;
     let steps = steps
         .cast::<PyArray1<i64>>()
@@ -230,22 +323,36 @@ fn plan_cost(py: Python<'_>, dna: &Bound<'_, PyAny>, steps: &Bound<'_, PyAny>, l
     let steps: Vec<usize> = steps
         .as_array()
         .iter()
-        .map(|&s| usize::try_from(s).map_err(|_| value_error(CotjError::Steps(format!("index {s} is outside the grid (0..{})", lever.0.n())))))
+        .map(|&s| {
+            usize::try_from(s).map_err(|_| {
+                value_error(CotjError::Steps(format!(
+                    "index {s} is outside the grid (0..{})",
+                    lever.0.n()
+                )))
+            })
+        })
         .collect::<PyResult<_>>()?;
     let d = dna.as_slice()?;
-    let planner = Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
-    py.detach(|| planner.plan_cost(d, &steps)).map_err(value_error)
+    let planner =
+        Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
+    py.detach(|| planner.plan_cost(d, &steps))
+        .map_err(value_error)
 }
 
 /// Dense edge costs (N, N) of one DNA row: `[j, i] = d_j L(j, i)` for `i < j`, inf elsewhere.
 #[pyfunction]
-fn cost_matrix<'py>(py: Python<'py>, dna: &Bound<'py, PyAny>, lever: &Lever) -> PyResult<Bound<'py, PyArray2<f64>>> {
+fn cost_matrix<'py>(
+    py: Python<'py>,
+    dna: &Bound<'py, PyAny>,
+    lever: &Lever,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let dna = dna_row(dna)?;
     let d = dna.as_slice()?;
-    let planner = Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
+    let planner =
+        Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
     let n = lever.0.n();
     let m = py.detach(|| planner.cost_matrix(d)).map_err(value_error)?;
-    Ok(m.into_pyarray(py).reshape([n, n])?)
+    m.into_pyarray(py).reshape([n, n])
 }
 
 #[pymodule]

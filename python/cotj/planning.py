@@ -24,7 +24,7 @@ Last = Union[int, Literal["any", "bottom"]]
 ScheduleLike = Union[Schedule, "tuple[ArrayLike, ArrayLike]"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Plan:
     """One plan.
 
@@ -56,7 +56,7 @@ class Plan:
         return len(self.steps)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlanBatch:
     """Plans of a batch of B DNA rows, padded to the longest plan W.
 
@@ -94,7 +94,10 @@ class PlanBatch:
 
 
 def _dna_array(dna: ArrayLike, ndim: int) -> np.ndarray:
-    arr = dna if type(dna) is np.ndarray else np.asarray(dna)
+    """``dna`` as a C-contiguous native float32/float64 array of ``ndim`` dimensions."""
+    if type(dna) is np.ndarray and dna.ndim == ndim and dna.dtype.char in "fd" and dna.flags.c_contiguous and dna.dtype.isnative:
+        return dna
+    arr = np.asarray(dna)
     kind = arr.dtype.kind
     if kind == "f":
         if arr.dtype.itemsize < 4:
@@ -134,6 +137,8 @@ def _int_arg(name: str, value: object) -> int:
 
 
 def _budget_arg(budget: object) -> int | np.ndarray:
+    if type(budget) is int:
+        return budget
     if isinstance(budget, (int, np.integer)) and not isinstance(budget, (bool, np.bool_)):
         return int(budget)
     if isinstance(budget, (bool, np.bool_, float, np.floating)):
@@ -208,10 +213,8 @@ class Planner:
         arr = _dna_array(dna, 1)
         if budget is not None and not isinstance(budget, (int, np.integer)):
             raise TypeError(f"budget must be an int for one row, got {type(budget).__name__}")
-        steps, levels, lengths, cost, curve, ratio = self._call(arr, budget, tau, max_steps)
-        return Plan(
-            steps[0], levels[0], float(cost[0]), None if curve is None else curve[0], None if ratio is None else ratio[0]
-        )
+        steps, levels, _, cost, curve, ratio = self._call(arr, budget, tau, max_steps)
+        return Plan(steps, levels, cost, curve, ratio)
 
     def _call(self, arr: np.ndarray, budget: object, tau: float | None, max_steps: int | None) -> tuple:
         lever, first, last = self._resolve(arr.shape[-1])
