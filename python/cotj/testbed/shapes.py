@@ -1,0 +1,221 @@
+"""Procedural shape scenes and their prompt grammar (the Tier 2 testbed's data).
+
+A scene is one to three identical shapes (circle, square or triangle) of one colour and size, placed in one
+region of the image (left, right, top, bottom or center) on a plain background. The prompt always names the
+count, colour and shape, and optionally the size, the region and the background, so some prompts pin the
+image down much more than others (prompt difficulty varies). The grammar is finite (:func:`all_prompts`).
+
+Attributes are integer labels (indices into the vocabularies below); ``-1`` in a *prompt* means "not
+mentioned". Images are float32 ``(B, 3, H, W)`` in [-1, 1], rendered with 4x4 supersampling (anti-aliased).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 50),
+    "blue": (40, 70, 230),
+    "yellow": (235, 215, 30),
+    "purple": (150, 50, 200),
+    "cyan": (40, 205, 215),
+}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "black": (15, 15, 15),
+    "gray": (125, 125, 125),
+    "white": (240, 240, 240),
+}
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+COUNTS: tuple[int, ...] = (1, 2, 3)
+SIZES: tuple[str, ...] = ("small", "large")
+POSITIONS: tuple[str, ...] = ("left", "right", "top", "bottom", "center")
+
+ATTRIBUTES: tuple[str, ...] = ("colour", "shape", "count", "size", "position", "background")
+"""Label names, in the column order of :class:`Scenes` arrays."""
+OPTIONAL: tuple[str, ...] = ("size", "position", "background")
+"""Attributes a prompt may leave out."""
+NUM_CLASSES: dict[str, int] = {
+    "colour": len(COLOURS),
+    "shape": len(SHAPES),
+    "count": len(COUNTS),
+    "size": len(SIZES),
+    "position": len(POSITIONS),
+    "background": len(BACKGROUNDS),
+}
+
+_COUNT_WORDS = ("a", "two", "three")
+_PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
+_POSITION_PHRASES = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
+_RADIUS = {"small": 0.085, "large": 0.13}  # object radius, fraction of the image side
+_PROMPT_RE = re.compile(
+    r"^(?P<count>a|two|three) (?:(?P<size>small|large) )?(?P<colour>\w+) (?P<shape>circle|square|triangle)(?P<plural>s?)"
+    r"(?: (?P<position>on the left|on the right|at the top|at the bottom|in the center))?"
+    r"(?:, (?P<background>\w+) background)?$"
+)
+
+
+@dataclass(frozen=True)
+class Scenes:
+    """A batch of scene descriptions.
+
+    ``labels``: int64 ``(B, 6)``, the true attributes in :data:`ATTRIBUTES` order (count as an index: 0 = one).
+    ``mentioned``: bool ``(B, 6)``, which attributes the prompt states (colour, shape, count always).
+    """
+
+    labels: np.ndarray
+    mentioned: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def prompts(self) -> list[str]:
+        """The prompt of every scene, in batch order."""
+        return [prompt_of(row, m) for row, m in zip(self.labels, self.mentioned)]
+
+    def column(self, name: str) -> np.ndarray:
+        """Labels of one attribute, int64 ``(B,)``."""
+        return self.labels[:, _column(name)]
+
+
+def _column(name: str) -> int:
+    if name not in ATTRIBUTES:
+        raise ValueError(f"attribute must be one of {ATTRIBUTES}, got {name!r}")
+    return ATTRIBUTES.index(name)
+
+
+def prompt_of(labels: np.ndarray, mentioned: np.ndarray) -> str:
+    """The prompt for one scene: ``labels`` (6,) ints, ``mentioned`` (6,) bools (see :class:`Scenes`)."""
+    colour, shape, count, size, position, background = (int(v) for v in labels)
+    words = [_COUNT_WORDS[count]]
+    if mentioned[_column("size")]:
+        words.append(SIZES[size])
+    words.append(list(COLOURS)[colour])
+    words.append(SHAPES[shape] if count == 0 else _PLURAL[SHAPES[shape]])
+    text = " ".join(words)
+    if mentioned[_column("position")]:
+        text += " " + _POSITION_PHRASES[position]
+    if mentioned[_column("background")]:
+        text += f", {list(BACKGROUNDS)[background]} background"
+    return text
+
+
+def parse_prompt(prompt: str) -> np.ndarray:
+    """Attributes a prompt states, int64 ``(6,)`` in :data:`ATTRIBUTES` order, ``-1`` where not mentioned.
+
+    Raises ValueError if ``prompt`` is not in the grammar.
+    """
+    m = _PROMPT_RE.match(prompt)
+    if m is None or m["colour"] not in COLOURS or (m["background"] and m["background"] not in BACKGROUNDS):
+        raise ValueError(f"prompt is not in the shapes grammar: {prompt!r}")
+    count = _COUNT_WORDS.index(m["count"])
+    if (count == 0) == bool(m["plural"]):
+        raise ValueError(f"prompt's count and plural disagree: {prompt!r}")
+    return np.array(
+        [
+            list(COLOURS).index(m["colour"]),
+            SHAPES.index(m["shape"]),
+            count,
+            SIZES.index(m["size"]) if m["size"] else -1,
+            _POSITION_PHRASES.index(m["position"]) if m["position"] else -1,
+            list(BACKGROUNDS).index(m["background"]) if m["background"] else -1,
+        ],
+        dtype=np.int64,
+    )
+
+
+def all_prompts() -> list[str]:
+    """Every prompt of the grammar, in a fixed order (3,888 prompts)."""
+    out = []
+    for colour, shape, count in itertools.product(range(len(COLOURS)), range(len(SHAPES)), range(len(COUNTS))):
+        for size, position, background in itertools.product(
+            range(-1, len(SIZES)), range(-1, len(POSITIONS)), range(-1, len(BACKGROUNDS))
+        ):
+            labels = np.array([colour, shape, count, max(size, 0), max(position, 0), max(background, 0)])
+            mentioned = np.array([True, True, True, size >= 0, position >= 0, background >= 0])
+            out.append(prompt_of(labels, mentioned))
+    return out
+
+
+def sample_scenes(rng: np.random.Generator, n: int, p_mention: float = 0.7) -> Scenes:
+    """``n`` random scenes; each optional attribute is mentioned in the prompt with probability ``p_mention``.
+
+    Object and background colours always differ (a yellow-on-white scene is allowed; same colour is not possible
+    since the vocabularies are disjoint).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0.0 <= p_mention <= 1.0:
+        raise ValueError(f"p_mention must be in [0, 1], got {p_mention}")
+    labels = np.stack([rng.integers(0, NUM_CLASSES[a], size=n) for a in ATTRIBUTES], axis=1).astype(np.int64)
+    mentioned = np.ones((n, len(ATTRIBUTES)), dtype=bool)
+    for a in OPTIONAL:
+        mentioned[:, _column(a)] = rng.random(n) < p_mention
+    return Scenes(labels, mentioned)
+
+
+def scenes_from_prompts(rng: np.random.Generator, prompts: list[str]) -> Scenes:
+    """Scenes matching ``prompts``; attributes a prompt leaves out are drawn at random."""
+    stated = np.stack([parse_prompt(p) for p in prompts])
+    free = sample_scenes(rng, len(prompts)).labels
+    return Scenes(np.where(stated >= 0, stated, free), stated >= 0)
+
+
+def _region(position: int, radius: float) -> tuple[float, float, float, float]:
+    """(x_lo, x_hi, y_lo, y_hi) for object centres in one region; y grows downwards."""
+    m = 1.25 * radius + 0.02
+    lo, mid_lo, mid_hi, hi = m, 0.40, 0.60, 1.0 - m
+    return [
+        (lo, mid_lo, lo, hi),  # left
+        (mid_hi, hi, lo, hi),  # right
+        (lo, hi, lo, mid_lo),  # top
+        (lo, hi, mid_hi, hi),  # bottom
+        (0.28, 0.72, 0.28, 0.72),  # center
+    ][position]
+
+
+def _place(rng: np.random.Generator, count: int, position: int, radius: float, tries: int = 256) -> np.ndarray:
+    """Centres ``(count, 2)`` (x, y) in the region, as far apart as ``tries`` random draws manage (>= 2.4 r)."""
+    x0, x1, y0, y1 = _region(position, radius)
+    cand = np.stack([rng.uniform(x0, x1, (tries, count)), rng.uniform(y0, y1, (tries, count))], axis=-1)
+    if count == 1:
+        return cand[0]
+    d = np.linalg.norm(cand[:, :, None, :] - cand[:, None, :, :], axis=-1)
+    d[:, np.arange(count), np.arange(count)] = np.inf
+    closest = d.min(axis=(1, 2))
+    ok = np.flatnonzero(closest >= 2.4 * radius)
+    return cand[ok[0]] if ok.size else cand[int(np.argmax(closest))]
+
+
+def _shape_mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    """Inside-test for one shape centred at 0 with radius ``r`` (all three have about the same area)."""
+    if shape == 0:  # circle
+        return dx**2 + dy**2 <= r**2
+    if shape == 1:  # axis-aligned square
+        return np.maximum(np.abs(dx), np.abs(dy)) <= 0.87 * r
+    h, b = 1.05 * r, 1.3 * r  # upward triangle: half-height h, half-base b
+    return (np.abs(dy) <= h) & (np.abs(dx) <= b * (dy + h) / (2 * h))
+
+
+def render(scenes: Scenes, rng: np.random.Generator, resolution: int = 24, supersample: int = 4) -> np.ndarray:
+    """Images of ``scenes``, float32 ``(B, 3, resolution, resolution)`` in [-1, 1] (placement drawn from ``rng``)."""
+    if resolution < 8:
+        raise ValueError(f"resolution must be >= 8 pixels, got {resolution}")
+    s = resolution * supersample
+    u = (np.arange(s) + 0.5) / s
+    xx, yy = np.meshgrid(u, u, indexing="xy")
+    colours = np.array(list(COLOURS.values()), dtype=np.float32) / 127.5 - 1.0
+    backs = np.array(list(BACKGROUNDS.values()), dtype=np.float32) / 127.5 - 1.0
+    out = np.empty((len(scenes), 3, resolution, resolution), dtype=np.float32)
+    for k, (colour, shape, count, size, position, background) in enumerate(scenes.labels):
+        r = _RADIUS[SIZES[size]]
+        mask = np.zeros((s, s), dtype=bool)
+        for cx, cy in _place(rng, int(count) + 1, int(position), r):
+            mask |= _shape_mask(int(shape), xx - cx, yy - cy, r)
+        cover = mask.reshape(resolution, supersample, resolution, supersample).mean(axis=(1, 3), dtype=np.float32)
+        out[k] = cover * colours[colour][:, None, None] + (1.0 - cover) * backs[background][:, None, None]
+    return out
