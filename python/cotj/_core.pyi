@@ -1,0 +1,75 @@
+"""Type stubs of the Rust extension ``cotj._core`` (rust/cotj-py). Use :mod:`cotj` instead:
+this layer takes only C-contiguous float32/float64 arrays and raw window sizes."""
+
+from typing import overload
+
+import numpy as np
+from numpy.typing import NDArray
+
+__version__: str
+
+class Lever:
+    """A grid of noise levels with its temporal lever L(j, i) (immutable, thread-safe)."""
+
+    def __new__(
+        cls,
+        grid: NDArray[np.float64],
+        a: NDArray[np.float64] | None = None,
+        s: NDArray[np.float64] | None = None,
+    ) -> Lever:
+        """Linear-flow lever on ``grid`` (N,), or the Gaussian-path lever with ``a``, ``s`` (N,)."""
+
+    @staticmethod
+    def default(n: int) -> Lever:
+        """Linear-flow lever on ``t_i = (i+1)/n``, cached per ``n``."""
+
+    @property
+    def n(self) -> int:
+        """Number of grid levels N."""
+
+    @property
+    def levels(self) -> NDArray[np.float64]:
+        """The grid levels (N,), ascending (a copy)."""
+
+    def matrix(self) -> NDArray[np.float64]:
+        """(N, N) with ``[j, i] = L(j, i)`` for ``i < j``, 0 elsewhere."""
+
+_Row = tuple[
+    NDArray[np.int64], NDArray[np.float64], int, float, NDArray[np.float64] | None, NDArray[np.float64] | None
+]
+_Batch = tuple[
+    NDArray[np.int64],
+    NDArray[np.float64],
+    NDArray[np.int64],
+    NDArray[np.float64],
+    NDArray[np.float64] | None,
+    NDArray[np.float64] | None,
+]
+
+@overload
+def plan_batch(
+    dna: NDArray[np.float32] | NDArray[np.float64],
+    lever: Lever,
+    *,
+    budget: int | NDArray[np.int64] | None = None,
+    tau: float | None = None,
+    max_steps: int | None = None,
+    first: int,
+    last: int,
+) -> _Batch: ...
+@overload
+def plan_batch(
+    dna: NDArray[np.float32] | NDArray[np.float64],
+    lever: Lever,
+    *,
+    budget: int | None = None,
+    tau: float | None = None,
+    max_steps: int | None = None,
+    first: int,
+    last: int,
+) -> _Row: ...
+def plan_cost(dna: NDArray[np.float64], steps: NDArray[np.int64], lever: Lever) -> float:
+    """Cost C of a plan (grid indices, strictly decreasing) for one DNA row (N,)."""
+
+def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:
+    """(N, N) edge costs ``[j, i] = d_j L(j, i)`` for ``i < j``, inf elsewhere."""

@@ -1,0 +1,108 @@
+"""Every kind of bad input gets a ValueError or TypeError naming the argument; none crashes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cotj
+from cotj import _core
+
+D = np.linspace(0.01, 1.0, 20)
+B = np.tile(D, (3, 1))
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: cotj.plan_batch(np.where(np.arange(20) == 4, np.nan, B), 4), ValueError, r"dna\[0, 4\] = NaN: dna must be finite"),
+        (lambda: cotj.plan_batch(np.where(np.arange(20) == 7, np.inf, B), 4), ValueError, r"dna\[0, 7\] = inf: dna must be finite"),
+        (lambda: cotj.plan_batch(B * np.array([[1], [1], [-1]]), 4), ValueError, r"dna\[2, 0\] = -0.01: dna must be non-negative"),
+        (lambda: cotj.plan_batch(D, 4), ValueError, r"dna must be 2-D \(B, N\)"),
+        (lambda: cotj.plan(B, 4), ValueError, r"dna must be 1-D \(N,\)"),
+        (lambda: cotj.plan_batch(B[None], 4), ValueError, r"dna must be 2-D"),
+        (lambda: cotj.plan_batch(np.zeros((0, 20)), 4), ValueError, r"dna is empty"),
+        (lambda: cotj.plan(np.array([0.5]), 1), ValueError, r"grid must have at least 2 levels"),
+        (lambda: cotj.plan(D.astype(complex), 4), TypeError, r"dna must be a real numeric array.*complex"),
+        (lambda: cotj.plan(np.array(["a", "b"]), 1), TypeError, r"dna must be a real numeric array"),
+        (lambda: cotj.plan([0.1, None, 0.3], 1), TypeError, r"dna must be a real numeric array.*object"),
+        (lambda: cotj.plan(D.astype(bool), 1), TypeError, r"dna must be a real numeric array.*bool"),
+        (lambda: cotj.plan(D, 0), ValueError, r"budget must lie in 1..=20"),
+        (lambda: cotj.plan(D, 21), ValueError, r"budget must lie in 1..=20"),
+        (lambda: cotj.plan(D, 8.0), TypeError, r"budget must be an int"),
+        (lambda: cotj.plan(D, True), TypeError, r"budget must be an int"),
+        (lambda: cotj.plan(D, 1, first="top", last="bottom"), ValueError, r"budget = 1 is infeasible"),
+        (lambda: cotj.plan(D, 1, first=5, last=10), ValueError, r"budget = 1 is infeasible"),
+        (lambda: cotj.plan_batch(B, [3, 4]), ValueError, r"budget has 2 entries but dna has 3 rows"),
+        (lambda: cotj.plan_batch(B, [3, 0, 4]), ValueError, r"budget\[1\] must lie in 1..=20"),
+        (lambda: cotj.plan_batch(B, np.array([3.0, 1.0, 4.0])), TypeError, r"budget must be an int or an int array"),
+        (lambda: cotj.plan_batch(B, np.ones((3, 1), dtype=int)), ValueError, r"budget array must be 1-D"),
+        (lambda: cotj.plan(D, tau=0.0), ValueError, r"tau must lie in \(0, 1\]"),
+        (lambda: cotj.plan(D, tau=1.5), ValueError, r"tau must lie in \(0, 1\]"),
+        (lambda: cotj.plan(D, tau=float("nan")), ValueError, r"tau must lie in \(0, 1\]"),
+        (lambda: cotj.plan(D, tau="high"), TypeError, r"tau must be a float"),
+        (lambda: cotj.plan(D, 4, tau=0.9), ValueError, r"either budget .* or tau"),
+        (lambda: cotj.plan(D, 4, max_steps=10), ValueError, r"max_steps goes with tau"),
+        (lambda: cotj.plan(D, tau=0.9, max_steps=0), ValueError, r"max_steps must lie in 1..=20"),
+        (lambda: cotj.plan(D, tau=0.9, max_steps=2.5), TypeError, r"max_steps must be an int"),
+        (lambda: cotj.plan(D, 4, first=0), ValueError, r"first must allow between 1 and 20 levels"),
+        (lambda: cotj.plan(D, 4, last=21), ValueError, r"last must allow between 1 and 20 levels"),
+        (lambda: cotj.plan(D, 4, first="bottom"), ValueError, r"first must be 'any', 'top'"),
+        (lambda: cotj.plan(D, 4, grid=np.linspace(0.1, 1, 19)), ValueError, r"dna has 20 levels per row but the grid has 19"),
+        (lambda: cotj.plan(D, 4, grid=np.linspace(1, 0.05, 20)), ValueError, r"grid must be strictly ascending"),
+        (lambda: cotj.plan(D, 4, grid=np.linspace(0, 1, 20)), ValueError, r"grid must lie in \(0, 1\]: grid\[0\] = 0"),
+        (lambda: cotj.plan(D, 4, grid=np.linspace(0.1, 1.5, 20)), ValueError, r"grid must lie in \(0, 1\]"),
+        (lambda: cotj.plan(D, 4, grid=np.linspace(0.05, 1, 20).reshape(4, 5)), ValueError, r"grid must be 1-D"),
+        (lambda: cotj.plan(D, 4, schedule=(D, D)), ValueError, r"schedule needs grid"),
+        (lambda: cotj.plan(D, 4, grid=cotj.default_grid(20), schedule=(D[:5], D)), ValueError, r"schedule a must have one value per grid level \(20\), got 5"),
+        (lambda: cotj.plan(D, 4, grid=cotj.default_grid(20), schedule=(D, D.reshape(4, 5))), ValueError, r"schedule s must be 1-D"),
+        (lambda: cotj.plan(D, 4, grid=cotj.default_grid(20), schedule=(D, -D)), ValueError, r"schedule s\[0\] = -0.01: s must be finite and positive"),
+        (lambda: cotj.plan(D, 4, grid=cotj.default_grid(20), schedule=D), TypeError, r"schedule must be a pair"),
+        (lambda: cotj.plan_cost(D, np.array([5, 7])), ValueError, r"steps must be strictly decreasing"),
+        (lambda: cotj.plan_cost(D, np.array([25, 7])), ValueError, r"steps index 25 is outside the grid"),
+        (lambda: cotj.plan_cost(D, np.array([-1])), ValueError, r"steps index -1 is outside the grid"),
+        (lambda: cotj.plan_cost(D, np.array([], dtype=int)), ValueError, r"steps must hold at least one"),
+        (lambda: cotj.plan_cost(D, np.array([1.5, 0.5])), ValueError, r"within the grid"),
+        (lambda: cotj.plan_cost(D, ["a"]), TypeError, r"steps must be a 1-D array"),
+        (lambda: cotj.cost_matrix(B), ValueError, r"dna must be 1-D"),
+        (lambda: cotj.align_dna(D, D[:5]), ValueError, r"pred must be \(N,\) or \(B, N\) with N = 5"),
+        (lambda: cotj.align_dna(np.where(np.arange(20) == 2, np.nan, D), D), ValueError, r"pred must be finite"),
+        (lambda: cotj.default_grid(1), ValueError, r"n must be an int >= 2"),
+    ],
+)
+def test_bad_input_is_refused_clearly(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_awkward_but_valid_layouts_are_read_correctly():
+    """Fortran order, strides, byte order, lists and integer or half dtypes are converted, never misread."""
+    expect = cotj.plan_batch(B, 5)
+    same_values = (np.asfortranarray(B), np.repeat(B, 2, axis=1)[:, ::2], B.astype(">f8"), B.tolist())
+    for arr in same_values:
+        np.testing.assert_array_equal(cotj.plan_batch(arr, 5).steps, expect.steps)
+        np.testing.assert_array_equal(cotj.plan_batch(arr, 5).cost, expect.cost)
+    ints = (B * 1000).astype(np.int32)
+    np.testing.assert_array_equal(cotj.plan_batch(ints, 5).steps, cotj.plan_batch(ints.astype(float), 5).steps)
+    half = B.astype(np.float16)
+    np.testing.assert_array_equal(cotj.plan_batch(half, 5).steps, cotj.plan_batch(half.astype(np.float32), 5).steps)
+
+
+def test_the_raw_binding_refuses_what_it_cannot_read():
+    lever = _core.Lever.default(20)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.plan_batch(np.asfortranarray(B), lever, budget=3, first=20, last=20)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _core.plan_batch(B.astype(np.int64), lever, budget=3, first=20, last=20)
+    with pytest.raises(TypeError, match="numpy array"):
+        _core.plan_batch([1.0, 2.0], lever, budget=1, first=2, last=2)
+    with pytest.raises(ValueError, match="either budget or tau"):
+        _core.plan_batch(B, lever, budget=3, tau=0.5, first=20, last=20)
+    with pytest.raises(ValueError, match="first must allow between 1 and 20 levels, got -3"):
+        _core.plan_batch(B, lever, budget=3, first=-3, last=20)
+    with pytest.raises(TypeError, match="got bool"):
+        _core.plan_batch(B, lever, budget=True, first=20, last=20)
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        _core.Lever.default(1)
+    with pytest.raises(ValueError, match="needs both a and s"):
+        _core.Lever(cotj.default_grid(20), cotj.default_grid(20))
