@@ -1,0 +1,96 @@
+"""Speed of the Python API against two baselines written by the project (tests/reference.py):
+a vectorised numpy layered DP and the paper's networkx layered-graph shortest path.
+
+Run through ``python benches/speed.py`` (it prints the table with the ratios), or directly:
+``pytest benches/test_speed.py --benchmark-enable``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cotj
+import reference as ref
+
+N, K, BATCH = 100, 8, 4096
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+
+
+@pytest.fixture(scope="module")
+def dna() -> np.ndarray:
+    return np.asarray(json.loads((DATA / "qwenimage_mean_dna.json").read_text())["dna"])
+
+
+@pytest.fixture(scope="module")
+def batch(dna) -> np.ndarray:
+    """BATCH rows: the real mean DNA bent and scaled per row, as different prompts would."""
+    rng = np.random.default_rng(0)
+    t = cotj.default_grid(N)
+    return np.ascontiguousarray(dna * rng.uniform(0.5, 2.0, (BATCH, 1)) * t ** rng.uniform(-0.3, 0.3, (BATCH, 1)))
+
+
+@pytest.fixture(scope="module")
+def lever() -> np.ndarray:
+    return ref.lever(cotj.default_grid(N))
+
+
+def test_plan_one_cotj(benchmark, dna):
+    benchmark.group = "one prompt, K=8"
+    p = benchmark(cotj.plan, dna, K)
+    assert p.budget == K
+
+
+def test_plan_one_numpy(benchmark, dna, lever):
+    benchmark.group = "one prompt, K=8"
+    cost, steps = benchmark(ref.numpy_plan, dna, K, lever)
+    assert steps == list(cotj.plan(dna, K).steps)
+
+
+def test_plan_one_networkx(benchmark, dna):
+    benchmark.group = "one prompt, K=8"
+    cost, steps = benchmark.pedantic(ref.networkx_plan, (dna, cotj.default_grid(N), K), rounds=5)
+    assert steps == list(cotj.plan(dna, K).steps)
+
+
+def test_adaptive_one_cotj(benchmark, dna):
+    benchmark.group = "one prompt, adaptive tau=0.99, max_steps=50"
+    p = benchmark(cotj.plan, dna, tau=0.99, max_steps=50)
+    assert p.curve.shape == (50,)
+
+
+def test_adaptive_one_networkx(benchmark, dna):
+    benchmark.group = "one prompt, adaptive tau=0.99, max_steps=50"
+    curve, plans = benchmark.pedantic(ref.networkx_curve, (dna, cotj.default_grid(N), 50), rounds=2)
+    assert ref.adaptive_choice(curve, 0.99) == cotj.plan(dna, tau=0.99, max_steps=50).budget
+
+
+def test_batch_cotj(benchmark, batch):
+    benchmark.group = f"batch of {BATCH}, K=8"
+    out = benchmark(cotj.plan_batch, batch, K)
+    assert out.steps.shape == (BATCH, K)
+
+
+def test_batch_cotj_two_python_threads(benchmark, batch):
+    """Two Python threads, half the batch each: scales only if the GIL is released."""
+    benchmark.group = f"batch of {BATCH}, K=8"
+    halves = np.array_split(batch, 2)
+
+    def run() -> None:
+        threads = [threading.Thread(target=cotj.plan_batch, args=(h, K)) for h in halves]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    benchmark(run)
+
+
+def test_batch_numpy(benchmark, batch, lever):
+    benchmark.group = f"batch of {BATCH}, K=8"
+    costs, steps = benchmark.pedantic(ref.numpy_plan_batch, (batch, K, lever), rounds=3)
+    np.testing.assert_array_equal(steps, cotj.plan_batch(batch, K).steps)
