@@ -100,3 +100,19 @@ def test_import_cotj_needs_numpy_only():
     code = "import sys, cotj, numpy; cotj.plan(numpy.ones(10), 3); print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_batch_memory_is_linear_in_the_batch():
+    """No (B, N, N) temporaries: planning 200,000 rows of N = 100 stays far below B·N²·8 bytes (16 GB)."""
+    code = """
+import resource, numpy as np, cotj
+dna = np.random.default_rng(0).uniform(0.0, 1.0, (200_000, 100))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = cotj.plan_batch(dna, 8)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) // 1024, out.steps.shape[0])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    grown_mb, rows = map(int, out.stdout.split())
+    assert rows == 200_000
+    assert grown_mb < 400, f"peak memory grew by {grown_mb} MB"
