@@ -1,0 +1,102 @@
+"""Model output -> clean estimate ``x0_hat`` on a Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (SPEC 2).
+
+One function, :func:`to_x0`, covers the four things a denoiser may predict:
+
+- ``"flow"``: the velocity ``v = dx_t/dt = a'(t)·x0 + s'(t)·eps`` (rectified flow: ``v = eps - x0``);
+- ``"epsilon"``: the noise ``eps``;
+- ``"v"``: v-prediction ``v = a·eps - s·x0`` (Salimans & Ho; for a VP path ``a² + s² = 1``);
+- ``"sample"``: ``x0`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import torch
+
+__all__ = ["PREDICTIONS", "Prediction", "prediction_of", "to_x0"]
+
+Prediction = Literal["flow", "epsilon", "v", "sample"]
+PREDICTIONS: tuple[str, ...] = ("flow", "epsilon", "v", "sample")
+Coefficient = Union[float, torch.Tensor]
+
+_DIFFUSERS_NAMES = {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample", "flow_prediction": "flow"}
+
+
+def _column(value: Coefficient, like: torch.Tensor, name: str) -> torch.Tensor:
+    """A scalar or per-sample (n,) coefficient shaped to broadcast against ``like`` (n, ...)."""
+    c = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if c.ndim == 0:
+        return c
+    if c.ndim != 1 or c.shape[0] != like.shape[0]:
+        raise ValueError(f"{name} must be a scalar or a ({like.shape[0]},) tensor, got shape {tuple(c.shape)}")
+    return c.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _divide(num: torch.Tensor, den: torch.Tensor, what: str) -> torch.Tensor:
+    if torch.any(den.abs() < 1e-12):
+        raise ValueError(f"x0 is not recoverable from a {what} prediction where its denominator vanishes")
+    return num / den
+
+
+def to_x0(
+    pred: torch.Tensor,
+    x_t: torch.Tensor,
+    a: Coefficient,
+    s: Coefficient,
+    prediction: str,
+    da: Coefficient | None = None,
+    ds: Coefficient | None = None,
+) -> torch.Tensor:
+    """The clean estimate ``x0_hat`` from a model output on ``x_t = a·x0 + s·eps``.
+
+    Args:
+        pred: (n, ...) the model output.
+        x_t: (n, ...) the state it was given.
+        a, s: the path coefficients at each sample's level: scalars or (n,) tensors.
+        prediction: ``"flow"``, ``"epsilon"``, ``"v"`` or ``"sample"`` (module docstring).
+        da, ds: ``da/dt`` and ``ds/dt`` at the same levels, needed for ``"flow"`` on a path
+            other than the linear flow; when both are None the path must be the linear flow
+            (``a + s = 1``) and ``da = -1``, ``ds = 1`` are used, giving ``x0 = x_t - t·v``.
+
+    Returns:
+        (n, ...) ``x0_hat`` in ``pred``'s dtype promoted to at least float32.
+
+    Raises:
+        ValueError: unknown ``prediction``, mismatched shapes, a flow prediction on a general
+            path without ``da``/``ds``, or a level where x0 cannot be recovered (``a = 0`` for
+            ``"epsilon"``).
+    """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    if pred.shape != x_t.shape:
+        raise ValueError(f"pred and x_t must have the same shape, got {tuple(pred.shape)} and {tuple(x_t.shape)}")
+    dtype = torch.promote_types(pred.dtype, torch.float32)
+    pred, x_t = pred.to(dtype), x_t.to(dtype)
+    a_, s_ = _column(a, x_t, "a"), _column(s, x_t, "s")
+    if prediction == "sample":
+        return pred
+    if prediction == "epsilon":
+        return _divide(x_t - s_ * pred, a_, "epsilon")
+    if prediction == "v":
+        return _divide(a_ * x_t - s_ * pred, a_ * a_ + s_ * s_, "v")
+    if (da is None) != (ds is None):
+        raise ValueError("give both da and ds (the path's derivatives) or neither")
+    if da is None:
+        if not torch.allclose(a_ + s_, torch.ones_like(a_ + s_), atol=1e-6):
+            raise ValueError("a flow prediction on a path other than the linear flow (a + s = 1) needs da and ds")
+        return x_t - s_ * pred
+    da_, ds_ = _column(da, x_t, "da"), _column(ds, x_t, "ds")
+    return _divide(s_ * pred - ds_ * x_t, s_ * da_ - ds_ * a_, "flow")
+
+
+def prediction_of(scheduler: Any) -> str:
+    """The prediction type of a Diffusers scheduler's model: ``"flow"`` for flow-matching
+    schedulers, else its ``config.prediction_type`` in this module's names."""
+    config = scheduler.config
+    if type(scheduler).__name__.startswith("FlowMatch") or config.get("use_flow_sigmas", False):
+        return "flow"
+    name = config.get("prediction_type")
+    if name not in _DIFFUSERS_NAMES:
+        raise ValueError(f"{type(scheduler).__name__} has prediction_type {name!r}, which cotj does not convert")
+    return _DIFFUSERS_NAMES[name]

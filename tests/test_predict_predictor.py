@@ -1,0 +1,135 @@
+"""DNAPredictor: learning a known embedding -> DNA map, save/load, and the official checkpoints."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+import cotj  # noqa: E402
+from cotj.predict import DNAPredictor, cosine_scores, train_predictor  # noqa: E402
+
+OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared/data/official"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _pairs(n, seed=0):
+    """Embeddings (n, 16) and DNA (n, 100): a bump whose centre and width are functions of the
+    embedding, on top of a floor."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 16))
+    proj = np.random.default_rng(99).normal(size=(2, 16)) / 4
+    centre = 0.5 + 0.35 * np.tanh(x @ proj[0])
+    width = 0.05 + 0.1 / (1 + np.exp(-x @ proj[1]))
+    grid = cotj.default_grid(100)
+    return x, np.exp(-((grid[None] - centre[:, None]) ** 2) / (2 * width[:, None] ** 2)) + 0.05
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x, y = _pairs(900)
+    model, report = train_predictor(x, y, epochs=120, patience=20, progress=False)
+    return model, report
+
+
+def test_learns_a_known_map_on_held_out_pairs(trained):
+    model, report = trained
+    x, y = _pairs(200, seed=1)
+    held_out = cosine_scores(model, x, y)
+    mean_dna = _pairs(900)[1].mean(0)
+    baseline = (y @ mean_dna) / np.linalg.norm(y, axis=1) / np.linalg.norm(mean_dna)
+    assert held_out.mean >= 0.95 and held_out.median >= 0.95
+    assert held_out.mean > baseline.mean() + 0.15  # far better than planning on the mean DNA
+    assert report.validation.mean == pytest.approx(max(report.val_cosine), abs=1e-6)
+    assert report.best_epoch == int(np.argmax(report.val_cosine))
+
+
+def test_predict_aligns_to_the_mean_dna(trained):
+    model, _ = trained
+    x, _ = _pairs(5, seed=2)
+    raw = model.predict(x, align=False)
+    mean = model.mean_dna.double().numpy()
+    np.testing.assert_allclose(model.predict(x), cotj.align_dna(raw, mean))
+    assert model.predict(x[0]).shape == (100,)
+    np.testing.assert_allclose(model.predict(x).min(axis=1), mean.min())
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    model, _ = trained
+    x, _ = _pairs(8, seed=3)
+    model.save(tmp_path / "pred")
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == ["dna_predictor.json", "dna_predictor.safetensors"]
+    config = json.loads((tmp_path / "pred" / "dna_predictor.json").read_text())
+    assert config["in_dim"] == 16 and config["n_levels"] == 100 and config["dropout"] == 0.6
+    loaded = DNAPredictor.load(tmp_path / "pred", device="cpu")
+    assert not loaded.training
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    np.testing.assert_array_equal(loaded.mean_dna.numpy(), model.mean_dna.numpy())
+
+
+def test_architecture_is_the_papers():
+    model = DNAPredictor(3584)
+    layers = [m for m in model.net if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in layers] == [(3584, 256), (256, 128), (128, 100)]
+    assert [m.p for m in model.net if isinstance(m, torch.nn.Dropout)] == [0.6, 0.6]
+    assert sum(p.numel() for p in model.parameters()) == 3584 * 256 + 256 + 256 * 128 + 128 + 128 * 100 + 100
+
+
+def test_bad_inputs_raise(trained, tmp_path):
+    model, _ = trained
+    with pytest.raises(ValueError, match=r"embedding must be \(B, 16\)"):
+        model.predict(np.zeros((2, 15)))
+    with pytest.raises(ValueError, match="same number of rows"):
+        train_predictor(np.zeros((10, 4)), np.ones((9, 100)), progress=False)
+    with pytest.raises(ValueError, match="must be finite"):
+        model.predict(np.full((1, 16), np.nan))
+    with pytest.raises(ValueError, match="dropout"):
+        DNAPredictor(16, dropout=1.0)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "dna_predictor.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a cotj DNAPredictor config"):
+        DNAPredictor.load(tmp_path / "x")
+
+
+def test_from_official_rejects_a_foreign_state_dict(tmp_path):
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "model_state.pth")
+    torch.save({"X_mean": torch.zeros(2)}, tmp_path / "norm_data.pt")
+    with pytest.raises(ValueError, match="must hold exactly the layers"):
+        DNAPredictor.from_official(tmp_path / "model_state.pth", tmp_path / "norm_data.pt")
+
+
+@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the released checkpoints (../shared/data/official) are absent")
+@pytest.mark.parametrize("name", ["qwenimage", "zimageturbo"])
+def test_from_official_reproduces_the_released_mlp(name, tmp_path):
+    state_path, norm_path = OFFICIAL / f"{name}_model_state.pth", OFFICIAL / f"{name}_norm_data.pt"
+    model = DNAPredictor.from_official(state_path, norm_path)
+    # the released SimpleMLP, built independently and fed as the reference pipeline feeds it
+    state = torch.load(state_path, weights_only=True, map_location="cpu")
+    norm = torch.load(norm_path, weights_only=True, map_location="cpu")
+    d = state["net.0.weight"].shape[1]
+    ref = torch.nn.Sequential(
+        torch.nn.Linear(d, 256), torch.nn.ReLU(), torch.nn.Dropout(0.6),
+        torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Dropout(0.6), torch.nn.Linear(128, 100),
+    )
+    ref.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+    ref.eval()
+    x = norm["X_mean"].reshape(1, -1) + norm["X_std"].reshape(1, -1) * torch.randn(4, d, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = ref((x - norm["X_mean"].reshape(1, -1)) / (norm["X_std"].reshape(1, -1) + 1e-9)).double().numpy()
+    np.testing.assert_allclose(model.predict(x, align=False), want, rtol=1e-5, atol=1e-6)
+    y_mean = norm["Y_mean"].reshape(-1).double().numpy()
+    np.testing.assert_allclose(model.predict(x), cotj.align_dna(want, y_mean), rtol=1e-5, atol=1e-8)
+    data = json.loads((Path(__file__).parent / "data" / f"{name}_mean_dna.json").read_text())
+    np.testing.assert_allclose(model.mean_dna.double().numpy(), data["dna"], rtol=1e-6)
+    loaded = DNAPredictor.load(model.save(tmp_path / name), device="cpu")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
