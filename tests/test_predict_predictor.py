@@ -1,7 +1,6 @@
 """DNAPredictor: learning a known embedding -> DNA map, save/load, and the official checkpoints."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,7 @@ pytest.importorskip("safetensors")
 
 import cotj  # noqa: E402
 from cotj.predict import DNAPredictor, cosine_scores, train_predictor  # noqa: E402
-
-OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared/data/official"
+from conftest import mean_dna  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -108,10 +106,10 @@ def test_from_official_rejects_a_foreign_state_dict(tmp_path):
         DNAPredictor.from_official(tmp_path / "model_state.pth", tmp_path / "norm_data.pt")
 
 
-@pytest.mark.skipif(not OFFICIAL.is_dir(), reason="the released checkpoints (../shared/data/official) are absent")
 @pytest.mark.parametrize("name", ["qwenimage", "zimageturbo"])
-def test_from_official_reproduces_the_released_mlp(name, tmp_path):
-    state_path, norm_path = OFFICIAL / f"{name}_model_state.pth", OFFICIAL / f"{name}_norm_data.pt"
+def test_from_official_reproduces_the_released_mlp(name, official, tmp_path):
+    """Skips where ../shared/data/official is absent (the conftest ``official`` fixture)."""
+    state_path, norm_path = official / f"{name}_model_state.pth", official / f"{name}_norm_data.pt"
     model = DNAPredictor.from_official(state_path, norm_path)
     # the released SimpleMLP, built independently and fed as the reference pipeline feeds it
     state = torch.load(state_path, weights_only=True, map_location="cpu")
@@ -129,7 +127,6 @@ def test_from_official_reproduces_the_released_mlp(name, tmp_path):
     np.testing.assert_allclose(model.predict(x, align=False), want, rtol=1e-5, atol=1e-6)
     y_mean = norm["Y_mean"].reshape(-1).double().numpy()
     np.testing.assert_allclose(model.predict(x), cotj.align_dna(want, y_mean), rtol=1e-5, atol=1e-8)
-    data = json.loads((Path(__file__).parent / "data" / f"{name}_mean_dna.json").read_text())
-    np.testing.assert_allclose(model.mean_dna.double().numpy(), data["dna"], rtol=1e-6)
+    np.testing.assert_allclose(model.mean_dna.double().numpy(), mean_dna(name), rtol=1e-6)
     loaded = DNAPredictor.load(model.save(tmp_path / name), device="cpu")
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

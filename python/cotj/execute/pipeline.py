@@ -1,0 +1,141 @@
+"""One call from prompts to images: Predict -> Plan -> Execute on a Diffusers pipeline."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from cotj import Plan, load_dna, plan_batch
+from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
+
+__all__ = ["SampleResult", "sample"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What :func:`sample` made.
+
+    Attributes:
+        images: one entry per prompt, in order: what the pipeline returns for one image
+            (a PIL image, or a (C, H, W) / (H, W, C) array or tensor row).
+        plans: the plan each prompt ran (its levels are what the model saw).
+        dna: (B, N) the DNA the plans were made from (predicted and aligned, or the mean DNA).
+    """
+
+    images: list[Any]
+    plans: list[Plan]
+    dna: NDArray[np.float64]
+
+
+def _batch_size(prompt: str | Sequence[str] | None, prompt_embeds: Any) -> int:
+    if prompt is not None:
+        return 1 if isinstance(prompt, str) else len(prompt)
+    if prompt_embeds is None:
+        raise ValueError("give prompt (str or list) or prompt_embeds (B, L, D)")
+    return int(prompt_embeds.shape[0])
+
+
+def _dna(batch: int, predictor: Any, mean_dna: ArrayLike | str | None, embeddings: Any) -> NDArray[np.float64]:
+    if (predictor is None) == (mean_dna is None):
+        raise ValueError("give exactly one of predictor (a DNAPredictor) or mean_dna (N,) (array or file)")
+    if predictor is not None:
+        dna = np.asarray(predictor.predict(embeddings), dtype=np.float64).reshape(-1, predictor.config["n_levels"])
+        if dna.shape[0] != batch:
+            raise ValueError(f"the embeddings give {dna.shape[0]} rows for {batch} prompts")
+        return dna
+    row = load_dna(mean_dna) if isinstance(mean_dna, str) else np.asarray(mean_dna, dtype=np.float64)
+    if row.ndim != 1:
+        raise ValueError(f"mean_dna must be one row (N,), got shape {row.shape}")
+    return np.tile(row, (batch, 1))
+
+
+def _rows(value: Any, idx: list[int], batch: int) -> Any:
+    """The rows ``idx`` of a per-prompt argument (tensor or list of length B); others as they are."""
+    if hasattr(value, "shape") and len(value.shape) > 0 and value.shape[0] == batch:
+        return value[idx]
+    if isinstance(value, (list, tuple)) and len(value) == batch:
+        return [value[i] for i in idx]
+    return value
+
+
+def sample(
+    pipe: Any,
+    prompt: str | Sequence[str] | None = None,
+    *,
+    budget: int | ArrayLike | None = None,
+    tau: float | None = None,
+    max_steps: int | None = None,
+    predictor: Any = None,
+    mean_dna: ArrayLike | str | None = None,
+    embed: Callable[[Sequence[str]], Any] | None = None,
+    embeddings: Any = None,
+    grid: ArrayLike | None = None,
+    neutral: bool = False,
+    atol: float = 1e-5,
+    **pipe_kwargs: Any,
+) -> SampleResult:
+    """Predict the DNA of each prompt, plan its schedule, and sample it with ``pipe``.
+
+    Args:
+        pipe: a Diffusers pipeline (flow-matching or discrete VP scheduler; see
+            :mod:`cotj.execute.schedulers` for which schedulers run plans exactly).
+        prompt: a prompt or a list of B prompts; or pass ``prompt_embeds`` (B, L, D) (and the
+            pipeline's other embedding arguments) in ``pipe_kwargs``.
+        budget: steps per prompt (int or (B,) ints); exclusive with ``tau`` (adaptive length,
+            SPEC 5, with ``max_steps``). Default 8 steps.
+        predictor: a :class:`cotj.predict.DNAPredictor`; its input is ``embeddings`` (B, D) if
+            given, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled over tokens.
+        mean_dna: instead of a predictor, one DNA row (N,) (or a file, :func:`cotj.load_dna`)
+            used for every prompt ("CoTj-mean").
+        grid: the DNA's grid (N,); default ``t_i = (i + 1)/N``.
+        neutral: run on :func:`neutral_scheduler` of the pipeline's scheduler (Karras/beta/
+            exponential spacing, ``shift_terminal`` and ``final_sigmas_type`` turned off)
+            instead of raising for them.
+        atol: tolerance of the exactness check on the levels the model sees.
+        pipe_kwargs: passed to the pipeline; tensors and lists with B rows are split per prompt.
+
+    Returns:
+        :class:`SampleResult` with the images, the plans and the DNA. Prompts that share a plan
+        run in one pipeline call; the pipeline's scheduler is restored afterwards.
+
+    Raises:
+        InexactScheduleError: the scheduler cannot run a plan exactly.
+        ValueError: missing or conflicting arguments.
+    """
+    batch = _batch_size(prompt, pipe_kwargs.get("prompt_embeds"))
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if predictor is not None and embeddings is None:
+        if embed is not None and prompts is not None:
+            embeddings = embed(list(prompts))
+        elif pipe_kwargs.get("prompt_embeds") is not None:
+            embeddings = pipe_kwargs["prompt_embeds"].float().mean(dim=1).cpu()
+        else:
+            raise ValueError("the predictor needs embeddings, embed(prompts) or prompt_embeds")
+    dna = _dna(batch, predictor, mean_dna, embeddings)
+    plans = list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for b, p in enumerate(plans):
+        groups.setdefault(tuple(int(i) for i in p.steps), []).append(b)
+    original = pipe.scheduler
+    base = neutral_scheduler(original) if neutral else original
+    images: list[Any] = [None] * batch
+    try:
+        for idx in groups.values():
+            plan = plans[idx[0]]
+            log.info("prompts %s: %d steps at levels %s", idx, plan.budget, np.round(plan.levels, 4).tolist())
+            pipe.scheduler = planned_scheduler(base, plan, atol=atol)
+            kwargs = {k: _rows(v, idx, batch) for k, v in pipe_kwargs.items()}
+            if prompts is not None:
+                kwargs["prompt"] = [prompts[i] for i in idx]
+            out = pipe(num_inference_steps=plan.budget, **kwargs).images
+            for b, image in zip(idx, out):
+                images[b] = image
+    finally:
+        pipe.scheduler = original
+    return SampleResult(images, plans, dna)
