@@ -194,3 +194,83 @@ def test_sample_needs_a_dna_source(tiny_flux):
         sample(pipe, budget=3, **_flux_inputs())
     with pytest.raises(ValueError, match="budget"):
         sample(pipe, mean_dna=mean_dna("qwenimage"), budget=101, **_flux_inputs())
+
+
+@pytest.fixture(scope="module")
+def tiny_sd3():
+    """StableDiffusion3Pipeline: 1-layer SD3 transformer (patch 2), 2-block VAE; no text encoders."""
+    torch.manual_seed(0)
+    transformer = diffusers.SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, caption_projection_dim=16, pooled_projection_dim=8, pos_embed_max_size=16).eval()
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8), layers_per_block=1, latent_channels=4, norm_num_groups=2, sample_size=16,
+        scaling_factor=1.0, shift_factor=0.0).eval()
+    return lambda sched: diffusers.StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=sched, vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None,
+        tokenizer_2=None, text_encoder_3=None, tokenizer_3=None)
+
+
+def test_sd3_sigmas_with_its_static_shift_and_guidance(tiny_sd3, record_timesteps, plan5):
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)  # SD3's scheduler config
+    pipe = tiny_sd3(sched)
+    seen = record_timesteps(pipe.transformer)
+    g = torch.Generator().manual_seed(0)
+    pipe(prompt_embeds=torch.randn(2, 5, 16, generator=g), pooled_prompt_embeds=torch.randn(2, 8, generator=g),
+         negative_prompt_embeds=torch.zeros(2, 5, 16), negative_pooled_prompt_embeds=torch.zeros(2, 8), guidance_scale=2.0,
+         height=16, width=16, output_type="pt", **scheduler_args(plan5, sched))
+    assert len(seen) == plan5.budget and all(s.size == 4 for s in seen)  # CFG: cond and uncond in one call
+    np.testing.assert_allclose(_levels(seen, 1000.0), plan5.levels, rtol=0, atol=ATOL)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen():
+    """QwenImagePipeline: 1-layer QwenImage transformer, 2-level Qwen VAE; no text encoder."""
+    torch.manual_seed(0)
+    transformer = diffusers.QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=16, axes_dims_rope=(2, 2, 4)).eval()
+    vae = diffusers.AutoencoderKLQwenImage(base_dim=4, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                                           latents_mean=[0.0] * 4, latents_std=[1.0] * 4).eval()
+    return lambda sched: diffusers.QwenImagePipeline(scheduler=sched, vae=vae, text_encoder=None, tokenizer=None,
+                                                     transformer=transformer)
+
+
+def _qwen_scheduler():
+    """Qwen-Image's scheduler config: exponential dynamic shift and shift_terminal = 0.02."""
+    return diffusers.FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, time_shift_type="exponential", base_shift=0.5, max_shift=0.9, base_image_seq_len=256,
+        max_image_seq_len=8192, shift_terminal=0.02)
+
+
+def test_qwen_image_config_runs_plans_exactly(tiny_qwen, record_timesteps, plan5):
+    g = torch.Generator().manual_seed(0)
+    inputs = dict(prompt_embeds=torch.randn(2, 5, 16, generator=g), prompt_embeds_mask=torch.ones(2, 5, dtype=torch.long),
+                  height=16, width=16, output_type="pt")
+    pipe = tiny_qwen(_qwen_scheduler())
+    seen = record_timesteps(pipe.transformer)
+    with pytest.raises(InexactScheduleError, match="shift_terminal=0.02 forces the last level to 0.02"):
+        sample(pipe, mean_dna=mean_dna("qwenimage"), budget=5, **inputs)
+    # a plan that ends at 0.02 runs on the configuration as it is (dynamic mu from the pipeline)
+    ends = cotj.plan(mean_dna("qwenimage")[1:], budget=5, grid=cotj.default_grid(100)[1:], last="bottom")
+    pipe.scheduler = planned_scheduler(pipe.scheduler, ends)
+    pipe(**inputs, num_inference_steps=50)
+    np.testing.assert_allclose(_levels(seen), ends.levels, rtol=0, atol=ATOL)
+    # any plan runs on the neutral copy
+    seen.clear()
+    pipe.scheduler = _qwen_scheduler()
+    result = sample(pipe, mean_dna=mean_dna("qwenimage"), budget=5, neutral=True, **inputs)
+    assert len(seen) == 5
+    np.testing.assert_allclose(_levels(seen), plan5.levels, rtol=0, atol=ATOL)
+    assert result.plans[0].levels[-1] != 0.02
+
+
+def test_sample_adaptive_length(tiny_flux, record_timesteps):
+    pipe = tiny_flux(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0))
+    seen = record_timesteps(pipe.transformer)
+    result = sample(pipe, mean_dna=mean_dna("zimageturbo"), tau=0.99, max_steps=12, **_flux_inputs(b=2))
+    want = cotj.plan(mean_dna("zimageturbo"), tau=0.99, max_steps=12)
+    assert [p.steps.tolist() for p in result.plans] == [want.steps.tolist()] * 2
+    assert len(seen) == want.budget and all(s.size == 2 for s in seen)  # one shared plan: one call for both
+    np.testing.assert_allclose(_levels(seen), want.levels, rtol=0, atol=ATOL)

@@ -153,3 +153,21 @@ def test_bad_inputs_raise(batch):
                     progress=False)
     with pytest.raises(ValueError, match="one score per sample"):
         extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", metric=lambda x, r: (x - r).mean(), progress=False)
+
+
+def test_runs_in_the_models_dtype(batch):
+    mu, ref, noise = batch
+    dtypes = []
+
+    class Float64Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+
+        def forward(self, x, t, cond):
+            dtypes.append((x.dtype, t.dtype))
+            return gaussian_flow(x, t, cond).double() * self.scale
+
+    res = extract_dna(Float64Model(), mu, noise, ref, prediction="flow", progress=False)
+    assert set(dtypes) == {(torch.float64, torch.float64)}
+    np.testing.assert_allclose(res.dna, _closed_form(ref, noise, mu, cotj.default_grid(100)), rtol=2e-4, atol=1e-7)
