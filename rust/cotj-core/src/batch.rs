@@ -102,25 +102,28 @@ impl Planner {
         }
         let (budgets, adaptive) = self.resolve_budgets(rows, budget)?;
 
-        let plan_row = |(ws, row): &mut (Workspace, Vec<f64>), b: usize| -> Row {
+        let plan_row = |(ws, row): &mut (Workspace, Vec<f64>), b: usize| -> Result<Row> {
             row.clear();
             row.extend(dna[b * n..(b + 1) * n].iter().map(|&v| v.into()));
             let k = budgets[b];
             match adaptive {
-                None => self.plan_fixed_with(row, k, ws).into(),
-                Some(tau) => self.plan_adaptive_with(row, tau, k, ws).into(),
+                None => self.plan_fixed_with(row, k, ws).map(Row::from),
+                Some(tau) => self.plan_adaptive_with(row, tau, k, ws).map(Row::from),
             }
         };
         let init = || (Workspace::default(), Vec::with_capacity(n));
+        // Collecting into a Result keeps the error of the first failing row, whatever the threads.
         let out: Vec<Row> = if parallel {
             (0..rows)
                 .into_par_iter()
                 .with_min_len(4)
                 .map_init(init, plan_row)
-                .collect()
+                .collect::<Result<_>>()?
         } else {
             let mut state = init();
-            (0..rows).map(|b| plan_row(&mut state, b)).collect()
+            (0..rows)
+                .map(|b| plan_row(&mut state, b))
+                .collect::<Result<_>>()?
         };
         Ok(self.pack(out))
     }

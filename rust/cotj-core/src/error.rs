@@ -8,10 +8,10 @@ pub enum CotjError {
     #[error("grid must have at least 2 levels, got {0}")]
     GridTooShort(usize),
     /// A grid level outside (0, 1] (or not finite).
-    #[error("grid must lie in (0, 1]: grid[{index}] = {value}")]
+    #[error("grid must lie in (0, 1]: grid[{index}] = {value:?}")]
     GridOutOfRange { index: usize, value: f64 },
     /// The grid does not strictly ascend.
-    #[error("grid must be strictly ascending: grid[{index}] = {value} does not exceed grid[{prev}] = {prev_value}", prev = .index - 1)]
+    #[error("grid must be strictly ascending: grid[{index}] = {value:?} does not exceed grid[{prev}] = {prev_value:?}", prev = .index - 1)]
     GridNotAscending {
         index: usize,
         value: f64,
@@ -25,7 +25,7 @@ pub enum CotjError {
         got: usize,
     },
     /// A schedule value that is not allowed.
-    #[error("schedule {name}[{index}] = {value}: {name} must be {rule}")]
+    #[error("schedule {name}[{index}] = {value:?}: {name} must be {rule}")]
     ScheduleValue {
         name: &'static str,
         index: usize,
@@ -39,7 +39,7 @@ pub enum CotjError {
     #[error("dna is empty: the batch has no rows")]
     EmptyBatch,
     /// NaN or infinity in the DNA.
-    #[error("dna[{row}, {index}] = {value}: dna must be finite")]
+    #[error("dna[{row}, {index}] = {value:?}: dna must be finite")]
     NonFiniteDna {
         row: usize,
         index: usize,
@@ -47,7 +47,7 @@ pub enum CotjError {
     },
     /// A negative DNA entry (the DNA is a mean squared error).
     #[error(
-        "dna[{row}, {index}] = {value}: dna must be non-negative (it is a mean squared error)"
+        "dna[{row}, {index}] = {value:?}: dna must be non-negative (it is a mean squared error)"
     )]
     NegativeDna {
         row: usize,
@@ -55,10 +55,10 @@ pub enum CotjError {
         value: f64,
     },
     /// A budget outside 1..=N.
-    #[error("{name} must lie in 1..={n} (the grid has {n} levels), got {value}")]
+    #[error("{name} must lie in 1..={n} (the grid has {n} levels), got {value:?}")]
     BudgetOutOfRange { name: String, value: i64, n: usize },
     /// A budget no plan can meet under the start/end windows.
-    #[error("{name} = {value} is infeasible: a one-step plan needs a level that may both start (first = {first}) and end (last = {last}) a plan, and the windows do not overlap on {n} levels; use a budget of at least 2 or widen the windows")]
+    #[error("{name} = {value:?} is infeasible: a one-step plan needs a level that may both start (first = {first}) and end (last = {last}) a plan, and the windows do not overlap on {n} levels; use a budget of at least 2 or widen the windows")]
     Infeasible {
         name: String,
         value: usize,
@@ -70,15 +70,18 @@ pub enum CotjError {
     #[error("budget has {got} entries but dna has {expected} rows")]
     BudgetLength { expected: usize, got: usize },
     /// tau outside (0, 1].
-    #[error("tau must lie in (0, 1], got {0}")]
+    #[error("tau must lie in (0, 1], got {0:?}")]
     Tau(f64),
     /// A start or end window outside 1..=N.
-    #[error("{name} must allow between 1 and {n} levels, got {value}")]
+    #[error("{name} must allow between 1 and {n} levels, got {value:?}")]
     Window {
         name: &'static str,
         value: i64,
         n: usize,
     },
+    /// Plan costs overflowed `f64`: DNA or lever values too large to add up.
+    #[error("dna values are too large: plan costs overflow float64 (rescale the dna; only its shape matters)")]
+    Overflow,
     /// A plan given to `plan_cost` that is not a strictly decreasing list of grid indices.
     #[error("steps {0}")]
     Steps(String),

@@ -86,10 +86,26 @@ impl Lever {
                 rule: "finite and positive",
             });
         }
-        Ok(Self::build(grid, |j, i| {
+        let lever = Self::build(grid, |j, i| {
             let r = a[i] - s[i] * a[j] / s[j];
             r * r
-        }))
+        });
+        match lever.tri.iter().position(|l| !l.is_finite()) {
+            None => Ok(lever),
+            Some(p) => {
+                // Row j starts at j (j - 1) / 2: find the noisier level of the offending pair.
+                let index = (1..grid.len())
+                    .take_while(|j| j * (j - 1) / 2 <= p)
+                    .last()
+                    .unwrap_or(1);
+                Err(CotjError::ScheduleValue {
+                    name: "s",
+                    index,
+                    value: s[index],
+                    rule: "large enough that the lever (a_i - s_i a_j / s_j)^2 stays finite",
+                })
+            }
+        }
     }
 
     fn build(grid: &[f64], lever: impl Fn(usize, usize) -> f64) -> Self {

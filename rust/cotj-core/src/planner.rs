@@ -139,26 +139,31 @@ impl Planner {
         );
     }
 
-    fn extract(&self, d: &[f64], k: usize, ws: &Workspace, steps: &mut [usize]) -> f64 {
+    /// The best `k`-level plan from the layers. Budgets are validated as feasible, so a
+    /// non-finite optimum means the costs overflowed `f64` (absurdly large DNA or lever values).
+    fn extract(&self, d: &[f64], k: usize, ws: &Workspace, steps: &mut [usize]) -> Result<f64> {
         let (cost, end) = best_end(self.ends, d, &ws.layers, k);
+        if !cost.is_finite() {
+            return Err(CotjError::Overflow);
+        }
         backtrack(&self.lever, d, &ws.layers, k, end, steps);
-        cost
+        Ok(cost)
     }
 
     /// The cheapest plan with exactly `k` levels, reusing `ws`. `d` and `k` must have passed
     /// `check_dna` and `check_budget`.
-    pub fn plan_fixed_with(&self, d: &[f64], k: usize, ws: &mut Workspace) -> Plan {
+    pub fn plan_fixed_with(&self, d: &[f64], k: usize, ws: &mut Workspace) -> Result<Plan> {
         self.run(d, k, true, ws);
         let mut steps = vec![0; k];
-        let cost = self.extract(d, k, ws, &mut steps);
-        Plan { steps, cost }
+        let cost = self.extract(d, k, ws, &mut steps)?;
+        Ok(Plan { steps, cost })
     }
 
     /// The cheapest plan with exactly `k` levels (validated).
     pub fn plan_fixed(&self, d: &[f64], k: usize) -> Result<Plan> {
         self.check_dna(0, d)?;
         let k = self.check_budget("budget", k as i64)?;
-        Ok(self.plan_fixed_with(d, k, &mut Workspace::default()))
+        self.plan_fixed_with(d, k, &mut Workspace::default())
     }
 
     /// Adaptive length (SPEC 5), reusing `ws`: runs the programme to `kmax`, computes
@@ -174,7 +179,7 @@ impl Planner {
         tau: f64,
         kmax: usize,
         ws: &mut Workspace,
-    ) -> AdaptivePlan {
+    ) -> Result<AdaptivePlan> {
         self.run(d, kmax, false, ws);
         let curve: Vec<f64> = (1..=kmax)
             .map(|k| best_end(self.ends, d, &ws.layers, k).0)
@@ -191,12 +196,12 @@ impl Planner {
             .collect();
         let chosen = (k0..=kmax).find(|&k| ratio[k - 1] >= tau).unwrap_or(kmax);
         let mut steps = vec![0; chosen];
-        let cost = self.extract(d, chosen, ws, &mut steps);
-        AdaptivePlan {
+        let cost = self.extract(d, chosen, ws, &mut steps)?;
+        Ok(AdaptivePlan {
             plan: Plan { steps, cost },
             curve,
             ratio,
-        }
+        })
     }
 
     /// Adaptive-length plan (validated); see [`Planner::plan_adaptive_with`].
@@ -204,7 +209,7 @@ impl Planner {
         self.check_dna(0, d)?;
         let tau = Self::check_tau(tau)?;
         let kmax = self.check_budget("max_steps", max_steps as i64)?;
-        Ok(self.plan_adaptive_with(d, tau, kmax, &mut Workspace::default()))
+        self.plan_adaptive_with(d, tau, kmax, &mut Workspace::default())
     }
 
     /// The cost `C` of any plan (grid indices, strictly decreasing), whatever the windows.
@@ -229,7 +234,12 @@ impl Planner {
             .windows(2)
             .map(|w| d[w[0]] * self.lever.get(w[0], w[1]))
             .sum();
-        Ok(-d[first] + inner + d[last])
+        let cost = -d[first] + inner + d[last];
+        if cost.is_finite() {
+            Ok(cost)
+        } else {
+            Err(CotjError::Overflow)
+        }
     }
 
     /// Dense edge costs, row-major (N, N): entry `[j, i] = d_j L(j, i)` for `i < j`, `INFINITY`
