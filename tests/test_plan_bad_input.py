@@ -68,7 +68,7 @@ B = np.tile(D, (3, 1))
         (lambda: cotj.align_dna(D, D[:5]), ValueError, r"pred must be \(N,\) or \(B, N\) with N = 5"),
         (lambda: cotj.align_dna(np.where(np.arange(20) == 2, np.nan, D), D), ValueError, r"pred must be finite"),
         (lambda: cotj.default_grid(1), ValueError, r"n must be an int >= 2"),
-        (lambda: cotj.plan(np.full(20, 1e300), 5, grid=cotj.default_grid(20), schedule=(np.full(20, 1e5), cotj.default_grid(20))), ValueError, r"plan costs overflow float64"),
+        (lambda: cotj.plan(np.full(20, 1e306), 2, grid=cotj.default_grid(20), schedule=(np.full(20, 1e8), cotj.default_grid(20))), ValueError, r"plan costs overflow float64"),
         (lambda: cotj.plan(D, 3, grid=cotj.default_grid(20), schedule=(np.ones(20), np.r_[1, 1e-320, np.ones(18)])), ValueError, r"schedule s\[1\] = 1e-320: .*lever .* stays finite"),
     ],
 )
