@@ -11,7 +11,6 @@ import cotj  # noqa: E402
 from cotj.execute import (  # noqa: E402
     InexactScheduleError,
     dynamic_mu,
-    neutral_scheduler,
     planned_scheduler,
     sample,
     scheduler_args,
@@ -57,7 +56,8 @@ FLOW_SCHEDULERS = {
     "euler-shift3": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0),
     "euler-dynamic-exp": lambda: diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_image_seq_len=4,
                                                                           max_image_seq_len=64),
-    "euler-dynamic-linear": lambda: diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, time_shift_type="linear"),
+    "euler-dynamic-linear": lambda: diffusers.FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True,
+                                                                             time_shift_type="linear"),
     "euler-terminal-at-plan-end": lambda: diffusers.FlowMatchEulerDiscreteScheduler(shift=2.0, shift_terminal=0.11),
 }
 

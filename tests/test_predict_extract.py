@@ -121,7 +121,7 @@ def test_general_path_epsilon_model():
     noise = torch.randn(2, 8, generator=g)
     grid = np.linspace(0.05, 0.95, 19)  # a(1) = 0 on this path: x0 is not recoverable from eps there
     a, s = np.cos(np.pi / 2 * grid), np.sin(np.pi / 2 * grid)
-    tab = {float(t): (float(ai), float(si)) for t, ai, si in zip(np.float32(grid), a, s)}
+    tab = {float(t): (float(ai), float(si)) for t, ai, si in zip(np.float32(grid), a, s, strict=False)}
 
     def oracle(x, t, cond):  # returns the true noise scaled by 1.1: a known, imperfect model
         coef = torch.tensor([tab[float(v)] for v in t.float()])

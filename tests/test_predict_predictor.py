@@ -121,7 +121,8 @@ def test_from_official_reproduces_the_released_mlp(name, official, tmp_path):
     )
     ref.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
     ref.eval()
-    x = norm["X_mean"].reshape(1, -1) + norm["X_std"].reshape(1, -1) * torch.randn(4, d, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(4, d, generator=torch.Generator().manual_seed(0))
+    x = norm["X_mean"].reshape(1, -1) + norm["X_std"].reshape(1, -1) * z
     with torch.no_grad():
         want = ref((x - norm["X_mean"].reshape(1, -1)) / (norm["X_std"].reshape(1, -1) + 1e-9)).double().numpy()
     np.testing.assert_allclose(model.predict(x, align=False), want, rtol=1e-5, atol=1e-6)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -134,7 +135,7 @@ def sample(
             if prompts is not None:
                 kwargs["prompt"] = [prompts[i] for i in idx]
             out = pipe(num_inference_steps=plan.budget, **kwargs).images
-            for b, image in zip(idx, out):
+            for b, image in zip(idx, out, strict=False):
                 images[b] = image
     finally:
         pipe.scheduler = original

@@ -127,7 +127,9 @@ def _flow_preimage(scheduler: Any, levels: NDArray[np.float64], mu: float | None
     config = scheduler.config
     if config.get("use_dynamic_shifting", False):
         if mu is None:
-            raise ValueError(f"{_name(scheduler)} uses dynamic shifting: give mu, as the pipeline computes it (cotj.execute.dynamic_mu)")
+            raise ValueError(
+                f"{_name(scheduler)} uses dynamic shifting: give mu, as the pipeline computes it (cotj.execute.dynamic_mu)"
+            )
         kind = config.get("time_shift_type", "exponential")
         scale = math.exp(mu) if kind == "exponential" else float(mu)
         return 1.0 / (1.0 + scale * (1.0 / levels - 1.0))
@@ -148,14 +150,18 @@ def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, ato
             )
         return {"sigmas": _flow_preimage(scheduler, levels, mu)}
     if not hasattr(scheduler, "alphas_cumprod"):
-        raise InexactScheduleError(f"{_name(scheduler)} is neither a flow-matching nor a discrete VP scheduler; cotj cannot map a plan onto it")
+        raise InexactScheduleError(
+            f"{_name(scheduler)} is neither a flow-matching nor a discrete VP scheduler; cotj cannot map a plan onto it"
+        )
     if not _accepts(scheduler, "timesteps"):
         raise InexactScheduleError(
             f"{_name(scheduler)}.set_timesteps takes no timesteps, so it cannot run a plan; use a scheduler that does "
             "(EulerDiscreteScheduler, DDPMScheduler, DPMSolverMultistepScheduler)"
         )
     if scheduler.config.get("timestep_type", "discrete") != "discrete":
-        raise InexactScheduleError(f"{_name(scheduler)} with timestep_type={scheduler.config.timestep_type!r} takes no custom timesteps")
+        raise InexactScheduleError(
+            f"{_name(scheduler)} with timestep_type={scheduler.config.timestep_type!r} takes no custom timesteps"
+        )
     steps = levels * (_train_steps(scheduler) - 1)
     whole = np.round(steps)
     return {"timesteps": whole if np.allclose(steps, whole, rtol=0.0, atol=1e-6) else steps}
@@ -164,6 +170,21 @@ def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, ato
 def _set(scheduler: Any, args: dict[str, NDArray[np.float64]], mu: float | None, device: Any = None) -> None:
     extra = {"mu": mu} if mu is not None and _accepts(scheduler, "mu") else {}
     _base(scheduler).set_timesteps(scheduler, device=device, **args, **extra)
+
+
+def _rounding_hint(scheduler: Any) -> str:
+    """Why a scheduler with integer timesteps misses a plan, and what to do."""
+    if scheduler.timesteps.dtype.is_floating_point:
+        return ""
+    if _is_flow(scheduler):
+        return (
+            f" {_name(scheduler)} casts timesteps to int64 (floor of sigma·T, and sigma = 1 is nudged below 1): the "
+            "model sees up to 1/T below the plan while the sigmas stepped through are exact; pass atol=1.5/T to accept."
+        )
+    return (
+        f" {_name(scheduler)} stores integer timesteps: plan on a grid of integer timesteps "
+        "(cotj.execute.timestep_grid(scheduler)), or accept the rounding with atol"
+    )
 
 
 def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
@@ -177,15 +198,10 @@ def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
         )
     err = float(np.max(np.abs(seen - levels)))
     if err > atol:
-        hint = ""
-        if scheduler.timesteps.dtype.is_floating_point is False:
-            hint = (
-                f" {_name(scheduler)} stores integer timesteps: plan on a grid of integer timesteps "
-                "(cotj.execute.timestep_grid(scheduler)), or accept the rounding with atol"
-            )
-            if _is_flow(scheduler):
-                hint = f" {_name(scheduler)} casts timesteps to int64 (floor of sigma·T; sigma = 1 is nudged below 1): the model sees up to 1/T off the plan; pass atol=1/T to accept that."
-        raise InexactScheduleError(f"{_name(scheduler)} makes the model see levels up to {err:.3g} off the plan (atol {atol:g}).{hint}")
+        raise InexactScheduleError(
+            f"{_name(scheduler)} makes the model see levels up to {err:.3g} off the plan (atol {atol:g})."
+            + _rounding_hint(scheduler)
+        )
     if abs(last) > atol:
         raise InexactScheduleError(f"{_name(scheduler)} ends sampling at level {last:.6g}, not at 0")
     sigmas = getattr(scheduler, "sigmas", None)
@@ -196,7 +212,9 @@ def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
             raise InexactScheduleError(f"{_name(scheduler)} steps through sigmas that differ from the plan")
 
 
-def scheduler_args(plan: PlanLike, scheduler: Any, *, mu: float | None = None, atol: float = 1e-5) -> dict[str, NDArray[np.float64]]:
+def scheduler_args(
+    plan: PlanLike, scheduler: Any, *, mu: float | None = None, atol: float = 1e-5
+) -> dict[str, NDArray[np.float64]]:
     """What to pass to ``scheduler.set_timesteps`` or to a pipeline call so that the model sees
     exactly the planned levels: ``{"sigmas": (K,)}`` (flow) or ``{"timesteps": (K,)}`` (VP), float64
     arrays (VP timesteps ``t·(T - 1)``, rounded where they are whole numbers within 1e-6).

@@ -58,10 +58,11 @@ class FluxDenoiser(torch.nn.Module):
         rows, cols = int(height) // (vae_scale_factor * 2), int(width) // (vae_scale_factor * 2)
         if rows < 1 or cols < 1:
             raise ValueError(f"height and width must be at least {vae_scale_factor * 2} pixels, got {height}x{width}")
-        self.register_buffer("img_ids", FluxPipeline._prepare_latent_image_ids(1, rows, cols, "cpu", torch.float32), persistent=False)
+        ids = FluxPipeline._prepare_latent_image_ids(1, rows, cols, "cpu", torch.float32)
+        self.register_buffer("img_ids", ids, persistent=False)
 
     @classmethod
-    def from_pipeline(cls, pipe: Any, height: int, width: int, guidance: float = 3.5) -> "FluxDenoiser":
+    def from_pipeline(cls, pipe: Any, height: int, width: int, guidance: float = 3.5) -> FluxDenoiser:
         """The adapter of a ``FluxPipeline``'s transformer at an image size."""
         return cls(pipe.transformer, height, width, pipe.vae_scale_factor, guidance)
 

@@ -9,7 +9,8 @@ levels) run in batches of ``batch_size`` rows under ``torch.inference_mode``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -115,9 +116,8 @@ class _Runner:
         self.device, self.dtype, self.bar = device, dtype, bar
         self.rows = 0
 
-    def coef(self, values: NDArray[np.float64] | None, idx: torch.Tensor) -> torch.Tensor | None:
-        if values is None:
-            return None
+    def coef(self, values: NDArray[np.float64], idx: torch.Tensor) -> torch.Tensor:
+        """``values`` (N,) at grid indices ``idx`` (n,), float32 on the model's device."""
         return torch.as_tensor(values, dtype=torch.float32, device=self.device)[idx.to(self.device)]
 
     def x0(self, x: torch.Tensor, level: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -135,8 +135,8 @@ class _Runner:
         self.rows += calls * len(rows)
         self.bar.update(len(rows))
         p = self.path
-        return to_x0(pred.float(), x, self.coef(p.a, level), self.coef(p.s, level), self.prediction,
-                     self.coef(p.da, level), self.coef(p.ds, level))
+        da, ds = (None, None) if p.da is None or p.ds is None else (self.coef(p.da, level), self.coef(p.ds, level))
+        return to_x0(pred.float(), x, self.coef(p.a, level), self.coef(p.s, level), self.prediction, da, ds)
 
     def step(self, x: torch.Tensor, x0: torch.Tensor, level: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
         """One deterministic first-order (DDIM / flow Euler) step from grid levels ``level`` to

@@ -58,7 +58,7 @@ class DNAPredictor(torch.nn.Module):
                 raise ValueError(f"{name} must be an int >= 2, got {v!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.config = {"in_dim": in_dim, "n_levels": n_levels, "hidden": hidden, "dropout": float(dropout)}
+        self.config: dict[str, Any] = {"in_dim": in_dim, "n_levels": n_levels, "hidden": hidden, "dropout": float(dropout)}
         self.net = torch.nn.Sequential(
             torch.nn.Linear(in_dim, hidden),
             torch.nn.ReLU(),
@@ -112,7 +112,7 @@ class DNAPredictor(torch.nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> "DNAPredictor":
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> DNAPredictor:
         """Read a predictor written by :meth:`save`, onto ``device`` (default CUDA when present,
         else CPU), in eval mode."""
         directory = Path(directory)
@@ -125,7 +125,7 @@ class DNAPredictor(torch.nn.Module):
         return model.to(device).eval()
 
     @classmethod
-    def from_official(cls, model_state: str | Path, norm_data: str | Path) -> "DNAPredictor":
+    def from_official(cls, model_state: str | Path, norm_data: str | Path) -> DNAPredictor:
         """Import the paper's released predictor (``model_state.pth``, ``norm_data.pt``).
 
         Both files are read with ``torch.load(weights_only=True, map_location="cpu")`` (no pickled
