@@ -48,35 +48,71 @@ fn candidate<const FUSED: bool>(c: f64, dj: f64, l: f64) -> f64 {
     }
 }
 
-/// Branch-free relaxation `e[i] = min(e[i], c + dj * row[i])`; it vectorises.
+/// `e[i] = min(e[i], min_r candidate(c[r], dj[r], rows[r][i]))` for every `i < e.len()`.
+///
+/// The minimum of exactly computed candidates does not depend on the order they are taken in,
+/// so relaxing by several rows at once (one load and store of `e` for `R` candidates) gives the
+/// same values as relaxing row by row.
 #[inline(always)]
-fn relax1<const FUSED: bool>(e: &mut [f64], row: &[f64], c: f64, dj: f64) {
-    for (e, &l) in e.iter_mut().zip(row) {
-        let v = candidate::<FUSED>(c, dj, l);
-        *e = if v < *e { v } else { *e };
-    }
-}
-
-/// Relaxation of `e` by four predecessor rows at once (one load and store of `e` for four
-/// candidates). Every `rows[r]` must hold at least `e.len()` entries. The minimum of exactly
-/// computed candidates does not depend on their order, so the layer values are bit-identical to
-/// relaxing row by row.
-#[inline(always)]
-fn relax4<const FUSED: bool>(e: &mut [f64], rows: [&[f64]; 4], c: [f64; 4], dj: [f64; 4]) {
+fn relax<const FUSED: bool, const R: usize>(
+    e: &mut [f64],
+    rows: [&[f64]; R],
+    c: [f64; R],
+    dj: [f64; R],
+) {
     let len = e.len();
-    let (r0, r1, r2, r3) = (
-        &rows[0][..len],
-        &rows[1][..len],
-        &rows[2][..len],
-        &rows[3][..len],
-    );
-    for i in 0..len {
+    let rows = rows.map(|r| &r[..len]);
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if FUSED {
+        // SAFETY: fused kernels run only inside `forward_fma`, on CPUs with AVX2 and FMA, and
+        // `simd::relax` reads and writes below `len`, which bounds `e` and every row.
+        done = unsafe { simd::relax(e, rows, c, dj) };
+    }
+    for i in done..len {
         let mut v = e[i];
-        for (r, l) in [r0[i], r1[i], r2[i], r3[i]].into_iter().enumerate() {
-            let a = candidate::<FUSED>(c[r], dj[r], l);
+        for r in 0..R {
+            let a = candidate::<FUSED>(c[r], dj[r], rows[r][i]);
             v = if a < v { a } else { v };
         }
         e[i] = v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::{
+        _mm256_fmadd_pd, _mm256_loadu_pd, _mm256_min_pd, _mm256_set1_pd, _mm256_storeu_pd,
+    };
+
+    /// The vector part of `super::relax`, four lanes at a time; returns how many leading
+    /// entries it relaxed. `_mm256_min_pd(a, v)` is `a < v ? a : v` lane by lane, the very
+    /// selection of the scalar code, and `_mm256_fmadd_pd` rounds once like `f64::mul_add`.
+    ///
+    /// Safety: the CPU must have AVX2 and FMA, and every row must hold `e.len()` entries.
+    #[inline(always)]
+    pub(super) unsafe fn relax<const R: usize>(
+        e: &mut [f64],
+        rows: [&[f64]; R],
+        c: [f64; R],
+        dj: [f64; R],
+    ) -> usize {
+        let cv = c.map(|x| _mm256_set1_pd(x));
+        let dv = dj.map(|x| _mm256_set1_pd(x));
+        let end = e.len() / 4 * 4;
+        let mut i = 0;
+        while i < end {
+            let p = e.as_mut_ptr().add(i);
+            let mut v = _mm256_loadu_pd(p);
+            for r in 0..R {
+                let a = _mm256_fmadd_pd(dv[r], _mm256_loadu_pd(rows[r].as_ptr().add(i)), cv[r]);
+                v = _mm256_min_pd(a, v);
+            }
+            _mm256_storeu_pd(p, v);
+            i += 4;
+        }
+        end
     }
 }
 
@@ -98,19 +134,24 @@ fn layer<const FUSED: bool>(
     while j >= lo + 4 {
         let js = [j, j - 1, j - 2, j - 3];
         let low = j - 3;
-        relax4::<FUSED>(
+        relax::<FUSED, 4>(
             &mut cur[lo..low],
             js.map(|j| &lever.row(j)[lo..]),
             js.map(|j| prev[j]),
             js.map(|j| d[j]),
         );
         for &jj in &js[..3] {
-            relax1::<FUSED>(&mut cur[low..jj], &lever.row(jj)[low..], prev[jj], d[jj]);
+            relax::<FUSED, 1>(
+                &mut cur[low..jj],
+                [&lever.row(jj)[low..]],
+                [prev[jj]],
+                [d[jj]],
+            );
         }
         j -= 4;
     }
     while j > lo {
-        relax1::<FUSED>(&mut cur[lo..j], &lever.row(j)[lo..], prev[j], d[j]);
+        relax::<FUSED, 1>(&mut cur[lo..j], [&lever.row(j)[lo..]], [prev[j]], [d[j]]);
         j -= 1;
     }
 }
