@@ -171,3 +171,26 @@ def test_runs_in_the_models_dtype(batch):
     res = extract_dna(Float64Model(), mu, noise, ref, prediction="flow", progress=False)
     assert set(dtypes) == {(torch.float64, torch.float64)}
     np.testing.assert_allclose(res.dna, _closed_form(ref, noise, mu, cotj.default_grid(100)), rtol=2e-4, atol=1e-7)
+
+
+def test_guidance_combination_is_pluggable(batch):
+    """Qwen-Image renormalises the guided prediction; a custom combine sees (cond, uncond, scale)."""
+    from cotj.predict import cfg, cfg_renorm
+
+    g = torch.Generator().manual_seed(4)
+    c, u = torch.randn(2, 6, 4, generator=g), torch.randn(2, 6, 4, generator=g)
+    out = cfg_renorm(c, u, 4.0)
+    torch.testing.assert_close(out.norm(dim=-1), c.norm(dim=-1))
+    torch.testing.assert_close(out / out.norm(dim=-1, keepdim=True), cfg(c, u, 4.0) / cfg(c, u, 4.0).norm(dim=-1, keepdim=True))
+    mu, ref, noise = batch
+    calls = []
+
+    def only_cond(cond_pred, uncond_pred, scale):
+        calls.append(scale)
+        return cond_pred
+
+    guided = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", guidance_scale=5.0, uncond=torch.zeros(3),
+                         combine=only_cond, progress=False)
+    plain = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", progress=False)
+    np.testing.assert_allclose(guided.dna, plain.dna)
+    assert calls and set(calls) == {5.0}

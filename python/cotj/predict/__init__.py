@@ -8,7 +8,7 @@
 """
 
 from cotj.predict.denoisers import FluxDenoiser, UNetDenoiser
-from cotj.predict.extract import DNAResult, extract_dna, mse
+from cotj.predict.extract import DNAResult, cfg, cfg_renorm, extract_dna, mse
 from cotj.predict.prediction import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.predictor import DNAPredictor
 from cotj.predict.training import CosineReport, TrainReport, cosine_scores, train_predictor
@@ -21,6 +21,8 @@ __all__ = [
     "FluxDenoiser",
     "TrainReport",
     "UNetDenoiser",
+    "cfg",
+    "cfg_renorm",
     "cosine_scores",
     "extract_dna",
     "mse",

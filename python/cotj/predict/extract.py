@@ -21,13 +21,27 @@ from cotj import gains
 from cotj.predict.prediction import PREDICTIONS, to_x0
 from cotj.schedules import Schedule, default_grid, linear_flow
 
-__all__ = ["DNAResult", "Denoiser", "Metric", "extract_dna", "mse"]
+__all__ = ["DNAResult", "Denoiser", "Guidance", "Metric", "cfg", "cfg_renorm", "extract_dna", "mse"]
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
 """``model(x_t (n, ...), t (n,) levels, cond) -> prediction (n, ...)``."""
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``metric(x0_hat (n, ...), x_ref (n, ...)) -> (n,)`` per-sample score, lower is better."""
+Guidance = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+"""``combine(cond_pred, uncond_pred, scale) -> guided prediction``, all (n, ...)."""
 PathLike = Union[Schedule, Sequence[ArrayLike]]
+
+
+def cfg(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance ``u + w·(c - u)`` (SD, SD3, Flux ``true_cfg_scale``)."""
+    return uncond_pred + scale * (cond_pred - uncond_pred)
+
+
+def cfg_renorm(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: float) -> torch.Tensor:
+    """Qwen-Image's guidance: :func:`cfg`, then rescaled to the norm of the conditional
+    prediction along the last (channel) dimension of packed latents (n, seq, C)."""
+    guided = cfg(cond_pred, uncond_pred, scale)
+    return guided * (cond_pred.norm(dim=-1, keepdim=True) / guided.norm(dim=-1, keepdim=True))
 
 
 def mse(x0_hat: torch.Tensor, x_ref: torch.Tensor) -> torch.Tensor:
@@ -109,9 +123,10 @@ def _take(cond: Any, idx: torch.Tensor, batch: int) -> Any:
 class _Runner:
     """Evaluates the (guided) model and converts to x0 for rows at given grid levels."""
 
-    def __init__(self, denoiser: Denoiser, cond: Any, uncond: Any, scale: float | None, path: _Path, prediction: str,
-                 batch: int, device: torch.device, dtype: torch.dtype, bar: Any) -> None:
-        self.denoiser, self.cond, self.uncond, self.scale = denoiser, cond, uncond, scale
+    def __init__(self, denoiser: Denoiser, cond: Any, guidance: tuple[Any, float | None, Guidance], path: _Path,
+                 prediction: str, batch: int, device: torch.device, dtype: torch.dtype, bar: Any) -> None:
+        self.denoiser, self.cond = denoiser, cond
+        self.uncond, self.scale, self.combine = guidance
         self.path, self.prediction, self.batch = path, prediction, batch
         self.device, self.dtype, self.bar = device, dtype, bar
         self.rows = 0
@@ -128,7 +143,7 @@ class _Runner:
         calls = 1
         if self.scale is not None:
             uncond = self.denoiser(xin, t.to(self.dtype), _take(self.uncond, rows, self.batch))
-            pred = uncond + self.scale * (pred - uncond)
+            pred = self.combine(pred, uncond, self.scale)
             calls = 2
         if pred.shape != x.shape:
             raise ValueError(f"the denoiser returned shape {tuple(pred.shape)} for input shape {tuple(x.shape)}")
@@ -190,6 +205,7 @@ def extract_dna(
     metric: Metric | None = None,
     guidance_scale: float | None = None,
     uncond: Any = None,
+    combine: Guidance = cfg,
     completion_steps: int = 1,
     reference_steps: int = 50,
     progress: bool = True,
@@ -222,6 +238,8 @@ def extract_dna(
             the cost. None: unguided.
         uncond: the unconditional (negative) condition, same layout as ``cond``; needed with
             ``guidance_scale``.
+        combine: how the pipeline combines the two predictions: :func:`cfg` (default) or
+            :func:`cfg_renorm` (Qwen-Image), or any ``combine(cond_pred, uncond_pred, scale)``.
         completion_steps: 1 scores the one-step estimate (SPEC 2). m > 1 scores the ODE-completed
             estimate: from each canonical state, m first-order steps to t = 0 (levels spread
             evenly below t_i, snapped to the grid). Costs up to m evaluations per level instead
@@ -260,7 +278,7 @@ def extract_dna(
     total = sum(map(len, paths)) + (0 if x_ref is not None else batch * len(path.descent(n - 1, reference_steps)))
     dna = np.empty(batch * n, dtype=np.float64)
     with torch.inference_mode(), tqdm(total=total, unit="eval", desc="DNA", disable=not progress) as bar:
-        run = _Runner(denoiser, cond, uncond, guidance_scale, path, prediction, batch, device, dtype, bar)
+        run = _Runner(denoiser, cond, (uncond, guidance_scale, combine), path, prediction, batch, device, dtype, bar)
         if x_ref is None:
             ref_path = path.descent(n - 1, reference_steps)
             chunks = [torch.arange(batch)[i : i + batch_size] for i in range(0, batch, batch_size)]
