@@ -32,6 +32,16 @@ def official() -> Path:
     return OFFICIAL
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for the module: reproducible reductions, no oversubscription."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_flux():
     """``make(scheduler) -> FluxPipeline`` with a 1+1-layer transformer (16 latent channels

@@ -21,12 +21,7 @@ from conftest import mean_dna  # noqa: E402
 ATOL = 1e-6  # float32 rounding of the levels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,7 @@ from cotj.execute import scheduler_args, timestep_grid  # noqa: E402
 from cotj.predict import FluxDenoiser, UNetDenoiser, extract_dna  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_flux_adapter_reference_equals_the_pipeline(tiny_flux):

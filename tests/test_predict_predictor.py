@@ -13,12 +13,7 @@ from cotj.predict import DNAPredictor, cosine_scores, train_predictor  # noqa: E
 from conftest import mean_dna  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pairs(n, seed=0):
