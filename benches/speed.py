@@ -56,7 +56,8 @@ def table(both: dict[str, float], one: dict[str, float]) -> str:
         ("one prompt, K = 8 (`cotj.plan`)", "test_plan_one_cotj", "test_plan_one_numpy", "test_plan_one_networkx", 1),
         ("one prompt, adaptive τ = 0.99, max_steps = 50", "test_adaptive_one_cotj", None, "test_adaptive_one_networkx", 1),
         ("`plan_batch` 4096 prompts, K = 8", "test_batch_cotj", "test_batch_numpy", None, 4096),
-        ("`plan_batch` 4096 prompts, 2 Python threads", "test_batch_cotj_two_python_threads", "test_batch_numpy", None, 4096),
+        ("4096 prompts in calls of 8 rows, 1 Python thread", "test_small_calls_one_python_thread", "test_batch_numpy", None, 4096),
+        ("4096 prompts in calls of 8 rows, 2 Python threads", "test_small_calls_two_python_threads", "test_batch_numpy", None, 4096),
     ]
     lines = [
         "| case | cotj, 2 cores | cotj, RAYON_NUM_THREADS=1 | prompts/s (2 cores) | numpy baseline | × numpy | networkx baseline | × networkx |",

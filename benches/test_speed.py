@@ -75,13 +75,25 @@ def test_batch_cotj(benchmark, batch):
     assert out.steps.shape == (BATCH, K)
 
 
-def test_batch_cotj_two_python_threads(benchmark, batch):
-    """Two Python threads, half the batch each: scales only if the GIL is released."""
-    benchmark.group = f"batch of {BATCH}, K=8"
+def _plan_in_small_calls(rows: np.ndarray) -> None:
+    """Plan ``rows`` 8 at a time: batches this small run on the calling thread, not the pool."""
+    for start in range(0, len(rows), 8):
+        cotj.plan_batch(rows[start : start + 8], K)
+
+
+def test_small_calls_one_python_thread(benchmark, batch):
+    benchmark.group = f"batch of {BATCH} in calls of 8 rows, K=8"
+    benchmark(_plan_in_small_calls, batch)
+
+
+def test_small_calls_two_python_threads(benchmark, batch):
+    """Two Python threads, half the calls each: faster than one thread only if the GIL is
+    released while planning."""
+    benchmark.group = f"batch of {BATCH} in calls of 8 rows, K=8"
     halves = np.array_split(batch, 2)
 
     def run() -> None:
-        threads = [threading.Thread(target=cotj.plan_batch, args=(h, K)) for h in halves]
+        threads = [threading.Thread(target=_plan_in_small_calls, args=(h,)) for h in halves]
         for t in threads:
             t.start()
         for t in threads:
