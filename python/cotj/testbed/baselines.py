@@ -1,0 +1,162 @@
+"""Baseline sampling schedules the quality benchmark compares CoTj with (issue 5).
+
+Every schedule is a descending array of K noise levels in (0, 1] on the linear flow
+``x_t = (1 - t)·x0 + t·eps`` (the sigmas of a flow-matching scheduler): the K levels where the
+model is evaluated; the sampler's last step goes from the last level to 0 (NFE = K).
+
+- :func:`uniform`, :func:`shifted` (SD3), :func:`karras` (EDM's rho-spacing mapped to the flow):
+  fixed formulas;
+- :func:`gits` (one schedule for a data set) and :func:`oss` (one schedule per sample): the
+  cheapest K-jump path through a grid of teacher states, by dynamic programming over the
+  one-step truncation error (:attr:`Trajectories.jump_costs`, :func:`cheapest_path`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = ["Trajectories", "cheapest_path", "gits", "karras", "oss", "shifted", "uniform"]
+
+
+def _steps(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def uniform(k: int) -> NDArray[np.float64]:
+    """``1, (k-1)/k, ..., 1/k``: K evenly spaced levels from the top, (K,) float64."""
+    k = _steps(k)
+    return np.arange(k, 0, -1, dtype=np.float64) / k
+
+
+def shifted(k: int, shift: float = 3.0) -> NDArray[np.float64]:
+    """SD3's static time shift of :func:`uniform`: ``t' = s·t / (1 + (s - 1)·t)``; s > 1 spends
+    more steps at high noise. (K,) float64."""
+    if not shift > 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    t = uniform(k)
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def karras(k: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> NDArray[np.float64]:
+    """EDM's spacing (Karras et al. 2022) mapped to the flow, (K,) float64.
+
+    EDM sigmas ``σ_m = (σ_max^(1/ρ) + m/(K-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ``, m = 0..K-1 (K = 1: σ_max),
+    become flow levels by ``t = σ/(1 + σ)``: the EDM state ``x0 + σ·eps`` divided by ``1 + σ`` is the flow
+    state ``(1 - t)·x0 + t·eps``. With EDM's defaults the first level is t = 80/81 ≈ 0.988 (the flow's
+    t = 1 is σ = ∞) and the last t ≈ 0.002.
+    """
+    k = _steps(k)
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    ramp = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    sigma = (hi + ramp * (lo - hi)) ** rho
+    return sigma / (1.0 + sigma)
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Teacher trajectories of B samples on a grid of M levels that includes the clean end.
+
+    Attributes:
+        levels: (M,) float64 ascending, ``levels[0] = 0`` (the endpoint), ``levels[-1]`` the top
+            level where sampling starts.
+        states: (B, M, D) the teacher's state of each sample at each level (flattened).
+        x0: (B, M, D) the teacher model's clean estimate at each of those states (column 0 unused).
+        a, s: (M,) the Gaussian path ``x_t = a·x0 + s·eps`` at ``levels``; None: the linear flow.
+    """
+
+    levels: NDArray[np.float64]
+    states: NDArray[np.float64]
+    x0: NDArray[np.float64]
+    a: NDArray[np.float64] | None = None
+    s: NDArray[np.float64] | None = None
+
+    def __post_init__(self) -> None:
+        lv = np.asarray(self.levels, dtype=np.float64)
+        if lv.ndim != 1 or lv.size < 2 or lv[0] != 0 or np.any(np.diff(lv) <= 0):
+            raise ValueError("levels must be 1-D, ascending, start at 0 and hold at least 2 levels")
+        states, x0 = np.shape(self.states), np.shape(self.x0)
+        if len(states) != 3 or states[1] != lv.size or x0 != states:
+            raise ValueError(f"states and x0 must both have shape (B, {lv.size}, D), got {states} and {x0}")
+        for name, v in (("a", self.a), ("s", self.s)):
+            if v is not None and np.shape(v) != lv.shape:
+                raise ValueError(f"{name} must have the shape of levels {lv.shape}, got {np.shape(v)}")
+
+    @functools.cached_property
+    def jump_costs(self) -> NDArray[np.float64]:
+        """(B, M, M) float64: ``[b, j, i]`` is the mean squared distance between one first-order
+        (Euler / DDIM) step from sample b's teacher state at level j down to level i and the
+        teacher's own state at level i; ``inf`` where i >= j (no such jump)."""
+        t = np.asarray(self.levels, dtype=np.float64)
+        a = 1.0 - t if self.a is None else np.asarray(self.a, dtype=np.float64)
+        s = t if self.s is None else np.asarray(self.s, dtype=np.float64)
+        x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
+        cost = np.full((x.shape[0], t.size, t.size), np.inf)
+        for j in range(1, t.size):
+            eps = (x[:, j] - a[j] * x0[:, j]) / s[j]  # (B, D)
+            landed = a[:j, None] * x0[:, j, None] + s[:j, None] * eps[:, None]  # (B, j, D)
+            cost[:, j, :j] = ((landed - x[:, :j]) ** 2).mean(-1)
+        return cost
+
+
+def cheapest_path(cost: ArrayLike, k: int) -> NDArray[np.int64]:
+    """Nodes (K + 1,) of the cheapest path of exactly K jumps from the top node M - 1 down to node 0.
+
+    ``cost`` (M, M) holds ``cost[j, i]`` for the jump from node j to node i < j (``inf``: no edge). A
+    layered DP, ``D_m[i] = min_j D_{m-1}[j] + cost[j, i]``; ties go to the lowest j. O(K·M²).
+    """
+    c = np.asarray(cost, dtype=np.float64)
+    if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 2:
+        raise ValueError(f"cost must be a square (M, M) matrix with M >= 2, got shape {c.shape}")
+    k, m = _steps(k), c.shape[0]
+    if k > m - 1:
+        raise ValueError(f"k must be <= M - 1 = {m - 1} (one jump per level at most), got {k}")
+    reach = np.full(m, np.inf)
+    reach[-1] = 0.0
+    back = np.empty((k, m), dtype=np.int64)
+    for layer in range(k):
+        total = reach[:, None] + c
+        back[layer] = total.argmin(axis=0)
+        reach = total[back[layer], np.arange(m)]
+    if not np.isfinite(reach[0]):
+        raise ValueError(f"no path of {k} jumps reaches node 0 through finite costs")
+    nodes = [0]
+    for layer in range(k - 1, -1, -1):
+        nodes.append(int(back[layer, nodes[-1]]))
+    return np.array(nodes[::-1], dtype=np.int64)
+
+
+def gits(teacher: Trajectories, k: int) -> NDArray[np.float64]:
+    """A data-set-level schedule in the style of GITS (Chen et al., "On the Trajectory Regularity of
+    ODE-based Diffusion Sampling", ICML 2024): one schedule for every sample, (K,) levels.
+
+    The cost of a jump from level t_j to t_i is the calibration batch's mean of
+    :attr:`Trajectories.jump_costs` (squared local truncation error of one first-order step taken from
+    the teacher's state); the schedule is the cheapest K-jump path from the top level to 0
+    (:func:`cheapest_path`), so it starts at the top. GITS sums these local errors exactly so; it does
+    not propagate the student's own state.
+    """
+    nodes = cheapest_path(teacher.jump_costs.mean(axis=0), k)
+    return np.asarray(teacher.levels, dtype=np.float64)[nodes[:-1]]
+
+
+def oss(teacher: Trajectories, k: int) -> NDArray[np.float64]:
+    """The same dynamic programme as :func:`gits` on each sample's own teacher trajectory: (B, K)
+    levels, row b the cheapest K-jump path of sample b ("OSS-style", after Pei et al., "Optimal
+    Stepsizes for Diffusion Sampling", 2025, which also plans on one teacher trajectory). Unlike OSS
+    the cost is the sum of local errors from teacher states (not the propagated student state), and it
+    needs that sample's teacher trajectory (a full reference run): an upper reference, not a sampler.
+    """
+    lv = np.asarray(teacher.levels, dtype=np.float64)
+    return np.stack([lv[cheapest_path(c, k)[:-1]] for c in teacher.jump_costs])
