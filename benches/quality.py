@@ -1,0 +1,81 @@
+"""Quality benchmark (issue 5): PSNR/MSE to the reference endpoint for every schedule and budget.
+
+Tier 1 (exact Gaussian-mixture flow model), a few minutes on one core:
+
+    python benches/quality.py --tier 1                      # writes benches/results/quality_tier1.{json,md}, _psnr.png
+    python benches/quality.py --tier 1 --quick --out /tmp/q # seconds
+
+Training DNA sharded over processes (gloo), then the benchmark reusing it:
+
+    torchrun --standalone --nproc_per_node 2 benches/quality.py --tier 1 --extract runs/quality/tier1_dna
+    python benches/quality.py --tier 1 --dna runs/quality/tier1_dna
+
+Tier 2 (shapes text-to-image model) once weights exist:
+
+    python benches/quality.py --tier 2 --weights python/cotj/testbed/weights/shapes_unet.safetensors
+    python benches/quality.py --tier 2 --weights runs/shapes     # a training run's EMA checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--tier", type=int, choices=[1, 2], required=True)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds; Tier 1 only)")
+    parser.add_argument("--extract", metavar="DIR", help="only extract the DNA (sharded under torchrun) into DIR")
+    parser.add_argument("--dna", metavar="DIR", help="training DNA written by --extract (else extracted in-process)")
+    parser.add_argument("--weights", help="Tier 2: generator weights file or training run directory")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"report directory (default {RESULTS})")
+    parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick and args.tier != 1:
+        parser.error("--quick is for Tier 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    import torch
+
+    from cotj.testbed import quality
+
+    torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    cfg = (quality.Tier1Config.quick() if args.quick else quality.Tier1Config()) if args.tier == 1 else quality.Tier2Config()
+    if args.extract:
+        if args.tier == 1:
+            quality.tier1_extract(cfg, out=args.extract, progress=progress)
+        else:
+            quality.tier2_extract(cfg, args.weights, args.extract, progress=progress)
+        return 0
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        parser.error("under torchrun only --extract runs; run the benchmark itself in one process")
+    samples: dict[str, np.ndarray] | None = {} if args.save_samples else None
+    if args.tier == 1:
+        results = quality.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples)
+    else:
+        pipe = quality.load_shapes_pipeline(args.weights)
+        results = quality.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples)
+    stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "")
+    paths = quality.write_report(results, args.out, stem)
+    if samples is not None:
+        args.save_samples.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.save_samples, **samples)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,780 @@
+"""The quality benchmark (issue 5): schedules of K steps against the reference endpoint of the same noise.
+
+For each held-out condition one noise is drawn (seeded by the condition alone) and every schedule samples
+from it with a first-order solver (Euler on the flow, DDIM on a VP path: :func:`first_order_sample`). The
+schedules: uniform in t, SD3's shift 3, EDM's rho = 7 mapped to the flow, a GITS-style data-set schedule and
+an OSS-style per-sample optimum (:mod:`cotj.testbed.baselines`), and CoTj planned from the training set's
+mean DNA, from the predicted DNA, from the true DNA of that very sample (oracle), and adaptive (tau = 0.99,
+predicted DNA). Every schedule starts from the noise itself at its first level, as Diffusers pipelines do
+when given ``sigmas=``. The reference endpoint: the exact ODE solution (Tier 1, :mod:`cotj.testbed.analytic`)
+or a 100-step Euler sample (Tier 2, the shapes model). Metrics: per-sample MSE to the reference and PSNR
+``10·log10(R²/MSE)`` averaged over samples, R the stated data range (Tier 1: the peak-to-peak range of the
+reference endpoints; Tier 2: 1, images in [0, 1]); on Tier 2 also the attribute accuracy of
+:mod:`cotj.testbed.classifier`.
+
+Entry points: :func:`run_tier1`, :func:`run_tier2` (return a results dict) and :func:`write_report` (JSON,
+markdown and a PSNR-against-NFE plot); ``benches/quality.py`` is the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from tqdm.auto import tqdm
+
+import cotj
+from cotj.predict import DNAPredictor, cosine_scores, extract_dna, to_x0, train_predictor
+from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
+from cotj.schedules import default_grid
+from cotj.testbed import baselines
+from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint
+from cotj.testbed.baselines import Trajectories
+
+__all__ = [
+    "KS",
+    "SCHEDULES",
+    "Problem",
+    "Tier1Config",
+    "Tier2Config",
+    "evaluate",
+    "first_order_sample",
+    "ode_trajectories",
+    "planning_time",
+    "run_tier1",
+    "run_tier2",
+    "seeded_noise",
+    "tier1_extract",
+    "tier2_extract",
+    "write_report",
+]
+
+log = logging.getLogger(__name__)
+
+KS: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 15, 20, 25)
+"""Step budgets (NFE) of the benchmark."""
+SCHEDULES: dict[str, str] = {
+    "uniform": "uniform",
+    "shift3": "SD3 shift 3",
+    "karras": "Karras rho=7",
+    "gits": "GITS-style (data set)",
+    "oss": "OSS-style (per sample, upper ref.)",
+    "cotj_mean": "CoTj mean DNA",
+    "cotj_pred": "CoTj predicted DNA",
+    "cotj_oracle": "CoTj true DNA (oracle)",
+}
+"""Fixed-budget schedules: JSON key -> display name. The adaptive run is ``cotj_adaptive``."""
+MATCH_STEPS = 50
+"""The uniform budget whose quality the "NFE to match" column asks for."""
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def seeded_noise(items: Sequence[str | int], shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """(B, *shape) float64 standard normal noise, row b from ``default_rng([seed, id(items[b])])`` with id
+    the condition id itself or the CRC-32 of a prompt: an item's noise depends on nothing else."""
+    ids = [zlib.crc32(i.encode()) if isinstance(i, str) else int(i) for i in items]
+    return torch.from_numpy(np.stack([np.random.default_rng([seed, i]).standard_normal(shape) for i in ids]))
+
+
+def _path(denoiser: Any, t: torch.Tensor, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a(t), s(t)`` (n,) float64: the denoiser's own ``path`` if it has one, else the linear flow."""
+    if hasattr(denoiser, "path"):
+        a, s, *_ = denoiser.path(t)
+        return a, s
+    if prediction != "flow":
+        raise ValueError(f"a {prediction!r} denoiser without a path(t) method: give a flow model or one with path()")
+    return 1.0 - t, t
+
+
+def _step(denoiser: Any, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cond: torch.Tensor,
+          prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One first-order step of rows ``x`` (n, ...) from levels ``t`` to ``t_next`` (n,) float64 (0 = clean):
+    ``x0_hat`` at t, then ``a(t_next)·x0_hat + s(t_next)·eps_hat`` (DDIM; the Euler step ``x + (t_next - t)·v``
+    on the linear flow). Returns (next state, x0_hat)."""
+    shape = (-1, *([1] * (x.ndim - 1)))
+    a, s = (v.to(x.dtype).reshape(shape) for v in _path(denoiser, t, prediction))
+    a_n, s_n = (v.to(x.dtype).reshape(shape) for v in _path(denoiser, t_next, prediction))
+    pred = denoiser(x, t.to(x.dtype), cond)
+    x0 = to_x0(pred, x, a.flatten(), s.flatten(), prediction).to(x.dtype)
+    return a_n * x0 + s_n * (x - a * x0) / s, x0
+
+
+def _level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
+    lv = np.asarray(levels, dtype=np.float64)
+    lv = np.tile(lv, (batch, 1)) if lv.ndim == 1 else lv
+    if lv.ndim != 2 or lv.shape[0] != batch or lv.shape[1] == 0:
+        raise ValueError(f"levels must be (K,) or ({batch}, K), got shape {np.shape(levels)}")
+    filled = np.isfinite(lv)
+    if not filled[:, 0].all() or np.any(filled[:, 1:] & ~filled[:, :-1]):
+        raise ValueError("each row of levels must be finite levels followed only by NaN padding")
+    if np.any(np.diff(lv, axis=1)[filled[:, 1:]] >= 0) or np.any(lv[filled] <= 0) or np.any(lv[filled] > 1):
+        raise ValueError("levels must be strictly decreasing within (0, 1]")
+    return lv
+
+
+def first_order_sample(denoiser: Any, noise: torch.Tensor, cond: torch.Tensor, levels: ArrayLike, *,
+                       prediction: str | None = None, batch_size: int | None = None) -> torch.Tensor:
+    """Sample each row from its noise through its own levels with first-order steps, then to t = 0.
+
+    Args:
+        denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction``; a ``path(t)`` method gives
+            its Gaussian path (the analytic models), else the linear flow.
+        noise: (B, ...) the state at each row's first level (the noise itself, Diffusers' convention).
+        cond: (B, ...) per-row conditions.
+        levels: (K,) for every row, or (B, K) per row, descending in (0, 1]; rows may end early with NaN
+            padding (adaptive plans).
+        prediction: what the denoiser predicts; default its ``prediction`` attribute.
+        batch_size: rows per model call; default all.
+
+    Returns:
+        (B, ...) the clean samples, in ``noise``'s dtype.
+    """
+    prediction = prediction or getattr(denoiser, "prediction", None)
+    lv = _level_rows(levels, noise.shape[0])
+    out = torch.empty_like(noise)
+    size = batch_size or noise.shape[0]
+    with torch.inference_mode():
+        for start in range(0, noise.shape[0], size):
+            rows = slice(start, start + size)
+            x, block = noise[rows].clone(), np.append(lv[rows], np.full((len(lv[rows]), 1), np.nan), axis=1)
+            for k in range(lv.shape[1]):
+                active = torch.from_numpy(np.isfinite(block[:, k]))
+                t = torch.from_numpy(block[:, k])[active]
+                t_next = torch.from_numpy(np.nan_to_num(block[:, k + 1], nan=0.0))[active]
+                x[active] = _step(denoiser, x[active], t, t_next, cond[rows][active], prediction)[0]
+            out[rows] = x
+    return out
+
+
+def euler_trajectories(denoiser: Any, noise: torch.Tensor, cond: torch.Tensor, grid: ArrayLike, *,
+                       prediction: str | None = None, batch_size: int | None = None) -> Trajectories:
+    """A first-order run through every level of ``grid`` (N,) ascending, top level 1, recording the state
+    and ``x0_hat`` at each level: the Tier 2 teacher (its endpoint is the 100-step reference)."""
+    prediction = prediction or getattr(denoiser, "prediction", None)
+    desc = np.asarray(grid, dtype=np.float64)[::-1]
+    n, b = desc.size, noise.shape[0]
+    states = torch.empty((b, n + 1, *noise.shape[1:]), dtype=noise.dtype)
+    x0s = torch.empty_like(states)
+    size = batch_size or b
+    with torch.inference_mode():
+        for start in range(0, b, size):
+            rows = slice(start, start + size)
+            x = noise[rows].clone()
+            for k in range(n):
+                t = torch.full((x.shape[0],), desc[k], dtype=torch.float64)
+                t_next = torch.full_like(t, desc[k + 1] if k + 1 < n else 0.0)
+                states[rows, n - k] = x
+                x, x0s[rows, n - k] = _step(denoiser, x, t, t_next, cond[rows], prediction)
+            states[rows, 0], x0s[rows, 0] = x, x
+    flat = (b, n + 1, -1)
+    return Trajectories(np.append(0.0, desc[::-1]), states.reshape(flat).double().numpy(), x0s.reshape(flat).double().numpy())
+
+
+def _rk4(model: FlowMixtureModel, x: torch.Tensor, cond: torch.Tensor, t0: float, t1: float, steps: int) -> torch.Tensor:
+    levels = np.linspace(t0, t1, steps + 1)
+    f = model.ode_velocity
+    for a, b in zip(levels[:-1], levels[1:]):
+        h, mid = b - a, 0.5 * (a + b)
+        k1 = f(x, a, cond)
+        k2 = f(x + 0.5 * h * k1, mid, cond)
+        k3 = f(x + 0.5 * h * k2, mid, cond)
+        x = x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + f(x + h * k3, b, cond))
+    return x
+
+
+def ode_trajectories(model: FlowMixtureModel, noise: torch.Tensor, cond: torch.Tensor, grid: ArrayLike,
+                     substeps: int = 5) -> Trajectories:
+    """The exact probability-flow trajectory of each noise (B, D) through ``grid`` (N,) ascending, top 1,
+    down to 0: RK4 with ``substeps`` steps between neighbouring levels (float64), the state and the exact
+    ``x0`` at each level. The Tier 1 teacher; ``states[:, 0]`` is the reference endpoint (the same
+    integration as :func:`cotj.testbed.analytic.exact_endpoint`, stopping at every grid level)."""
+    g = np.asarray(grid, dtype=np.float64)
+    if g[-1] != 1.0:
+        raise ValueError(f"grid must end at the top level 1 (where the noise lives), got {g[-1]}")
+    levels = np.append(0.0, g)
+    x = noise.to(torch.float64)
+    states = [x]
+    with torch.inference_mode():
+        for m in range(levels.size - 1, 0, -1):
+            x = _rk4(model, x, cond, levels[m], levels[m - 1], substeps)
+            states.append(x)
+        st = torch.stack(states[::-1], dim=1)  # (B, M, D) ascending levels
+        x0 = torch.stack([model.x0(st[:, m], torch.tensor(levels[m]), cond) if m else st[:, 0]
+                          for m in range(levels.size)], dim=1)  # fmt: skip
+    return Trajectories(levels, st.numpy(), x0.numpy())
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Problem:
+    """What one benchmark run compares schedules on (B held-out samples, a grid of N levels).
+
+    Attributes:
+        denoiser: ``model(x_t, t, cond) -> prediction`` sampled by every schedule.
+        prediction: what it predicts ("flow" for both tiers).
+        noise: (B, ...) one noise per held-out condition. cond: (B, ...) the conditions.
+        reference: (B, ...) the reference endpoint of each noise.
+        teacher: trajectories of the B held-out samples (the OSS-style schedules plan on them).
+        calibration: trajectories of training samples (the GITS-style schedule).
+        grid: (N,) the DNA grid. dna: (B, N) true DNA of the held-out samples (same noise and reference).
+        mean_dna: (N,) training-set mean DNA. predicted_dna: (B, N) predicted and aligned DNA.
+        output: final state -> metric space (identity; Tier 2: image in [0, 1]).
+        data_range: R of the PSNR.
+        accuracy: optional ``accuracy(images) -> {attribute: accuracy}`` (Tier 2).
+        batch_size: rows per model call while sampling.
+    """
+
+    denoiser: Any
+    prediction: str
+    noise: torch.Tensor
+    cond: torch.Tensor
+    reference: torch.Tensor
+    teacher: Trajectories
+    calibration: Trajectories
+    grid: NDArray[np.float64]
+    dna: NDArray[np.float64]
+    mean_dna: NDArray[np.float64]
+    predicted_dna: NDArray[np.float64]
+    output: Callable[[torch.Tensor], torch.Tensor]
+    data_range: float
+    accuracy: Callable[[torch.Tensor], dict[str, float]] | None = None
+    batch_size: int | None = None
+
+
+def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
+    """(B, K) levels of schedule ``name`` (a :data:`SCHEDULES` key) at budget K for every held-out row."""
+    b = problem.noise.shape[0]
+    fixed = {"uniform": baselines.uniform, "shift3": baselines.shifted, "karras": baselines.karras}
+    if name in fixed:
+        return np.tile(fixed[name](k), (b, 1))
+    if name == "gits":
+        return np.tile(baselines.gits(problem.calibration, k), (b, 1))
+    if name == "oss":
+        return baselines.oss(problem.teacher, k)
+    if name == "cotj_mean":
+        return np.tile(cotj.plan(problem.mean_dna, k, grid=problem.grid).levels, (b, 1))
+    dna = {"cotj_pred": problem.predicted_dna, "cotj_oracle": problem.dna}.get(name)
+    if dna is None:
+        raise ValueError(f"unknown schedule {name!r}; known: {sorted(SCHEDULES)}")
+    return cotj.plan_batch(dna, k, grid=problem.grid).levels
+
+
+def grid_cost(dna: NDArray[np.float64], levels: NDArray[np.float64], grid: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(B,) the CoTj cost (:func:`cotj.plan_cost`) of each row's levels snapped to the nearest grid level,
+    on that row's DNA; NaN where snapping merges two levels (e.g. Karras below the grid's bottom)."""
+    out = np.full(len(dna), np.nan)
+    for b, row in enumerate(levels):
+        steps = np.abs(grid[None, :] - row[np.isfinite(row), None]).argmin(axis=1)
+        if np.all(np.diff(steps) < 0):
+            out[b] = cotj.plan_cost(dna[b], steps, grid=grid)
+    return out
+
+
+def _scores(problem: Problem, x: torch.Tensor) -> dict[str, Any]:
+    """Per-sample MSE (B,) and PSNR (B,) of final states ``x`` against the reference, in metric space."""
+    err = (problem.output(x).double() - problem.output(problem.reference).double()).pow(2).flatten(1).mean(1).numpy()
+    return {"mse": err, "psnr": 10.0 * np.log10(problem.data_range**2 / np.maximum(err, 1e-30))}
+
+
+def _summary(scores: dict[str, Any], cost: NDArray[np.float64], accuracy: dict[str, float] | None) -> dict[str, Any]:
+    out = {"mse": float(scores["mse"].mean()), "psnr": float(scores["psnr"].mean()),
+           "psnr_median": float(np.median(scores["psnr"])),
+           "cost": float(np.nanmean(cost)) if np.isfinite(cost).any() else None}  # fmt: skip
+    if accuracy is not None:
+        out["accuracy"] = accuracy
+    return out
+
+
+def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, progress: bool = True,
+             samples: dict[str, NDArray[np.float64]] | None = None) -> dict[str, Any]:
+    """Sample every schedule at every budget and score it.
+
+    Returns ``{"schedules": {name: {K: summary}}, "adaptive": summary + NFE, "uniform_50": summary,
+    "nfe_to_match_uniform_50": {name: ...}}``; a summary holds the mean MSE, mean and median PSNR, the mean
+    CoTj cost of the (grid-snapped) schedule on the true DNA and, on Tier 2, the attribute accuracy. If
+    ``samples`` is a dict it receives, for every run ``"{name}/K{k}"`` (``cotj_adaptive/Ktau``,
+    ``uniform_50/K50`` for the two extra runs), the final outputs (``.../x``) and the levels
+    (``.../levels``, (B, K), NaN padded).
+    """
+    adaptive = cotj.plan_batch(problem.predicted_dna, grid=problem.grid, tau=tau)
+    runs = [(name, str(k), schedule_levels(problem, name, k)) for name in SCHEDULES for k in ks]
+    runs += [("cotj_adaptive", "tau", adaptive.levels), ("uniform_50", "50", baselines.uniform(MATCH_STEPS))]
+    results: dict[str, Any] = {"schedules": {name: {} for name in SCHEDULES}}
+    for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=not progress):
+        x = first_order_sample(problem.denoiser, problem.noise, problem.cond, levels,
+                               prediction=problem.prediction, batch_size=problem.batch_size)  # fmt: skip
+        rows = np.tile(levels, (len(problem.dna), 1)) if levels.ndim == 1 else levels
+        acc = problem.accuracy(problem.output(x)) if problem.accuracy is not None else None
+        summary = _summary(_scores(problem, x), grid_cost(problem.dna, rows, problem.grid), acc)
+        if samples is not None:
+            samples[f"{name}/K{k}/x"] = problem.output(x).double().numpy()
+            samples[f"{name}/K{k}/levels"] = rows
+        if name == "cotj_adaptive":
+            nfe = adaptive.lengths
+            summary.update(tau=tau, nfe_mean=float(nfe.mean()), nfe_min=int(nfe.min()), nfe_max=int(nfe.max()))
+            results["adaptive"] = summary
+        elif name == "uniform_50":
+            results["uniform_50"] = summary
+        else:
+            results["schedules"][name][k] = summary
+    results["nfe_to_match_uniform_50"] = _nfe_to_match(results, ks)
+    return results
+
+
+def _nfe_to_match(results: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
+    """Per schedule, the smallest benchmark K whose mean PSNR reaches uniform-50's, and the NFE where the
+    PSNR-against-K polyline crosses it (linear between neighbouring budgets); None if no K reaches it."""
+    target = results["uniform_50"]["psnr"]
+    out: dict[str, Any] = {"target_psnr": target}
+    for name, by_k in results["schedules"].items():
+        psnr = [by_k[str(k)]["psnr"] for k in ks]
+        hit = next((i for i, p in enumerate(psnr) if p >= target), None)
+        nfe = None
+        if hit is not None:
+            nfe = float(ks[hit])
+            if hit > 0 and psnr[hit] > psnr[hit - 1]:
+                frac = (target - psnr[hit - 1]) / (psnr[hit] - psnr[hit - 1])
+                nfe = float(ks[hit - 1] + frac * (ks[hit] - ks[hit - 1]))
+        out[name] = {"k": ks[hit] if hit is not None else None, "nfe": nfe}
+    ad = results["adaptive"]
+    out["cotj_adaptive"] = {"k": None, "nfe": ad["nfe_mean"] if ad["psnr"] >= target else None}
+    return out
+
+
+def _predictor(emb_train: NDArray[np.float64], dna_train: NDArray[np.float64], emb_test: NDArray[np.float64],
+               dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Train the DNA predictor (cosine loss, SPEC 6) and predict the held-out DNA (aligned to the training
+    mean); returns it and the held-out cosine report."""
+    model, report = train_predictor(emb_train, dna_train, epochs=epochs, seed=seed, progress=progress)
+    heldout = cosine_scores(model, emb_test, dna_test)
+    info = {"heldout_cosine_mean": heldout.mean, "heldout_cosine_median": heldout.median,
+            "validation_cosine_mean": report.validation.mean, "best_epoch": report.best_epoch,
+            "n_train": int(len(dna_train)), "n_heldout": int(len(dna_test)), "in_dim": int(emb_train.shape[1])}  # fmt: skip
+    return model.predict(emb_test), info
+
+
+def planning_time(dna: NDArray[np.float64], k: int = 10, tau: float = 0.99, *, pipe: Any = None,
+                  repeats: int = 200, step_repeats: int = 20) -> dict[str, Any]:
+    """Median wall time (ms, this process's threads) of planning one prompt against one denoising step
+    of the Tier 2 model.
+
+    Planning: a fixed-budget plan (K = ``k``) and an adaptive one (``tau``, up to N/2 steps) of the DNA row
+    (N,), and one forward pass of a DNA predictor of the Tier 2 size (MiniLM width 384 -> N; untrained:
+    the weights do not change the time). The step: one guided velocity evaluation of ``pipe`` (a
+    ShapesPipeline; default the shipped weights, else the same architecture randomly initialised) on one
+    24 x 24 image, i.e. the UNet on a batch of 2 (conditional and null prompt), guidance 2.
+    """
+    from cotj.testbed import model as shapes_model
+    from cotj.testbed.text import EMBED_DIM, MAX_TOKENS
+
+    def median_ms(fn: Callable[[], Any], n: int) -> float:
+        fn()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return 1e3 * float(np.median(times))
+
+    weights = "given pipeline"
+    if pipe is None:
+        try:
+            pipe, weights = shapes_model.ShapesPipeline.from_shipped(), str(shapes_model.WEIGHTS)
+        except FileNotFoundError:
+            torch.manual_seed(0)
+            pipe = shapes_model.ShapesPipeline(shapes_model.build_unet().eval(), shapes_model.flow_scheduler())
+            weights = "random initialisation (no trained weights yet; same architecture, same cost)"
+    predictor = DNAPredictor(EMBED_DIM, dna.shape[0]).eval()
+    emb = np.random.default_rng(0).standard_normal(EMBED_DIM)
+    side = pipe.unet.config.sample_size
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((1, 3, side, side), generator=gen)
+    tokens = torch.randn((1, MAX_TOKENS, EMBED_DIM), generator=gen)
+    null = torch.zeros((1, MAX_TOKENS, EMBED_DIM))
+
+    def step() -> torch.Tensor:  # the guided velocity, as ShapesPipeline.velocity computes it for g = 2
+        with torch.no_grad():
+            v_null, v_cond = pipe.unet(torch.cat([x, x]), torch.full((2,), 500.0), torch.cat([null, tokens])).sample.chunk(2)
+        return v_null + 2.0 * (v_cond - v_null)
+
+    out = {"plan_ms": median_ms(lambda: cotj.plan(dna, k), repeats),
+           "plan_adaptive_ms": median_ms(lambda: cotj.plan(dna, tau=tau), repeats),
+           "predictor_ms": median_ms(lambda: predictor.predict(emb), repeats),
+           "unet_step_ms": median_ms(step, step_repeats), "k": k, "tau": tau, "threads": torch.get_num_threads(),
+           "unet_weights": weights}  # fmt: skip
+    planning = out["plan_ms"] + out["predictor_ms"]
+    out["percent_of_step"] = 100.0 * planning / out["unet_step_ms"]
+    out["percent_of_step_adaptive"] = 100.0 * (out["plan_adaptive_ms"] + out["predictor_ms"]) / out["unet_step_ms"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- Tier 1
+
+
+@dataclass(frozen=True)
+class Tier1Config:
+    """Tier 1 settings: conditions ``0 .. n_train - 1`` train the predictor (and give the mean DNA and the
+    GITS calibration), ``n_train .. n_train + n_test - 1`` are held out and benchmarked."""
+
+    n_train: int = 2048
+    n_test: int = 256
+    dim: int = 64
+    family_seed: int = 0
+    noise_seed: int = 1
+    grid_size: int = 100
+    ks: tuple[int, ...] = KS
+    tau: float = 0.99
+    substeps: int = 5
+    dna_reference_steps: int = 200
+    calibration: int = 64
+    predictor_epochs: int = 300
+    seed: int = 0
+
+    @classmethod
+    def quick(cls) -> Tier1Config:
+        """Seconds, for tests: 40 + 10 conditions, budgets 2, 4 and 10, coarse references."""
+        return cls(n_train=40, n_test=10, ks=(2, 4, 10), substeps=1, dna_reference_steps=50, calibration=8,
+                   predictor_epochs=30)  # fmt: skip
+
+    @property
+    def train_items(self) -> list[int]:
+        return list(range(self.n_train))
+
+    @property
+    def test_items(self) -> list[int]:
+        return list(range(self.n_train, self.n_train + self.n_test))
+
+
+def tier1_model(cfg: Tier1Config) -> FlowMixtureModel:
+    """The exact flow model of the seeded mixture family."""
+    return FlowMixtureModel(MixtureFamily(cfg.dim, cfg.family_seed))
+
+
+def _tier1_inputs(cfg: Tier1Config, model: FlowMixtureModel, items: list[int]) -> DNAInputs:
+    """Condition ids, their seeded noise and the exact ODE endpoint (``dna_reference_steps`` RK4 steps)."""
+    cond = torch.tensor(items)
+    noise = seeded_noise(items, (cfg.dim,), cfg.noise_seed)
+    return DNAInputs(cond, noise, exact_endpoint(model, noise, cond, steps=cfg.dna_reference_steps))
+
+
+def tier1_extract(cfg: Tier1Config, items: Sequence[int] | None = None, out: str | Path | None = None, *,
+                  num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
+    """DNA of Tier 1 conditions (default: train and held-out), sharded when launched by torchrun."""
+    items = list(items) if items is not None else cfg.train_items + cfg.test_items
+    model = tier1_model(cfg)
+    return extract_sharded(lambda: model, items, lambda block: _tier1_inputs(cfg, model, block), out,
+                           grid=default_grid(cfg.grid_size), chunk_size=64, batch_size=8 * cfg.grid_size,
+                           num_threads=num_threads, progress=progress)  # fmt: skip
+
+
+def _train_dna(cfg: Tier1Config, dna_dir: str | Path | None, progress: bool) -> tuple[NDArray[np.float64], str]:
+    if dna_dir is None:
+        res = tier1_extract(cfg, cfg.train_items, progress=progress)
+        assert res is not None  # a single process is rank 0
+        return res.dna, "extracted in-process"
+    stored = load_sharded(dna_dir)
+    index = {int(item): row for row, item in enumerate(stored.items)}
+    missing = [c for c in cfg.train_items if c not in index]
+    if missing or not np.allclose(stored.grid, default_grid(cfg.grid_size)):
+        raise ValueError(f"{dna_dir} lacks {len(missing)} training conditions or has another grid")
+    return stored.dna[[index[c] for c in cfg.train_items]], f"{dna_dir} ({stored.world_size} processes, {stored.seconds:.0f} s)"
+
+
+def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = None, progress: bool = True,
+              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
+    """The Tier 1 benchmark on the exact Gaussian-mixture flow model.
+
+    Training DNA comes from ``dna_dir`` (:func:`tier1_extract` output, e.g. a torchrun run) or is extracted
+    here. The held-out conditions' true DNA is extracted against the very reference endpoints the metrics
+    use (exact ODE, ``substeps`` RK4 steps per grid interval). Predictor input: the mixture's descriptor
+    :meth:`MixtureFamily.embedding` (number of modes, spread, log scale, log anisotropy, log Dirichlet
+    concentration, weight entropy), standardised by the predictor. ``samples``: see :func:`evaluate`
+    (also receives ``reference``, ``dna`` and ``grid``).
+    """
+    clock = time.perf_counter()
+    model, grid = tier1_model(cfg), default_grid(cfg.grid_size)
+    dna_train, source = _train_dna(cfg, dna_dir, progress)
+    cond = torch.tensor(cfg.test_items)
+    noise = seeded_noise(cfg.test_items, (cfg.dim,), cfg.noise_seed)
+    teacher = ode_trajectories(model, noise, cond, grid, cfg.substeps)
+    reference = torch.from_numpy(teacher.states[:, 0].copy())
+    dna_test = extract_dna(model, cond, noise, reference, grid, batch_size=8 * cfg.grid_size, progress=False).dna
+    calib = cfg.train_items[: cfg.calibration]
+    calibration = ode_trajectories(model, seeded_noise(calib, (cfg.dim,), cfg.noise_seed), torch.tensor(calib), grid, cfg.substeps)
+    family = model.family
+    predicted, predictor_info = _predictor(np.stack([family.embedding(c) for c in cfg.train_items]), dna_train,
+                                           np.stack([family.embedding(c) for c in cfg.test_items]), dna_test,
+                                           cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
+    setup_s = time.perf_counter() - clock
+    data_range = float(reference.max() - reference.min())
+    problem = Problem(model, "flow", noise, cond, reference, teacher, calibration, grid, dna_test,
+                      dna_train.mean(0), predicted, lambda x: x, data_range)  # fmt: skip
+    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
+    if samples is not None:
+        samples.update(reference=reference.numpy(), dna=dna_test, grid=grid)
+    results.update(
+        tier=1, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=data_range,
+        data_range_note="peak-to-peak of the held-out reference endpoints", predictor=predictor_info,
+        mean_dna=problem.mean_dna.tolist(), seconds={"setup": setup_s, "total": time.perf_counter() - clock},
+        model=f"FlowMixtureModel(MixtureFamily(dim={cfg.dim}, seed={cfg.family_seed})), exact posterior",
+    )  # fmt: skip
+    if time_planning:
+        results["planning_time"] = planning_time(problem.mean_dna, repeats=200 if cfg.n_test > 50 else 5,
+                                                 step_repeats=20 if cfg.n_test > 50 else 2)  # fmt: skip
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- Tier 2
+
+
+@dataclass(frozen=True)
+class Tier2Config:
+    """Tier 2 settings: the shapes grammar's prompts, shuffled by ``seed``; the first ``n_train`` train the
+    predictor, the next ``n_test`` are benchmarked. The reference is a ``reference_steps``-step uniform
+    Euler sample (the grid must be those levels: ``grid_size = reference_steps``)."""
+
+    n_train: int = 2048
+    n_test: int = 64
+    guidance: float = 2.0
+    noise_seed: int = 1
+    grid_size: int = 100
+    ks: tuple[int, ...] = KS
+    tau: float = 0.99
+    calibration: int = 16
+    predictor_epochs: int = 300
+    batch_size: int = 64
+    seed: int = 0
+
+
+def load_shapes_pipeline(weights: str | Path | None = None) -> Any:
+    """The shapes ``ShapesPipeline`` from a weights file (default the shipped one) or from a training run
+    directory (its ``checkpoint.safetensors`` EMA weights and ``config.json``)."""
+    from safetensors.torch import load_file
+
+    from cotj.testbed import model as shapes_model
+
+    path = Path(weights) if weights is not None else shapes_model.WEIGHTS
+    if not path.is_dir():
+        return shapes_model.ShapesPipeline.from_shipped(path)
+    ckpt, config = path / "checkpoint.safetensors", path / "config.json"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"no checkpoint.safetensors in the run directory {path}")
+    unet = shapes_model.build_unet(json.loads(config.read_text())["unet"])
+    ema = {k[len("ema."):]: v.float() for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
+    unet.load_state_dict(ema)
+    return shapes_model.ShapesPipeline(unet.eval(), shapes_model.flow_scheduler())
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    """Pixel states in [-1, 1] -> images in [0, 1] (clamped), as the pipeline post-processes them."""
+    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+class _Tier2:
+    """The shapes model as the benchmark and the extraction use it: prompts split, guided velocity, inputs."""
+
+    def __init__(self, cfg: Tier2Config, pipe: Any, encode: Callable[[list[str]], torch.Tensor] | None) -> None:
+        from cotj.testbed import shapes
+
+        self.cfg, self.pipe = cfg, pipe
+        self.encode = encode or pipe.encode_prompt
+        everything = shapes.all_prompts()
+        order = np.random.default_rng(cfg.seed).permutation(len(everything))
+        prompts = [everything[i] for i in order]
+        if cfg.n_train + cfg.n_test > len(prompts):
+            raise ValueError(f"n_train + n_test must be <= {len(prompts)} (the grammar's prompts)")
+        self.train, self.test = prompts[: cfg.n_train], prompts[cfg.n_train : cfg.n_train + cfg.n_test]
+        self.side = pipe.unet.config.sample_size
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The guided velocity (n, 3, H, W) at states x, levels t (n,), token embeddings (n, 16, 384)."""
+        return self.pipe.velocity(x, t, emb, self.cfg.guidance)
+
+    def noise(self, prompts: list[str]) -> torch.Tensor:
+        return seeded_noise(prompts, (3, self.side, self.side), self.cfg.noise_seed).float()
+
+    def inputs(self, prompts: list[str]) -> DNAInputs:
+        """Embeddings and noise; no x_ref: the model's own ``grid_size``-step reference (the benchmark's)."""
+        return DNAInputs(self.encode(prompts), self.noise(prompts))
+
+    def trajectories(self, prompts: list[str]) -> Trajectories:
+        return euler_trajectories(self.velocity, self.noise(prompts), self.encode(prompts), default_grid(self.cfg.grid_size),
+                                  prediction="flow", batch_size=self.cfg.batch_size)  # fmt: skip
+
+
+def tier2_extract(cfg: Tier2Config, weights: str | Path | None = None, out: str | Path | None = None, *,
+                  pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
+                  num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
+    """DNA of the Tier 2 training prompts (guided, the model's own ``grid_size``-step Euler reference),
+    sharded when launched by torchrun; each rank loads the pipeline (``pipe`` or ``weights``)."""
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    tier = _Tier2(cfg, pipe if pipe is not None else load_shapes_pipeline(weights), encode)
+    return extract_sharded(lambda: tier.velocity, tier.train, tier.inputs, out, grid=default_grid(cfg.grid_size),
+                           chunk_size=cfg.batch_size, batch_size=cfg.batch_size, progress=progress,
+                           prediction="flow", reference_steps=cfg.grid_size)  # fmt: skip
+
+
+def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
+              classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
+              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
+    """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
+
+    Args:
+        pipe: a ShapesPipeline (default :func:`load_shapes_pipeline` of the shipped weights).
+        encode: prompts -> token embeddings (B, 16, 384); default the pipeline's MiniLM encoder. The
+            predictor takes their mean over real tokens (:func:`cotj.testbed.text.pool`).
+        classifier: an AttributeClassifier for the attribute accuracy; default the shipped one, and no
+            accuracy (logged) if there is none.
+        dna_dir: training DNA written by :func:`tier2_extract`; else extracted here.
+        samples: see :func:`evaluate`.
+    """
+    from cotj.testbed import classifier as attributes
+    from cotj.testbed.text import pool
+
+    clock = time.perf_counter()
+    tier = _Tier2(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
+    if dna_dir is None:
+        res = tier2_extract(cfg, pipe=tier.pipe, encode=tier.encode, progress=progress)
+        assert res is not None  # a single process is rank 0
+        dna_train, source = res.dna, "extracted in-process"
+    else:
+        stored = load_sharded(dna_dir)
+        index = {item: row for row, item in enumerate(stored.items)}
+        dna_train, source = stored.dna[[index[p] for p in tier.train]], f"{dna_dir} ({stored.world_size} processes)"
+    grid, cond, noise = default_grid(cfg.grid_size), tier.encode(tier.test), tier.noise(tier.test)
+    teacher = tier.trajectories(tier.test)
+    reference = torch.from_numpy(teacher.states[:, 0].copy()).float().reshape(noise.shape)
+    dna_test = extract_dna(tier.velocity, cond, noise, reference, grid, prediction="flow", batch_size=cfg.batch_size,
+                           progress=False).dna  # fmt: skip
+    predicted, predictor_info = _predictor(pool(tier.encode(tier.train)).double().numpy(), dna_train,
+                                           pool(cond).double().numpy(), dna_test, cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
+    accuracy = None
+    try:
+        clf = classifier if classifier is not None else attributes.load_classifier()
+        accuracy = lambda images: attributes.score(images.float() * 2.0 - 1.0, tier.test, clf)  # noqa: E731
+    except FileNotFoundError as exc:
+        log.warning("no attribute accuracy: %s", exc)
+    problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher, tier.trajectories(tier.train[: cfg.calibration]),
+                      grid, dna_test, dna_train.mean(0), predicted, _images, 1.0, accuracy, cfg.batch_size)  # fmt: skip
+    setup_s = time.perf_counter() - clock
+    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
+    if samples is not None:
+        samples.update(reference=_images(reference).double().numpy(), dna=dna_test, grid=grid)
+    results.update(
+        tier=2, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=1.0,
+        data_range_note="images in [0, 1] (pixel states clamped to [-1, 1] and rescaled)", predictor=predictor_info,
+        mean_dna=problem.mean_dna.tolist(), seconds={"setup": setup_s, "total": time.perf_counter() - clock},
+        model=f"ShapesPipeline (pixel UNet, MiniLM prompts), guidance {cfg.guidance}",
+    )  # fmt: skip
+    if time_planning:
+        results["planning_time"] = planning_time(problem.mean_dna, pipe=tier.pipe)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The report as markdown: PSNR, MSE and CoTj-cost tables (rows schedules, columns K), the adaptive
+    run, the NFE to match uniform-50, the predictor's cosine and the planning time."""
+    ks = results["ks"]
+    head = "| schedule | " + " | ".join(f"K={k}" for k in ks) + " |\n|---|" + "---|" * len(ks) + "\n"
+
+    def table(field: str, digits: int, scale: float = 1.0) -> str:
+        rows = [f"| {SCHEDULES[n]} | " + " | ".join(
+            _fmt(None if by_k[str(k)][field] is None else by_k[str(k)][field] * scale, digits) for k in ks) + " |"
+            for n, by_k in results["schedules"].items()]  # fmt: skip
+        return head + "\n".join(rows) + "\n"
+
+    ad, u50, match = results["adaptive"], results["uniform_50"], results["nfe_to_match_uniform_50"]
+    pred = results["predictor"]
+    lines = [
+        f"# Quality benchmark, Tier {results['tier']}\n",
+        f"Model: {results['model']}. Held-out samples: {pred['n_heldout']}; predictor trained on {pred['n_train']}.",
+        f"Training DNA: {results['dna_source']}. PSNR data range R = {results['data_range']:.4g} "
+        f"({results['data_range_note']}); PSNR is the mean of per-sample PSNR.\n",
+        "## PSNR (dB) to the reference endpoint, higher is better\n", table("psnr", 2),
+        "## MSE to the reference endpoint (x 1e3), lower is better\n", table("mse", 3, 1e3),
+        "## Mean CoTj cost on the true DNA (grid-snapped schedule; lower is better; – where snapping merges levels)\n",
+        table("cost", 4),
+        f"## Adaptive CoTj (tau = {ad['tau']}, predicted DNA)\n",
+        f"Mean NFE {ad['nfe_mean']:.2f} (min {ad['nfe_min']}, max {ad['nfe_max']}): PSNR {ad['psnr']:.2f} dB, "
+        f"MSE {ad['mse'] * 1e3:.3f}e-3.\n",
+        f"## NFE to match uniform at {MATCH_STEPS} steps (PSNR {u50['psnr']:.2f} dB)\n",
+        "| schedule | smallest K reaching it | interpolated NFE |\n|---|---|---|",
+        *[f"| {SCHEDULES.get(n, 'CoTj adaptive')} | {v['k'] if v['k'] is not None else ('–' if n == 'cotj_adaptive' else f'> {ks[-1]}')} "
+          f"| {_fmt(v['nfe'], 1)} |" for n, v in match.items() if n != "target_psnr"],  # fmt: skip
+        "",
+        "## DNA predictor\n",
+        f"Held-out cosine: mean {pred['heldout_cosine_mean']:.4f}, median {pred['heldout_cosine_median']:.4f} "
+        f"({pred['n_heldout']} conditions; paper, Qwen-Image: 0.954 / 0.969).\n",
+    ]
+    if "planning_time" in results:
+        p = results["planning_time"]
+        lines += [
+            "## Planning time against one Tier 2 denoising step\n",
+            f"Plan (K = {p['k']}) {p['plan_ms'] * 1e3:.1f} µs + predictor {p['predictor_ms'] * 1e3:.1f} µs against one "
+            f"guided UNet step {p['unet_step_ms']:.2f} ms ({p['threads']} thread(s); UNet weights: {p['unet_weights']}): "
+            f"{p['percent_of_step']:.3f} % of one step (adaptive plan: {p['percent_of_step_adaptive']:.3f} %).\n",
+        ]
+    return "\n".join(lines)
+
+
+def psnr_figure(results: dict[str, Any]) -> Any:
+    """PSNR against NFE, one line per schedule, the adaptive run as one point and uniform-50 as a line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.5, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    ks = results["ks"]
+    styles = {"uniform": ("k", "o", "-"), "shift3": ("tab:gray", "s", "-"), "karras": ("tab:brown", "^", "-"),
+              "gits": ("tab:purple", "D", "-"), "oss": ("tab:olive", "v", ":"), "cotj_mean": ("tab:blue", "o", "--"),
+              "cotj_pred": ("tab:orange", "o", "-"), "cotj_oracle": ("tab:green", "o", ":")}  # fmt: skip
+    for name, by_k in results["schedules"].items():
+        colour, marker, line = styles[name]
+        ax.plot(ks, [by_k[str(k)]["psnr"] for k in ks], color=colour, marker=marker, linestyle=line,
+                markersize=4, linewidth=1.6, label=SCHEDULES[name])  # fmt: skip
+    ad = results["adaptive"]
+    ax.plot([ad["nfe_mean"]], [ad["psnr"]], marker="*", markersize=14, color="tab:red", linestyle="none",
+            label=f"CoTj adaptive τ={ad['tau']} (mean NFE)")  # fmt: skip
+    ax.axhline(results["uniform_50"]["psnr"], color="k", linewidth=0.8, linestyle="-.", label=f"uniform, {MATCH_STEPS} steps")
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("NFE (steps K)")
+    ax.set_ylabel(f"PSNR to the reference (dB, R = {results['data_range']:.3g})")
+    ax.set_title(f"Tier {results['tier']}: quality against steps ({results['predictor']['n_heldout']} held-out samples)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """Write ``{stem}.json``, ``{stem}.md`` and ``{stem}_psnr.png`` into ``out_dir``; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}_psnr.png"}
+    paths["json"].write_text(json.dumps(results, indent=1) + "\n")
+    paths["md"].write_text(markdown(results))
+    psnr_figure(results).savefig(paths["png"], dpi=120)
+    return paths
