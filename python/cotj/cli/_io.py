@@ -1,0 +1,216 @@
+"""Reading and writing for the commands: DNA from files or stdin, flag types, JSON and tables,
+figures. numpy only."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import cotj
+from cotj.dna import load_dna
+
+STDIN = "-"
+TESTBED, ANALYTIC = "testbed", "analytic"
+
+
+def _parse_text(text: str) -> NDArray[np.float64]:
+    """DNA rows from text: JSON (a list, a list of lists, ``{"dna": ...}``, or one JSON array per
+    line) or CSV lines."""
+    body = text.strip()
+    if not body:
+        raise ValueError("no DNA on stdin")
+    if body[0] in "[{":
+        try:
+            values = [json.loads(body)]
+        except json.JSONDecodeError:
+            try:
+                values = [json.loads(line) for line in body.splitlines() if line.strip()]
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"stdin is not JSON arrays: {exc.msg} at line {exc.lineno}") from None
+        rows = [v["dna"] if isinstance(v, dict) else v for v in values]
+        data = rows[0] if len(rows) == 1 else rows
+    else:
+        try:
+            data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=1)
+        except ValueError as exc:
+            raise ValueError(f"DNA on stdin is neither JSON nor CSV numbers: {exc}") from None
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(f"DNA on stdin must be numbers in rows of equal length, got {arr.dtype} of shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("DNA on stdin must be finite (found NaN or inf)")
+    return arr
+
+
+def read_array(source: str, what: str = "DNA") -> NDArray[np.float64]:
+    """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`) or ``-`` (stdin)."""
+    if source == STDIN:
+        return _parse_text(sys.stdin.read())
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(2, f"no {what} file", source)
+    try:
+        return load_dna(path)
+    except KeyError:
+        raise ValueError(f"{source}: a JSON object must hold the array under the key 'dna'") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def read_rows(source: str) -> NDArray[np.float64]:
+    """DNA rows (B, N) from a file or stdin; one row (N,) becomes (1, N)."""
+    arr = read_array(source)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"DNA in {source} must be one row (N,) or rows (B, N), got shape {arr.shape}")
+    return np.atleast_2d(arr)
+
+
+def read_lines(path: str) -> list[str]:
+    """Non-empty lines of a text file (or ``-`` for stdin), stripped."""
+    text = sys.stdin.read() if path == STDIN else Path(path).read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path} has no prompts (no non-empty lines)")
+    return lines
+
+
+def window(pinned: str) -> Any:
+    """argparse type for ``--first`` / ``--last``: ``any``, ``pinned`` or a positive int."""
+
+    def parse(text: str) -> str | int:
+        if text in ("any", pinned):
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be 'any', '{pinned}' or a number of levels, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"a number of levels must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+def budget(text: str) -> int | NDArray[np.int64]:
+    """argparse type for ``--budget``: an int, or a comma list (one K per DNA row)."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int or a comma list of ints, got {text!r}") from None
+    return values[0] if len(values) == 1 else np.asarray(values, dtype=np.int64)
+
+
+def probability(text: str) -> float:
+    """argparse type for ``--tau``: a float in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {value}")
+    return value
+
+
+def figsize(text: str) -> tuple[float, float]:
+    """argparse type for ``--size``: ``WIDTHxHEIGHT`` in inches, e.g. ``6.4x4``."""
+    try:
+        w, h = (float(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in inches, e.g. 6.4x4, got {text!r}") from None
+    if not (0 < w <= 40 and 0 < h <= 40):
+        raise argparse.ArgumentTypeError(f"width and height must be in (0, 40] inches, got {text!r}")
+    return w, h
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy arrays as lists and non-finite floats as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(jsonable(value), allow_nan=False))
+
+
+def plan_record(p: cotj.Plan) -> dict[str, Any]:
+    """One plan as a JSON object: steps, levels, cost, budget, and curve/ratio when adaptive."""
+    out: dict[str, Any] = {"steps": p.steps, "levels": p.levels, "cost": p.cost, "budget": p.budget}
+    if p.ratio is not None:
+        out["curve"], out["ratio"] = p.curve, p.ratio
+    return out
+
+
+def levels_text(levels: NDArray[np.float64]) -> str:
+    return " ".join(f"{v:.3g}" for v in levels)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain left-aligned text table."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def save_figure(fig: Any, out: str | Path, dpi: int) -> Path:
+    """Write a Figure as PNG (parent folder created); returns the path."""
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png file, got {str(out)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def repo_root() -> Path | None:
+    """The source checkout this package runs from (editable install), or None."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "pyproject.toml").is_file() and (root / "python" / "cotj").is_dir() else None
+
+
+def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> None:
+    """Flags selecting and configuring the model (shared by dna, predict, diagnose, sample)."""
+    p.add_argument("--model", choices=(TESTBED, ANALYTIC), default=TESTBED,
+                   help="testbed: the shipped shapes generator (prompts are text); analytic: the exact "
+                        "Gaussian-mixture flow model (prompts are condition ids) (default testbed)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="testbed generator weights: a file or a training run directory (default: the shipped file)")
+    p.add_argument("--guidance", type=float, default=2.0, help="testbed classifier-free guidance scale (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--dim", type=int, default=64, help="analytic: data dimension (default 64)")
+    p.add_argument("--family-seed", type=int, default=0, help="analytic: seed of the mixture family (default 0)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads (default 1: the small models run fastest on one, and share the machine)")
+    if reference:
+        p.add_argument("--reference-steps", type=positive_int, metavar="S",
+                       help="steps of the reference the DNA is scored against: the testbed's own first-order "
+                            "sample (default 50) or the analytic models' exact ODE endpoint (RK4, default 200)")
+        p.add_argument("--batch-size", type=positive_int, default=64, help="model rows per call (default 64)")

@@ -1,0 +1,93 @@
+"""``cotj bench``: the benchmark tables of the repository's ``benches/`` folder (thin: the
+benchmarks themselves live there, not in the package)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cotj.cli import _io
+
+__all__ = ["add_parser", "run"]
+
+DESCRIPTION = """Run the benchmarks of the repository's benches/ folder and print (or write) their tables.
+
+Speed: benches/speed.py's run() and table(): the Python API against numpy and networkx baselines,
+on both cores and with RAYON_NUM_THREADS=1 (pytest-benchmark; the 'bench' extra).
+Quality (--quality): runs benches/quality.py --tier T (1: the exact Gaussian-mixture model,
+2: the shapes model, with --weights) and prints its table; it also writes its report files
+(JSON, markdown, PSNR plot) into benches/results/.
+benches/ is found next to the installed source checkout, else in the working directory; or give
+--benches DIR.
+
+Examples:
+  cotj bench --quick
+  cotj bench --no-speed --quality --tier 1 --out tables.md"""
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", parents=parents, help="run the speed (and quality) benchmarks, print their tables",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--benches", metavar="DIR", help="the benches/ folder (default: found from the checkout or cwd)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    p.add_argument("--no-speed", action="store_true", help="skip the speed benchmark")
+    p.add_argument("--quality", action="store_true", help="run the quality benchmark (benches/quality.py)")
+    p.add_argument("--tier", type=int, choices=(1, 2), default=1, help="quality benchmark tier (default 1)")
+    p.add_argument("--weights", metavar="PATH", help="tier 2: the shapes generator's weights (file or run folder)")
+    p.add_argument("--out", metavar="FILE", help="write the tables (markdown) here instead of printing them")
+    p.set_defaults(run=run, prog=p.prog)
+
+
+def _folder(given: str | None) -> Path:
+    if given is not None:
+        folder = Path(given)
+    else:
+        root = _io.repo_root()
+        candidates = [root / "benches"] if root is not None else []
+        folder = next((c for c in [*candidates, Path.cwd() / "benches"] if (c / "speed.py").is_file()), Path("benches"))
+    if not (folder / "speed.py").is_file():
+        missing = str(folder / "speed.py")
+        raise FileNotFoundError(2, "no speed benchmark (benches/speed.py); give --benches DIR", missing)
+    return folder
+
+
+def _module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"cotj_benches_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = _folder(args.benches)
+    quality = folder / "quality.py"
+    if args.quality and not quality.is_file():
+        raise FileNotFoundError(2, "no quality benchmark yet (benches/quality.py is not written)", str(quality))
+    if args.no_speed and not args.quality:
+        raise ValueError("--no-speed without --quality leaves nothing to run")
+    tables = []
+    if not args.no_speed:
+        speed = _module(folder / "speed.py")
+        tables.append("## Speed\n\n" + speed.table(speed.run(None, args.quick), speed.run(1, args.quick)))
+    if args.quality:
+        cmd = [sys.executable, str(quality), "--tier", str(args.tier), *(["--quick"] if args.quick else []),
+               *(["--weights", args.weights] if args.weights else [])]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=folder.parent)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise RuntimeError(f"{quality} failed with status {done.returncode}: {last}")
+        tables.append("## Quality\n\n" + done.stdout.strip())
+    text = "\n\n".join(tables) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0

@@ -1,0 +1,115 @@
+"""``cotj sample``: prompt -> PNG with the testbed model, Predict -> Plan -> Execute
+(:func:`cotj.execute.sample`), printing the plan and the time each stage took."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import cotj
+from cotj.cli import _io
+
+__all__ = ["add_parser", "run"]
+
+DESCRIPTION = """Sample one prompt with the testbed model (24x24 shapes) and write a PNG.
+
+The schedule is planned from the prompt's DNA: by default its true DNA, extracted on the spot
+(100 levels and a 50-step reference sample: the oracle); or predicted with --predictor DIR; or one DNA for every
+prompt with --mean-dna FILE. --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for
+comparison. Prints the levels used and the time of each stage.
+
+Examples:
+  cotj sample "two red circles on the left" --budget 4 --out red.png
+  cotj sample "a small blue square" --tau 0.99 --max-steps 20 --out blue.png
+  cotj sample "a small blue square" --budget 4 --uniform --out blue_uniform.png"""
+
+
+def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the testbed model",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("prompt", help="a prompt of the shapes grammar, e.g. 'two red circles on the left'")
+    p.add_argument("--out", required=True, metavar="OUT.png", help="image file to write")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--budget", type=_io.positive_int, metavar="K", help="steps (default 8)")
+    length.add_argument("--tau", type=_io.probability, help="adaptive length (smallest K with R(K) >= tau)")
+    p.add_argument("--max-steps", type=_io.positive_int, metavar="K", help="longest adaptive plan (with --tau)")
+    dna = p.add_mutually_exclusive_group()
+    dna.add_argument("--predictor", metavar="DIR", help="predict the DNA with this predictor")
+    dna.add_argument("--mean-dna", metavar="FILE", help="plan from this one DNA row (.npy, .json, .csv)")
+    dna.add_argument("--uniform", action="store_true", help="uniform levels instead of a plan (needs --budget)")
+    p.add_argument("--scale", type=_io.positive_int, default=8, help="upscale the PNG by this factor (default 8)")
+    _io.add_model_flags(p)
+    p.set_defaults(run=run, prog=p.prog)
+
+
+def uniform_levels(k: int) -> np.ndarray:
+    """K uniform flow levels ``1, 1 - 1/K, ..., 1/K`` (descending)."""
+    return np.linspace(1.0, 1.0 / k, k)
+
+
+def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
+    """An (H, W, 3) float image in [0, 1] as an 8-bit PNG, each pixel a ``scale``-wide block."""
+    from PIL import Image
+
+    path = Path(out)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png file, got {str(out)!r}")
+    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model != _io.TESTBED:
+        raise ValueError("sample runs the testbed model; the analytic models have no images")
+    if args.uniform and args.budget is None:
+        raise ValueError("--uniform needs --budget K")
+    if args.max_steps is not None and args.tau is None:
+        raise ValueError("--max-steps goes with --tau")
+    from cotj.cli import _models
+    from cotj.execute import sample
+
+    _models.use_threads(args.threads)
+    clock = time.perf_counter()
+    pipe = _models.shapes_pipeline(args.weights)
+    latents = _models.noise(args, pipe, [args.prompt])
+    print(f"model: loaded in {time.perf_counter() - clock:.2f} s")
+    run_kwargs = dict(latents=latents, guidance_scale=args.guidance, output_type="np")
+    if args.uniform:
+        levels = uniform_levels(args.budget)
+        clock = time.perf_counter()
+        image = pipe(args.prompt, sigmas=levels.tolist(), **run_kwargs).images[0]
+        print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
+    else:
+        clock = time.perf_counter()
+        dna_kwargs = _dna_source(args, pipe, _models)
+        print(f"DNA: {dna_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
+        clock = time.perf_counter()
+        result = sample(pipe, args.prompt, budget=args.budget, tau=args.tau, max_steps=args.max_steps,
+                        **dna_kwargs, **run_kwargs)
+        image, plan = result.images[0], result.plans[0]
+        extra = f", R(K) = {plan.ratio[plan.budget - 1]:.4f}" if plan.ratio is not None else ""
+        print(f"plan: {plan.budget} steps at t = {_io.levels_text(plan.levels)} (cost {plan.cost:.4g}{extra})")
+    print(f"sampling: {time.perf_counter() - clock:.2f} s")
+    print(f"wrote {save_png(image, args.out, args.scale)}")
+    return 0
+
+
+def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
+    """The DNA arguments of :func:`cotj.execute.sample`, and ``what`` describes them."""
+    if args.predictor:
+        from cotj.predict import DNAPredictor
+
+        predictor = DNAPredictor.load(args.predictor, device="cpu")
+        return dict(predictor=predictor, embed=lambda prompts: models.embeddings(args, prompts),
+                    what=f"predicted by {args.predictor}")
+    if args.mean_dna:
+        return dict(mean_dna=cotj.load_dna(args.mean_dna), what=f"one row from {args.mean_dna}")
+    what = f"the prompt's true DNA (100 levels against a {args.reference_steps or 50}-step reference)"
+    return dict(mean_dna=models.prompt_dna(args, args.prompt, pipe), what=what)
