@@ -51,6 +51,16 @@ class TrainConfig:
     unet: dict = field(default_factory=unet_config)
 
 
+def load_config(out: str | Path) -> TrainConfig | None:
+    """The config stored in a run directory, or None for a new run."""
+    path = _state_paths(Path(out))[2]
+    if not path.exists():
+        return None
+    cfg = TrainConfig(**json.loads(path.read_text()))
+    cfg.unet = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.unet.items()}
+    return cfg
+
+
 def _state_paths(out: Path) -> tuple[Path, Path, Path]:
     return out / "checkpoint.safetensors", out / "trainer_state.pt", out / "config.json"
 
@@ -128,18 +138,17 @@ def train(
     """Train (or resume) the run in ``out`` until ``cfg.steps`` total steps or ``hours`` of wall time.
 
     ``cfg`` defaults to the run's stored config (or :class:`TrainConfig` for a new run); a stored config that
-    differs raises ValueError. Returns the per-step losses of this invocation.
+    differs in anything but ``steps`` raises ValueError (raising ``steps`` extends a run). Returns the per-step
+    losses of this invocation.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt, _, cfg_path = _state_paths(out)
-    if cfg_path.exists():
-        stored = TrainConfig(**json.loads(cfg_path.read_text()))
-        stored.unet = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.unet.items()}
-        if cfg is not None and dataclasses.asdict(cfg) != dataclasses.asdict(stored):
-            raise ValueError(f"cfg differs from the config stored in {cfg_path}; use a new --out or the same config")
-        cfg = stored
-    cfg = cfg or TrainConfig()
+    stored = load_config(out)
+    if stored is not None and cfg is not None:
+        if dataclasses.asdict(dataclasses.replace(cfg, steps=stored.steps)) != dataclasses.asdict(stored):
+            raise ValueError(f"cfg differs from the config stored in {cfg_path} (only steps may change on resume)")
+    cfg = cfg or stored or TrainConfig()
     cfg_path.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     run = _Run(out, cfg)
     if ckpt.exists():
@@ -225,17 +234,10 @@ def main(argv: list[str] | None = None) -> None:
         log.info("exported EMA weights of step %d to %s", step, args.to)
         return
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "seed") if getattr(args, k) is not None}
-    cfg_path = _state_paths(Path(args.out))[2]
-    if cfg_path.exists():
-        cfg = None
-        if overrides.keys() - {"steps"}:
-            parser.error(f"{args.out} already has a config; only --steps may change on resume")
-        if "steps" in overrides:  # extending a run is allowed
-            stored = json.loads(cfg_path.read_text())
-            stored["steps"] = overrides["steps"]
-            cfg_path.write_text(json.dumps(stored, indent=1))
-    else:
-        cfg = dataclasses.replace(TrainConfig(), **overrides)
+    stored = load_config(args.out)
+    if stored is not None and overrides.keys() - {"steps"}:
+        parser.error(f"{args.out} already has a config; only --steps may change on resume")
+    cfg = dataclasses.replace(stored or TrainConfig(), **overrides)
     train(args.out, cfg, hours=args.hours, checkpoint_minutes=args.checkpoint_minutes)
 
 
