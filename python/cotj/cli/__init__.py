@@ -67,9 +67,10 @@ def _message(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input or failure)."""
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    tqdm_env = os.environ.get("TQDM_DISABLE")
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, the libraries' included
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
@@ -81,3 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = " ".join(_message(exc).split())
         print(f"{args.prog}: error: {text}", file=sys.stderr)
         return 2
+    finally:
+        if tqdm_env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_env

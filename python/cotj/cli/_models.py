@@ -36,13 +36,18 @@ def use_threads(n: int) -> None:
 def shapes_pipeline(weights: str | None) -> Any:
     """The testbed's ``ShapesPipeline`` from ``weights`` (a weights file or a training run
     directory; default the shipped file), progress bar off."""
-    from cotj.testbed.model import WEIGHTS
+    if weights:
+        path = Path(weights)
+    else:
+        from cotj.testbed.model import WEIGHTS
 
-    path = Path(weights) if weights else WEIGHTS
+        path = WEIGHTS
     if not path.exists():
         hint = "pass --weights FILE, or train and export the testbed generator (python -m cotj.testbed.train)"
         raise FileNotFoundError(errno.ENOENT, f"no testbed generator weights ({hint})", str(path))
-    pipe = quality.load_shapes_pipeline(path)
+    from cotj.testbed.quality_tier2 import load_shapes_pipeline
+
+    pipe = load_shapes_pipeline(path)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -67,7 +72,9 @@ def _analytic(args: Any, levels: int = 100) -> quality.Tier1Config:
 
 def analytic_family(args: Any) -> Any:
     """The analytic model's :class:`~cotj.testbed.analytic.MixtureFamily`."""
-    return quality.tier1_model(_analytic(args)).family
+    from cotj.testbed.analytic import MixtureFamily
+
+    return MixtureFamily(args.dim, args.family_seed)
 
 
 def embeddings(args: Any, prompts: Sequence[str]) -> NDArray[np.float64]:

@@ -1,0 +1,88 @@
+"""The commands that run the testbed's shapes generator, on a tiny random-weight UNet written in
+the shipped weights' format (8x8 images): ``cotj dna``, ``cotj sample`` (planned from the prompt's
+true DNA, from a mean DNA, uniform) and ``cotj diagnose --prompt``; a missing weights file is one
+clear line. The trained weights are not needed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("sentence_transformers")
+
+import cotj  # noqa: E402
+from cli_helpers import QWEN, cotj as run_cotj, one_line_error, png_size  # noqa: E402
+from cotj.cli import main  # noqa: E402
+
+PROMPT = "two red circles on the left"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A random-initialised 8x8 shapes UNet saved as ``ShapesPipeline.from_shipped`` reads it."""
+    from safetensors.torch import save_file
+
+    from cotj.testbed.model import build_unet, unet_config
+
+    config = {**unet_config(8), "block_out_channels": (16, 16, 16), "norm_num_groups": 8, "attention_head_dim": 8}
+    torch.manual_seed(0)
+    unet = build_unet(config)
+    path = tmp_path_factory.mktemp("weights") / "tiny_unet.safetensors"
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()}, str(path),
+              metadata={"unet_config": json.dumps(config)})
+    return path
+
+
+def _levels(line: str) -> np.ndarray:
+    """The levels printed after 't = ' on a plan line."""
+    return np.array([float(v) for v in line.split("t = ", 1)[1].split(" (")[0].split()])
+
+
+def test_sample_plans_from_the_dna_that_cotj_dna_extracts(tiny_weights, tmp_path):
+    common = ["--weights", tiny_weights, "--reference-steps", "8"]
+    dna = run_cotj("dna", "-", "--out", tmp_path / "dna", *common, stdin=PROMPT + "\n")
+    assert dna.returncode == 0, dna.stderr
+    row = np.load(tmp_path / "dna" / "dna.npy")
+    assert row.shape == (1, 100) and np.all(row > 0)
+    assert json.loads((tmp_path / "dna" / "items.json").read_text())["items"] == [PROMPT]
+    assert np.load(tmp_path / "dna" / "embeddings.npy").shape == (1, 384)
+
+    out = tmp_path / "img.png"
+    done = run_cotj("sample", PROMPT, "--budget", "3", "--out", out, "--scale", "4", *common)
+    assert done.returncode == 0, done.stderr
+    plan_line = next(line for line in done.stdout.splitlines() if line.startswith("plan:"))
+    assert plan_line.startswith("plan: 3 steps")
+    np.testing.assert_allclose(_levels(plan_line), cotj.plan(row[0], 3).levels, atol=5e-3)  # same prompt, same noise
+    assert any(line.startswith("sampling:") and line.endswith(" s") for line in done.stdout.splitlines())
+    assert png_size(out) == (32, 32)
+
+
+def test_sample_mean_dna_uniform_and_diagnose_in_process(tiny_weights, tmp_path, capsys, one_torch_thread):
+    common = ["--weights", str(tiny_weights), "--reference-steps", "8", "-q"]
+    assert main(["sample", PROMPT, "--tau", "0.9", "--max-steps", "6", "--mean-dna", str(QWEN),
+                 "--out", str(tmp_path / "mean.png"), *common]) == 0
+    plan_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("plan:"))
+    want = cotj.plan(cotj.load_dna(QWEN), tau=0.9, max_steps=6)
+    assert plan_line.startswith(f"plan: {want.budget} steps") and f"R(K) = {want.ratio[want.budget - 1]:.4f}" in plan_line
+    np.testing.assert_allclose(_levels(plan_line), want.levels, atol=5e-3)
+
+    assert main(["sample", PROMPT, "--budget", "3", "--uniform", "--out", str(tmp_path / "u.png"), *common]) == 0
+    uniform_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("uniform:"))
+    np.testing.assert_allclose(_levels(uniform_line), [1, 2 / 3, 1 / 3], atol=5e-3)
+    assert png_size(tmp_path / "u.png") == (64, 64)
+
+    assert main(["diagnose", "--prompt", PROMPT, "--run-steps", "6", "--format", "json", *common]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
+    assert len(summary["run"]["signature"]) == 6 - 2 and -1 <= summary["run"]["correlation"] <= 1
+
+
+def test_missing_weights_and_bad_flags_are_one_line(tmp_path):
+    missing = run_cotj("sample", PROMPT, "--out", tmp_path / "x.png", "--weights", tmp_path / "none.safetensors")
+    line = one_line_error(missing, "sample")
+    assert "none.safetensors" in line and "weights" in line
+    uniform = run_cotj("sample", PROMPT, "--uniform", "--out", tmp_path / "x.png")
+    assert "--budget" in one_line_error(uniform, "sample")
