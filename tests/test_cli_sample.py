@@ -86,3 +86,11 @@ def test_missing_weights_and_bad_flags_are_one_line(tmp_path):
     assert "none.safetensors" in line and "weights" in line
     uniform = run_cotj("sample", PROMPT, "--uniform", "--out", tmp_path / "x.png")
     assert "--budget" in one_line_error(uniform, "sample")
+
+
+def test_gallery_sample_panel_puts_uniform_planned_and_reference_side_by_side(tiny_weights, tmp_path, one_torch_thread):
+    from cotj.cli.gallery import SAMPLE_K, sample_figure
+
+    path = sample_figure(tmp_path, str(tiny_weights), quiet=True)
+    assert path.name == f"sample_k{SAMPLE_K}.png"
+    assert png_size(path) == (780, 320)  # three 2.6-inch panels at 100 dpi

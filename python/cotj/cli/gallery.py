@@ -67,14 +67,14 @@ def _model_args(**overrides: object) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **overrides})
 
 
-def _analytic_figure(out: Path) -> Path:
+def _analytic_figure(out: Path, quiet: bool) -> Path:
     """DNA (mean over 4 noise seeds) of the easiest and hardest of 12 analytic conditions, by the
     adaptive length at tau = 0.99 (max_steps 25)."""
     from cotj import plots
     from cotj.cli import _models
 
     conds = [str(c) for c in range(12)]
-    runs = [_models.extract(_model_args(seed=seed), conds) for seed in range(4)]
+    runs = [_models.extract(_model_args(seed=seed, quiet=quiet), conds) for seed in range(4)]
     mean = np.mean([r.dna for r in runs if r is not None], axis=0)
     k = cotj.plan_batch(mean, tau=0.99, max_steps=25).lengths
     easy, hard = int(np.argmin(k)), int(np.argmax(k))
@@ -84,14 +84,14 @@ def _analytic_figure(out: Path) -> Path:
     return _io.save_figure(fig, out / "dna_easy_hard.png", DPI)
 
 
-def _sample_figure(out: Path, weights: str | None) -> Path:
+def sample_figure(out: Path, weights: str | None, quiet: bool) -> Path:
     """One prompt at K = 4: uniform levels against the plan from its true DNA, and 50 steps."""
     from cotj import plots
     from cotj.cli import _models
     from cotj.cli.sample import uniform_levels
     from cotj.execute import sample
 
-    args = _model_args(model=_io.TESTBED, weights=weights)
+    args = _model_args(model=_io.TESTBED, weights=weights, quiet=quiet)
     pipe = _models.shapes_pipeline(weights)
     kw = dict(latents=_models.noise(args, pipe, [SAMPLE_PROMPT]), guidance_scale=args.guidance, output_type="np")
     dna = _models.prompt_dna(args, SAMPLE_PROMPT, pipe)
@@ -111,9 +111,9 @@ def make(args: argparse.Namespace) -> list[Path]:
     written = _real_figures(out, _data(args.data))
     if args.no_model:
         return written
-    written.append(_analytic_figure(out))
+    written.append(_analytic_figure(out, args.quiet))
     try:
-        written.append(_sample_figure(out, args.weights))
+        written.append(sample_figure(out, args.weights, args.quiet))
     except FileNotFoundError as exc:
         log.warning("skipped sample_k%d.png: %s: %s", SAMPLE_K, exc.strerror, exc.filename)
     return written
