@@ -2,7 +2,7 @@
 
 Tier 1 (exact Gaussian-mixture flow model), a few minutes on one core:
 
-    python benches/quality.py --tier 1                      # writes benches/results/quality_tier1.{json,md}, _psnr.png
+    python benches/quality.py --tier 1                      # benches/results/quality_tier1.{json,md}, _psnr.png, _costs.png
     python benches/quality.py --tier 1 --quick --out /tmp/q # seconds
 
 Training DNA sharded over processes (gloo), then the benchmark reusing it:
@@ -48,16 +48,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cotj.testbed import quality
+    from cotj.testbed import quality, quality_report, quality_tier2
 
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
-    cfg = (quality.Tier1Config.quick() if args.quick else quality.Tier1Config()) if args.tier == 1 else quality.Tier2Config()
+    if args.tier == 1:
+        cfg = quality.Tier1Config.quick() if args.quick else quality.Tier1Config()
+    else:
+        cfg = quality_tier2.Tier2Config()
     if args.extract:
         if args.tier == 1:
             quality.tier1_extract(cfg, out=args.extract, progress=progress)
         else:
-            quality.tier2_extract(cfg, args.weights, args.extract, progress=progress)
+            quality_tier2.tier2_extract(cfg, args.weights, args.extract, progress=progress)
         return 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         parser.error("under torchrun only --extract runs; run the benchmark itself in one process")
@@ -65,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.tier == 1:
         results = quality.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples)
     else:
-        pipe = quality.load_shapes_pipeline(args.weights)
-        results = quality.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples)
+        pipe = quality_tier2.load_shapes_pipeline(args.weights)
+        results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples)
     stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "")
-    paths = quality.write_report(results, args.out, stem)
+    paths = quality_report.write_report(results, args.out, stem)
     if samples is not None:
         args.save_samples.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.save_samples, **samples)

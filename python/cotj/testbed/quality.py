@@ -12,16 +12,15 @@ or a 100-step Euler sample (Tier 2, the shapes model). Metrics: per-sample MSE t
 reference endpoints; Tier 2: 1, images in [0, 1]); on Tier 2 also the attribute accuracy of
 :mod:`cotj.testbed.classifier`.
 
-Entry points: :func:`run_tier1`, :func:`run_tier2` (return a results dict) and :func:`write_report` (JSON,
-markdown and a PSNR-against-NFE plot); ``benches/quality.py`` is the command line.
+Entry points: :func:`run_tier1` here, :func:`cotj.testbed.quality_tier2.run_tier2` (both return a results
+dict) and :func:`cotj.testbed.quality_report.write_report` (JSON, markdown, plots); ``benches/quality.py`` is
+the command line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -44,26 +43,30 @@ from cotj.testbed.baselines import Trajectories
 
 __all__ = [
     "KS",
+    "MATCH_STEPS",
     "SCHEDULES",
     "Problem",
     "Tier1Config",
-    "Tier2Config",
+    "cost_curves",
+    "euler_trajectories",
     "evaluate",
     "first_order_sample",
+    "grid_cost",
     "ode_trajectories",
     "planning_time",
+    "predict_dna",
     "run_tier1",
-    "run_tier2",
+    "schedule_levels",
     "seeded_noise",
     "tier1_extract",
-    "tier2_extract",
-    "write_report",
 ]
 
 log = logging.getLogger(__name__)
 
 KS: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 15, 20, 25)
 """Step budgets (NFE) of the benchmark."""
+LONG_KS: tuple[int, ...] = (30, 40, 50)
+"""Longer budgets the full runs add, so that "NFE to match uniform-50" can be read off for every schedule."""
 SCHEDULES: dict[str, str] = {
     "uniform": "uniform",
     "shift3": "SD3 shift 3",
@@ -291,10 +294,12 @@ def _scores(problem: Problem, x: torch.Tensor) -> dict[str, Any]:
     return {"mse": err, "psnr": 10.0 * np.log10(problem.data_range**2 / np.maximum(err, 1e-30))}
 
 
-def _summary(scores: dict[str, Any], cost: NDArray[np.float64], accuracy: dict[str, float] | None) -> dict[str, Any]:
+def _summary(scores: dict[str, Any], levels: NDArray[np.float64], cost: NDArray[np.float64],
+             accuracy: dict[str, float] | None) -> dict[str, Any]:
     out = {"mse": float(scores["mse"].mean()), "psnr": float(scores["psnr"].mean()),
            "psnr_median": float(np.median(scores["psnr"])),
-           "cost": float(np.nanmean(cost)) if np.isfinite(cost).any() else None}  # fmt: skip
+           "cost": float(np.nanmean(cost)) if np.isfinite(cost).any() else None,
+           "levels_mean": [float(v) for v in np.nanmean(levels, axis=0)]}  # fmt: skip
     if accuracy is not None:
         out["accuracy"] = accuracy
     return out
@@ -305,22 +310,24 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
     """Sample every schedule at every budget and score it.
 
     Returns ``{"schedules": {name: {K: summary}}, "adaptive": summary + NFE, "uniform_50": summary,
-    "nfe_to_match_uniform_50": {name: ...}}``; a summary holds the mean MSE, mean and median PSNR, the mean
-    CoTj cost of the (grid-snapped) schedule on the true DNA and, on Tier 2, the attribute accuracy. If
-    ``samples`` is a dict it receives, for every run ``"{name}/K{k}"`` (``cotj_adaptive/Ktau``,
-    ``uniform_50/K50`` for the two extra runs), the final outputs (``.../x``) and the levels
-    (``.../levels``, (B, K), NaN padded).
+    "nfe_to_match_uniform_50": {name: ...}, "cost_curves": ...}`` (:func:`cost_curves`); a summary holds the
+    mean MSE, mean and median PSNR, the mean CoTj cost of the (grid-snapped) schedule on the true DNA
+    (:func:`grid_cost`), the mean level at each step position and, on Tier 2, the attribute accuracy. If ``samples`` is a dict it receives, for
+    every run ``"{name}/K{k}"`` (``cotj_adaptive/Ktau`` for the adaptive run, ``uniform_50/K50`` when 50 is
+    not among ``ks``), the final outputs (``.../x``) and the levels (``.../levels``, (B, K), NaN padded).
     """
     adaptive = cotj.plan_batch(problem.predicted_dna, grid=problem.grid, tau=tau)
     runs = [(name, str(k), schedule_levels(problem, name, k)) for name in SCHEDULES for k in ks]
-    runs += [("cotj_adaptive", "tau", adaptive.levels), ("uniform_50", "50", baselines.uniform(MATCH_STEPS))]
+    runs.append(("cotj_adaptive", "tau", adaptive.levels))
+    if MATCH_STEPS not in ks:
+        runs.append(("uniform_50", str(MATCH_STEPS), baselines.uniform(MATCH_STEPS)))
     results: dict[str, Any] = {"schedules": {name: {} for name in SCHEDULES}}
     for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=not progress):
         x = first_order_sample(problem.denoiser, problem.noise, problem.cond, levels,
                                prediction=problem.prediction, batch_size=problem.batch_size)  # fmt: skip
         rows = np.tile(levels, (len(problem.dna), 1)) if levels.ndim == 1 else levels
         acc = problem.accuracy(problem.output(x)) if problem.accuracy is not None else None
-        summary = _summary(_scores(problem, x), grid_cost(problem.dna, rows, problem.grid), acc)
+        summary = _summary(_scores(problem, x), rows, grid_cost(problem.dna, rows, problem.grid), acc)
         if samples is not None:
             samples[f"{name}/K{k}/x"] = problem.output(x).double().numpy()
             samples[f"{name}/K{k}/levels"] = rows
@@ -332,8 +339,26 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
             results["uniform_50"] = summary
         else:
             results["schedules"][name][k] = summary
+    results.setdefault("uniform_50", results["schedules"]["uniform"].get(str(MATCH_STEPS)))
     results["nfe_to_match_uniform_50"] = _nfe_to_match(results, ks)
+    results["cost_curves"] = cost_curves(problem)
     return results
+
+
+def cost_curves(problem: Problem, jump: int = 10) -> dict[str, list[float]]:
+    """What a jump of ``jump`` grid levels costs, by its starting level t_j (held-out means): the realised
+    squared local error of one first-order step from the teacher's state (:attr:`Trajectories.jump_costs`,
+    what GITS/OSS minimise), CoTj's edge cost ``d_j·L(j, i)`` on the true DNA (the final jump to 0: ``d_j``),
+    and the mean DNA ``d_j`` itself. Grid and teacher levels must agree (teacher level m = grid level m - 1)."""
+    t = problem.teacher.levels
+    if not np.allclose(t[1:], problem.grid):
+        raise ValueError("the teacher's levels must be 0 followed by the DNA grid")
+    src = np.arange(jump, t.size)
+    lever = ((t[src] - t[src - jump]) / t[src]) ** 2
+    return {"t": t[src].tolist(), "t_next": t[src - jump].tolist(),
+            "teacher": problem.teacher.jump_costs[:, src, src - jump].mean(0).tolist(),
+            "cotj": (problem.dna[:, src - 1] * lever).mean(0).tolist(),
+            "dna": problem.dna[:, src - 1].mean(0).tolist()}  # fmt: skip
 
 
 def _nfe_to_match(results: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
@@ -356,13 +381,17 @@ def _nfe_to_match(results: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     return out
 
 
-def _predictor(emb_train: NDArray[np.float64], dna_train: NDArray[np.float64], emb_test: NDArray[np.float64],
-               dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool) -> tuple[NDArray[np.float64], dict[str, Any]]:
+def predict_dna(emb_train: NDArray[np.float64], dna_train: NDArray[np.float64], emb_test: NDArray[np.float64],
+                dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Train the DNA predictor (cosine loss, SPEC 6) and predict the held-out DNA (aligned to the training
-    mean); returns it and the held-out cosine report."""
+    mean). Returns it and a report: held-out cosine mean/median, and the same for the training mean DNA
+    used as the prediction of every condition (what any predictor has to beat)."""
     model, report = train_predictor(emb_train, dna_train, epochs=epochs, seed=seed, progress=progress)
     heldout = cosine_scores(model, emb_test, dna_test)
+    mean = dna_train.mean(0)
+    flat = dna_test @ mean / (np.linalg.norm(dna_test, axis=1) * np.linalg.norm(mean))
     info = {"heldout_cosine_mean": heldout.mean, "heldout_cosine_median": heldout.median,
+            "mean_dna_cosine_mean": float(flat.mean()), "mean_dna_cosine_median": float(np.median(flat)),
             "validation_cosine_mean": report.validation.mean, "best_epoch": report.best_epoch,
             "n_train": int(len(dna_train)), "n_heldout": int(len(dna_test)), "in_dim": int(emb_train.shape[1])}  # fmt: skip
     return model.predict(emb_test), info
@@ -437,19 +466,20 @@ class Tier1Config:
     family_seed: int = 0
     noise_seed: int = 1
     grid_size: int = 100
-    ks: tuple[int, ...] = KS
+    ks: tuple[int, ...] = KS + LONG_KS
     tau: float = 0.99
     substeps: int = 5
     dna_reference_steps: int = 200
     calibration: int = 64
     predictor_epochs: int = 300
+    timing_repeats: int = 200
     seed: int = 0
 
     @classmethod
     def quick(cls) -> Tier1Config:
-        """Seconds, for tests: 40 + 10 conditions, budgets 2, 4 and 10, coarse references."""
+        """Seconds, for tests: 40 + 10 conditions, budgets 2, 4 and 10, coarse references, few timings."""
         return cls(n_train=40, n_test=10, ks=(2, 4, 10), substeps=1, dna_reference_steps=50, calibration=8,
-                   predictor_epochs=30)  # fmt: skip
+                   predictor_epochs=30, timing_repeats=5)  # fmt: skip
 
     @property
     def train_items(self) -> list[int]:
@@ -517,7 +547,7 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     calib = cfg.train_items[: cfg.calibration]
     calibration = ode_trajectories(model, seeded_noise(calib, (cfg.dim,), cfg.noise_seed), torch.tensor(calib), grid, cfg.substeps)
     family = model.family
-    predicted, predictor_info = _predictor(np.stack([family.embedding(c) for c in cfg.train_items]), dna_train,
+    predicted, predictor_info = predict_dna(np.stack([family.embedding(c) for c in cfg.train_items]), dna_train,
                                            np.stack([family.embedding(c) for c in cfg.test_items]), dna_test,
                                            cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
     setup_s = time.perf_counter() - clock
@@ -534,247 +564,6 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
         model=f"FlowMixtureModel(MixtureFamily(dim={cfg.dim}, seed={cfg.family_seed})), exact posterior",
     )  # fmt: skip
     if time_planning:
-        results["planning_time"] = planning_time(problem.mean_dna, repeats=200 if cfg.n_test > 50 else 5,
-                                                 step_repeats=20 if cfg.n_test > 50 else 2)  # fmt: skip
+        results["planning_time"] = planning_time(problem.mean_dna, repeats=cfg.timing_repeats,
+                                                 step_repeats=max(2, cfg.timing_repeats // 10))  # fmt: skip
     return results
-
-
-# ---------------------------------------------------------------------------------------------- Tier 2
-
-
-@dataclass(frozen=True)
-class Tier2Config:
-    """Tier 2 settings: the shapes grammar's prompts, shuffled by ``seed``; the first ``n_train`` train the
-    predictor, the next ``n_test`` are benchmarked. The reference is a ``reference_steps``-step uniform
-    Euler sample (the grid must be those levels: ``grid_size = reference_steps``)."""
-
-    n_train: int = 2048
-    n_test: int = 64
-    guidance: float = 2.0
-    noise_seed: int = 1
-    grid_size: int = 100
-    ks: tuple[int, ...] = KS
-    tau: float = 0.99
-    calibration: int = 16
-    predictor_epochs: int = 300
-    batch_size: int = 64
-    seed: int = 0
-
-
-def load_shapes_pipeline(weights: str | Path | None = None) -> Any:
-    """The shapes ``ShapesPipeline`` from a weights file (default the shipped one) or from a training run
-    directory (its ``checkpoint.safetensors`` EMA weights and ``config.json``)."""
-    from safetensors.torch import load_file
-
-    from cotj.testbed import model as shapes_model
-
-    path = Path(weights) if weights is not None else shapes_model.WEIGHTS
-    if not path.is_dir():
-        return shapes_model.ShapesPipeline.from_shipped(path)
-    ckpt, config = path / "checkpoint.safetensors", path / "config.json"
-    if not ckpt.exists():
-        raise FileNotFoundError(f"no checkpoint.safetensors in the run directory {path}")
-    unet = shapes_model.build_unet(json.loads(config.read_text())["unet"])
-    ema = {k[len("ema."):]: v.float() for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
-    unet.load_state_dict(ema)
-    return shapes_model.ShapesPipeline(unet.eval(), shapes_model.flow_scheduler())
-
-
-def _images(x: torch.Tensor) -> torch.Tensor:
-    """Pixel states in [-1, 1] -> images in [0, 1] (clamped), as the pipeline post-processes them."""
-    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
-
-
-class _Tier2:
-    """The shapes model as the benchmark and the extraction use it: prompts split, guided velocity, inputs."""
-
-    def __init__(self, cfg: Tier2Config, pipe: Any, encode: Callable[[list[str]], torch.Tensor] | None) -> None:
-        from cotj.testbed import shapes
-
-        self.cfg, self.pipe = cfg, pipe
-        self.encode = encode or pipe.encode_prompt
-        everything = shapes.all_prompts()
-        order = np.random.default_rng(cfg.seed).permutation(len(everything))
-        prompts = [everything[i] for i in order]
-        if cfg.n_train + cfg.n_test > len(prompts):
-            raise ValueError(f"n_train + n_test must be <= {len(prompts)} (the grammar's prompts)")
-        self.train, self.test = prompts[: cfg.n_train], prompts[cfg.n_train : cfg.n_train + cfg.n_test]
-        self.side = pipe.unet.config.sample_size
-
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """The guided velocity (n, 3, H, W) at states x, levels t (n,), token embeddings (n, 16, 384)."""
-        return self.pipe.velocity(x, t, emb, self.cfg.guidance)
-
-    def noise(self, prompts: list[str]) -> torch.Tensor:
-        return seeded_noise(prompts, (3, self.side, self.side), self.cfg.noise_seed).float()
-
-    def inputs(self, prompts: list[str]) -> DNAInputs:
-        """Embeddings and noise; no x_ref: the model's own ``grid_size``-step reference (the benchmark's)."""
-        return DNAInputs(self.encode(prompts), self.noise(prompts))
-
-    def trajectories(self, prompts: list[str]) -> Trajectories:
-        return euler_trajectories(self.velocity, self.noise(prompts), self.encode(prompts), default_grid(self.cfg.grid_size),
-                                  prediction="flow", batch_size=self.cfg.batch_size)  # fmt: skip
-
-
-def tier2_extract(cfg: Tier2Config, weights: str | Path | None = None, out: str | Path | None = None, *,
-                  pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
-                  num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
-    """DNA of the Tier 2 training prompts (guided, the model's own ``grid_size``-step Euler reference),
-    sharded when launched by torchrun; each rank loads the pipeline (``pipe`` or ``weights``)."""
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    tier = _Tier2(cfg, pipe if pipe is not None else load_shapes_pipeline(weights), encode)
-    return extract_sharded(lambda: tier.velocity, tier.train, tier.inputs, out, grid=default_grid(cfg.grid_size),
-                           chunk_size=cfg.batch_size, batch_size=cfg.batch_size, progress=progress,
-                           prediction="flow", reference_steps=cfg.grid_size)  # fmt: skip
-
-
-def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
-              classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
-              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
-    """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
-
-    Args:
-        pipe: a ShapesPipeline (default :func:`load_shapes_pipeline` of the shipped weights).
-        encode: prompts -> token embeddings (B, 16, 384); default the pipeline's MiniLM encoder. The
-            predictor takes their mean over real tokens (:func:`cotj.testbed.text.pool`).
-        classifier: an AttributeClassifier for the attribute accuracy; default the shipped one, and no
-            accuracy (logged) if there is none.
-        dna_dir: training DNA written by :func:`tier2_extract`; else extracted here.
-        samples: see :func:`evaluate`.
-    """
-    from cotj.testbed import classifier as attributes
-    from cotj.testbed.text import pool
-
-    clock = time.perf_counter()
-    tier = _Tier2(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
-    if dna_dir is None:
-        res = tier2_extract(cfg, pipe=tier.pipe, encode=tier.encode, progress=progress)
-        assert res is not None  # a single process is rank 0
-        dna_train, source = res.dna, "extracted in-process"
-    else:
-        stored = load_sharded(dna_dir)
-        index = {item: row for row, item in enumerate(stored.items)}
-        dna_train, source = stored.dna[[index[p] for p in tier.train]], f"{dna_dir} ({stored.world_size} processes)"
-    grid, cond, noise = default_grid(cfg.grid_size), tier.encode(tier.test), tier.noise(tier.test)
-    teacher = tier.trajectories(tier.test)
-    reference = torch.from_numpy(teacher.states[:, 0].copy()).float().reshape(noise.shape)
-    dna_test = extract_dna(tier.velocity, cond, noise, reference, grid, prediction="flow", batch_size=cfg.batch_size,
-                           progress=False).dna  # fmt: skip
-    predicted, predictor_info = _predictor(pool(tier.encode(tier.train)).double().numpy(), dna_train,
-                                           pool(cond).double().numpy(), dna_test, cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
-    accuracy = None
-    try:
-        clf = classifier if classifier is not None else attributes.load_classifier()
-        accuracy = lambda images: attributes.score(images.float() * 2.0 - 1.0, tier.test, clf)  # noqa: E731
-    except FileNotFoundError as exc:
-        log.warning("no attribute accuracy: %s", exc)
-    problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher, tier.trajectories(tier.train[: cfg.calibration]),
-                      grid, dna_test, dna_train.mean(0), predicted, _images, 1.0, accuracy, cfg.batch_size)  # fmt: skip
-    setup_s = time.perf_counter() - clock
-    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
-    if samples is not None:
-        samples.update(reference=_images(reference).double().numpy(), dna=dna_test, grid=grid)
-    results.update(
-        tier=2, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=1.0,
-        data_range_note="images in [0, 1] (pixel states clamped to [-1, 1] and rescaled)", predictor=predictor_info,
-        mean_dna=problem.mean_dna.tolist(), seconds={"setup": setup_s, "total": time.perf_counter() - clock},
-        model=f"ShapesPipeline (pixel UNet, MiniLM prompts), guidance {cfg.guidance}",
-    )  # fmt: skip
-    if time_planning:
-        results["planning_time"] = planning_time(problem.mean_dna, pipe=tier.pipe)
-    return results
-
-
-# ---------------------------------------------------------------------------------------------- report
-
-
-def _fmt(v: float | None, digits: int = 2) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def markdown(results: dict[str, Any]) -> str:
-    """The report as markdown: PSNR, MSE and CoTj-cost tables (rows schedules, columns K), the adaptive
-    run, the NFE to match uniform-50, the predictor's cosine and the planning time."""
-    ks = results["ks"]
-    head = "| schedule | " + " | ".join(f"K={k}" for k in ks) + " |\n|---|" + "---|" * len(ks) + "\n"
-
-    def table(field: str, digits: int, scale: float = 1.0) -> str:
-        rows = [f"| {SCHEDULES[n]} | " + " | ".join(
-            _fmt(None if by_k[str(k)][field] is None else by_k[str(k)][field] * scale, digits) for k in ks) + " |"
-            for n, by_k in results["schedules"].items()]  # fmt: skip
-        return head + "\n".join(rows) + "\n"
-
-    ad, u50, match = results["adaptive"], results["uniform_50"], results["nfe_to_match_uniform_50"]
-    pred = results["predictor"]
-    lines = [
-        f"# Quality benchmark, Tier {results['tier']}\n",
-        f"Model: {results['model']}. Held-out samples: {pred['n_heldout']}; predictor trained on {pred['n_train']}.",
-        f"Training DNA: {results['dna_source']}. PSNR data range R = {results['data_range']:.4g} "
-        f"({results['data_range_note']}); PSNR is the mean of per-sample PSNR.\n",
-        "## PSNR (dB) to the reference endpoint, higher is better\n", table("psnr", 2),
-        "## MSE to the reference endpoint (x 1e3), lower is better\n", table("mse", 3, 1e3),
-        "## Mean CoTj cost on the true DNA (grid-snapped schedule; lower is better; – where snapping merges levels)\n",
-        table("cost", 4),
-        f"## Adaptive CoTj (tau = {ad['tau']}, predicted DNA)\n",
-        f"Mean NFE {ad['nfe_mean']:.2f} (min {ad['nfe_min']}, max {ad['nfe_max']}): PSNR {ad['psnr']:.2f} dB, "
-        f"MSE {ad['mse'] * 1e3:.3f}e-3.\n",
-        f"## NFE to match uniform at {MATCH_STEPS} steps (PSNR {u50['psnr']:.2f} dB)\n",
-        "| schedule | smallest K reaching it | interpolated NFE |\n|---|---|---|",
-        *[f"| {SCHEDULES.get(n, 'CoTj adaptive')} | {v['k'] if v['k'] is not None else ('–' if n == 'cotj_adaptive' else f'> {ks[-1]}')} "
-          f"| {_fmt(v['nfe'], 1)} |" for n, v in match.items() if n != "target_psnr"],  # fmt: skip
-        "",
-        "## DNA predictor\n",
-        f"Held-out cosine: mean {pred['heldout_cosine_mean']:.4f}, median {pred['heldout_cosine_median']:.4f} "
-        f"({pred['n_heldout']} conditions; paper, Qwen-Image: 0.954 / 0.969).\n",
-    ]
-    if "planning_time" in results:
-        p = results["planning_time"]
-        lines += [
-            "## Planning time against one Tier 2 denoising step\n",
-            f"Plan (K = {p['k']}) {p['plan_ms'] * 1e3:.1f} µs + predictor {p['predictor_ms'] * 1e3:.1f} µs against one "
-            f"guided UNet step {p['unet_step_ms']:.2f} ms ({p['threads']} thread(s); UNet weights: {p['unet_weights']}): "
-            f"{p['percent_of_step']:.3f} % of one step (adaptive plan: {p['percent_of_step_adaptive']:.3f} %).\n",
-        ]
-    return "\n".join(lines)
-
-
-def psnr_figure(results: dict[str, Any]) -> Any:
-    """PSNR against NFE, one line per schedule, the adaptive run as one point and uniform-50 as a line."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.5, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    ks = results["ks"]
-    styles = {"uniform": ("k", "o", "-"), "shift3": ("tab:gray", "s", "-"), "karras": ("tab:brown", "^", "-"),
-              "gits": ("tab:purple", "D", "-"), "oss": ("tab:olive", "v", ":"), "cotj_mean": ("tab:blue", "o", "--"),
-              "cotj_pred": ("tab:orange", "o", "-"), "cotj_oracle": ("tab:green", "o", ":")}  # fmt: skip
-    for name, by_k in results["schedules"].items():
-        colour, marker, line = styles[name]
-        ax.plot(ks, [by_k[str(k)]["psnr"] for k in ks], color=colour, marker=marker, linestyle=line,
-                markersize=4, linewidth=1.6, label=SCHEDULES[name])  # fmt: skip
-    ad = results["adaptive"]
-    ax.plot([ad["nfe_mean"]], [ad["psnr"]], marker="*", markersize=14, color="tab:red", linestyle="none",
-            label=f"CoTj adaptive τ={ad['tau']} (mean NFE)")  # fmt: skip
-    ax.axhline(results["uniform_50"]["psnr"], color="k", linewidth=0.8, linestyle="-.", label=f"uniform, {MATCH_STEPS} steps")
-    ax.set_xscale("log")
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.minorticks_off()
-    ax.set_xlabel("NFE (steps K)")
-    ax.set_ylabel(f"PSNR to the reference (dB, R = {results['data_range']:.3g})")
-    ax.set_title(f"Tier {results['tier']}: quality against steps ({results['predictor']['n_heldout']} held-out samples)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    return fig
-
-
-def write_report(results: dict[str, Any], out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``{stem}.json``, ``{stem}.md`` and ``{stem}_psnr.png`` into ``out_dir``; returns the paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}_psnr.png"}
-    paths["json"].write_text(json.dumps(results, indent=1) + "\n")
-    paths["md"].write_text(markdown(results))
-    psnr_figure(results).savefig(paths["png"], dpi=120)
-    return paths

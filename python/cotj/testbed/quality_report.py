@@ -1,0 +1,172 @@
+"""Report of a quality benchmark run (:mod:`cotj.testbed.quality`): JSON, markdown tables and two figures
+(PSNR against NFE; the jump costs and where each schedule puts its steps)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cotj.testbed.quality import MATCH_STEPS, SCHEDULES
+
+__all__ = ["cost_figure", "markdown", "psnr_figure", "write_report"]
+
+_STYLES = {"uniform": ("k", "o", "-"), "shift3": ("tab:gray", "s", "-"), "karras": ("tab:brown", "^", "-"),
+           "gits": ("tab:purple", "D", "-"), "oss": ("tab:olive", "v", ":"), "cotj_mean": ("tab:blue", "o", "--"),
+           "cotj_pred": ("tab:orange", "o", "-"), "cotj_oracle": ("tab:green", "o", ":")}  # fmt: skip
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _table(results: dict[str, Any], value: Any, digits: int) -> str:
+    """Rows schedules, columns K; ``value(summary)`` is the cell (None: a dash)."""
+    ks = results["ks"]
+    lines = ["| schedule | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for name, by_k in results["schedules"].items():
+        lines.append(f"| {SCHEDULES[name]} | " + " | ".join(_fmt(value(by_k[str(k)]), digits) for k in ks) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _match_rows(results: dict[str, Any]) -> list[str]:
+    last = results["ks"][-1]
+    rows = ["| schedule | smallest K reaching it | interpolated NFE |", "|---|---|---|"]
+    for name, v in results["nfe_to_match_uniform_50"].items():
+        if name == "target_psnr":
+            continue
+        k = v["k"] if v["k"] is not None else ("–" if name == "cotj_adaptive" else f"> {last}")
+        rows.append(f"| {SCHEDULES.get(name, 'CoTj adaptive (mean NFE)')} | {k} | {_fmt(v['nfe'], 1)} |")
+    return rows
+
+
+def _cost_rows(curves: dict[str, list[float]], starts: tuple[float, ...] = (1.0, 0.9, 0.7, 0.5, 0.3, 0.2, 0.1)) -> list[str]:
+    t = np.asarray(curves["t"])
+    rows = ["| jump | teacher local error | CoTj edge cost d_j·L | ratio | mean d_j |", "|---|---|---|---|---|"]
+    for start in starts:
+        m = int(np.abs(t - start).argmin())
+        teacher, planned = curves["teacher"][m], curves["cotj"][m]
+        rows.append(f"| {t[m]:.2f} → {curves['t_next'][m]:.2f} | {teacher:.2e} | {planned:.2e} | "
+                    f"{planned / teacher:.1f} | {curves['dna'][m]:.2e} |")  # fmt: skip
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The report as markdown: PSNR, MSE and CoTj-cost tables (rows schedules, columns K), accuracy (Tier 2),
+    the adaptive run, the NFE to match uniform-50, jump costs, the predictor's cosine and the planning time."""
+    ad, u50, pred = results["adaptive"], results["uniform_50"], results["predictor"]
+    lines = [
+        f"# Quality benchmark, Tier {results['tier']}\n",
+        f"Model: {results['model']}. Held-out samples: {pred['n_heldout']}; predictor trained on {pred['n_train']}.",
+        f"Training DNA: {results['dna_source']}. Every schedule starts from the same noise per sample (at its own "
+        f"first level). PSNR data range R = {results['data_range']:.4g} ({results['data_range_note']}); PSNR is the "
+        "mean of per-sample PSNR, MSE the mean of per-sample MSE.\n",
+        "## PSNR (dB) to the reference endpoint, higher is better\n", _table(results, lambda s: s["psnr"], 2),
+        "## MSE to the reference endpoint (x 1e3), lower is better\n", _table(results, lambda s: 1e3 * s["mse"], 3),
+    ]
+    if "accuracy" in u50:
+        lines += ["## Attribute accuracy (all stated attributes right), higher is better\n",
+                  _table(results, lambda s: s["accuracy"]["all"], 3),
+                  f"Uniform {MATCH_STEPS} steps: {u50['accuracy']['all']:.3f}.\n"]  # fmt: skip
+    lines += [
+        "## Mean CoTj cost of each schedule on the true DNA (snapped to the grid; lower is better; – where "
+        "snapping merges levels)\n",
+        _table(results, lambda s: s["cost"], 4),
+        f"## Adaptive CoTj (tau = {ad['tau']}, predicted DNA)\n",
+        f"Mean NFE {ad['nfe_mean']:.2f} (min {ad['nfe_min']}, max {ad['nfe_max']}): PSNR {ad['psnr']:.2f} dB, "
+        f"MSE {ad['mse'] * 1e3:.3f}e-3.\n",
+        f"## NFE to match uniform at {MATCH_STEPS} steps (PSNR {u50['psnr']:.2f} dB)\n",
+        *_match_rows(results), "",
+        "## What a jump costs: realised against planned (held-out means)\n",
+        "Teacher local error: mean squared distance between one Euler step from the teacher's state and the "
+        "teacher's state at the next level (what GITS/OSS minimise). CoTj edge cost: d_j·((t_j - t_i)/t_j)² on "
+        "the true DNA.\n",
+        *_cost_rows(results["cost_curves"]), "",
+        "## DNA predictor\n",
+        f"Held-out cosine: mean {pred['heldout_cosine_mean']:.4f}, median {pred['heldout_cosine_median']:.4f} "
+        f"({pred['n_heldout']} conditions; paper, Qwen-Image: 0.954 / 0.969). The training mean DNA as the "
+        f"prediction for every condition: mean {pred['mean_dna_cosine_mean']:.4f}, median "
+        f"{pred['mean_dna_cosine_median']:.4f}.\n",
+    ]  # fmt: skip
+    if "planning_time" in results:
+        p = results["planning_time"]
+        lines += [
+            "## Planning time against one Tier 2 denoising step\n",
+            f"Plan (K = {p['k']}) {p['plan_ms'] * 1e3:.1f} µs + predictor forward {p['predictor_ms'] * 1e3:.1f} µs, "
+            f"against one guided UNet step {p['unet_step_ms']:.2f} ms ({p['threads']} thread; UNet weights: "
+            f"{p['unet_weights']}): {p['percent_of_step']:.3f} % of one step (adaptive plan, tau = {p['tau']}: "
+            f"{p['percent_of_step_adaptive']:.3f} %).\n",
+        ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def psnr_figure(results: dict[str, Any]) -> Figure:
+    """PSNR against NFE, one line per schedule, the adaptive run as one point and uniform-50 as a line."""
+    fig = Figure(figsize=(9, 5.8), layout="constrained")
+    ax = fig.add_subplot()
+    ks = results["ks"]
+    for name, by_k in results["schedules"].items():
+        colour, marker, line = _STYLES[name]
+        ax.plot(ks, [by_k[str(k)]["psnr"] for k in ks], color=colour, marker=marker, linestyle=line,
+                markersize=4, linewidth=1.6, label=SCHEDULES[name])  # fmt: skip
+    ad = results["adaptive"]
+    ax.plot([ad["nfe_mean"]], [ad["psnr"]], marker="*", markersize=15, color="tab:red", linestyle="none",
+            label=f"CoTj adaptive τ={ad['tau']} (at its mean NFE)")  # fmt: skip
+    ax.axhline(results["uniform_50"]["psnr"], color="k", linewidth=0.8, linestyle="-.", label=f"uniform, {MATCH_STEPS} steps")
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.set_xlabel("NFE (steps K, log scale)")
+    ax.set_ylabel(f"PSNR to the reference endpoint (dB, R = {results['data_range']:.3g})")
+    ax.set_title(f"Tier {results['tier']}: quality against steps, {results['predictor']['n_heldout']} held-out samples, same noise")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def cost_figure(results: dict[str, Any], k: int = 10) -> Figure:
+    """Left: the realised local error of a jump against CoTj's edge cost for it, by starting level. Right: the
+    mean level of each step of every schedule at budget ``k`` (the nearest benchmarked budget)."""
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=(1, 1.25))
+    c = results["cost_curves"]
+    jump = c["t"][0] - c["t_next"][0]
+    left.plot(c["t"], c["teacher"], color="tab:purple", label="realised: Euler step from the teacher's state")
+    left.plot(c["t"], c["cotj"], color="tab:blue", label="CoTj edge cost d_j·L(j, i) (true DNA)")
+    left.plot(c["t"], c["dna"], color="tab:blue", linewidth=0.8, linestyle=":", label="mean DNA d_j")
+    left.set_yscale("log")
+    left.invert_xaxis()
+    left.set_xlabel("starting level t_j  (1 = pure noise)")
+    left.set_ylabel("mean squared error")
+    left.set_title(f"A jump of Δt = {jump:.2f} from t_j")
+    left.grid(True, alpha=0.3)
+    left.legend(fontsize=8)
+    ks = results["ks"]
+    k = min(ks, key=lambda v: abs(v - k))
+    for row, (name, by_k) in enumerate(results["schedules"].items()):
+        colour, marker, _ = _STYLES[name]
+        right.plot(by_k[str(k)]["levels_mean"], np.full(k, row), color=colour, marker=marker, linestyle="none")
+    right.set_yticks(range(len(results["schedules"])), [SCHEDULES[n] for n in results["schedules"]], fontsize=8)
+    right.set_xlim(1.02, -0.02)
+    right.set_xlabel("noise level t (mean over samples of each step's level)")
+    right.set_title(f"Where the {k} steps go")
+    right.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
+def write_report(results: dict[str, Any], out_dir: str | Path, stem: str) -> dict[str, Path]:
+    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_psnr.png`` and ``{stem}_costs.png`` into ``out_dir``;
+    returns the paths by kind ("json", "md", "png", "costs")."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}_psnr.png",
+             "costs": out / f"{stem}_costs.png"}  # fmt: skip
+    paths["json"].write_text(json.dumps(results, indent=1) + "\n")
+    paths["md"].write_text(markdown(results))
+    psnr_figure(results).savefig(paths["png"], dpi=120)
+    cost_figure(results).savefig(paths["costs"], dpi=120)
+    return paths

@@ -1,0 +1,185 @@
+"""Tier 2 of the quality benchmark: the shapes text-to-image model (:mod:`cotj.testbed.model`).
+
+Prompts of the shapes grammar are split into training and held-out prompts; the model samples with
+classifier-free guidance, the reference of a noise is its 100-step uniform Euler sample (also the teacher
+trajectory of the GITS/OSS-style schedules), images are compared in [0, 1] (PSNR data range 1), and the
+attribute classifier (:mod:`cotj.testbed.classifier`) scores prompt following. Everything else is
+:mod:`cotj.testbed.quality`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from cotj.predict import extract_dna
+from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
+from cotj.schedules import default_grid
+from cotj.testbed.baselines import Trajectories
+from cotj.testbed.quality import KS, LONG_KS, Problem, euler_trajectories, evaluate, planning_time, predict_dna, seeded_noise
+
+__all__ = ["Tier2Config", "Tier2Setup", "load_shapes_pipeline", "run_tier2", "tier2_extract"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tier2Config:
+    """Tier 2 settings: the shapes grammar's prompts, shuffled by ``seed``; the first ``n_train`` train the
+    predictor, the next ``n_test`` are benchmarked. The reference (and the teacher of GITS/OSS) is the
+    ``grid_size``-step uniform Euler sample, whose levels are the DNA grid ``t_i = (i + 1)/grid_size``."""
+
+    n_train: int = 2048
+    n_test: int = 64
+    guidance: float = 2.0
+    noise_seed: int = 1
+    grid_size: int = 100
+    ks: tuple[int, ...] = KS + LONG_KS
+    tau: float = 0.99
+    calibration: int = 16
+    predictor_epochs: int = 300
+    batch_size: int = 64
+    seed: int = 0
+
+
+def load_shapes_pipeline(weights: str | Path | None = None) -> Any:
+    """The shapes ``ShapesPipeline`` from a weights file (default the shipped one) or from a training run
+    directory (its ``checkpoint.safetensors`` EMA weights and ``config.json``)."""
+    from safetensors.torch import load_file
+
+    from cotj.testbed import model as shapes_model
+
+    path = Path(weights) if weights is not None else shapes_model.WEIGHTS
+    if not path.is_dir():
+        return shapes_model.ShapesPipeline.from_shipped(path)
+    ckpt, config = path / "checkpoint.safetensors", path / "config.json"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"no checkpoint.safetensors in the run directory {path}")
+    unet = shapes_model.build_unet(json.loads(config.read_text())["unet"])
+    ema = {k[len("ema."):]: v.float() for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
+    unet.load_state_dict(ema)
+    return shapes_model.ShapesPipeline(unet.eval(), shapes_model.flow_scheduler())
+
+
+def _images(x: torch.Tensor) -> torch.Tensor:
+    """Pixel states in [-1, 1] -> images in [0, 1] (clamped), as the pipeline post-processes them."""
+    return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+class Tier2Setup:
+    """The shapes model as the benchmark and the extraction use it.
+
+    Attributes: ``train`` / ``test`` prompt lists (the grammar shuffled by ``cfg.seed``), ``pipe``, ``encode``
+    (prompts -> token embeddings (B, 16, 384); default the pipeline's MiniLM encoder), ``side`` (image size).
+    """
+
+    def __init__(self, cfg: Tier2Config, pipe: Any, encode: Callable[[list[str]], torch.Tensor] | None) -> None:
+        from cotj.testbed import shapes
+
+        self.cfg, self.pipe = cfg, pipe
+        self.encode = encode or pipe.encode_prompt
+        everything = shapes.all_prompts()
+        order = np.random.default_rng(cfg.seed).permutation(len(everything))
+        prompts = [everything[i] for i in order]
+        if cfg.n_train + cfg.n_test > len(prompts):
+            raise ValueError(f"n_train + n_test must be <= {len(prompts)} (the grammar's prompts)")
+        self.train, self.test = prompts[: cfg.n_train], prompts[cfg.n_train : cfg.n_train + cfg.n_test]
+        self.side = pipe.unet.config.sample_size
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """The guided velocity (n, 3, H, W) at states x, levels t (n,), token embeddings (n, 16, 384)."""
+        return self.pipe.velocity(x, t, emb, self.cfg.guidance)
+
+    def noise(self, prompts: list[str]) -> torch.Tensor:
+        return seeded_noise(prompts, (3, self.side, self.side), self.cfg.noise_seed).float()
+
+    def inputs(self, prompts: list[str]) -> DNAInputs:
+        """Embeddings and noise; no x_ref: the model's own ``grid_size``-step reference (the benchmark's)."""
+        return DNAInputs(self.encode(prompts), self.noise(prompts))
+
+    def trajectories(self, prompts: list[str]) -> Trajectories:
+        return euler_trajectories(self.velocity, self.noise(prompts), self.encode(prompts), default_grid(self.cfg.grid_size),
+                                  prediction="flow", batch_size=self.cfg.batch_size)  # fmt: skip
+
+
+def tier2_extract(cfg: Tier2Config, weights: str | Path | None = None, out: str | Path | None = None, *,
+                  pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
+                  num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
+    """DNA of the Tier 2 training prompts (guided, the model's own ``grid_size``-step Euler reference),
+    sharded when launched by torchrun; each rank loads the pipeline (``pipe`` or ``weights``)."""
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(weights), encode)
+    return extract_sharded(lambda: tier.velocity, tier.train, tier.inputs, out, grid=default_grid(cfg.grid_size),
+                           chunk_size=cfg.batch_size, batch_size=cfg.batch_size, progress=progress,
+                           prediction="flow", reference_steps=cfg.grid_size)  # fmt: skip
+
+
+def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
+              classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
+              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
+    """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
+
+    Args:
+        pipe: a ShapesPipeline (default :func:`load_shapes_pipeline` of the shipped weights).
+        encode: prompts -> token embeddings (B, 16, 384); default the pipeline's MiniLM encoder. The
+            predictor takes their mean over real tokens (:func:`cotj.testbed.text.pool`).
+        classifier: an AttributeClassifier for the attribute accuracy; default the shipped one, and no
+            accuracy (logged) if there is none.
+        dna_dir: training DNA written by :func:`tier2_extract`; else extracted here.
+        samples: see :func:`evaluate`.
+    """
+    from cotj.testbed import classifier as attributes
+    from cotj.testbed.text import pool
+
+    clock = time.perf_counter()
+    tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
+    if dna_dir is None:
+        res = tier2_extract(cfg, pipe=tier.pipe, encode=tier.encode, progress=progress)
+        assert res is not None  # a single process is rank 0
+        dna_train, source = res.dna, "extracted in-process"
+    else:
+        stored = load_sharded(dna_dir)
+        index = {item: row for row, item in enumerate(stored.items)}
+        missing = [p for p in tier.train if p not in index]
+        if missing or stored.grid.shape != (cfg.grid_size,):
+            raise ValueError(f"{dna_dir} lacks {len(missing)} training prompts (e.g. {missing[:1]}) or has another grid")
+        dna_train, source = stored.dna[[index[p] for p in tier.train]], f"{dna_dir} ({stored.world_size} processes)"
+    grid, cond, noise = default_grid(cfg.grid_size), tier.encode(tier.test), tier.noise(tier.test)
+    teacher = tier.trajectories(tier.test)
+    reference = torch.from_numpy(teacher.states[:, 0].copy()).float().reshape(noise.shape)
+    dna_test = extract_dna(tier.velocity, cond, noise, reference, grid, prediction="flow", batch_size=cfg.batch_size,
+                           progress=False).dna  # fmt: skip
+    predicted, predictor_info = predict_dna(pool(tier.encode(tier.train)).double().numpy(), dna_train,
+                                           pool(cond).double().numpy(), dna_test, cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
+    accuracy = None
+    try:
+        clf = classifier if classifier is not None else attributes.load_classifier()
+        accuracy = lambda images: attributes.score(images.float() * 2.0 - 1.0, tier.test, clf)  # noqa: E731
+    except FileNotFoundError as exc:
+        log.warning("no attribute accuracy: %s", exc)
+    problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher, tier.trajectories(tier.train[: cfg.calibration]),
+                      grid, dna_test, dna_train.mean(0), predicted, _images, 1.0, accuracy, cfg.batch_size)  # fmt: skip
+    setup_s = time.perf_counter() - clock
+    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
+    if samples is not None:
+        samples.update(reference=_images(reference).double().numpy(), dna=dna_test, grid=grid)
+    results.update(
+        tier=2, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=1.0,
+        data_range_note="images in [0, 1] (pixel states clamped to [-1, 1] and rescaled)", predictor=predictor_info,
+        mean_dna=problem.mean_dna.tolist(), seconds={"setup": setup_s, "total": time.perf_counter() - clock},
+        model=f"ShapesPipeline (pixel UNet, MiniLM prompts), guidance {cfg.guidance}",
+    )  # fmt: skip
+    if time_planning:
+        results["planning_time"] = planning_time(problem.mean_dna, pipe=tier.pipe)
+    return results

@@ -1,0 +1,85 @@
+"""The Tier 2 code path of the quality benchmark on a tiny randomly initialised shapes UNet (the trained
+weights come later): it runs end to end, its reference is what ShapesPipeline itself samples, and its
+figures are recomputed from the saved images."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from cotj.testbed import baselines, quality  # noqa: E402
+from cotj.testbed.classifier import AttributeClassifier  # noqa: E402
+from cotj.testbed.model import ShapesPipeline, build_unet, flow_scheduler  # noqa: E402
+from cotj.testbed.quality_report import markdown  # noqa: E402
+from cotj.testbed.quality_tier2 import Tier2Config, Tier2Setup, run_tier2, tier2_extract  # noqa: E402
+from cotj.testbed.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+CFG = Tier2Config(n_train=8, n_test=3, grid_size=10, ks=(2, 3), calibration=2, predictor_epochs=3, batch_size=16)
+
+
+def _encode(prompts):
+    """A stand-in for MiniLM (loading it takes seconds): seeded token states per prompt, zero after its words."""
+    out = torch.zeros(len(prompts), MAX_TOKENS, EMBED_DIM)
+    for b, p in enumerate(prompts):
+        gen = torch.Generator().manual_seed(sum(map(ord, p)) * 31 + len(p))
+        out[b, : min(len(p.split()), MAX_TOKENS)] = torch.randn(min(len(p.split()), MAX_TOKENS), EMBED_DIM, generator=gen)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    torch.manual_seed(0)
+    unet = build_unet(dict(sample_size=24, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                           cross_attention_dim=EMBED_DIM, attention_head_dim=8, norm_num_groups=4))  # fmt: skip
+    pipe = ShapesPipeline(unet.eval(), flow_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def run(tiny_pipe, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tier2")
+    tier2_extract(CFG, pipe=tiny_pipe, encode=_encode, out=out / "dna", progress=False)
+    torch.manual_seed(1)
+    samples = {}
+    results = run_tier2(CFG, pipe=tiny_pipe, encode=_encode, classifier=AttributeClassifier().eval(), dna_dir=out / "dna",
+                        progress=False, samples=samples, time_planning=False)  # fmt: skip
+    return results, samples, out
+
+
+def test_tier2_runs_every_schedule_with_attribute_accuracy(run):
+    results, _, out = run
+    assert set(results["schedules"]) == set(quality.SCHEDULES) and results["tier"] == 2
+    for by_k in results["schedules"].values():
+        assert set(by_k) == {"2", "3"}
+        for summary in by_k.values():
+            assert 0.0 <= summary["accuracy"]["all"] <= 1.0 and np.isfinite(summary["psnr"])
+    assert str(out / "dna") in results["dna_source"] and results["data_range"] == 1.0
+    md = markdown(results)
+    assert "Attribute accuracy" in md and "CoTj true DNA (oracle)" in md
+
+
+def test_tier2_reference_is_what_the_shapes_pipeline_samples(run, tiny_pipe):
+    """The benchmark's own Euler loop through uniform 10-step levels equals ShapesPipeline(sigmas=...) with
+    Diffusers' FlowMatchEulerDiscreteScheduler on the same noise and prompts."""
+    _, samples, _ = run
+    tiny_pipe.scheduler = flow_scheduler()
+    tier = Tier2Setup(CFG, tiny_pipe, _encode)
+    images = tiny_pipe(prompt_embeds=_encode(tier.test), sigmas=baselines.uniform(CFG.grid_size).tolist(),
+                       latents=tier.noise(tier.test), guidance_scale=CFG.guidance, output_type="pt").images  # fmt: skip
+    np.testing.assert_allclose(samples["reference"], images.double().numpy(), atol=2e-5, rtol=0)
+
+
+def test_tier2_figures_are_recomputed_from_the_saved_images(run):
+    results, samples, _ = run
+    ref = samples["reference"]
+    for name in quality.SCHEDULES:
+        for k in results["ks"]:
+            mse = ((samples[f"{name}/K{k}/x"] - ref) ** 2).reshape(len(ref), -1).mean(1)
+            assert results["schedules"][name][str(k)]["mse"] == pytest.approx(mse.mean(), rel=1e-9)
+            assert results["schedules"][name][str(k)]["psnr"] == pytest.approx(np.mean(-10 * np.log10(mse)), rel=1e-9)
+    assert samples["dna"].shape == (CFG.n_test, CFG.grid_size)
