@@ -52,6 +52,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     t.add_argument("--batch-size", type=_io.positive_int, default=128, help="pairs per step (default 128)")
     t.add_argument("--val-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
     t.add_argument("--seed", type=int, default=0, help="split, initialisation and batch order (default 0)")
+    t.add_argument("--threads", type=_io.positive_int, default=1, help="torch threads (default 1)")
     t.add_argument("--format", choices=("table", "json"), default="table", help="report format")
     t.set_defaults(run=run_train, prog=t.prog)
 
@@ -86,7 +87,11 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import torch
+
     from cotj.predict import cosine_scores, train_predictor
+
+    torch.set_num_threads(args.threads)
 
     pair = (args.embeddings, args.dna)
     if args.from_official:
@@ -126,7 +131,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    import torch
+
     from cotj.predict import cosine_scores
+
+    torch.set_num_threads(args.threads)
 
     model = _load(args)
     if args.embeddings:
@@ -134,7 +143,6 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         from cotj.cli import _models
 
-        _models.use_threads(args.threads)
         emb = _models.embeddings(args, _io.read_lines(args.prompts))
     dna = np.atleast_2d(model.predict(emb, align=not args.raw))
     if args.dna:
