@@ -19,6 +19,7 @@ Tier 2 (shapes text-to-image model) once weights exist:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", help="Tier 2: generator weights file or training run directory")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"report directory (default {RESULTS})")
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
+    parser.add_argument("--ks", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="K,K,...",
+                        help="step budgets (default 2,3,4,5,6,8,10,15,20,25,30,40,50)")
+    parser.add_argument("--n-test", type=int, help="held-out conditions / prompts (default Tier 1: 256, Tier 2: 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = quality.Tier1Config.quick() if args.quick else quality.Tier1Config()
     else:
         cfg = quality_tier2.Tier2Config()
+    overrides = {"ks": args.ks, "n_test": args.n_test}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.extract:
         if args.tier == 1:
             quality.tier1_extract(cfg, out=args.extract, progress=progress)
