@@ -88,18 +88,18 @@ def sample_figure(out: Path, weights: str | None, quiet: bool) -> Path:
     """One prompt at K = 4: uniform levels against the plan from its true DNA, and 50 steps."""
     from cotj import plots
     from cotj.cli import _models
-    from cotj.cli.sample import uniform_levels
     from cotj.execute import sample
+    from cotj.testbed.baselines import uniform
 
     args = _model_args(model=_io.TESTBED, weights=weights, quiet=quiet)
     pipe = _models.shapes_pipeline(weights)
     kw = dict(latents=_models.noise(args, pipe, [SAMPLE_PROMPT]), guidance_scale=args.guidance, output_type="np")
     dna = _models.prompt_dna(args, SAMPLE_PROMPT, pipe)
-    uniform = pipe(SAMPLE_PROMPT, sigmas=uniform_levels(SAMPLE_K).tolist(), **kw).images[0]
+    few = pipe(SAMPLE_PROMPT, sigmas=uniform(SAMPLE_K).tolist(), **kw).images[0]
     planned = sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, mean_dna=dna, **kw)
-    reference = pipe(SAMPLE_PROMPT, sigmas=uniform_levels(50).tolist(), **kw).images[0]
+    reference = pipe(SAMPLE_PROMPT, sigmas=uniform(50).tolist(), **kw).images[0]
     titles = [f"uniform, K = {SAMPLE_K}", f"planned, K = {SAMPLE_K}", "uniform, 50 steps"]
-    fig = plots.image_row([uniform, planned.images[0], reference], titles, title=f"“{SAMPLE_PROMPT}”")
+    fig = plots.image_row([few, planned.images[0], reference], titles, title=f"“{SAMPLE_PROMPT}”")
     return _io.save_figure(fig, out / f"sample_k{SAMPLE_K}.png", DPI)
 
 

@@ -130,9 +130,11 @@ def _gains(args: argparse.Namespace) -> int:
 
 
 def schedule_set(dna: np.ndarray, k: int, shift: float, grid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Planned, uniform and shifted levels of K steps, named with their cost C under ``dna``."""
-    uniform = np.linspace(1.0, 1.0 / k, k)
-    shifted = shift * uniform / (1.0 + (shift - 1.0) * uniform)
+    """Planned, uniform and shifted levels of K steps (:mod:`cotj.testbed.baselines`), named with
+    their cost C under ``dna``."""
+    from cotj.testbed import baselines
+
+    uniform, shifted = baselines.uniform(k), baselines.shifted(k, shift)
     planned = cotj.plan(dna, k, grid=grid).levels
 
     def cost(levels: np.ndarray) -> str:

@@ -46,11 +46,6 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run, prog=p.prog)
 
 
-def uniform_levels(k: int) -> np.ndarray:
-    """K uniform flow levels ``1, 1 - 1/K, ..., 1/K`` (descending)."""
-    return np.linspace(1.0, 1.0 / k, k)
-
-
 def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
     """An (H, W, 3) float image in [0, 1] as an 8-bit PNG, each pixel a ``scale``-wide block."""
     from PIL import Image
@@ -82,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: loaded in {time.perf_counter() - clock:.2f} s")
     run_kwargs = dict(latents=latents, guidance_scale=args.guidance, output_type="np")
     if args.uniform:
-        levels = uniform_levels(args.budget)
+        from cotj.testbed.baselines import uniform
+
+        levels = uniform(args.budget)
         clock = time.perf_counter()
         image = pipe(args.prompt, sigmas=levels.tolist(), **run_kwargs).images[0]
         print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
