@@ -135,8 +135,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
     from cotj.predict import cosine_scores
 
+    if args.out and Path(args.out).suffix != ".npy":
+        raise ValueError(f"--out must end in .npy, got {args.out!r}")
     torch.set_num_threads(args.threads)
-
     model = _load(args)
     if args.embeddings:
         emb = _io.read_array(args.embeddings, "embeddings")
@@ -150,8 +151,6 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"cosine with --dna: mean {report.mean:.4f}, median {report.median:.4f} ({len(report.scores)} pairs)",
               file=sys.stderr)
     if args.out:
-        if Path(args.out).suffix != ".npy":
-            raise ValueError(f"--out must end in .npy, got {args.out!r}")
         np.save(args.out, dna)
         print(f"wrote {args.out} {dna.shape}")
     else:
