@@ -36,7 +36,7 @@ __all__ = [
     "plan_cost",
 ]
 
-_LAZY = {"predict", "execute", "testbed", "plots", "cli"}
+_LAZY = {"predict", "execute", "testbed", "plots", "cli", "diagnose"}
 
 
 def __getattr__(name: str) -> Any:

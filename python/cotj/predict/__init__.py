@@ -4,27 +4,34 @@
 - :func:`to_x0`: any prediction type -> the clean estimate;
 - :class:`DNAPredictor`, :func:`train_predictor`, :func:`cosine_scores`: the MLP that predicts
   the DNA from a condition embedding;
-- :class:`FluxDenoiser`, :class:`UNetDenoiser`: Diffusers models as ``model(x_t, t, cond)``.
+- :class:`FluxDenoiser`, :class:`UNetDenoiser`: Diffusers models as ``model(x_t, t, cond)``;
+- :func:`extract_sharded`, :func:`load_sharded`: extraction over many prompts, sharded across
+  processes with ``torch.distributed`` (gloo; launched with torchrun), or in one process.
 """
 
 from cotj.predict.denoisers import FluxDenoiser, UNetDenoiser
 from cotj.predict.extract import DNAResult, cfg, cfg_renorm, extract_dna, mse
 from cotj.predict.prediction import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.predictor import DNAPredictor
+from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.predict.training import CosineReport, TrainReport, cosine_scores, train_predictor
 
 __all__ = [
     "PREDICTIONS",
     "CosineReport",
     "DNAPredictor",
+    "DNAInputs",
     "DNAResult",
     "FluxDenoiser",
+    "ShardedDNA",
     "TrainReport",
     "UNetDenoiser",
     "cfg",
     "cfg_renorm",
     "cosine_scores",
     "extract_dna",
+    "extract_sharded",
+    "load_sharded",
     "mse",
     "prediction_of",
     "to_x0",
