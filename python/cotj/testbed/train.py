@@ -194,8 +194,11 @@ def train(
     return losses
 
 
-def export(out: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16) -> int:
-    """Write the run's EMA weights to ``dest`` (safetensors, with the UNet config in the metadata). Returns the step."""
+def export(out: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16, weights: str = "ema") -> int:
+    """Write the run's ``weights`` ("ema" or the raw "model") to ``dest`` (safetensors, fp16 by default, with the
+    UNet config in the metadata). Returns the step."""
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     ckpt, _, cfg_path = _state_paths(Path(out))
     if not ckpt.exists():
         raise FileNotFoundError(f"no checkpoint in {out}")
@@ -205,9 +208,11 @@ def export(out: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16
     with safe_open(str(ckpt), framework="pt") as f:
         step = int(f.metadata()["step"])
     cfg = json.loads(cfg_path.read_text())
-    ema = {k[len("ema.") :]: v.to(dtype).contiguous() for k, v in tensors.items() if k.startswith("ema.")}
+    prefix = weights + "."
+    chosen = {k[len(prefix) :]: v.to(dtype).contiguous() for k, v in tensors.items() if k.startswith(prefix)}
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    save_file(ema, str(dest), metadata={"unet_config": json.dumps(cfg["unet"]), "step": str(step)})
+    meta = {"unet_config": json.dumps(cfg["unet"]), "step": str(step), "weights": weights}
+    save_file(chosen, str(dest), metadata=meta)
     return step
 
 
@@ -224,14 +229,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
     parser.add_argument("--to", default=None, help="export: destination .safetensors")
+    parser.add_argument("--weights", choices=["ema", "model"], default="ema", help="export: which weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.command == "export":
         if args.to is None:
             parser.error("export needs --to")
-        step = export(args.out, args.to)
-        log.info("exported EMA weights of step %d to %s", step, args.to)
+        step = export(args.out, args.to, weights=args.weights)
+        log.info("exported %s weights of step %d to %s", args.weights, step, args.to)
         return
     overrides = {k: getattr(args, k) for k in ("steps", "batch", "lr", "seed") if getattr(args, k) is not None}
     stored = load_config(args.out)
