@@ -139,3 +139,19 @@ def test_bad_inputs_are_rejected():
         MixtureFamily(dim=0)
     with pytest.raises(ValueError, match="cond"):
         MixtureFamily(dim=2).mixture(-1)
+
+
+@pytest.mark.parametrize("model_cls", [FlowMixtureModel, VPMixtureModel])
+def test_the_predict_stage_accepts_the_models_and_conditions_have_different_dna(model_cls):
+    from cotj.predict import extract_dna
+
+    family = MixtureFamily(dim=64, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    cond = torch.arange(6)
+    x0 = torch.stack([family.mixture(c).sample(1, gen)[0] for c in range(6)])
+    noise = torch.randn(6, 64, generator=gen, dtype=torch.float64)
+    dna = np.asarray(extract_dna(model_cls(family), cond, noise, x_ref=x0, progress=False).dna)
+    assert dna.shape == (6, 100) and np.all(dna >= 0)
+    assert np.all(dna[:, 0] < 0.05 * dna.max(axis=1))  # the exact denoiser barely errs at t = 0.01
+    unit = dna / np.linalg.norm(dna, axis=1, keepdims=True)
+    assert (unit @ unit.T).min() < 0.9  # different mixtures, differently shaped DNA
