@@ -27,7 +27,9 @@ def test_prompt_text_states_the_attributes():
     np.testing.assert_array_equal(shapes.parse_prompt("a blue circle at the top"), [2, 0, 0, -1, 2, -1])
 
 
-@pytest.mark.parametrize("bad", ["two red circle", "a red circles", "a pink circle", "a red star", "a red circle, mauve background"])
+@pytest.mark.parametrize(
+    "bad", ["two red circle", "a red circles", "a pink circle", "a red star", "a red circle, mauve background"]
+)
 def test_parse_rejects_prompts_outside_the_grammar(bad):
     with pytest.raises(ValueError, match="prompt"):
         shapes.parse_prompt(bad)
@@ -35,10 +37,11 @@ def test_parse_rejects_prompts_outside_the_grammar(bad):
 
 def test_scenes_from_prompts_keep_stated_attributes():
     rng = np.random.default_rng(0)
-    scenes = shapes.scenes_from_prompts(rng, ["three small green squares", "a yellow triangle in the center, white background"])
+    prompts = ["three small green squares", "a yellow triangle in the center, white background"]
+    scenes = shapes.scenes_from_prompts(rng, prompts)
     np.testing.assert_array_equal(scenes.labels[0, :4], [1, 1, 2, 0])
     np.testing.assert_array_equal(scenes.labels[1, [0, 1, 2, 4, 5]], [3, 2, 0, 4, 2])
-    assert scenes.prompts() == ["three small green squares", "a yellow triangle in the center, white background"]
+    assert scenes.prompts() == prompts
 
 
 def test_rendered_pixels_have_the_object_and_background_colours():

@@ -70,7 +70,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     first = train(tmp_path / "b", _tiny(3), encoder=WordEncoder())
     rest = train(tmp_path / "b", _tiny(6), encoder=WordEncoder())  # raising steps extends the run
     assert first + rest == straight
-    a, b = load_file(str(tmp_path / "a" / "checkpoint.safetensors")), load_file(str(tmp_path / "b" / "checkpoint.safetensors"))
+    a, b = (load_file(str(tmp_path / run / "checkpoint.safetensors")) for run in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_config(tmp_path / "b").steps == 6
 

@@ -1,8 +1,8 @@
 """Tier 1 testbed: Gaussian-mixture data whose optimal denoiser is known in closed form.
 
 For data ``x0 ~ sum_k w_k N(mu_k, diag(sd_k²))`` on a Gaussian path ``x_t = a(t)·x0 + s(t)·eps``, the marginal
-at level t is the mixture ``sum_k w_k N(a·mu_k, diag(a²·sd_k² + s²))`` and, with ``g_k = (x - a·mu_k) / (a²·sd_k² + s²)``
-and ``r_k`` the posterior responsibility of component k,
+at level t is the mixture ``sum_k w_k N(a·mu_k, diag(a²·sd_k² + s²))`` and, with
+``g_k = (x - a·mu_k) / (a²·sd_k² + s²)`` and ``r_k`` the posterior responsibility of component k,
 
 - ``E[x0 | x_t] = sum_k r_k (mu_k + a·sd_k²·g_k)`` (the posterior mean: what an ideal model's x0_hat is),
 - ``E[eps | x_t] = s · sum_k r_k g_k``,
@@ -210,7 +210,8 @@ class VPMixtureModel(_MixtureModel):
         self.beta_min, self.beta_max = float(beta_min), float(beta_max)
 
     def path(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``a = sqrt(alpha_bar)``, ``s = sqrt(1 - alpha_bar)``, ``a' = -½ beta(t)·a``, ``(s²)' = beta(t)·alpha_bar``."""
+        """``a = sqrt(alpha_bar)``, ``s = sqrt(1 - alpha_bar)``, ``a' = -½ beta(t)·a``,
+        ``(s²)' = beta(t)·alpha_bar``."""
         t = t.to(torch.float64)
         beta = self.beta_min + (self.beta_max - self.beta_min) * t
         alpha_bar = torch.exp(-(self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2))

@@ -134,7 +134,7 @@ def score(
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: train the classifier and write its weights."""
-    parser = argparse.ArgumentParser(prog="python -m cotj.testbed.classifier", description="Train the attribute classifier.")
+    parser = argparse.ArgumentParser(prog="python -m cotj.testbed.classifier", description="Train the classifier.")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)

@@ -86,7 +86,7 @@ class ShapesPipeline(DiffusionPipeline):
     def velocity(
         self, x: torch.Tensor, t: torch.Tensor, prompt_embeds: torch.Tensor, guidance_scale: float = 1.0
     ) -> torch.Tensor:
-        """Guided velocity ``v = eps - x0`` at states ``x`` ``(B, 3, H, W)`` and levels ``t`` in [0, 1] (``(B,)`` or scalar).
+        """Guided velocity ``v = eps - x0`` at states ``x`` (B, 3, H, W), levels ``t`` in [0, 1] ((B,) or scalar).
 
         ``guidance_scale`` 1 is the plain conditional model; g > 1 is ``v_null + g·(v_cond - v_null)``.
         """

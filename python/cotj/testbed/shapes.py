@@ -53,7 +53,8 @@ _PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 _POSITION_PHRASES = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
 _RADIUS = {"small": 0.085, "large": 0.13}  # object radius, fraction of the image side
 _PROMPT_RE = re.compile(
-    r"^(?P<count>a|two|three) (?:(?P<size>small|large) )?(?P<colour>\w+) (?P<shape>circle|square|triangle)(?P<plural>s?)"
+    r"^(?P<count>a|two|three) (?:(?P<size>small|large) )?(?P<colour>\w+) "
+    r"(?P<shape>circle|square|triangle)(?P<plural>s?)"
     r"(?: (?P<position>on the left|on the right|at the top|at the bottom|in the center))?"
     r"(?:, (?P<background>\w+) background)?$"
 )
