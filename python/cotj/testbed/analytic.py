@@ -225,6 +225,22 @@ class VPMixtureModel(_MixtureModel):
         return (s[:, None] * self.family.posterior(x_t, a, s, cond)[1]).to(x_t.dtype)
 
 
+def integrate(model: _MixtureModel, x: torch.Tensor, cond: torch.Tensor, t_start: float, t_end: float, steps: int) -> torch.Tensor:
+    """Integrate the probability-flow ODE from level ``t_start`` to ``t_end`` with ``steps`` equal RK4 steps,
+    in float64. ``x`` (n, D) is the state at ``t_start``; returns the state at ``t_end`` (n, D)."""
+    x = x.to(torch.float64)
+    levels = torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
+    f = model.ode_velocity
+    for t0, t1 in zip(levels[:-1], levels[1:]):
+        h = t1 - t0
+        k1 = f(x, t0, cond)
+        k2 = f(x + 0.5 * h * k1, t0 + 0.5 * h, cond)
+        k3 = f(x + 0.5 * h * k2, t0 + 0.5 * h, cond)
+        k4 = f(x + h * k3, t1, cond)
+        x = x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return x
+
+
 def exact_endpoint(
     model: _MixtureModel, x: torch.Tensor, cond: torch.Tensor, t_start: float = 1.0, steps: int = 1000
 ) -> torch.Tensor:
@@ -237,14 +253,4 @@ def exact_endpoint(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 0.0 < t_start <= 1.0:
         raise ValueError(f"t_start must be in (0, 1], got {t_start}")
-    x = x.to(torch.float64)
-    levels = torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64)
-    f = model.ode_velocity
-    for t0, t1 in zip(levels[:-1], levels[1:]):
-        h = t1 - t0
-        k1 = f(x, t0, cond)
-        k2 = f(x + 0.5 * h * k1, t0 + 0.5 * h, cond)
-        k3 = f(x + 0.5 * h * k2, t0 + 0.5 * h, cond)
-        k4 = f(x + h * k3, t1, cond)
-        x = x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-    return x
+    return integrate(model, x, cond, t_start, 0.0, steps)

@@ -38,7 +38,7 @@ from cotj.predict import DNAPredictor, cosine_scores, extract_dna, to_x0, train_
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.schedules import default_grid
 from cotj.testbed import baselines
-from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint
+from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint, integrate
 from cotj.testbed.baselines import Trajectories
 
 __all__ = [
@@ -186,18 +186,6 @@ def euler_trajectories(denoiser: Any, noise: torch.Tensor, cond: torch.Tensor, g
     return Trajectories(np.append(0.0, desc[::-1]), states.reshape(flat).double().numpy(), x0s.reshape(flat).double().numpy())
 
 
-def _rk4(model: FlowMixtureModel, x: torch.Tensor, cond: torch.Tensor, t0: float, t1: float, steps: int) -> torch.Tensor:
-    levels = np.linspace(t0, t1, steps + 1)
-    f = model.ode_velocity
-    for a, b in zip(levels[:-1], levels[1:]):
-        h, mid = b - a, 0.5 * (a + b)
-        k1 = f(x, a, cond)
-        k2 = f(x + 0.5 * h * k1, mid, cond)
-        k3 = f(x + 0.5 * h * k2, mid, cond)
-        x = x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + f(x + h * k3, b, cond))
-    return x
-
-
 def ode_trajectories(model: FlowMixtureModel, noise: torch.Tensor, cond: torch.Tensor, grid: ArrayLike,
                      substeps: int = 5) -> Trajectories:
     """The exact probability-flow trajectory of each noise (B, D) through ``grid`` (N,) ascending, top 1,
@@ -212,7 +200,7 @@ def ode_trajectories(model: FlowMixtureModel, noise: torch.Tensor, cond: torch.T
     states = [x]
     with torch.inference_mode():
         for m in range(levels.size - 1, 0, -1):
-            x = _rk4(model, x, cond, levels[m], levels[m - 1], substeps)
+            x = integrate(model, x, cond, levels[m], levels[m - 1], substeps)
             states.append(x)
         st = torch.stack(states[::-1], dim=1)  # (B, M, D) ascending levels
         x0 = torch.stack([model.x0(st[:, m], torch.tensor(levels[m]), cond) if m else st[:, 0]
