@@ -63,6 +63,8 @@ B = np.tile(D, (3, 1))
         (lambda: cotj.plan_cost(D, np.array([-1])), ValueError, r"steps index -1 is outside the grid"),
         (lambda: cotj.plan_cost(D, np.array([], dtype=int)), ValueError, r"steps must hold at least one"),
         (lambda: cotj.plan_cost(D, np.array([1.5, 0.5])), ValueError, r"within the grid"),
+        (lambda: cotj.plan_cost(np.where(np.arange(20) == 3, np.nan, D), np.array([0.5])), ValueError, r"dna\[0, 3\] = NaN"),
+        (lambda: cotj.plan_cost(np.where(np.arange(20) == 3, -1.0, D), np.array([0.9, 0.5])), ValueError, r"dna\[0, 3\] = -1.0"),
         (lambda: cotj.plan_cost(D, ["a"]), TypeError, r"steps must be a 1-D array"),
         (lambda: cotj.cost_matrix(B), ValueError, r"dna must be 1-D"),
         (lambda: cotj.align_dna(D, D[:5]), ValueError, r"pred must be \(N,\) or \(B, N\) with N = 5"),

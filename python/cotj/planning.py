@@ -247,11 +247,14 @@ class Planner:
             raise ValueError("steps as noise levels must be a non-empty 1-D finite array")
         if np.any(np.diff(levels) >= 0):
             raise ValueError("steps as noise levels must be strictly decreasing (noisiest first)")
-        grid = self._resolve(d.shape[0])[0].levels
+        grid_lever = self._resolve(d.shape[0])[0]
+        grid = grid_lever.levels
         if levels[-1] < grid[0] or levels[0] > grid[-1]:
             raise ValueError(f"steps as noise levels must lie within the grid [{grid[0]}, {grid[-1]}], got {levels[0]} .. {levels[-1]}")
+        # A one-level plan costs 0; the call also checks the DNA itself, so an error names its own indices.
+        base = _core.plan_cost(d, np.zeros(1, dtype=np.int64), grid_lever)
         if len(levels) == 1:
-            return 0.0
+            return base
         t = levels[::-1].copy()
         schedule = None if self._schedule is None else tuple(np.interp(t, grid, v) for v in self._schedule)
         lever, _ = _make_lever(t, schedule)
