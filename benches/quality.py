@@ -14,6 +14,13 @@ Tier 2 (shapes text-to-image model) once weights exist:
 
     python benches/quality.py --tier 2 --weights python/cotj/testbed/weights/shapes_unet.safetensors
     python benches/quality.py --tier 2 --weights runs/shapes     # a training run's EMA checkpoint
+
+What is committed (training DNA of 2,048 prompts over 2 processes, then the benchmark, which also trains and
+saves the shipped DNA predictor):
+
+    torchrun --standalone --nproc_per_node 2 benches/quality.py --tier 2 --extract runs/quality/tier2_dna
+    python benches/quality.py --tier 2 --dna runs/quality/tier2_dna --threads 2 \
+        --save-predictor python/cotj/testbed/weights/shapes_dna_predictor --save-samples runs/quality/tier2_samples.npz
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dna", metavar="DIR", help="training DNA written by --extract (else extracted in-process)")
     parser.add_argument("--weights", help="Tier 2: generator weights file or training run directory")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"report directory (default {RESULTS})")
+    parser.add_argument("--save-predictor", type=Path, metavar="DIR",
+                        help="Tier 2: save the DNA predictor trained on the training DNA here "
+                             "(the shipped one: python/cotj/testbed/weights/shapes_dna_predictor)")
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
     parser.add_argument("--ks", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="K,K,...",
                         help="step budgets (default 2,3,4,5,6,8,10,15,20,25,30,40,50)")
@@ -48,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick and args.tier != 1:
         parser.error("--quick is for Tier 1")
+    if args.save_predictor and args.tier != 2:
+        parser.error("--save-predictor is for Tier 2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import torch
@@ -75,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         results = quality.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples)
     else:
         pipe = quality_tier2.load_shapes_pipeline(args.weights)
-        results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples)
+        results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,
+                                          predictor_out=args.save_predictor)
     stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "")
     paths = quality_report.write_report(results, args.out, stem)
     if samples is not None:

@@ -47,7 +47,7 @@ def run(tiny_pipe, tmp_path_factory):
     torch.manual_seed(1)
     samples = {}
     results = run_tier2(CFG, pipe=tiny_pipe, encode=_encode, classifier=AttributeClassifier().eval(), dna_dir=out / "dna",
-                        progress=False, samples=samples, time_planning=False)  # fmt: skip
+                        progress=False, samples=samples, time_planning=False, predictor_out=out / "predictor")  # fmt: skip
     return results, samples, out
 
 
@@ -83,3 +83,22 @@ def test_tier2_figures_are_recomputed_from_the_saved_images(run):
             assert results["schedules"][name][str(k)]["mse"] == pytest.approx(mse.mean(), rel=1e-9)
             assert results["schedules"][name][str(k)]["psnr"] == pytest.approx(np.mean(-10 * np.log10(mse)), rel=1e-9)
     assert samples["dna"].shape == (CFG.n_test, CFG.grid_size)
+
+
+def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_pipe):
+    """The saved predictor reproduces the benchmark's predicted DNA from the held-out prompts' pooled embeddings,
+    and the reported held-out cosine is that prediction's against the held-out true DNA."""
+    from cotj.predict import DNAPredictor
+    from cotj.testbed.text import pool
+
+    results, samples, out = run
+    predictor = DNAPredictor.load(out / "predictor", device="cpu")
+    test = Tier2Setup(CFG, tiny_pipe, _encode).test
+    predicted = predictor.predict(pool(_encode(test)).double().numpy())
+    np.testing.assert_allclose(predicted, samples["predicted"], rtol=1e-6)
+    true, raw = samples["dna"], predictor.predict(pool(_encode(test)).double().numpy(), align=False)
+    for row, key in ((raw, "heldout_cosine"), (predicted, "aligned_cosine")):
+        cosine = (row * true).sum(1) / (np.linalg.norm(row, axis=1) * np.linalg.norm(true, axis=1))
+        assert results["predictor"][f"{key}_mean"] == pytest.approx(cosine.mean(), rel=1e-6)
+        assert results["predictor"][f"{key}_median"] == pytest.approx(np.median(cosine), rel=1e-6)
+    assert results["predictor"]["saved_to"] == str(out / "predictor")

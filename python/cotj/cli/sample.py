@@ -17,9 +17,11 @@ __all__ = ["add_parser", "run"]
 
 DESCRIPTION = """Sample one prompt with the testbed model (24x24 shapes) and write a PNG.
 
-The schedule is planned from the prompt's DNA: by default its true DNA, extracted on the spot
-(100 levels and a 50-step reference sample: the oracle); or predicted with --predictor DIR; or one DNA for every
-prompt with --mean-dna FILE. --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for
+The schedule is planned from the prompt's DNA. By default it is predicted by the shipped DNA predictor
+(trained on the shipped generator's DNA at guidance 2; milliseconds); with other --weights or --guidance the
+default is the prompt's true DNA, extracted on the spot (100 levels and a 50-step reference sample: the oracle,
+about 300 model calls), which --true-dna also asks for. --predictor DIR predicts with another predictor and
+--mean-dna FILE plans one DNA for every prompt. --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for
 comparison. Prints the levels used and the time of each stage.
 
 Examples:
@@ -39,6 +41,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-steps", type=_io.positive_int, metavar="K", help="longest adaptive plan (with --tau)")
     dna = p.add_mutually_exclusive_group()
     dna.add_argument("--predictor", metavar="DIR", help="predict the DNA with this predictor")
+    dna.add_argument("--true-dna", action="store_true", help="extract the prompt's true DNA first (the oracle)")
     dna.add_argument("--mean-dna", metavar="FILE", help="plan from this one DNA row (.npy, .json, .csv)")
     dna.add_argument("--uniform", action="store_true", help="uniform levels instead of a plan (needs --budget)")
     p.add_argument("--scale", type=_io.positive_int, default=8, help="upscale the PNG by this factor (default 8)")
@@ -100,12 +103,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
     """The DNA arguments of :func:`cotj.execute.sample`, and ``what`` describes them."""
-    if args.predictor:
+    predictor = args.predictor
+    if predictor is None and not (args.true_dna or args.mean_dna or args.weights) and args.guidance == 2.0:
+        from cotj.testbed.model import PREDICTOR
+
+        predictor = PREDICTOR if PREDICTOR.is_dir() else None
+    if predictor is not None:
         from cotj.predict import DNAPredictor
 
-        predictor = DNAPredictor.load(args.predictor, device="cpu")
-        return dict(predictor=predictor, embed=lambda prompts: models.embeddings(args, prompts),
-                    what=f"predicted by {args.predictor}")
+        return dict(predictor=DNAPredictor.load(predictor, device="cpu"), what=f"predicted by {predictor}",
+                    embed=lambda prompts: models.embeddings(args, prompts))
     if args.mean_dna:
         return dict(mean_dna=cotj.load_dna(args.mean_dna), what=f"one row from {args.mean_dna}")
     what = f"the prompt's true DNA (100 levels against a {args.reference_steps or 50}-step reference)"

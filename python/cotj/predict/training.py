@@ -41,8 +41,9 @@ def _cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_scores(predictor: DNAPredictor, embeddings: ArrayLike, dna: ArrayLike) -> CosineReport:
-    """Cosine similarity of the predictor's DNA with the true DNA, per pair: embeddings (B, D),
-    dna (B, N). Cosine is scale-free, so alignment does not change it."""
+    """Cosine similarity of the predictor's raw DNA shape with the true DNA, per pair: embeddings (B, D),
+    dna (B, N). The raw output is scored, as the paper does; alignment (:func:`cotj.align_dna`) rescales
+    and shifts each row, so the aligned DNA the planner uses scores somewhat differently."""
     pred = torch.as_tensor(predictor.predict(embeddings, align=False))
     y = _matrix("dna", dna, predictor.config["n_levels"]).double()
     if y.shape[0] != pred.shape[0]:

@@ -21,6 +21,9 @@ RESOLUTION = 24
 """Side of the generated images, pixels."""
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "shapes_unet.safetensors"
 """The shipped generator weights (EMA), if present."""
+PREDICTOR = WEIGHTS.parent / "shapes_dna_predictor"
+"""The shipped DNA predictor of the shipped generator (a :class:`cotj.predict.DNAPredictor` directory: MiniLM
+mean-pooled prompt embedding (384,) -> DNA (100,), guidance 2), trained by the Tier 2 quality benchmark."""
 NULL_PROMPT = ""
 
 

@@ -370,19 +370,22 @@ def _nfe_to_match(results: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
 
 
 def predict_dna(emb_train: NDArray[np.float64], dna_train: NDArray[np.float64], emb_test: NDArray[np.float64],
-                dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool) -> tuple[NDArray[np.float64], dict[str, Any]]:
+                dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool
+                ) -> tuple[NDArray[np.float64], dict[str, Any], DNAPredictor]:
     """Train the DNA predictor (cosine loss, SPEC 6) and predict the held-out DNA (aligned to the training
-    mean). Returns it and a report: held-out cosine mean/median, and the same for the training mean DNA
-    used as the prediction of every condition (what any predictor has to beat)."""
+    mean). Returns it, a report (held-out cosine mean/median, and the same for the training mean DNA
+    used as the prediction of every condition: what any predictor has to beat) and the predictor."""
     model, report = train_predictor(emb_train, dna_train, epochs=epochs, seed=seed, progress=progress)
     heldout = cosine_scores(model, emb_test, dna_test)
-    mean = dna_train.mean(0)
+    mean, predicted = dna_train.mean(0), model.predict(emb_test)
     flat = dna_test @ mean / (np.linalg.norm(dna_test, axis=1) * np.linalg.norm(mean))
+    aligned = (predicted * dna_test).sum(1) / (np.linalg.norm(predicted, axis=1) * np.linalg.norm(dna_test, axis=1))
     info = {"heldout_cosine_mean": heldout.mean, "heldout_cosine_median": heldout.median,
+            "aligned_cosine_mean": float(aligned.mean()), "aligned_cosine_median": float(np.median(aligned)),
             "mean_dna_cosine_mean": float(flat.mean()), "mean_dna_cosine_median": float(np.median(flat)),
             "validation_cosine_mean": report.validation.mean, "best_epoch": report.best_epoch,
             "n_train": int(len(dna_train)), "n_heldout": int(len(dna_test)), "in_dim": int(emb_train.shape[1])}  # fmt: skip
-    return model.predict(emb_test), info
+    return predicted, info, model
 
 
 def planning_time(dna: NDArray[np.float64], k: int = 10, tau: float = 0.99, *, pipe: Any = None,
@@ -535,7 +538,7 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     calib = cfg.train_items[: cfg.calibration]
     calibration = ode_trajectories(model, seeded_noise(calib, (cfg.dim,), cfg.noise_seed), torch.tensor(calib), grid, cfg.substeps)
     family = model.family
-    predicted, predictor_info = predict_dna(np.stack([family.embedding(c) for c in cfg.train_items]), dna_train,
+    predicted, predictor_info, _ = predict_dna(np.stack([family.embedding(c) for c in cfg.train_items]), dna_train,
                                            np.stack([family.embedding(c) for c in cfg.test_items]), dna_test,
                                            cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
     setup_s = time.perf_counter() - clock

@@ -127,7 +127,8 @@ def tier2_extract(cfg: Tier2Config, weights: str | Path | None = None, out: str 
 
 def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
               classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
-              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
+              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True,
+              predictor_out: str | Path | None = None) -> dict[str, Any]:
     """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
 
     Args:
@@ -137,7 +138,9 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
         classifier: an AttributeClassifier for the attribute accuracy; default the shipped one, and no
             accuracy (logged) if there is none.
         dna_dir: training DNA written by :func:`tier2_extract`; else extracted here.
-        samples: see :func:`evaluate`.
+        samples: see :func:`evaluate` (also receives ``reference``, ``dna``, ``predicted`` and ``grid``).
+        predictor_out: if given, the DNA predictor trained here is saved into this directory
+            (:meth:`~cotj.predict.DNAPredictor.save`; the shipped one is :data:`cotj.testbed.model.PREDICTOR`).
     """
     from cotj.testbed import classifier as attributes
     from cotj.testbed.text import pool
@@ -160,8 +163,11 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     reference = torch.from_numpy(teacher.states[:, 0].copy()).float().reshape(noise.shape)
     dna_test = extract_dna(tier.velocity, cond, noise, reference, grid, prediction="flow", batch_size=cfg.batch_size,
                            progress=False).dna  # fmt: skip
-    predicted, predictor_info = predict_dna(pool(tier.encode(tier.train)).double().numpy(), dna_train,
+    predicted, predictor_info, predictor = predict_dna(pool(tier.encode(tier.train)).double().numpy(), dna_train,
                                            pool(cond).double().numpy(), dna_test, cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
+    if predictor_out is not None:
+        predictor.save(predictor_out)
+        predictor_info["saved_to"] = str(predictor_out)
     accuracy = None
     try:
         clf = classifier if classifier is not None else attributes.load_classifier()
@@ -173,7 +179,7 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     setup_s = time.perf_counter() - clock
     results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
     if samples is not None:
-        samples.update(reference=_images(reference).double().numpy(), dna=dna_test, grid=grid)
+        samples.update(reference=_images(reference).double().numpy(), dna=dna_test, predicted=predicted, grid=grid)
     results.update(
         tier=2, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=1.0,
         data_range_note="images in [0, 1] (pixel states clamped to [-1, 1] and rescaled)", predictor=predictor_info,
