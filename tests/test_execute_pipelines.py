@@ -183,6 +183,19 @@ def test_sample_one_call_with_a_predictor(tiny_flux, record_timesteps):
     torch.testing.assert_close(pipe(**alone).images[0], result.images[1])
 
 
+def test_sample_noise_of_a_prompt_does_not_depend_on_how_prompts_group(tiny_flux):
+    """One generator for several prompts: prompt 1 runs the same 3-step plan alone in its call (budgets 4, 3, 4)
+    and together with the others (budgets 3, 3, 3), and gets the same image from the same seed."""
+    pipe = tiny_flux(diffusers.FlowMatchEulerDiscreteScheduler())
+    inputs = _flux_inputs(b=3)
+    runs = [sample(pipe, mean_dna=mean_dna("qwenimage"), budget=budgets,
+                   generator=torch.Generator().manual_seed(7), **inputs) for budgets in ([4, 3, 4], [3, 3, 3])]  # fmt: skip
+    torch.testing.assert_close(runs[0].images[1], runs[1].images[1])
+    assert not torch.allclose(runs[1].images[0], runs[1].images[1])  # per-prompt noise, not one noise repeated
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(runs[0].images[0], runs[1].images[0])  # budget 4 against 3: it did change
+
+
 def test_sample_needs_a_dna_source(tiny_flux):
     pipe = tiny_flux(diffusers.FlowMatchEulerDiscreteScheduler())
     with pytest.raises(ValueError, match="exactly one of predictor"):

@@ -43,3 +43,14 @@ def test_red_prompts_are_redder_than_blue_prompts():
 
     for colour, images in (("red", red), ("blue", blue)):
         assert score(images * 2 - 1, [p.format(colour) for p in prompts])["colour"] >= 0.75
+
+
+def test_a_list_of_generators_draws_each_image_from_its_own():
+    pipe = ShapesPipeline.from_shipped()
+    pipe.set_progress_bar_config(disable=True)
+    prompts = ["a red circle", "two blue squares"]
+    both = pipe(prompts, num_inference_steps=2, output_type="pt",
+                generator=[torch.Generator().manual_seed(s) for s in (3, 4)]).images  # fmt: skip
+    for b, seed in enumerate((3, 4)):
+        alone = pipe(prompts[b], num_inference_steps=2, output_type="pt", generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(both[b : b + 1], alone.images)

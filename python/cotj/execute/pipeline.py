@@ -65,6 +65,17 @@ def _rows(value: Any, idx: list[int], batch: int) -> Any:
     return value
 
 
+def _per_prompt(generator: Any, batch: int) -> Any:
+    """A single torch Generator for B > 1 prompts -> B generators seeded from it in prompt order, so a prompt's
+    noise does not depend on which other prompts share its plan (and so run in the same pipeline call)."""
+    import torch
+
+    if batch == 1 or not isinstance(generator, torch.Generator):
+        return generator
+    seeds = torch.randint(0, 2**63 - 1, (batch,), generator=generator, device=generator.device).tolist()
+    return [torch.Generator(device=generator.device).manual_seed(int(seed)) for seed in seeds]
+
+
 def sample(
     pipe: Any,
     prompt: str | Sequence[str] | None = None,
@@ -99,7 +110,10 @@ def sample(
             exponential spacing, ``shift_terminal`` and ``final_sigmas_type`` turned off)
             instead of raising for them.
         atol: tolerance of the exactness check on the levels the model sees.
-        pipe_kwargs: passed to the pipeline; tensors and lists with B rows are split per prompt.
+        pipe_kwargs: passed to the pipeline; tensors and lists with B rows are split per prompt. One
+            ``generator`` for B > 1 prompts becomes B generators seeded from it in prompt order, so each
+            prompt's noise is the same however the prompts group by plan; pass ``latents`` or a list of B
+            generators to choose the noise yourself.
 
     Returns:
         :class:`SampleResult` with the images, the plans and the DNA. Prompts that share a plan
@@ -123,6 +137,8 @@ def sample(
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, p in enumerate(plans):
         groups.setdefault(tuple(int(i) for i in p.steps), []).append(b)
+    if "generator" in pipe_kwargs:
+        pipe_kwargs["generator"] = _per_prompt(pipe_kwargs["generator"], batch)
     original = pipe.scheduler
     base = neutral_scheduler(original) if neutral else original
     images: list[Any] = [None] * batch

@@ -14,6 +14,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from cotj.testbed.text import EMBED_DIM, default_encoder
 
@@ -111,7 +112,7 @@ class ShapesPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         sigmas: list[float] | None = None,
         guidance_scale: float = 2.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
@@ -120,7 +121,8 @@ class ShapesPipeline(DiffusionPipeline):
 
         Give ``prompt`` (str or list) or ``prompt_embeds`` ``(B, 16, 384)``; ``sigmas`` (descending levels in (0, 1],
         the scheduler appends the terminal 0) or ``num_inference_steps`` (uniform, default 20); ``latents`` is the
-        starting noise ``(B, 3, 24, 24)`` (else drawn from ``generator``). ``output_type``: "np" (B, H, W, 3) in
+        starting noise ``(B, 3, 24, 24)`` (else drawn from ``generator``: one, or a list of B, one per image, as in
+        Diffusers). ``output_type``: "np" (B, H, W, 3) in
         [0, 1], "pil", or "pt" (B, 3, H, W) in [0, 1].
         """
         if (prompt is None) == (prompt_embeds is None):
@@ -134,7 +136,7 @@ class ShapesPipeline(DiffusionPipeline):
         device, batch = self.unet.device, prompt_embeds.shape[0]
         side = self.unet.config.sample_size
         if latents is None:
-            latents = torch.randn((batch, 3, side, side), generator=generator, device=device)
+            latents = randn_tensor((batch, 3, side, side), generator=generator, device=device)
         elif latents.shape != (batch, 3, side, side):
             raise ValueError(f"latents must have shape {(batch, 3, side, side)}, got {tuple(latents.shape)}")
         if sigmas is not None:
