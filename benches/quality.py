@@ -64,19 +64,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cotj.testbed import quality, quality_report, quality_tier2
+    from cotj.testbed import quality_report, quality_tier1, quality_tier2
 
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
     if args.tier == 1:
-        cfg = quality.Tier1Config.quick() if args.quick else quality.Tier1Config()
+        cfg = quality_tier1.Tier1Config.quick() if args.quick else quality_tier1.Tier1Config()
     else:
         cfg = quality_tier2.Tier2Config()
     overrides = {"ks": args.ks, "n_test": args.n_test}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.extract:
         if args.tier == 1:
-            quality.tier1_extract(cfg, out=args.extract, progress=progress)
+            quality_tier1.tier1_extract(cfg, out=args.extract, progress=progress)
         else:
             quality_tier2.tier2_extract(cfg, args.weights, args.extract, progress=progress)
         return 0
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("under torchrun only --extract runs; run the benchmark itself in one process")
     samples: dict[str, np.ndarray] | None = {} if args.save_samples else None
     if args.tier == 1:
-        results = quality.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples)
+        results = quality_tier1.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples)
     else:
         pipe = quality_tier2.load_shapes_pipeline(args.weights)
         results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,

@@ -34,16 +34,16 @@ def analytic_dna(tmp_path_factory):
 
 
 def test_dna_matches_the_library_extraction(analytic_dna):
-    from cotj.testbed import quality
+    from cotj.testbed import quality_tier1
 
     dna = np.load(analytic_dna / "dna.npy")
     assert dna.shape == (len(CONDS), 40)
-    cfg = quality.Tier1Config(noise_seed=0, grid_size=40, dna_reference_steps=50)
-    want = quality.tier1_extract(cfg, CONDS, progress=False)
+    cfg = quality_tier1.Tier1Config(noise_seed=0, grid_size=40, dna_reference_steps=50)
+    want = quality_tier1.tier1_extract(cfg, CONDS, progress=False)
     np.testing.assert_allclose(dna, want.dna, rtol=1e-10)
     assert json.loads((analytic_dna / "items.json").read_text())["items"] == CONDS
     np.testing.assert_allclose(np.load(analytic_dna / "grid.npy"), cotj.default_grid(40))
-    family = quality.tier1_model(cfg).family
+    family = quality_tier1.tier1_model(cfg).family
     np.testing.assert_array_equal(np.load(analytic_dna / "embeddings.npy"), np.stack([family.embedding(c) for c in CONDS]))
     settings = json.loads((analytic_dna / "settings.json").read_text())
     assert settings["model"] == "analytic" and settings["reference_rk4_steps"] == 50
@@ -133,9 +133,9 @@ def test_diagnose_an_analytic_prompt_sets_its_run_against_its_dna(tmp_path):
     run = summary["run"]
     assert len(run["levels"]) == len(run["signature"]) == 12 - 2  # windows of 4 of the 13 states
     assert -1 <= run["correlation"] <= 1 and (tmp_path / "sig.png").stat().st_size > 0
-    from cotj.testbed import quality
+    from cotj.testbed import quality_tier1
 
-    dna = quality.tier1_extract(quality.Tier1Config(noise_seed=0, dna_reference_steps=50), [5], progress=False).dna[0]
+    dna = quality_tier1.tier1_extract(quality_tier1.Tier1Config(noise_seed=0, dna_reference_steps=50), [5], progress=False).dna[0]
     assert summary["k_tau"] == diagnose(dna).plan.budget
     np.testing.assert_allclose(run["dna_at_levels"], np.interp(run["levels"], cotj.default_grid(100), dna))
     few = run_cotj("diagnose", "--model", "analytic", "--prompt", "5", "--run-steps", "3")

@@ -61,14 +61,14 @@ def test_bad_items_and_chunks_are_rejected():
 def test_two_torchrun_processes_give_the_dna_of_one(tmp_path):
     """The documented command (benches/quality.py --extract) under torchrun with 2 gloo processes, against
     the same extraction in one process."""
-    from cotj.testbed import quality
+    from cotj.testbed import quality_tier1
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "benches" / "quality.py"), "--tier", "1", "--quick", "--extract", str(tmp_path / "two"), "--no-progress"]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, timeout=120)
     two = load_sharded(tmp_path / "two")
-    cfg = quality.Tier1Config.quick()
-    one = quality.tier1_extract(cfg, progress=False)
+    cfg = quality_tier1.Tier1Config.quick()
+    one = quality_tier1.tier1_extract(cfg, progress=False)
     assert two.world_size == 2 and two.items == cfg.train_items + cfg.test_items
     np.testing.assert_allclose(two.dna, one.dna, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(two.grid, one.grid)

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
-from cotj.testbed import baselines, quality  # noqa: E402
+from cotj.testbed import baselines, quality, quality_tier1  # noqa: E402
 from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, exact_endpoint  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -149,7 +149,7 @@ def test_ode_trajectories_end_at_the_exact_endpoint():
     model = FlowMixtureModel(MixtureFamily(dim=8, seed=0))
     noise = quality.seeded_noise([3, 4], (8,), seed=1)
     cond = torch.tensor([3, 4])
-    traj = quality.ode_trajectories(model, noise, cond, cotj.default_grid(50), substeps=2)
+    traj = quality_tier1.ode_trajectories(model, noise, cond, cotj.default_grid(50), substeps=2)
     assert traj.states.shape == (2, 51, 8) and traj.levels[0] == 0 and traj.levels[-1] == 1
     np.testing.assert_array_equal(traj.states[:, -1], noise.numpy())
     # the same 100 RK4 steps as exact_endpoint's linspace(1, 0, 101): equal up to rounding of the levels

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from cotj.cli._io import TESTBED
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded
 from cotj.schedules import default_grid
-from cotj.testbed import quality
+from cotj.testbed import quality, quality_tier1
 
 
 def use_threads(n: int) -> None:
@@ -61,12 +61,12 @@ def condition_ids(prompts: Sequence[str]) -> list[int]:
 
 
 @functools.lru_cache(maxsize=4)
-def _tier1(dim: int, family_seed: int, seed: int, levels: int, reference_steps: int) -> quality.Tier1Config:
-    return quality.Tier1Config(dim=dim, family_seed=family_seed, noise_seed=seed, grid_size=levels,
+def _tier1(dim: int, family_seed: int, seed: int, levels: int, reference_steps: int) -> quality_tier1.Tier1Config:
+    return quality_tier1.Tier1Config(dim=dim, family_seed=family_seed, noise_seed=seed, grid_size=levels,
                                dna_reference_steps=reference_steps)
 
 
-def _analytic(args: Any, levels: int = 100) -> quality.Tier1Config:
+def _analytic(args: Any, levels: int = 100) -> quality_tier1.Tier1Config:
     return _tier1(args.dim, args.family_seed, args.seed, levels, args.reference_steps or 200)
 
 
@@ -81,9 +81,9 @@ def embeddings(args: Any, prompts: Sequence[str]) -> NDArray[np.float64]:
     """Condition embeddings (B, D) the DNA predictor takes: MiniLM mean-pooled token states for
     the testbed, the mixture's descriptor (6,) for the analytic model."""
     if args.model == TESTBED:
-        from cotj.testbed.text import default_encoder, pool
+        from cotj.testbed.text import predictor_input
 
-        return pool(default_encoder().encode(list(prompts))).double().numpy()
+        return predictor_input(list(prompts)).numpy()
     family = analytic_family(args)
     return np.stack([family.embedding(c) for c in condition_ids(prompts)])
 
@@ -109,7 +109,7 @@ def extract(args: Any, prompts: Sequence[str], levels: int = 100, pipe: Any = No
     """
     progress = not args.quiet
     if args.model != TESTBED:
-        return quality.tier1_extract(_analytic(args, levels), condition_ids(prompts), progress=progress)
+        return quality_tier1.tier1_extract(_analytic(args, levels), condition_ids(prompts), progress=progress)
     pipe = pipe if pipe is not None else shapes_pipeline(args.weights)
 
     def inputs(block: list[Any]) -> DNAInputs:
@@ -138,7 +138,7 @@ def realised_run(args: Any, prompt: str, steps: int, pipe: Any = None) -> tuple[
     else:
         cfg = _analytic(args)
         items = condition_ids([prompt])
-        denoiser, cond = quality.tier1_model(cfg), torch.tensor(items)
+        denoiser, cond = quality_tier1.tier1_model(cfg), torch.tensor(items)
         start = quality.seeded_noise(items, (cfg.dim,), cfg.noise_seed)
     traj = quality.euler_trajectories(denoiser, start, cond, default_grid(steps), prediction="flow")
     states = torch.from_numpy(np.ascontiguousarray(traj.states[:, ::-1])).transpose(0, 1)

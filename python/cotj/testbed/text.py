@@ -100,3 +100,9 @@ def pool(embeds: torch.Tensor) -> torch.Tensor:
 def default_encoder() -> PromptEncoder:
     """One process-wide in-memory encoder (the pipeline's default)."""
     return PromptEncoder()
+
+
+def predictor_input(prompts: list[str]) -> torch.Tensor:
+    """The DNA predictor's input for prompts: their pooled MiniLM embedding, float64 ``(B, 384)``
+    (:func:`pool` of :func:`default_encoder`'s token embeddings)."""
+    return pool(default_encoder().encode(list(prompts))).double()

