@@ -94,6 +94,7 @@ def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_p
     results, samples, out = run
     predictor = DNAPredictor.load(out / "predictor", device="cpu")
     test = Tier2Setup(CFG, tiny_pipe, _encode).test
+    assert results["heldout_prompts"] == test
     predicted = predictor.predict(pool(_encode(test)).double().numpy())
     np.testing.assert_allclose(predicted, samples["predicted"], rtol=1e-6)
     true, raw = samples["dna"], predictor.predict(pool(_encode(test)).double().numpy(), align=False)

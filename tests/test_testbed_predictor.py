@@ -62,3 +62,18 @@ def test_cotj_sample_plans_from_the_shipped_predictor_by_default(heldout, tmp_pa
     predictor = DNAPredictor.load(PREDICTOR, device="cpu")
     want = cotj.plan(predictor.predict(predictor_input([prompt]).numpy()[0]), 3).levels
     np.testing.assert_allclose(levels, want, atol=5e-3)
+
+
+def test_cotj_predict_uses_the_shipped_predictor_for_the_testbed(heldout, tmp_path, monkeypatch, capsys):
+    import io
+
+    from cotj.cli import main
+
+    prompts = heldout[0][:3]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(prompts) + "\n"))
+    assert main(["predict", "--prompts", "-", "--out", str(tmp_path / "dna.npy")]) == 0
+    predictor = DNAPredictor.load(PREDICTOR, device="cpu")
+    np.testing.assert_allclose(np.load(tmp_path / "dna.npy"), predictor.predict(predictor_input(prompts).numpy()),
+                               rtol=1e-6)  # fmt: skip
+    assert main(["predict", "--model", "analytic", "--prompts", str(tmp_path / "none.txt")]) == 2
+    assert "needs --predictor DIR or --from-official" in capsys.readouterr().err

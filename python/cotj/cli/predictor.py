@@ -26,11 +26,13 @@ Examples:
   cotj train-predictor --from-official qwenimage_model_state.pth qwenimage_norm_data.pt --out runs/qwen"""
 
 PREDICT = """Predict the DNA of conditions with a trained predictor: from embeddings (.npy, (B, D)) or from
-prompts (embedded as the model's condition: MiniLM for the testbed). The DNA is aligned to the
+prompts (embedded as the model's condition: MiniLM for the testbed). Without --predictor, the testbed's
+prompts go to the shipped predictor of the shipped generator. The DNA is aligned to the
 predictor's mean DNA (SPEC 6). Writes --out (.npy) or prints JSON rows (pipe into 'cotj plan -').
 With --dna TRUE.npy, also reports the cosine similarity with the true DNA (on stderr).
 
 Examples:
+  echo "two red circles on the left" | cotj predict --prompts - | cotj plan - --budget 6
   cotj predict --predictor runs/predictor --prompts prompts.txt | cotj plan - --budget 6
   cotj predict --from-official model_state.pth norm_data.pt --embeddings emb.npy --out dna.npy"""
 
@@ -58,8 +60,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("predict", parents=parents, help="predict the DNA of prompts or embeddings",
                        description=PREDICT, formatter_class=fmt)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--predictor", metavar="DIR", help="a predictor written by 'cotj train-predictor'")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--predictor", metavar="DIR",
+                        help="a predictor written by 'cotj train-predictor' (default with --model testbed: the shipped "
+                             "one, trained on the shipped generator's DNA at guidance 2)")
     source.add_argument("--from-official", nargs=2, metavar=("MODEL_STATE", "NORM_DATA"),
                         help="the paper's released predictor files")
     given = p.add_mutually_exclusive_group(required=True)
@@ -81,9 +85,16 @@ def _load(args: argparse.Namespace) -> Any:
             if not Path(f).is_file():
                 raise FileNotFoundError(2, "no official checkpoint file", f)
         return DNAPredictor.from_official(state, norm)
-    if not (Path(args.predictor) / "dna_predictor.json").is_file():
-        raise FileNotFoundError(2, "no DNA predictor (dna_predictor.json) in", args.predictor)
-    return DNAPredictor.load(args.predictor, device="cpu")
+    directory = args.predictor
+    if directory is None:
+        if args.model != _io.TESTBED:
+            raise ValueError(f"--model {args.model} needs --predictor DIR or --from-official (none is shipped for it)")
+        from cotj.testbed.model import PREDICTOR
+
+        directory = PREDICTOR
+    if not (Path(directory) / "dna_predictor.json").is_file():
+        raise FileNotFoundError(2, "no DNA predictor (dna_predictor.json) in", str(directory))
+    return DNAPredictor.load(directory, device="cpu")
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -184,7 +184,7 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
         tier=2, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=1.0,
         data_range_note="images in [0, 1] (pixel states clamped to [-1, 1] and rescaled)", predictor=predictor_info,
         mean_dna=problem.mean_dna.tolist(), seconds={"setup": setup_s, "total": time.perf_counter() - clock},
-        model=f"ShapesPipeline (pixel UNet, MiniLM prompts), guidance {cfg.guidance}",
+        model=f"ShapesPipeline (pixel UNet, MiniLM prompts), guidance {cfg.guidance}", heldout_prompts=tier.test,
     )  # fmt: skip
     if time_planning:
         results["planning_time"] = planning_time(problem.mean_dna, pipe=tier.pipe)
