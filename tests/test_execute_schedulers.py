@@ -145,8 +145,43 @@ def test_schedulers_without_custom_timesteps_raise(cls):
 def test_second_order_and_unknown_schedulers_raise():
     with pytest.raises(InexactScheduleError, match="HeunDiscreteScheduler set 15 model evaluations for a 8-level plan"):
         scheduler_args(LEVELS, diffusers.HeunDiscreteScheduler())
-    with pytest.raises(InexactScheduleError, match="EDMEulerScheduler is neither"):
-        scheduler_args(LEVELS, diffusers.EDMEulerScheduler())
+    with pytest.raises(InexactScheduleError, match="ScoreSdeVeScheduler is neither"):
+        scheduler_args(LEVELS, diffusers.ScoreSdeVeScheduler())
+
+
+EDM = {"EDM default": {}, "SD-like range, rho 5": dict(sigma_min=0.03, sigma_max=14.6, rho=5.0)}
+
+
+@pytest.mark.parametrize("name", sorted(EDM))
+def test_edm_euler_runs_plans_on_the_karras_path(name):
+    """EDMEulerScheduler's sigmas= is the Karras ramp: the mapping makes it hold sigma(t) of cotj.schedules.ve
+    with the scheduler's own range and rho, and end at 0; a planned copy ignores the requested step count."""
+    from cotj.execute import planned_scheduler
+    from cotj.schedules import ve
+
+    sched = diffusers.EDMEulerScheduler(**EDM[name])
+    np.testing.assert_allclose(_run(sched, LEVELS)[0], LEVELS, rtol=0, atol=ATOL)
+    c = sched.config
+    want = ve(LEVELS, sigma_min=c.sigma_min, sigma_max=c.sigma_max, rho=c.rho).s
+    np.testing.assert_allclose(sched.sigmas[:-1].double().numpy(), want, rtol=1e-6)
+    assert float(sched.sigmas[-1]) == 0.0
+    planned = planned_scheduler(diffusers.EDMEulerScheduler(**EDM[name]), LEVELS)
+    planned.set_timesteps(30)
+    np.testing.assert_allclose(planned.sigmas.numpy(), sched.sigmas.numpy(), rtol=0, atol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(picks=st.sets(st.integers(0, 98), min_size=0, max_size=20))
+def test_any_plan_on_the_default_grid_is_exact_on_edm(picks):
+    levels = np.sort(np.append(1.0, (np.array(sorted(picks), dtype=np.float64) + 1) / 100))[::-1]
+    np.testing.assert_allclose(_run(diffusers.EDMEulerScheduler(), levels)[0], levels, rtol=0, atol=ATOL)
+
+
+def test_edm_schedulers_that_cannot_take_a_plan_raise():
+    with pytest.raises(InexactScheduleError, match="sigma_schedule='exponential'"):
+        scheduler_args(LEVELS, diffusers.EDMEulerScheduler(sigma_schedule="exponential"))
+    with pytest.raises(InexactScheduleError, match="EDMDPMSolverMultistepScheduler.set_timesteps takes no sigmas"):
+        scheduler_args(LEVELS, diffusers.EDMDPMSolverMultistepScheduler())
 
 
 def test_dynamic_mu_is_the_flux_formula():

@@ -15,6 +15,13 @@ by 1000 again), for discrete VP schedulers the training timesteps ``t·(T - 1)``
   from their two ends: never exact;
 - ``final_sigmas_type="sigma_min"`` ends sampling short of 0: not the plan's descent.
 
+EDM schedulers (``EDMEulerScheduler``: ``x = x0 + sigma·eps``) run levels on the Karras path of
+:func:`cotj.schedules.ve` with the scheduler's own ``sigma_min``, ``sigma_max`` and ``rho``: level
+t is ``sigma(t) = (sigma_min^(1/rho) + t·(sigma_max^(1/rho) - sigma_min^(1/rho)))^rho``, so plan
+(and extract the DNA) on that schedule. Their ``sigmas=`` argument is the Karras ramp (0 at
+sigma_max), so the mapping passes ``1 - t`` as a float64 tensor. ``sigma_schedule="exponential"``
+has no cotj path and raises.
+
 Whatever cannot be inverted raises :class:`InexactScheduleError` naming the scheduler and the
 option; :func:`neutral_scheduler` makes a copy with those options off. Every mapping is checked
 by running ``set_timesteps`` and comparing what the scheduler then holds with the plan.
@@ -87,13 +94,33 @@ def _train_steps(scheduler: Any) -> int:
     return int(scheduler.config.num_train_timesteps)
 
 
+def _is_edm(scheduler: Any) -> bool:
+    return "sigma_data" in scheduler.config and "sigma_schedule" in scheduler.config
+
+
+def _edm_path(scheduler: Any) -> tuple[float, float, float]:
+    """``(sigma_min^(1/rho), sigma_max^(1/rho), rho)`` of an EDM scheduler's Karras path."""
+    c = scheduler.config
+    if c.sigma_schedule != "karras":
+        raise InexactScheduleError(
+            f"{_name(scheduler)} with sigma_schedule={c.sigma_schedule!r}: cotj maps plans onto the Karras path "
+            "(cotj.schedules.ve) only; use sigma_schedule='karras'"
+        )
+    rho = float(c.rho)
+    return float(c.sigma_min) ** (1 / rho), float(c.sigma_max) ** (1 / rho), rho
+
+
 def seen_levels(scheduler: Any) -> tuple[NDArray[np.float64], float]:
     """What a scheduler set up by ``set_timesteps`` makes the model see: the noise levels of its
     timesteps (K,) (flow: ``timesteps/T``, or ``1 - timesteps/T`` with ``invert_sigmas``; VP:
-    ``timesteps/(T - 1)``) and the level its last step lands on (0 = clean)."""
+    ``timesteps/(T - 1)``; EDM: t of its sigmas on the Karras path) and the level its last step lands on
+    (0 = clean)."""
     ts = np.asarray(scheduler.timesteps.cpu(), dtype=np.float64)
     sigmas = getattr(scheduler, "sigmas", None)
     last = 0.0 if sigmas is None else float(sigmas[-1])
+    if _is_edm(scheduler):  # the model sees sigma (its timestep is c_noise(sigma)): back to t on the Karras path
+        lo, hi, rho = _edm_path(scheduler)
+        return (np.asarray(sigmas[:-1].cpu(), dtype=np.float64) ** (1 / rho) - lo) / (hi - lo), last
     if _is_flow(scheduler):
         if scheduler.config.get("invert_sigmas", False):
             return 1.0 - ts / _train_steps(scheduler), 1.0 - last
@@ -149,6 +176,14 @@ def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, ato
                 "use FlowMatchEulerDiscreteScheduler or UniPCMultistepScheduler(use_flow_sigmas=True)"
             )
         return {"sigmas": _flow_preimage(scheduler, levels, mu)}
+    if _is_edm(scheduler):
+        _edm_path(scheduler)
+        if not _accepts(scheduler, "sigmas"):
+            raise InexactScheduleError(f"{_name(scheduler)}.set_timesteps takes no sigmas, so it cannot run a plan; "
+                                       "use EDMEulerScheduler")  # fmt: skip
+        import torch
+
+        return {"sigmas": torch.from_numpy(1.0 - levels)}  # its "sigmas" are the Karras ramp: 0 at sigma_max
     if not hasattr(scheduler, "alphas_cumprod"):
         raise InexactScheduleError(
             f"{_name(scheduler)} is neither a flow-matching nor a discrete VP scheduler; cotj cannot map a plan onto it"
@@ -217,7 +252,9 @@ def scheduler_args(
 ) -> dict[str, NDArray[np.float64]]:
     """What to pass to ``scheduler.set_timesteps`` or to a pipeline call so that the model sees
     exactly the planned levels: ``{"sigmas": (K,)}`` (flow) or ``{"timesteps": (K,)}`` (VP), float64
-    arrays (VP timesteps ``t·(T - 1)``, rounded where they are whole numbers within 1e-6).
+    arrays (VP timesteps ``t·(T - 1)``, rounded where they are whole numbers within 1e-6; EDM: the
+    ramp ``1 - t`` as a float64 torch tensor, which ``EDMEulerScheduler`` turns into the sigmas of the levels on
+    its Karras path).
 
     Args:
         plan: a :class:`cotj.Plan` or its levels (K,), noisiest first.
