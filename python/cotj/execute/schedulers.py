@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 PlanLike = Union[Any, ArrayLike]
+ScheduleArg = Any
+"""A ``sigmas=`` / ``timesteps=`` value: a float64 numpy array (K,), or a float64 torch tensor for EDM schedulers."""
 _RESPACING = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
 _NEUTRAL = {
     "shift": 1.0,
@@ -167,7 +169,7 @@ def _flow_preimage(scheduler: Any, levels: NDArray[np.float64], mu: float | None
     return levels / (shift - (shift - 1.0) * levels)
 
 
-def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, atol: float) -> dict[str, NDArray[np.float64]]:
+def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, atol: float) -> dict[str, ScheduleArg]:
     _check_options(scheduler, levels, atol)
     if _is_flow(scheduler):
         if not _accepts(scheduler, "sigmas"):
@@ -202,7 +204,7 @@ def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, ato
     return {"timesteps": whole if np.allclose(steps, whole, rtol=0.0, atol=1e-6) else steps}
 
 
-def _set(scheduler: Any, args: dict[str, NDArray[np.float64]], mu: float | None, device: Any = None) -> None:
+def _set(scheduler: Any, args: dict[str, ScheduleArg], mu: float | None, device: Any = None) -> None:
     extra = {"mu": mu} if mu is not None and _accepts(scheduler, "mu") else {}
     _base(scheduler).set_timesteps(scheduler, device=device, **args, **extra)
 
@@ -249,7 +251,7 @@ def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
 
 def scheduler_args(
     plan: PlanLike, scheduler: Any, *, mu: float | None = None, atol: float = 1e-5
-) -> dict[str, NDArray[np.float64]]:
+) -> dict[str, ScheduleArg]:
     """What to pass to ``scheduler.set_timesteps`` or to a pipeline call so that the model sees
     exactly the planned levels: ``{"sigmas": (K,)}`` (flow) or ``{"timesteps": (K,)}`` (VP), float64
     arrays (VP timesteps ``t·(T - 1)``, rounded where they are whole numbers within 1e-6; EDM: the
