@@ -77,3 +77,13 @@ def test_cotj_predict_uses_the_shipped_predictor_for_the_testbed(heldout, tmp_pa
                                rtol=1e-6)  # fmt: skip
     assert main(["predict", "--model", "analytic", "--prompts", str(tmp_path / "none.txt")]) == 2
     assert "needs --predictor DIR or --from-official" in capsys.readouterr().err
+
+
+def test_gallery_sample_shows_the_shipped_predictor_plan_too(tmp_path, monkeypatch):
+    """With the shipped weights the gallery panel adds the predicted-DNA plan: four 2.6-inch panels at 100 dpi."""
+    from cli_helpers import png_size
+
+    from cotj.cli.gallery import sample_figure
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert png_size(sample_figure(tmp_path, None, quiet=True)) == (1040, 320)

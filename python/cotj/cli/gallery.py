@@ -85,7 +85,9 @@ def _analytic_figure(out: Path, quiet: bool) -> Path:
 
 
 def sample_figure(out: Path, weights: str | None, quiet: bool) -> Path:
-    """One prompt at K = 4: uniform levels against the plan from its true DNA, and 50 steps."""
+    """One prompt at K = 4, the same noise in every panel: uniform levels, the plan from the prompt's true DNA,
+    the plan from the shipped predictor's DNA (shipped weights only: the predictor is that model's) and 50
+    uniform steps."""
     from cotj import plots
     from cotj.cli import _models
     from cotj.execute import sample
@@ -94,12 +96,22 @@ def sample_figure(out: Path, weights: str | None, quiet: bool) -> Path:
     args = _model_args(model=_io.TESTBED, weights=weights, quiet=quiet)
     pipe = _models.shapes_pipeline(weights)
     kw = dict(latents=_models.noise(args, pipe, [SAMPLE_PROMPT]), guidance_scale=args.guidance, output_type="np")
+    images = [pipe(SAMPLE_PROMPT, sigmas=uniform(SAMPLE_K).tolist(), **kw).images[0]]
     dna = _models.prompt_dna(args, SAMPLE_PROMPT, pipe)
-    few = pipe(SAMPLE_PROMPT, sigmas=uniform(SAMPLE_K).tolist(), **kw).images[0]
-    planned = sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, mean_dna=dna, **kw)
-    reference = pipe(SAMPLE_PROMPT, sigmas=uniform(50).tolist(), **kw).images[0]
-    titles = [f"uniform, K = {SAMPLE_K}", f"planned, K = {SAMPLE_K}", "uniform, 50 steps"]
-    fig = plots.image_row([few, planned.images[0], reference], titles, title=f"“{SAMPLE_PROMPT}”")
+    images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, mean_dna=dna, **kw).images[0])
+    titles = [f"uniform, K = {SAMPLE_K}", f"true DNA plan, K = {SAMPLE_K}"]
+    from cotj.testbed.model import PREDICTOR
+
+    if weights is None and PREDICTOR.is_dir():
+        from cotj.predict import DNAPredictor
+        from cotj.testbed.text import predictor_input
+
+        predictor = DNAPredictor.load(PREDICTOR, device="cpu")
+        images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, predictor=predictor, embed=predictor_input,
+                             **kw).images[0])  # fmt: skip
+        titles.append(f"predicted DNA plan, K = {SAMPLE_K}")
+    images.append(pipe(SAMPLE_PROMPT, sigmas=uniform(50).tolist(), **kw).images[0])
+    fig = plots.image_row(images, [*titles, "uniform, 50 steps"], title=f"“{SAMPLE_PROMPT}”")
     return _io.save_figure(fig, out / f"sample_k{SAMPLE_K}.png", DPI)
 
 
