@@ -90,12 +90,9 @@ def window(pinned: str) -> Any:
         if text in ("any", pinned):
             return text
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be 'any', '{pinned}' or a number of levels, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"a number of levels must be >= 1, got {value}")
-        return value
+            return positive_int(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"must be 'any', '{pinned}' or a number of levels: {exc}") from None
 
     return parse
 

@@ -52,6 +52,16 @@ def shapes_pipeline(weights: str | None) -> Any:
     return pipe
 
 
+def shipped_predictor(args: Any) -> Path | None:
+    """The shipped DNA predictor if it is the selected model's: the testbed with its shipped weights (no
+    ``--weights``) sampled at the guidance its DNA was measured at; else None."""
+    from cotj.testbed.model import PREDICTOR, PREDICTOR_GUIDANCE
+
+    if args.model != TESTBED or args.weights or args.guidance != PREDICTOR_GUIDANCE or not PREDICTOR.is_dir():
+        return None
+    return PREDICTOR
+
+
 def condition_ids(prompts: Sequence[str]) -> list[int]:
     """Analytic prompts as condition ids."""
     bad = [p for p in prompts if not str(p).isdigit()]

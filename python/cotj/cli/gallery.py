@@ -100,13 +100,12 @@ def sample_figure(out: Path, weights: str | None, quiet: bool) -> Path:
     dna = _models.prompt_dna(args, SAMPLE_PROMPT, pipe)
     images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, mean_dna=dna, **kw).images[0])
     titles = [f"uniform, K = {SAMPLE_K}", f"true DNA plan, K = {SAMPLE_K}"]
-    from cotj.testbed.model import PREDICTOR
-
-    if weights is None and PREDICTOR.is_dir():
+    shipped = _models.shipped_predictor(args)
+    if shipped is not None:
         from cotj.predict import DNAPredictor
         from cotj.testbed.text import predictor_input
 
-        predictor = DNAPredictor.load(PREDICTOR, device="cpu")
+        predictor = DNAPredictor.load(shipped, device="cpu")
         images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, predictor=predictor, embed=predictor_input,
                              **kw).images[0])  # fmt: skip
         titles.append(f"predicted DNA plan, K = {SAMPLE_K}")

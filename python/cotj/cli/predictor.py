@@ -87,11 +87,12 @@ def _load(args: argparse.Namespace) -> Any:
         return DNAPredictor.from_official(state, norm)
     directory = args.predictor
     if directory is None:
-        if args.model != _io.TESTBED:
-            raise ValueError(f"--model {args.model} needs --predictor DIR or --from-official (none is shipped for it)")
-        from cotj.testbed.model import PREDICTOR
+        from cotj.cli import _models
 
-        directory = PREDICTOR
+        directory = _models.shipped_predictor(args)
+        if directory is None:
+            raise ValueError("give --predictor DIR or --from-official: the shipped predictor is only for --model "
+                             "testbed with its shipped weights at --guidance 2")
     if not (Path(directory) / "dna_predictor.json").is_file():
         raise FileNotFoundError(2, "no DNA predictor (dna_predictor.json) in", str(directory))
     return DNAPredictor.load(directory, device="cpu")

@@ -104,10 +104,8 @@ def run(args: argparse.Namespace) -> int:
 def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
     """The DNA arguments of :func:`cotj.execute.sample`, and ``what`` describes them."""
     predictor = args.predictor
-    if predictor is None and not (args.true_dna or args.mean_dna or args.weights) and args.guidance == 2.0:
-        from cotj.testbed.model import PREDICTOR
-
-        predictor = PREDICTOR if PREDICTOR.is_dir() else None
+    if predictor is None and not (args.true_dna or args.mean_dna):
+        predictor = models.shipped_predictor(args)
     if predictor is not None:
         from cotj.predict import DNAPredictor
 

@@ -179,7 +179,7 @@ def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, ato
             )
         return {"sigmas": _flow_preimage(scheduler, levels, mu)}
     if _is_edm(scheduler):
-        _edm_path(scheduler)
+        _edm_path(scheduler)  # raises unless its sigma_schedule is the Karras path
         if not _accepts(scheduler, "sigmas"):
             raise InexactScheduleError(f"{_name(scheduler)}.set_timesteps takes no sigmas, so it cannot run a plan; "
                                        "use EDMEulerScheduler")  # fmt: skip

@@ -24,7 +24,9 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "shapes_unet.safetensors
 """The shipped generator weights (EMA), if present."""
 PREDICTOR = WEIGHTS.parent / "shapes_dna_predictor"
 """The shipped DNA predictor of the shipped generator (a :class:`cotj.predict.DNAPredictor` directory: MiniLM
-mean-pooled prompt embedding (384,) -> DNA (100,), guidance 2), trained by the Tier 2 quality benchmark."""
+mean-pooled prompt embedding (384,) -> DNA (100,)), trained by the Tier 2 quality benchmark."""
+PREDICTOR_GUIDANCE = 2.0
+"""The guidance scale the shipped predictor's training DNA was measured at (DNA depends on it)."""
 NULL_PROMPT = ""
 
 
