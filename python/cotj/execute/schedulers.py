@@ -84,6 +84,41 @@ def _levels(plan: PlanLike) -> NDArray[np.float64]:
     return lv
 
 
+def _tolerance(atol: float) -> float:
+    """``atol`` as a float, refused unless it is a finite number >= 0 (NaN would accept anything)."""
+    if isinstance(atol, bool) or not isinstance(atol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"atol must be a float, got {type(atol).__name__}")
+    if not 0.0 <= float(atol) < math.inf:
+        raise ValueError(f"atol must be a finite number >= 0, got {atol}")
+    return float(atol)
+
+
+def _finite_mu(mu: float | None) -> float | None:
+    """``mu`` as a float (None stays None), refused unless it is a finite real number."""
+    if mu is None:
+        return None
+    if isinstance(mu, bool) or not isinstance(mu, (int, float, np.integer, np.floating)):
+        raise TypeError(f"mu must be a float, got {type(mu).__name__}")
+    if not math.isfinite(mu):
+        raise ValueError(f"mu must be finite, got {mu}")
+    return float(mu)
+
+
+def _shift_scale(scheduler: Any, mu: float) -> float:
+    """The factor a dynamic shift with ``mu`` applies to the odds ``1/sigma - 1``: ``e^mu``
+    (exponential ``time_shift_type``) or ``mu`` (linear); refused unless positive and finite."""
+    kind = scheduler.config.get("time_shift_type", "exponential")
+    try:
+        scale = math.exp(mu) if kind == "exponential" else mu
+    except OverflowError:
+        scale = math.inf
+    if not 0.0 < scale < math.inf:
+        what = "e^mu" if kind == "exponential" else "mu (linear time_shift_type)"
+        raise ValueError(f"mu = {mu:g} is out of range for {_name(scheduler)}: {what} = {scale:g} must be positive "
+                         "and finite (pipelines pass mu of about 0.5 to 1.2; see cotj.execute.dynamic_mu)")
+    return scale
+
+
 def _is_flow(scheduler: Any) -> bool:
     return _name(scheduler).startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
 
@@ -139,7 +174,7 @@ def _check_options(scheduler: Any, levels: NDArray[np.float64], atol: float) -> 
                 f"plan passes through it; use cotj.execute.neutral_scheduler(scheduler) (turns {option} off)"
             )
     terminal = config.get("shift_terminal")
-    if terminal and abs(levels[-1] - terminal) > atol:
+    if terminal and not abs(levels[-1] - terminal) <= atol:
         raise InexactScheduleError(
             f"{_name(scheduler)} with shift_terminal={terminal} forces the last level to {terminal}, the plan ends at "
             f"{levels[-1]:.6g}; use cotj.execute.neutral_scheduler(scheduler) (shift_terminal=None)"
@@ -159,17 +194,18 @@ def _flow_preimage(scheduler: Any, levels: NDArray[np.float64], mu: float | None
             raise ValueError(
                 f"{_name(scheduler)} uses dynamic shifting: give mu, as the pipeline computes it (cotj.execute.dynamic_mu)"
             )
-        kind = config.get("time_shift_type", "exponential")
-        scale = math.exp(mu) if kind == "exponential" else float(mu)
-        return 1.0 / (1.0 + scale * (1.0 / levels - 1.0))
+        return 1.0 / (1.0 + _shift_scale(scheduler, mu) * (1.0 / levels - 1.0))
     if "flow_shift" in config and not _name(scheduler).startswith("FlowMatch"):
-        shift = float(config.flow_shift)
+        option, shift = "flow_shift", float(config.flow_shift)
     else:
-        shift = float(getattr(scheduler, "shift", config.get("shift", 1.0)))
+        option, shift = "shift", float(getattr(scheduler, "shift", config.get("shift", 1.0)))
+    if not 0.0 < shift < math.inf:
+        raise ValueError(f"{_name(scheduler)} has {option}={shift}: a shift must be positive and finite")
     return levels / (shift - (shift - 1.0) * levels)
 
 
 def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, atol: float) -> dict[str, ScheduleArg]:
+    """The ``set_timesteps`` arguments that map ``levels`` onto ``scheduler`` (``mu``: checked finite)."""
     _check_options(scheduler, levels, atol)
     if _is_flow(scheduler):
         if not _accepts(scheduler, "sigmas"):
@@ -234,18 +270,18 @@ def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
             "evaluation per level; multi-evaluation solvers such as Heun add levels of their own)"
         )
     err = float(np.max(np.abs(seen - levels)))
-    if err > atol:
+    if not err <= atol:  # NaN fails
         raise InexactScheduleError(
             f"{_name(scheduler)} makes the model see levels up to {err:.3g} off the plan (atol {atol:g})."
             + _rounding_hint(scheduler)
         )
-    if abs(last) > atol:
+    if not abs(last) <= atol:
         raise InexactScheduleError(f"{_name(scheduler)} ends sampling at level {last:.6g}, not at 0")
     sigmas = getattr(scheduler, "sigmas", None)
     if _is_flow(scheduler) and sigmas is not None:
         states = np.asarray(sigmas[:-1], dtype=np.float64)
         states = 1.0 - states if scheduler.config.get("invert_sigmas", False) else states
-        if np.max(np.abs(states - levels)) > atol:
+        if not np.max(np.abs(states - levels)) <= atol:
             raise InexactScheduleError(f"{_name(scheduler)} steps through sigmas that differ from the plan")
 
 
@@ -268,9 +304,11 @@ def scheduler_args(
     Raises:
         InexactScheduleError: the scheduler cannot honour the plan (its message names the
             option or the rounding in the way).
-        ValueError: bad plan levels, or ``mu`` missing under dynamic shifting.
+        ValueError: bad plan levels; ``mu`` missing under dynamic shifting, not finite or out of range;
+            a shift that is not positive and finite; ``atol`` not a finite number >= 0.
+        TypeError: ``mu`` or ``atol`` is not a number.
     """
-    levels = _levels(plan)
+    levels, mu, atol = _levels(plan), _finite_mu(mu), _tolerance(atol)
     args = _raw_args(scheduler, levels, mu, atol)
     trial = copy.deepcopy(scheduler)
     _set(trial, args, mu)
@@ -297,7 +335,9 @@ def _planned_class(cls: type) -> type:
         def set_timesteps(self: Any, num_inference_steps: int | None = None, device: Any = None,
                           sigmas: Any = None, mu: float | None = None, timesteps: Any = None, **kwargs: Any) -> None:
             """Ignores the requested schedule and sets the plan (``cotj_levels``), passing the
-            pipeline's ``mu`` through; raises InexactScheduleError if the result is off the plan."""
+            pipeline's ``mu`` through (ValueError unless finite); raises InexactScheduleError if the result
+            is off the plan."""
+            mu = _finite_mu(mu)
             args = _raw_args(self, self.cotj_levels, mu, self.cotj_atol)
             _set(self, args, mu, device)
             _verify(self, self.cotj_levels, self.cotj_atol)
@@ -318,14 +358,14 @@ def planned_scheduler(scheduler: Any, plan: PlanLike, *, atol: float = 1e-5) -> 
     The copy is an instance of a subclass (``isinstance`` checks still pass). Raises
     :class:`InexactScheduleError` at once for options that can never be exact.
     """
-    levels = _levels(plan)
+    levels, atol = _levels(plan), _tolerance(atol)
     if _is_flow(scheduler) and not scheduler.config.get("use_dynamic_shifting", False):
         scheduler_args(levels, scheduler, atol=atol)
     else:
         _check_options(scheduler, levels, atol)
     planned = copy.deepcopy(scheduler)
     planned.__class__ = _planned_class(type(scheduler))
-    planned.cotj_levels, planned.cotj_atol = levels, float(atol)
+    planned.cotj_levels, planned.cotj_atol = levels, atol
     return planned
 
 
