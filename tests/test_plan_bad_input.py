@@ -33,7 +33,7 @@ B = np.tile(D, (3, 1))
         (lambda: cotj.plan(D, True), TypeError, r"budget must be an int"),
         (lambda: cotj.plan(D, 1, first="top", last="bottom"), ValueError, r"budget = 1 is infeasible"),
         (lambda: cotj.plan(D, 1, first=5, last=10), ValueError, r"budget = 1 is infeasible"),
-        (lambda: cotj.plan_batch(B, [3, 4]), ValueError, r"budget has 2 entries but dna has 3 rows"),
+        (lambda: cotj.plan_batch(B, [3, 4]), ValueError, r"budget has 2 entries but the batch has 3 rows"),
         (lambda: cotj.plan_batch(B, [3, 0, 4]), ValueError, r"budget\[1\] must lie in 1..=20"),
         (lambda: cotj.plan_batch(B, np.array([3.0, 1.0, 4.0])), TypeError, r"budget must be an int or an int array"),
         (lambda: cotj.plan_batch(B, np.ones((3, 1), dtype=int)), ValueError, r"budget array must be 1-D"),

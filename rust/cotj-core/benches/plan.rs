@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use cotj_core::{default_grid, Budget, Ends, Lever, Planner};
+use cotj_core::{default_grid, Budget, Current, Ends, Lever, Planner};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const N: usize = 100;
@@ -54,7 +54,10 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows as u64));
     g.sample_size(20);
     g.bench_function("B=4096/N=100/K=8", |b| {
-        b.iter(|| p.plan_batch(black_box(&many), N, Budget::Fixed(8)).unwrap())
+        b.iter(|| {
+            p.plan_batch(black_box(&many), N, Budget::Fixed(8), Current::Free)
+                .unwrap()
+        })
     });
     g.finish();
 }

@@ -1,7 +1,8 @@
-//! Planning many DNA rows at once, in parallel over rows (rayon), with padded outputs.
+//! Planning many rows (DNA or dense costs) at once, in parallel over rows (rayon), with padded outputs.
 
 use rayon::prelude::*;
 
+use crate::dense::DenseCost;
 use crate::error::{CotjError, Result};
 use crate::planner::{AdaptivePlan, Plan, Planner, Workspace};
 
@@ -70,12 +71,89 @@ impl From<AdaptivePlan> for Row {
     }
 }
 
+/// Where each plan starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Current<'a> {
+    /// Anywhere the `first` window allows.
+    Free,
+    /// Exactly at this grid index, for every row (the level a sampler is at now).
+    All(i64),
+    /// At one grid index per row.
+    PerRow(&'a [i64]),
+}
+
+/// A validated batch request: per row, the budget (`max_steps` when adaptive) and start level.
+struct Request<'a> {
+    budget: Budget<'a>,
+    budgets: Vec<usize>,
+    adaptive: Option<f64>,
+    current: Vec<Option<usize>>,
+    per_row_current: bool,
+}
+
+impl Request<'_> {
+    /// The name of row `b`'s budget in errors.
+    fn budget_name(&self, b: usize) -> String {
+        match self.budget {
+            Budget::Fixed(_) => "budget".into(),
+            Budget::PerRow(_) => format!("budget[{b}]"),
+            Budget::Adaptive { .. } => "max_steps".into(),
+        }
+    }
+
+    /// The name of row `b`'s current level in errors.
+    fn current_name(&self, b: usize) -> String {
+        if self.per_row_current {
+            format!("current[{b}]")
+        } else {
+            "current".into()
+        }
+    }
+}
+
+/// The first error of `check` over rows `0..rows`, whatever the threads.
+fn first_error(rows: usize, check: impl Fn(usize) -> Result<()> + Sync + Send) -> Result<()> {
+    let bad = |b: usize| check(b).err();
+    let found = if rows >= PARALLEL_MIN_ROWS {
+        (0..rows).into_par_iter().find_map_first(bad)
+    } else {
+        (0..rows).find_map(bad)
+    };
+    found.map_or(Ok(()), Err)
+}
+
+/// `plan_row(b, state)` for every row, in parallel for large batches; each thread keeps one
+/// workspace and one row buffer. The error is the first failing row's, whatever the threads.
+fn run_rows<F>(rows: usize, plan_row: F) -> Result<Vec<Row>>
+where
+    F: Fn(usize, &mut (Workspace, Vec<f64>)) -> Result<Row> + Sync + Send,
+{
+    let init = || (Workspace::default(), Vec::new());
+    if rows >= PARALLEL_MIN_ROWS {
+        (0..rows)
+            .into_par_iter()
+            .with_min_len(4)
+            .map_init(init, |state, b| plan_row(b, state))
+            .collect()
+    } else {
+        let mut state = init();
+        (0..rows).map(|b| plan_row(b, &mut state)).collect()
+    }
+}
+
 impl Planner {
-    /// Plans every row of `dna` (row-major, `cols` entries per row, f32 or f64).
+    /// Plans every row of `dna` (row-major, `cols` entries per row, f32 or f64), each starting
+    /// at its `current` level when given.
     ///
     /// All input is validated before any planning, and the error reported is the one of the
     /// first offending row, so results and errors do not depend on the thread count.
-    pub fn plan_batch<T>(&self, dna: &[T], cols: usize, budget: Budget<'_>) -> Result<BatchPlans>
+    pub fn plan_batch<T>(
+        &self,
+        dna: &[T],
+        cols: usize,
+        budget: Budget<'_>,
+        current: Current<'_>,
+    ) -> Result<BatchPlans>
     where
         T: Copy + Into<f64> + Send + Sync,
     {
@@ -90,42 +168,114 @@ impl Planner {
         if rows == 0 {
             return Err(CotjError::EmptyBatch);
         }
-        let parallel = rows >= PARALLEL_MIN_ROWS;
-        let bad_row = |(b, d): (usize, &[T])| self.check_dna(b, d).err();
-        let first_error = if parallel {
-            dna.par_chunks(n).enumerate().find_map_first(bad_row)
-        } else {
-            dna.chunks(n).enumerate().find_map(bad_row)
-        };
-        if let Some(err) = first_error {
-            return Err(err);
-        }
-        let (budgets, adaptive) = self.resolve_budgets(rows, budget)?;
-
-        let plan_row = |(ws, row): &mut (Workspace, Vec<f64>), b: usize| -> Result<Row> {
-            row.clear();
-            row.extend(dna[b * n..(b + 1) * n].iter().map(|&v| v.into()));
-            let k = budgets[b];
-            match adaptive {
-                None => self.plan_fixed_with(row, k, ws).map(Row::from),
-                Some(tau) => self.plan_adaptive_with(row, tau, k, ws).map(Row::from),
+        let row = |b: usize| &dna[b * n..(b + 1) * n];
+        first_error(rows, |b| self.check_dna(b, row(b)))?;
+        let req = self.request(rows, budget, current)?;
+        let out = run_rows(rows, |b, (ws, d)| {
+            d.clear();
+            d.extend(row(b).iter().map(|&v| v.into()));
+            let (k, current) = (req.budgets[b], req.current[b]);
+            match req.adaptive {
+                None => self.plan_fixed_with(d, k, current, ws).map(Row::from),
+                Some(tau) => self
+                    .plan_adaptive_with(d, tau, k, current, ws)
+                    .map(Row::from),
             }
-        };
-        let init = || (Workspace::default(), Vec::with_capacity(n));
-        // Collecting into a Result keeps the error of the first failing row, whatever the threads.
-        let out: Vec<Row> = if parallel {
-            (0..rows)
-                .into_par_iter()
-                .with_min_len(4)
-                .map_init(init, plan_row)
-                .collect::<Result<_>>()?
-        } else {
-            let mut state = init();
-            (0..rows)
-                .map(|b| plan_row(&mut state, b))
-                .collect::<Result<_>>()?
-        };
+        })?;
         Ok(self.pack(out))
+    }
+
+    /// Plans every row of a dense cost (see [`DenseCost`]), each starting at its `current` level
+    /// when given. A row with no plan of finite cost at its length is an error
+    /// ([`CotjError::NoFinitePlan`]). Validation and errors as in [`Planner::plan_batch`].
+    pub fn plan_dense_batch<T>(
+        &self,
+        cost: &DenseCost<'_, T>,
+        budget: Budget<'_>,
+        current: Current<'_>,
+    ) -> Result<BatchPlans>
+    where
+        T: Copy + Into<f64> + Send + Sync,
+    {
+        if cost.n() != self.n() {
+            return Err(CotjError::Levels {
+                name: "cost",
+                expected: self.n(),
+                got: cost.n(),
+            });
+        }
+        let rows = cost.rows();
+        first_error(rows, |b| cost.check_row(b))?;
+        let req = self.request(rows, budget, current)?;
+        let out = run_rows(rows, |b, (ws, w)| {
+            cost.weights(b, w);
+            let matrix = cost.matrix(b);
+            let costs = cost.costs(b, &matrix, w);
+            let (k, current) = (req.budgets[b], req.current[b]);
+            let row = match req.adaptive {
+                None => self
+                    .fixed(&costs, current, k, &mut ws.layers)
+                    .map(Row::from),
+                Some(tau) => self
+                    .adaptive(&costs, current, tau, k, &mut ws.layers)
+                    .map(Row::from),
+            };
+            row.ok_or_else(|| CotjError::NoFinitePlan {
+                name: req.budget_name(b),
+                value: k,
+                row: b,
+                lengths: match req.adaptive {
+                    None => format!("{k} levels"),
+                    Some(_) => format!("1..={k} levels"),
+                },
+            })
+        })?;
+        Ok(self.pack(out))
+    }
+
+    /// Checks the budgets and start levels of `rows` plans.
+    fn request<'a>(
+        &self,
+        rows: usize,
+        budget: Budget<'a>,
+        current: Current<'_>,
+    ) -> Result<Request<'a>> {
+        let (budgets, adaptive) = self.resolve_budgets(rows, budget)?;
+        let req = Request {
+            budget,
+            budgets,
+            adaptive,
+            per_row_current: matches!(current, Current::PerRow(_)),
+            current: self.resolve_current(rows, current)?,
+        };
+        if req.adaptive.is_none() {
+            for (b, (&k, c)) in req.budgets.iter().zip(&req.current).enumerate() {
+                if let &Some(c) = c {
+                    self.check_budget_from(&req.budget_name(b), k, &req.current_name(b), c)?;
+                }
+            }
+        }
+        Ok(req)
+    }
+
+    fn resolve_current(&self, rows: usize, current: Current<'_>) -> Result<Vec<Option<usize>>> {
+        match current {
+            Current::Free => Ok(vec![None; rows]),
+            Current::All(c) => Ok(vec![Some(self.check_current("current", c)?); rows]),
+            Current::PerRow(cs) => {
+                if cs.len() != rows {
+                    return Err(CotjError::Rows {
+                        name: "current",
+                        got: cs.len(),
+                        expected: rows,
+                    });
+                }
+                cs.iter()
+                    .enumerate()
+                    .map(|(b, &c)| Ok(Some(self.check_current(&format!("current[{b}]"), c)?)))
+                    .collect()
+            }
+        }
     }
 
     fn resolve_budgets(

@@ -5,8 +5,12 @@
 //! the final path by re-evaluating one column with the very same expression in the very same
 //! order, so ties break identically: among equal predecessors the noisiest (highest index) wins,
 //! among equal final levels the lowest index wins.
+//!
+//! The programme runs on any explicit cost (SPEC 3 generalised): a plan `j_1 > … > j_K` costs
+//! `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`. The DNA form is `M = L`, `w = d`,
+//! `start = -d`, `end = d`.
 
-use crate::lever::Lever;
+use std::ops::Range;
 
 /// Which levels may start and end a plan: the `first` highest levels may be its first (noisiest)
 /// level and the `last` lowest levels its last. `first = 1` pins the first level to the grid's top,
@@ -34,6 +38,23 @@ impl Ends {
             2
         }
     }
+}
+
+/// The rows of an edge matrix `M`: row `j` holds `M[j, i]` for `i = 0..j` (the jumps from level
+/// `j` down to every lower level).
+pub(crate) trait Edges: Sync {
+    /// `M[j, i]` for `i = 0..j` (length `j`).
+    fn row(&self, j: usize) -> &[f64];
+}
+
+/// The costs of one row as the programme sees them: the edge `j -> i` costs `w[j]·M[j, i]`,
+/// entering at `j` costs `start[j]`, leaving from `i` costs `end[i]`. `+inf` in `M`, `start` or
+/// `end` is a missing edge (`0·inf = NaN` candidates never win either); `w` is finite.
+pub(crate) struct Costs<'a, E: ?Sized> {
+    pub edges: &'a E,
+    pub w: &'a [f64],
+    pub start: &'a [f64],
+    pub end: &'a [f64],
 }
 
 /// The edge candidate `c + dj·l`, either fused (one rounding, `FUSED = true`, used where the CPU
@@ -116,12 +137,12 @@ mod simd {
     }
 }
 
-/// One layer: `cur[i] = min_{j > i} prev[j] + d[j] L(j, i)` for `i >= lo`, over predecessors
+/// One layer: `cur[i] = min_{j > i} prev[j] + w[j] M[j, i]` for `i >= lo`, over predecessors
 /// `j in lo + 1..=top`; entries below `lo` are left infinite.
 #[inline(always)]
-fn layer<const FUSED: bool>(
-    lever: &Lever,
-    d: &[f64],
+fn layer<const FUSED: bool, E: Edges + ?Sized>(
+    edges: &E,
+    w: &[f64],
     prev: &[f64],
     cur: &mut [f64],
     lo: usize,
@@ -129,52 +150,51 @@ fn layer<const FUSED: bool>(
 ) {
     cur.fill(f64::INFINITY);
     let mut j = top;
-    // Blocks of four consecutive predecessors; an infinite prev[j] yields infinite candidates,
-    // which never win, so no row needs skipping.
+    // Blocks of four consecutive predecessors; an infinite prev[j] or M entry yields infinite
+    // or NaN candidates, which never win, so no row needs skipping.
     while j >= lo + 4 {
         let js = [j, j - 1, j - 2, j - 3];
         let low = j - 3;
         relax::<FUSED, 4>(
             &mut cur[lo..low],
-            js.map(|j| &lever.row(j)[lo..]),
+            js.map(|j| &edges.row(j)[lo..]),
             js.map(|j| prev[j]),
-            js.map(|j| d[j]),
+            js.map(|j| w[j]),
         );
         for &jj in &js[..3] {
             relax::<FUSED, 1>(
                 &mut cur[low..jj],
-                [&lever.row(jj)[low..]],
+                [&edges.row(jj)[low..]],
                 [prev[jj]],
-                [d[jj]],
+                [w[jj]],
             );
         }
         j -= 4;
     }
     while j > lo {
-        relax::<FUSED, 1>(&mut cur[lo..j], [&lever.row(j)[lo..]], [prev[j]], [d[j]]);
+        relax::<FUSED, 1>(&mut cur[lo..j], [&edges.row(j)[lo..]], [prev[j]], [w[j]]);
         j -= 1;
     }
 }
 
-/// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax`.
+/// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax`; only the levels in
+/// `starts` may start a plan.
 ///
 /// With `exact = true` only plans of exactly `kmax` levels are wanted, so layer `m` skips the
 /// levels too low to leave room for the `kmax - 1 - m` levels still to come (left infinite);
 /// with `exact = false` every layer is complete and gives `C*_K` for every `K <= kmax`.
 #[inline(always)]
-fn forward_impl<const FUSED: bool>(
-    lever: &Lever,
-    ends: Ends,
-    d: &[f64],
+fn forward_impl<const FUSED: bool, E: Edges + ?Sized>(
+    costs: &Costs<'_, E>,
+    starts: Range<usize>,
     kmax: usize,
     exact: bool,
     layers: &mut [f64],
 ) {
-    let n = lever.n();
-    let first_start = n - ends.first;
+    let n = costs.w.len();
     for (j, slot) in layers[..n].iter_mut().enumerate() {
-        *slot = if j >= first_start {
-            -d[j]
+        *slot = if starts.contains(&j) {
+            costs.start[j]
         } else {
             f64::INFINITY
         };
@@ -182,24 +202,26 @@ fn forward_impl<const FUSED: bool>(
     for m in 1..kmax {
         let (done, rest) = layers.split_at_mut(m * n);
         let prev = &done[(m - 1) * n..];
-        // A prefix of m + 1 levels ends at index <= n - 1 - m; its predecessor at <= n - m.
+        // A prefix of m + 1 levels ends at index <= starts.end - 1 - m; its predecessor at
+        // <= starts.end - m. Past the top start no prefix is that long: the layer stays infinite.
         let lo = if exact { kmax - 1 - m } else { 0 };
-        layer::<FUSED>(lever, d, prev, &mut rest[..n], lo, n - m);
+        let top = starts.end.saturating_sub(m).max(lo);
+        layer::<FUSED, E>(costs.edges, costs.w, prev, &mut rest[..n], lo, top);
     }
 }
 
 /// Follows the optimal `k`-level plan back from its last level `end`; writes its indices into
 /// `steps` in sampling order (noisiest first).
 #[inline(always)]
-fn backtrack_impl<const FUSED: bool>(
-    lever: &Lever,
-    d: &[f64],
+fn backtrack_impl<const FUSED: bool, E: Edges + ?Sized>(
+    costs: &Costs<'_, E>,
     layers: &[f64],
     k: usize,
     end: usize,
     steps: &mut [usize],
 ) {
-    let n = d.len();
+    let (edges, w) = (costs.edges, costs.w);
+    let n = w.len();
     let mut i = end;
     steps[k - 1] = i;
     for m in (1..k).rev() {
@@ -209,7 +231,7 @@ fn backtrack_impl<const FUSED: bool>(
         // arg-min (the noisiest predecessor among equals). It exists because `target` is finite
         // and was computed as one of these candidates.
         let mut j = n - m;
-        while j > i + 1 && candidate::<FUSED>(prev[j], d[j], lever.get(j, i)) != target {
+        while j > i + 1 && candidate::<FUSED>(prev[j], w[j], edges.row(j)[i]) != target {
             j -= 1;
         }
         steps[m - 1] = j;
@@ -219,28 +241,26 @@ fn backtrack_impl<const FUSED: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_fma(
-    lever: &Lever,
-    ends: Ends,
-    d: &[f64],
+unsafe fn forward_fma<E: Edges + ?Sized>(
+    costs: &Costs<'_, E>,
+    starts: Range<usize>,
     kmax: usize,
     exact: bool,
     layers: &mut [f64],
 ) {
-    forward_impl::<true>(lever, ends, d, kmax, exact, layers)
+    forward_impl::<true, E>(costs, starts, kmax, exact, layers)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn backtrack_fma(
-    lever: &Lever,
-    d: &[f64],
+unsafe fn backtrack_fma<E: Edges + ?Sized>(
+    costs: &Costs<'_, E>,
     layers: &[f64],
     k: usize,
     end: usize,
     steps: &mut [usize],
 ) {
-    backtrack_impl::<true>(lever, d, layers, k, end, steps)
+    backtrack_impl::<true, E>(costs, layers, k, end, steps)
 }
 
 /// True where the fused kernel runs (x86-64 with AVX2 and FMA).
@@ -257,22 +277,27 @@ fn fused() -> bool {
 
 /// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax` (see `forward_impl`).
 ///
-/// `d` must be validated (finite, non-negative) and have `lever.n()` entries;
-/// `layers` must hold at least `kmax * n` floats.
-pub fn forward(lever: &Lever, ends: Ends, d: &[f64], kmax: usize, exact: bool, layers: &mut [f64]) {
+/// `costs` must be validated (no NaN or -inf, `w` finite) with N entries per array, `starts`
+/// within 0..N, and `layers` must hold at least `kmax * n` floats.
+pub(crate) fn forward<E: Edges + ?Sized>(
+    costs: &Costs<'_, E>,
+    starts: Range<usize>,
+    kmax: usize,
+    exact: bool,
+    layers: &mut [f64],
+) {
     #[cfg(target_arch = "x86_64")]
     if fused() {
         // SAFETY: the CPU has AVX2 and FMA, checked by `fused`.
-        return unsafe { forward_fma(lever, ends, d, kmax, exact, layers) };
+        return unsafe { forward_fma(costs, starts, kmax, exact, layers) };
     }
-    forward_impl::<false>(lever, ends, d, kmax, exact, layers)
+    forward_impl::<false, E>(costs, starts, kmax, exact, layers)
 }
 
 /// Follows the optimal `k`-level plan back from its last level `end` (as computed by `forward`
 /// on the same machine); writes its indices into `steps[..k]` in sampling order.
-pub fn backtrack(
-    lever: &Lever,
-    d: &[f64],
+pub(crate) fn backtrack<E: Edges + ?Sized>(
+    costs: &Costs<'_, E>,
     layers: &[f64],
     k: usize,
     end: usize,
@@ -281,19 +306,19 @@ pub fn backtrack(
     #[cfg(target_arch = "x86_64")]
     if fused() {
         // SAFETY: the CPU has AVX2 and FMA, checked by `fused`.
-        return unsafe { backtrack_fma(lever, d, layers, k, end, steps) };
+        return unsafe { backtrack_fma(costs, layers, k, end, steps) };
     }
-    backtrack_impl::<false>(lever, d, layers, k, end, steps)
+    backtrack_impl::<false, E>(costs, layers, k, end, steps)
 }
 
-/// `C*_K = min_i (D_K[i] + d_i)` over the allowed ends, with the arg-min (lowest index on ties).
-/// Returns `(INFINITY, usize::MAX)` when no plan of `k` levels exists.
-pub fn best_end(ends: Ends, d: &[f64], layers: &[f64], k: usize) -> (f64, usize) {
-    let n = d.len();
+/// `C*_K = min_i (D_K[i] + end[i])` over the `last` lowest levels, with the arg-min (lowest
+/// index on ties). Returns `(INFINITY, usize::MAX)` when no plan of `k` levels has a finite cost.
+pub(crate) fn best_end(last: usize, end: &[f64], layers: &[f64], k: usize) -> (f64, usize) {
+    let n = end.len();
     let layer = &layers[(k - 1) * n..k * n];
     let mut best = (f64::INFINITY, usize::MAX);
-    for i in 0..ends.last {
-        let v = layer[i] + d[i];
+    for i in 0..last {
+        let v = layer[i] + end[i];
         if v < best.0 {
             best = (v, i);
         }

@@ -67,7 +67,7 @@ pub enum CotjError {
         n: usize,
     },
     /// The per-row budget array has the wrong length.
-    #[error("budget has {got} entries but dna has {expected} rows")]
+    #[error("budget has {got} entries but the batch has {expected} rows")]
     BudgetLength { expected: usize, got: usize },
     /// tau outside (0, 1].
     #[error("tau must lie in (0, 1], got {0:?}")]
@@ -82,6 +82,62 @@ pub enum CotjError {
     /// Plan costs overflowed `f64`: DNA or lever values too large to add up.
     #[error("dna values are too large: plan costs overflow float64 (rescale the dna; only its shape matters)")]
     Overflow,
+    /// A dense cost array that is not a whole number of rows (`unit` values each).
+    #[error("{name} has {got} values: it must hold one or more rows of {unit}")]
+    DenseLength {
+        name: &'static str,
+        got: usize,
+        unit: usize,
+    },
+    /// A cost array whose rows have a different number of levels than the grid.
+    #[error("{name} has {got} levels per row but the grid has {expected}")]
+    Levels {
+        name: &'static str,
+        expected: usize,
+        got: usize,
+    },
+    /// A per-row array whose row count is neither 1 (shared) nor the batch's.
+    #[error(
+        "{name} has {got} rows but the batch has {expected}: give one row (shared) or one per row"
+    )]
+    Rows {
+        name: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    /// A value not allowed in a dense cost array (`name`: cost, start, end or scale).
+    #[error("{name}[{at}] = {value:?}: {name} must be {rule}")]
+    Value {
+        name: &'static str,
+        at: String,
+        value: f64,
+        rule: &'static str,
+    },
+    /// A current level outside the grid or outside the `first` window.
+    #[error("{name} = {value:?} must be a grid index that may start a plan: {lo}..{n} (first = {first})", first = .n - .lo)]
+    Current {
+        name: String,
+        value: i64,
+        lo: usize,
+        n: usize,
+    },
+    /// A budget that no plan starting at the current level can meet.
+    #[error("{name} = {value:?} is infeasible with {current_name} = {current}: {why}")]
+    InfeasibleFrom {
+        name: String,
+        value: usize,
+        current_name: String,
+        current: usize,
+        why: String,
+    },
+    /// A dense cost under which no plan of the asked length has a finite cost.
+    #[error("{name} = {value:?} is infeasible for row {row}: every plan of {lengths} uses an infinite entry of cost, start or end (or its cost overflows float64)")]
+    NoFinitePlan {
+        name: String,
+        value: usize,
+        row: usize,
+        lengths: String,
+    },
     /// A plan given to `plan_cost` that is not a strictly decreasing list of grid indices.
     #[error("steps {0}")]
     Steps(String),

@@ -6,6 +6,7 @@
 //! General Gaussian path (`x_t = a(t) x0 + s(t) eps`): `L(j, i) = (a_i - s_i a_j / s_j)^2`.
 //! The lever depends on the grid only, so it is computed once and reused for every DNA row.
 
+use crate::dp::Edges;
 use crate::error::{CotjError, Result};
 
 /// The default grid `t_i = (i + 1) / n`, i = 0..n (ascending, top level 1).
@@ -142,6 +143,13 @@ impl Lever {
     pub fn get(&self, j: usize, i: usize) -> f64 {
         debug_assert!(i < j);
         self.row(j)[i]
+    }
+}
+
+impl Edges for Lever {
+    #[inline]
+    fn row(&self, j: usize) -> &[f64] {
+        Lever::row(self, j)
     }
 }
 

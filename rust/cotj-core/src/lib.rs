@@ -19,12 +19,14 @@
 //! ```
 
 mod batch;
+mod dense;
 mod dp;
 mod error;
 mod lever;
 mod planner;
 
-pub use batch::{BatchPlans, Budget};
+pub use batch::{BatchPlans, Budget, Current};
+pub use dense::DenseCost;
 pub use dp::Ends;
 pub use error::{CotjError, Result};
 pub use lever::{check_grid, default_grid, Lever};

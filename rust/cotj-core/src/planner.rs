@@ -1,8 +1,10 @@
-//! Planning one DNA row: fixed budget (SPEC 4), adaptive length (SPEC 5), and the cost of any plan.
+//! Planning one row: fixed budget (SPEC 4), adaptive length (SPEC 5), and the cost of any plan,
+//! on the DNA form or any dense cost (`crate::dense`).
 
+use std::ops::Range;
 use std::sync::Arc;
 
-use crate::dp::{backtrack, best_end, forward, Ends};
+use crate::dp::{backtrack, best_end, forward, Costs, Edges, Ends};
 use crate::error::{CotjError, Result};
 use crate::lever::Lever;
 
@@ -11,7 +13,8 @@ use crate::lever::Lever;
 pub struct Plan {
     /// Grid indices, strictly decreasing.
     pub steps: Vec<usize>,
-    /// `C = -d_{j_1} + sum_m d_{j_m} L(j_m, j_{m+1}) + d_{j_K}`.
+    /// `C = -d_{j_1} + sum_m d_{j_m} L(j_m, j_{m+1}) + d_{j_K}`, or on a dense cost
+    /// `start[j_1] + sum_m w[j_m] M[j_m, j_{m+1}] + end[j_K]`.
     pub cost: f64,
 }
 
@@ -26,10 +29,12 @@ pub struct AdaptivePlan {
     pub ratio: Vec<f64>,
 }
 
-/// Scratch memory of one planning thread: the DP layers (K·N floats), reused across rows.
+/// Scratch memory of one planning thread, reused across rows: the DP layers (K·N floats) and
+/// the start costs of a DNA row (N floats).
 #[derive(Debug, Default, Clone)]
 pub struct Workspace {
-    layers: Vec<f64>,
+    pub(crate) layers: Vec<f64>,
+    start: Vec<f64>,
 }
 
 /// A lever (grid and path) with start/end windows: everything a plan depends on but the DNA.
@@ -115,6 +120,53 @@ impl Planner {
         Ok(k)
     }
 
+    /// Checks that `current` (`name` labels the error) is a grid index the `first` window allows
+    /// to start a plan.
+    pub fn check_current(&self, name: &str, current: i64) -> Result<usize> {
+        let n = self.n();
+        let lo = n - self.ends.first;
+        match usize::try_from(current) {
+            Ok(c) if (lo..n).contains(&c) => Ok(c),
+            _ => Err(CotjError::Current {
+                name: name.into(),
+                value: current,
+                lo,
+                n,
+            }),
+        }
+    }
+
+    /// Checks that a plan of `k` levels (already checked by `check_budget`) can start at
+    /// `current`: it needs `k - 1` lower levels, and a one-level plan must end where it starts.
+    pub fn check_budget_from(
+        &self,
+        name: &str,
+        k: usize,
+        current_name: &str,
+        current: usize,
+    ) -> Result<()> {
+        let why = if k > current + 1 {
+            format!(
+                "a plan that starts at grid index {current} has at most {} levels",
+                current + 1
+            )
+        } else if k == 1 && current >= self.ends.last {
+            format!(
+                "a one-level plan ends where it starts, and last = {} allows only indices below it",
+                self.ends.last
+            )
+        } else {
+            return Ok(());
+        };
+        Err(CotjError::InfeasibleFrom {
+            name: name.into(),
+            value: k,
+            current_name: current_name.into(),
+            current,
+            why,
+        })
+    }
+
     /// Checks `tau` in (0, 1].
     pub fn check_tau(tau: f64) -> Result<f64> {
         if tau > 0.0 && tau <= 1.0 {
@@ -124,84 +176,130 @@ impl Planner {
         }
     }
 
-    fn run(&self, d: &[f64], kmax: usize, exact: bool, ws: &mut Workspace) {
-        let need = kmax * self.n();
-        if ws.layers.len() < need {
-            ws.layers.resize(need, 0.0);
+    /// The levels that may start a plan: exactly `current`, or the `first` window.
+    fn starts(&self, current: Option<usize>) -> Range<usize> {
+        match current {
+            Some(c) => c..c + 1,
+            None => self.n() - self.ends.first..self.n(),
         }
-        forward(
-            &self.lever,
-            self.ends,
-            d,
-            kmax,
-            exact,
-            &mut ws.layers[..need],
-        );
     }
 
-    /// The best `k`-level plan from the layers. Budgets are validated as feasible, so a
-    /// non-finite optimum means the costs overflowed `f64` (absurdly large DNA or lever values).
-    fn extract(&self, d: &[f64], k: usize, ws: &Workspace, steps: &mut [usize]) -> Result<f64> {
-        let (cost, end) = best_end(self.ends, d, &ws.layers, k);
+    /// The best `k`-level plan of `costs` starting at `current` (else in the `first` window);
+    /// `None` when no plan of that length has a finite cost. Inputs must be validated.
+    pub(crate) fn fixed<E: Edges + ?Sized>(
+        &self,
+        costs: &Costs<'_, E>,
+        current: Option<usize>,
+        k: usize,
+        layers: &mut Vec<f64>,
+    ) -> Option<Plan> {
+        let layers = grow(layers, k * self.n());
+        forward(costs, self.starts(current), k, true, layers);
+        self.extract(costs, k, layers)
+    }
+
+    /// The best `k`-level plan from the layers, if its cost is finite.
+    fn extract<E: Edges + ?Sized>(
+        &self,
+        costs: &Costs<'_, E>,
+        k: usize,
+        layers: &[f64],
+    ) -> Option<Plan> {
+        let (cost, end) = best_end(self.ends.last, costs.end, layers, k);
         if !cost.is_finite() {
-            return Err(CotjError::Overflow);
+            return None;
         }
-        backtrack(&self.lever, d, &ws.layers, k, end, steps);
-        Ok(cost)
+        let mut steps = vec![0; k];
+        backtrack(costs, layers, k, end, &mut steps);
+        Some(Plan { steps, cost })
     }
 
-    /// The cheapest plan with exactly `k` levels, reusing `ws`. `d` and `k` must have passed
-    /// `check_dna` and `check_budget`.
-    pub fn plan_fixed_with(&self, d: &[f64], k: usize, ws: &mut Workspace) -> Result<Plan> {
-        self.run(d, k, true, ws);
-        let mut steps = vec![0; k];
-        let cost = self.extract(d, k, ws, &mut steps)?;
-        Ok(Plan { steps, cost })
+    /// Adaptive length (SPEC 5) on `costs`: runs the programme to `kmax`, computes `C*_K` and
+    /// `R(K)` for every `K <= kmax`, and returns the plan of the smallest K with `R(K) >= tau`;
+    /// `None` when no length up to `kmax` has a plan of finite cost. Inputs must be validated.
+    ///
+    /// `R(K) = (C*_{k0} - C*_K) / (C*_{k0} - C*_{k1})`, where `k0` and `k1` are the shortest and
+    /// longest lengths with a finite `C*` (on the DNA form: the shortest feasible length, 1 with
+    /// free ends where `C*_1 = 0`, and `kmax`); `R` is `NaN` where `C*_K` is infinite. When longer
+    /// plans explain no gain (denominator <= 0), `R = 1` for every finite K and the shortest plan
+    /// is chosen.
+    pub(crate) fn adaptive<E: Edges + ?Sized>(
+        &self,
+        costs: &Costs<'_, E>,
+        current: Option<usize>,
+        tau: f64,
+        kmax: usize,
+        layers: &mut Vec<f64>,
+    ) -> Option<AdaptivePlan> {
+        let layers = grow(layers, kmax * self.n());
+        forward(costs, self.starts(current), kmax, false, layers);
+        let curve: Vec<f64> = (1..=kmax)
+            .map(|k| best_end(self.ends.last, costs.end, layers, k).0)
+            .collect();
+        let k0 = curve.iter().position(|c| c.is_finite())? + 1;
+        let k1 = curve.iter().rposition(|c| c.is_finite())? + 1;
+        let base = curve[k0 - 1];
+        let total = base - curve[k1 - 1];
+        let ratio: Vec<f64> = curve
+            .iter()
+            .map(|&c| match c {
+                c if !c.is_finite() => f64::NAN,
+                c if total > 0.0 => (base - c) / total,
+                _ => 1.0,
+            })
+            .collect();
+        let chosen = (k0..=k1).find(|&k| ratio[k - 1] >= tau).unwrap_or(k1);
+        let plan = self.extract(costs, chosen, layers)?;
+        Some(AdaptivePlan { plan, curve, ratio })
+    }
+
+    /// The DNA form of one row: `w = d`, `start = -d` (kept in `start`), `end = d`.
+    fn dna_costs<'a>(&'a self, d: &'a [f64], start: &'a mut Vec<f64>) -> Costs<'a, Lever> {
+        start.clear();
+        start.extend(d.iter().map(|v| -v));
+        Costs {
+            edges: self.lever.as_ref(),
+            w: d,
+            start,
+            end: d,
+        }
+    }
+
+    /// The cheapest plan with exactly `k` levels for the DNA row `d`, starting at `current` when
+    /// given, reusing `ws`. `d`, `k` and `current` must have passed `check_dna`, `check_budget`,
+    /// `check_current` and `check_budget_from`.
+    pub fn plan_fixed_with(
+        &self,
+        d: &[f64],
+        k: usize,
+        current: Option<usize>,
+        ws: &mut Workspace,
+    ) -> Result<Plan> {
+        let costs = self.dna_costs(d, &mut ws.start);
+        self.fixed(&costs, current, k, &mut ws.layers)
+            .ok_or(CotjError::Overflow)
     }
 
     /// The cheapest plan with exactly `k` levels (validated).
     pub fn plan_fixed(&self, d: &[f64], k: usize) -> Result<Plan> {
         self.check_dna(0, d)?;
         let k = self.check_budget("budget", k as i64)?;
-        self.plan_fixed_with(d, k, &mut Workspace::default())
+        self.plan_fixed_with(d, k, None, &mut Workspace::default())
     }
 
-    /// Adaptive length (SPEC 5), reusing `ws`: runs the programme to `kmax`, computes
-    /// `C*_K` and `R(K)` for every `K <= kmax`, and returns the plan of the smallest K with
-    /// `R(K) >= tau`. Inputs must be validated.
-    ///
-    /// `R(K) = (C*_{k0} - C*_K) / (C*_{k0} - C*_{kmax})`, where `k0` is the shortest feasible
-    /// length (1 with free ends, where `C*_1 = 0`). When longer plans explain no gain
-    /// (denominator <= 0), `R = 1` for every feasible K and the shortest plan is chosen.
+    /// Adaptive length (SPEC 5) for the DNA row `d`, starting at `current` when given, reusing
+    /// `ws`; see `Planner::adaptive` for the rule. Inputs must be validated.
     pub fn plan_adaptive_with(
         &self,
         d: &[f64],
         tau: f64,
         kmax: usize,
+        current: Option<usize>,
         ws: &mut Workspace,
     ) -> Result<AdaptivePlan> {
-        self.run(d, kmax, false, ws);
-        let curve: Vec<f64> = (1..=kmax)
-            .map(|k| best_end(self.ends, d, &ws.layers, k).0)
-            .collect();
-        let k0 = self.ends.min_budget(self.n());
-        let base = curve[k0 - 1];
-        let total = base - curve[kmax - 1];
-        let ratio: Vec<f64> = (1..=kmax)
-            .map(|k| match k {
-                k if k < k0 => f64::NAN,
-                _ if total > 0.0 => (base - curve[k - 1]) / total,
-                _ => 1.0,
-            })
-            .collect();
-        let chosen = (k0..=kmax).find(|&k| ratio[k - 1] >= tau).unwrap_or(kmax);
-        let mut steps = vec![0; chosen];
-        let cost = self.extract(d, chosen, ws, &mut steps)?;
-        Ok(AdaptivePlan {
-            plan: Plan { steps, cost },
-            curve,
-            ratio,
-        })
+        let costs = self.dna_costs(d, &mut ws.start);
+        self.adaptive(&costs, current, tau, kmax, &mut ws.layers)
+            .ok_or(CotjError::Overflow)
     }
 
     /// Adaptive-length plan (validated); see [`Planner::plan_adaptive_with`].
@@ -209,32 +307,14 @@ impl Planner {
         self.check_dna(0, d)?;
         let tau = Self::check_tau(tau)?;
         let kmax = self.check_budget("max_steps", max_steps as i64)?;
-        self.plan_adaptive_with(d, tau, kmax, &mut Workspace::default())
+        self.plan_adaptive_with(d, tau, kmax, None, &mut Workspace::default())
     }
 
     /// The cost `C` of any plan (grid indices, strictly decreasing), whatever the windows.
     pub fn plan_cost(&self, d: &[f64], steps: &[usize]) -> Result<f64> {
         self.check_dna(0, d)?;
-        let n = self.n();
-        let (Some(&first), Some(&last)) = (steps.first(), steps.last()) else {
-            return Err(CotjError::Steps("must hold at least one grid index".into()));
-        };
-        if let Some(bad) = steps.iter().find(|&&s| s >= n) {
-            return Err(CotjError::Steps(format!(
-                "index {bad} is outside the grid (0..{n})"
-            )));
-        }
-        if let Some(w) = steps.windows(2).find(|w| w[1] >= w[0]) {
-            return Err(CotjError::Steps(format!(
-                "must be strictly decreasing (noisiest first), but {} is followed by {}",
-                w[0], w[1]
-            )));
-        }
-        let inner: f64 = steps
-            .windows(2)
-            .map(|w| d[w[0]] * self.lever.get(w[0], w[1]))
-            .sum();
-        let cost = -d[first] + inner + d[last];
+        check_steps(self.n(), steps)?;
+        let cost = path_cost(&self.dna_costs(d, &mut Vec::new()), steps);
         if cost.is_finite() {
             Ok(cost)
         } else {
@@ -255,4 +335,44 @@ impl Planner {
         }
         Ok(out)
     }
+}
+
+/// `layers[..len]`, grown if needed.
+fn grow(layers: &mut Vec<f64>, len: usize) -> &mut [f64] {
+    if layers.len() < len {
+        layers.resize(len, 0.0);
+    }
+    &mut layers[..len]
+}
+
+/// Checks that `steps` is a non-empty, strictly decreasing list of indices of an `n`-level grid.
+pub(crate) fn check_steps(n: usize, steps: &[usize]) -> Result<()> {
+    if steps.is_empty() {
+        return Err(CotjError::Steps("must hold at least one grid index".into()));
+    }
+    if let Some(bad) = steps.iter().find(|&&s| s >= n) {
+        return Err(CotjError::Steps(format!(
+            "index {bad} is outside the grid (0..{n})"
+        )));
+    }
+    if let Some(w) = steps.windows(2).find(|w| w[1] >= w[0]) {
+        return Err(CotjError::Steps(format!(
+            "must be strictly decreasing (noisiest first), but {} is followed by {}",
+            w[0], w[1]
+        )));
+    }
+    Ok(())
+}
+
+/// `start[j_1] + sum_m w[j_m] M[j_m, j_{m+1}] + end[j_K]` of checked `steps`; a jump with
+/// `M = +inf` is missing and costs `+inf` whatever its weight.
+pub(crate) fn path_cost<E: Edges + ?Sized>(costs: &Costs<'_, E>, steps: &[usize]) -> f64 {
+    let inner: f64 = steps
+        .windows(2)
+        .map(|p| match costs.edges.row(p[0])[p[1]] {
+            m if m == f64::INFINITY => m,
+            m => costs.w[p[0]] * m,
+        })
+        .sum();
+    costs.start[steps[0]] + inner + costs.end[steps[steps.len() - 1]]
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cotj_core::{default_grid, Budget, CotjError, Ends, Lever, Planner};
+use cotj_core::{default_grid, Budget, CotjError, Current, Ends, Lever, Planner};
 use proptest::prelude::*;
 
 /// All strictly decreasing k-subsets of 0..n allowed by `ends`, with their cost.
@@ -97,7 +97,7 @@ proptest! {
     fn batch_equals_row_by_row(rows in prop::collection::vec(prop::collection::vec(0.0f32..2.0, 12), 1..20), k in 1i64..=12) {
         let planner = Planner::new(Arc::new(Lever::linear_flow(&default_grid(12)).unwrap()), Ends::free(12)).unwrap();
         let flat: Vec<f32> = rows.concat();
-        let batch = planner.plan_batch(&flat, 12, Budget::Fixed(k)).unwrap();
+        let batch = planner.plan_batch(&flat, 12, Budget::Fixed(k), Current::Free).unwrap();
         for (b, row) in rows.iter().enumerate() {
             let d: Vec<f64> = row.iter().map(|&v| v as f64).collect();
             let one = planner.plan_fixed(&d, k as usize).unwrap();
@@ -116,8 +116,12 @@ fn ties_break_the_same_way_every_time() {
     )
     .unwrap();
     let flat = vec![0.25f64; 30 * 64];
-    let a = planner.plan_batch(&flat, 30, Budget::Fixed(6)).unwrap();
-    let b = planner.plan_batch(&flat, 30, Budget::Fixed(6)).unwrap();
+    let a = planner
+        .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free)
+        .unwrap();
+    let b = planner
+        .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free)
+        .unwrap();
     assert_eq!(a, b);
     // Every row is the same input, so every row must be the same plan.
     for r in 1..64 {
@@ -134,32 +138,36 @@ fn bad_input_names_the_argument() {
     .unwrap();
     let mut d = vec![0.1f64; 10];
     d[7] = f64::NAN;
-    let e = planner.plan_batch(&d, 5, Budget::Fixed(2)).unwrap_err();
+    let e = planner
+        .plan_batch(&d, 5, Budget::Fixed(2), Current::Free)
+        .unwrap_err();
     assert!(
         matches!(e, CotjError::NonFiniteDna { row: 1, index: 2, value } if value.is_nan()),
         "{e}"
     );
     d[7] = -1.0;
     assert!(planner
-        .plan_batch(&d, 5, Budget::Fixed(2))
+        .plan_batch(&d, 5, Budget::Fixed(2), Current::Free)
         .unwrap_err()
         .to_string()
         .starts_with("dna[1, 2] = -1"));
     d[7] = 0.1;
     assert!(planner
-        .plan_batch(&d, 5, Budget::Fixed(0))
+        .plan_batch(&d, 5, Budget::Fixed(0), Current::Free)
         .unwrap_err()
         .to_string()
         .starts_with("budget must lie in 1..=5"));
     let e = planner
-        .plan_batch(&d, 5, Budget::PerRow(&[2, 6]))
+        .plan_batch(&d, 5, Budget::PerRow(&[2, 6]), Current::Free)
         .unwrap_err();
     assert!(
         e.to_string().starts_with("budget[1] must lie in 1..=5"),
         "{e}"
     );
     assert_eq!(
-        planner.plan_batch(&d, 5, Budget::PerRow(&[2])).unwrap_err(),
+        planner
+            .plan_batch(&d, 5, Budget::PerRow(&[2]), Current::Free)
+            .unwrap_err(),
         CotjError::BudgetLength {
             expected: 2,
             got: 1
@@ -173,19 +181,22 @@ fn bad_input_names_the_argument() {
                 Budget::Adaptive {
                     tau: 0.0,
                     max_steps: 3
-                }
+                },
+                Current::Free
             )
             .unwrap_err(),
         CotjError::Tau(0.0)
     );
     assert_eq!(
         planner
-            .plan_batch(&d[..0], 5, Budget::Fixed(2))
+            .plan_batch(&d[..0], 5, Budget::Fixed(2), Current::Free)
             .unwrap_err(),
         CotjError::EmptyBatch
     );
     assert_eq!(
-        planner.plan_batch(&d, 4, Budget::Fixed(2)).unwrap_err(),
+        planner
+            .plan_batch(&d, 4, Budget::Fixed(2), Current::Free)
+            .unwrap_err(),
         CotjError::DnaLength {
             expected: 5,
             got: 4

@@ -1,0 +1,266 @@
+//! Explicit dense plan costs (SPEC 3 generalised): a plan `j_1 > … > j_K` costs
+//! `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`, with `M` an (N, N) matrix whose entry
+//! `[j, i]` is the jump from level `j` down to `i < j` (entries with `i >= j` are ignored),
+//! `w` a per-level scaling of the source level and `+inf` marking a missing edge, start or end.
+//! The DNA form is `M = L`, `w = d`, `start = -d`, `end = d`.
+
+use crate::dp::{Costs, Edges};
+use crate::error::{CotjError, Result};
+use crate::planner::{check_steps, path_cost};
+
+/// One (N, N) row-major matrix seen as edge rows: row `j` is `M[j, 0..j]`.
+pub(crate) struct Matrix<'a> {
+    n: usize,
+    m: &'a [f64],
+}
+
+impl Edges for Matrix<'_> {
+    #[inline]
+    fn row(&self, j: usize) -> &[f64] {
+        &self.m[j * self.n..j * self.n + j]
+    }
+}
+
+/// Dense costs of a batch of plans over N levels, borrowed and validated.
+///
+/// Every array holds one row shared by the whole batch or one row per plan (row-major):
+/// `cost` (N, N) or (B, N, N); `start`, `end` and `scale` (N,) or (B, N). B is the largest row
+/// count. `cost`, `start` and `end` may hold `+inf` (no edge, may not start, may not end) but no
+/// NaN or `-inf`; `scale` (the weights `w`, all ones when absent) must be finite and
+/// non-negative.
+#[derive(Debug, Clone, Copy)]
+pub struct DenseCost<'a, T = f64> {
+    n: usize,
+    rows: usize,
+    cost: &'a [f64],
+    start: &'a [f64],
+    end: &'a [f64],
+    scale: Option<&'a [T]>,
+}
+
+/// Rule of `cost`, `start` and `end` entries: anything but NaN and `-inf`.
+fn not_nan_or_neg_inf(v: f64) -> bool {
+    v > f64::NEG_INFINITY
+}
+
+/// Rule of `scale` entries.
+fn finite_non_negative(v: f64) -> bool {
+    v.is_finite() && v >= 0.0
+}
+
+/// Index of the first entry of `v` breaking `ok`, scanning in blocks the compiler vectorises.
+fn first_bad<T: Copy + Into<f64>>(v: &[T], ok: impl Fn(f64) -> bool) -> Option<usize> {
+    const BLOCK: usize = 64;
+    v.chunks(BLOCK).enumerate().find_map(|(c, block)| {
+        if block.iter().fold(true, |all, &x| all & ok(x.into())) {
+            None
+        } else {
+            block
+                .iter()
+                .position(|&x| !ok(x.into()))
+                .map(|p| c * BLOCK + p)
+        }
+    })
+}
+
+/// The multi-index of `flat` in an array of shape `dims`, as `"a, b, c"`.
+fn index(mut flat: usize, dims: &[usize]) -> String {
+    let mut parts = vec![0; dims.len()];
+    for (part, &dim) in parts.iter_mut().zip(dims).rev() {
+        *part = flat % dim;
+        flat /= dim;
+    }
+    parts
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Row `b` of an array of `unit`-sized rows: the only row when it holds one (shared).
+fn pick<V>(arr: &[V], unit: usize, b: usize) -> &[V] {
+    if arr.len() == unit {
+        arr
+    } else {
+        &arr[b * unit..(b + 1) * unit]
+    }
+}
+
+impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
+    /// Checks the shapes (row counts 1 or B) and the values of the shared arrays; the rows of
+    /// the batched arrays are checked by [`DenseCost::check_row`].
+    pub fn new(
+        n: usize,
+        cost: &'a [f64],
+        start: &'a [f64],
+        end: &'a [f64],
+        scale: Option<&'a [T]>,
+    ) -> Result<Self> {
+        let count = |name, got: usize, unit: usize| {
+            if got > 0 && got % unit == 0 {
+                Ok((name, got / unit))
+            } else {
+                Err(CotjError::DenseLength { name, got, unit })
+            }
+        };
+        let counts = [
+            count("cost", cost.len(), n * n)?,
+            count("start", start.len(), n)?,
+            count("end", end.len(), n)?,
+            count("scale", scale.map_or(n, <[T]>::len), n)?,
+        ];
+        let rows = counts.iter().map(|c| c.1).max().unwrap_or(1);
+        if let Some(&(name, got)) = counts.iter().find(|c| c.1 != 1 && c.1 != rows) {
+            return Err(CotjError::Rows {
+                name,
+                got,
+                expected: rows,
+            });
+        }
+        let dense = Self {
+            n,
+            rows,
+            cost,
+            start,
+            end,
+            scale,
+        };
+        dense.check(0, false)?;
+        Ok(dense)
+    }
+
+    /// Number of grid levels N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of plans B.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Checks row `b` of the arrays that hold one row per plan (the error names the first bad
+    /// entry, e.g. `cost[b, j, i]`).
+    pub fn check_row(&self, b: usize) -> Result<()> {
+        self.check(b, true)
+    }
+
+    /// Checks row `b` of the arrays that hold one row per plan (`batched`) or of the shared ones.
+    fn check(&self, b: usize, batched: bool) -> Result<()> {
+        let n = self.n;
+        let rule = "a number or +inf (no NaN, no -inf)";
+        check_array(
+            "cost",
+            self.cost,
+            &[n, n],
+            b,
+            batched,
+            not_nan_or_neg_inf,
+            rule,
+        )?;
+        check_array(
+            "start",
+            self.start,
+            &[n],
+            b,
+            batched,
+            not_nan_or_neg_inf,
+            rule,
+        )?;
+        check_array("end", self.end, &[n], b, batched, not_nan_or_neg_inf, rule)?;
+        match self.scale {
+            Some(s) => check_array(
+                "scale",
+                s,
+                &[n],
+                b,
+                batched,
+                finite_non_negative,
+                "finite and non-negative",
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the weights `w` of row `b` into `w`: its scale, or all ones.
+    pub(crate) fn weights(&self, b: usize, w: &mut Vec<f64>) {
+        w.clear();
+        match self.scale {
+            Some(s) => w.extend(pick(s, self.n, b).iter().map(|&v| v.into())),
+            None => w.resize(self.n, 1.0),
+        }
+    }
+
+    /// The edge matrix of row `b`.
+    pub(crate) fn matrix(&self, b: usize) -> Matrix<'a> {
+        Matrix {
+            n: self.n,
+            m: pick(self.cost, self.n * self.n, b),
+        }
+    }
+
+    /// The costs of row `b` over its `matrix` and weights `w`.
+    pub(crate) fn costs<'s>(
+        &'s self,
+        b: usize,
+        matrix: &'s Matrix<'a>,
+        w: &'s [f64],
+    ) -> Costs<'s, Matrix<'a>> {
+        Costs {
+            edges: matrix,
+            w,
+            start: pick(self.start, self.n, b),
+            end: pick(self.end, self.n, b),
+        }
+    }
+
+    /// The cost of a plan (grid indices, strictly decreasing) on row `b`: `+inf` when it uses a
+    /// missing edge, start or end.
+    pub fn plan_cost(&self, b: usize, steps: &[usize]) -> Result<f64> {
+        self.check_row(b)?;
+        check_steps(self.n, steps)?;
+        let mut w = Vec::new();
+        self.weights(b, &mut w);
+        let matrix = self.matrix(b);
+        let cost = path_cost(&self.costs(b, &matrix, &w), steps);
+        if cost > f64::NEG_INFINITY {
+            Ok(cost)
+        } else {
+            Err(CotjError::Overflow)
+        }
+    }
+}
+
+/// Checks row `b` of `arr` (rows of shape `dims`, one shared row or one per plan) against `ok`
+/// when the array's batching is `batched`.
+fn check_array<V: Copy + Into<f64>>(
+    name: &'static str,
+    arr: &[V],
+    dims: &[usize],
+    b: usize,
+    batched: bool,
+    ok: fn(f64) -> bool,
+    rule: &'static str,
+) -> Result<()> {
+    let unit = dims.iter().product();
+    if (arr.len() > unit) != batched {
+        return Ok(());
+    }
+    let row = pick(arr, unit, b);
+    match first_bad(row, ok) {
+        None => Ok(()),
+        Some(p) => {
+            let local = index(p, dims);
+            Err(CotjError::Value {
+                name,
+                at: if batched {
+                    format!("{b}, {local}")
+                } else {
+                    local
+                },
+                value: row[p].into(),
+                rule,
+            })
+        }
+    }
+}
