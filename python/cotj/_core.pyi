@@ -56,6 +56,7 @@ def plan_batch(
     max_steps: int | None = None,
     first: int,
     last: int,
+    current: int | NDArray[np.int64] | None = None,
 ) -> _Batch: ...
 @overload
 def plan_batch(
@@ -67,9 +68,39 @@ def plan_batch(
     max_steps: int | None = None,
     first: int,
     last: int,
+    current: int | None = None,
 ) -> _Row: ...
+def plan_dense(
+    cost: NDArray[np.float64],
+    start: NDArray[np.float64],
+    end: NDArray[np.float64],
+    lever: Lever,
+    *,
+    scale: NDArray[np.float32] | NDArray[np.float64] | None = None,
+    budget: int | NDArray[np.int64] | None = None,
+    tau: float | None = None,
+    max_steps: int | None = None,
+    first: int,
+    last: int,
+    current: int | NDArray[np.int64] | None = None,
+) -> _Batch:
+    """Plans on a dense cost: ``cost`` (N, N) or (B, N, N), ``start``/``end`` (N,) or (B, N),
+    ``scale`` (N,) or (B, N) or None (ones); one row shared or one per plan. Always the batch
+    tuple of :func:`plan_batch`."""
+
 def plan_cost(dna: NDArray[np.float64], steps: NDArray[np.int64], lever: Lever) -> float:
     """Cost C of a plan (grid indices, strictly decreasing) for one DNA row (N,)."""
+
+def plan_cost_dense(
+    cost: NDArray[np.float64],
+    start: NDArray[np.float64],
+    end: NDArray[np.float64],
+    steps: NDArray[np.int64],
+    *,
+    scale: NDArray[np.float64] | None = None,
+) -> float:
+    """Cost of a plan (grid indices) on one dense cost (N, N) with ``start``, ``end``, ``scale``
+    (N,); ``inf`` when it uses a missing edge."""
 
 def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:
     """(N, N) edge costs ``[j, i] = d_j L(j, i)`` for ``i < j``, inf elsewhere."""

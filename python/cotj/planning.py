@@ -4,6 +4,18 @@ Conventions: a DNA row is (N,) float, one entry per grid level, grid ascending (
 least noisy level). A plan lists grid indices in *sampling order*, noisiest first; its ``levels``
 are the matching noise levels t (for flow models, the sigmas a scheduler takes). The heavy work
 runs in Rust (``cotj._core``) with the GIL released; this module converts and documents.
+
+Instead of a DNA, every planning call also takes an explicit dense cost (keyword ``cost=``): a
+plan ``j_1 > ... > j_K`` then costs ``start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]``
+with ``M = cost`` (N, N) (entry ``[j, i]`` is the jump from level j down to i < j; entries with
+i >= j are ignored; ``+inf`` is no edge), ``start`` and ``end`` (N,) (default zeros; ``+inf``:
+the level may not start / end a plan) and ``w = scale`` (N,) (default ones, finite, >= 0). The
+DNA form is the special case ``cost = L``, ``scale = d``, ``start = -d``, ``end = d`` with L the
+lever of the grid (SPEC 3): same plans, same costs, same tie-breaking.
+
+Replanning: ``current=j`` pins the plan's first level to grid index j. A sampler at level j with
+k model evaluations left calls ``plan_batch(..., current=j, budget=k)`` and gets the best k-level
+plan from where it is (j itself, then k - 1 levels below it).
 """
 
 from __future__ import annotations
@@ -93,11 +105,11 @@ class PlanBatch:
         return (self[b] for b in range(len(self)))
 
 
-def _dna_array(dna: ArrayLike, ndim: int) -> np.ndarray:
-    """``dna`` as a C-contiguous native float32/float64 array of ``ndim`` dimensions."""
-    if type(dna) is np.ndarray and dna.ndim == ndim and dna.dtype.char in "fd" and dna.flags.c_contiguous and dna.dtype.isnative:
-        return dna
-    arr = np.asarray(dna)
+def _float_array(name: str, value: ArrayLike) -> np.ndarray:
+    """``value`` as a C-contiguous native float32/float64 array (other real dtypes widened)."""
+    if type(value) is np.ndarray and value.dtype.char in "fd" and value.flags.c_contiguous and value.dtype.isnative:
+        return value
+    arr = np.asarray(value)
     kind = arr.dtype.kind
     if kind == "f":
         if arr.dtype.itemsize < 4:
@@ -109,14 +121,50 @@ def _dna_array(dna: ArrayLike, ndim: int) -> np.ndarray:
     elif kind in "iu":
         arr = arr.astype(np.float64)
     else:
-        raise TypeError(f"dna must be a real numeric array (float32 or float64), got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be a real numeric array (float32 or float64), got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+def _dna_array(dna: ArrayLike, ndim: int) -> np.ndarray:
+    """``dna`` as a C-contiguous native float32/float64 array of ``ndim`` dimensions."""
+    arr = _float_array("dna", dna)
     if arr.ndim != ndim:
         want = "(N,); use cotj.plan_batch for a (B, N) batch" if ndim == 1 else "(B, N); use cotj.plan for one (N,) row"
         raise ValueError(f"dna must be {ndim}-D {want}, got shape {arr.shape}")
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
     return arr
 
+
+def _shaped(name: str, arr: np.ndarray, ndims: tuple[int, ...], shapes: str) -> np.ndarray:
+    if arr.ndim not in ndims:
+        raise ValueError(f"{name} must be {shapes}, got shape {arr.shape}")
+    return arr
+
+
+@dataclass(slots=True)
+class _Dense:
+    """The arrays of a dense cost, converted for the binding (see the module docstring)."""
+
+    cost: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    scale: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return self.cost.shape[-1]
+
+    @classmethod
+    def of(cls, cost: ArrayLike, start: ArrayLike | None, end: ArrayLike | None, scale: ArrayLike | None, batch: bool) -> _Dense:
+        """Converted arrays: one plan (cost (N, N), the others (N,)) or, with ``batch``, each
+        array one row shared by the batch or one row per plan."""
+        row, rows = ((1,), "(N,)") if not batch else ((1, 2), "(N,) or (B, N)")
+        one = "; use cotj.plan_batch for a batch" if not batch else ""
+        m = _shaped("cost", _float_array("cost", cost), (2,) if not batch else (2, 3), ("(N, N)" if not batch else "(N, N) or (B, N, N)") + one)
+        m = m.astype(np.float64, copy=False)
+        zeros = np.zeros(m.shape[-1])
+        ends = [zeros if v is None else _shaped(name, _float_array(name, v).astype(np.float64, copy=False), row, rows + one) for name, v in (("start", start), ("end", end))]
+        w = None if scale is None else _shaped("scale", _float_array("scale", scale), row, rows + one)
+        return cls(m, ends[0], ends[1], w)
 
 def _window(name: str, value: object, n: int, pinned: str) -> int:
     if value == "any":
@@ -136,19 +184,33 @@ def _int_arg(name: str, value: object) -> int:
     return int(value)
 
 
-def _budget_arg(budget: object) -> int | np.ndarray:
-    if type(budget) is int:
-        return budget
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, (bool, np.bool_)):
-        return int(budget)
-    if isinstance(budget, (bool, np.bool_, float, np.floating)):
-        raise TypeError(f"budget must be an int or an int array, got {type(budget).__name__}")
-    arr = np.asarray(budget)
+def _per_row_int(name: str, value: object) -> int | np.ndarray:
+    """An int, or a (B,) int64 array of one value per row, for ``name`` (budget, current)."""
+    if type(value) is int:
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (bool, np.bool_, float, np.floating)):
+        raise TypeError(f"{name} must be an int or an int array, got {type(value).__name__}")
+    arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"budget must be an int or an int array, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be an int or an int array, got dtype {arr.dtype}")
     if arr.ndim != 1:
-        raise ValueError(f"budget array must be 1-D (B,), got shape {arr.shape}")
+        raise ValueError(f"{name} array must be 1-D (B,), got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _length(budget: object, tau: object, max_steps: object) -> dict:
+    """The binding's length arguments: ``budget`` (default 8), or ``tau`` with ``max_steps``."""
+    if tau is None:
+        if max_steps is not None:
+            raise ValueError("max_steps goes with tau (adaptive length); give budget alone for a fixed length")
+        return {"budget": 8 if budget is None else _per_row_int("budget", budget)}
+    if budget is not None:
+        raise ValueError("give either budget (fixed length) or tau (adaptive length), not both")
+    if isinstance(tau, (bool, np.bool_)) or not isinstance(tau, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tau must be a float in (0, 1], got {type(tau).__name__}")
+    return {"tau": float(tau), "max_steps": None if max_steps is None else _int_arg("max_steps", max_steps)}
 
 
 class Planner:
@@ -191,55 +253,90 @@ class Planner:
 
     def plan_batch(
         self,
-        dna: ArrayLike,
+        dna: ArrayLike | None,
         budget: int | ArrayLike | None = None,
         *,
         tau: float | None = None,
         max_steps: int | None = None,
+        cost: ArrayLike | None = None,
+        start: ArrayLike | None = None,
+        end: ArrayLike | None = None,
+        scale: ArrayLike | None = None,
+        current: int | ArrayLike | None = None,
     ) -> PlanBatch:
-        """Plan every row of ``dna`` (B, N). See :func:`cotj.plan_batch`."""
-        arr = _dna_array(dna, 2)
-        return PlanBatch(*self._call(arr, budget, tau, max_steps))
+        """Plan every row of ``dna`` (B, N), or of a dense ``cost``. See :func:`cotj.plan_batch`."""
+        at = None if current is None else _per_row_int("current", current)
+        if cost is None:
+            _no_dense(start, end, scale)
+            return PlanBatch(*self._call(_dna_array(dna, 2), budget, tau, max_steps, at))
+        return PlanBatch(*self._call_dense(dna, _Dense.of(cost, start, end, scale, batch=True), budget, tau, max_steps, at))
 
     def plan(
         self,
-        dna: ArrayLike,
+        dna: ArrayLike | None,
         budget: int | None = None,
         *,
         tau: float | None = None,
         max_steps: int | None = None,
+        cost: ArrayLike | None = None,
+        start: ArrayLike | None = None,
+        end: ArrayLike | None = None,
+        scale: ArrayLike | None = None,
+        current: int | None = None,
     ) -> Plan:
-        """Plan one DNA row (N,). See :func:`cotj.plan`."""
-        arr = _dna_array(dna, 1)
+        """Plan one DNA row (N,), or one dense ``cost`` (N, N). See :func:`cotj.plan`."""
         if budget is not None and not isinstance(budget, (int, np.integer)):
             raise TypeError(f"budget must be an int for one row, got {type(budget).__name__}")
-        steps, levels, _, cost, curve, ratio = self._call(arr, budget, tau, max_steps)
-        return Plan(steps, levels, cost, curve, ratio)
+        at = None if current is None else _int_arg("current", current)
+        if cost is None:
+            _no_dense(start, end, scale)
+            steps, levels, _, c, curve, ratio = self._call(_dna_array(dna, 1), budget, tau, max_steps, at)
+            return Plan(steps, levels, c, curve, ratio)
+        return PlanBatch(*self._call_dense(dna, _Dense.of(cost, start, end, scale, batch=False), budget, tau, max_steps, at))[0]
 
-    def _call(self, arr: np.ndarray, budget: object, tau: float | None, max_steps: int | None) -> tuple:
+    def _call(self, arr: np.ndarray, budget: object, tau: object, max_steps: object, current: object) -> tuple:
         lever, first, last = self._resolve(arr.shape[-1])
-        if tau is None:
-            if max_steps is not None:
-                raise ValueError("max_steps goes with tau (adaptive length); give budget alone for a fixed length")
-            b = 8 if budget is None else _budget_arg(budget)
-            return _core.plan_batch(arr, lever, budget=b, first=first, last=last)
-        if budget is not None:
-            raise ValueError("give either budget (fixed length) or tau (adaptive length), not both")
-        if isinstance(tau, (bool, np.bool_)) or not isinstance(tau, (int, float, np.integer, np.floating)):
-            raise TypeError(f"tau must be a float in (0, 1], got {type(tau).__name__}")
-        kmax = None if max_steps is None else _int_arg("max_steps", max_steps)
-        return _core.plan_batch(arr, lever, tau=float(tau), max_steps=kmax, first=first, last=last)
+        return _core.plan_batch(arr, lever, first=first, last=last, current=current, **_length(budget, tau, max_steps))
 
-    def plan_cost(self, dna: ArrayLike, steps: ArrayLike) -> float:
-        """The cost C of a given plan for one DNA row (N,). See :func:`cotj.plan_cost`."""
-        arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
+    def _call_dense(self, dna: object, dense: _Dense, budget: object, tau: object, max_steps: object, current: object) -> tuple:
+        if dna is not None:
+            raise ValueError("give either dna or cost=, not both (dna=None with a dense cost)")
+        if self._schedule is not None:
+            raise ValueError("schedule shapes the DNA form's lever only; it does not apply to cost=")
+        lever, first, last = self._resolve(dense.n)
+        return _core.plan_dense(dense.cost, dense.start, dense.end, lever, scale=dense.scale, first=first, last=last,
+                                current=current, **_length(budget, tau, max_steps))
+
+    def plan_cost(
+        self,
+        dna: ArrayLike | None,
+        steps: ArrayLike,
+        *,
+        cost: ArrayLike | None = None,
+        start: ArrayLike | None = None,
+        end: ArrayLike | None = None,
+        scale: ArrayLike | None = None,
+    ) -> float:
+        """The cost C of a given plan for one DNA row (N,) or one dense ``cost`` (N, N). See
+        :func:`cotj.plan_cost`."""
         s = np.asarray(steps)
+        if cost is not None:
+            return self._dense_cost(dna, _Dense.of(cost, start, end, scale, batch=False), s)
+        _no_dense(start, end, scale)
+        arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
         if s.dtype.kind == "f":
             return self._level_cost(arr, s)
-        if s.dtype.kind not in "iu" or s.ndim != 1:
-            raise TypeError(f"steps must be a 1-D array of grid indices (int) or noise levels (float), got dtype {s.dtype} and shape {s.shape}")
         lever, _, _ = self._resolve(arr.shape[0])
-        return _core.plan_cost(arr, np.ascontiguousarray(s, dtype=np.int64), lever)
+        return _core.plan_cost(arr, _grid_indices(s), lever)
+
+    def _dense_cost(self, dna: object, dense: _Dense, steps: np.ndarray) -> float:
+        """Cost of a plan given as grid indices on a dense cost: ``inf`` if it uses a missing edge."""
+        if dna is not None:
+            raise ValueError("give either dna or cost=, not both (dna=None with a dense cost)")
+        if self.grid is not None and len(self.grid) != dense.n:
+            raise ValueError(f"cost has {dense.n} levels per row but the grid has {len(self.grid)}")
+        w = None if dense.scale is None else dense.scale.astype(np.float64, copy=False)
+        return _core.plan_cost_dense(dense.cost, dense.start, dense.end, _grid_indices(steps), scale=w)
 
     def _level_cost(self, d: np.ndarray, levels: np.ndarray) -> float:
         """Cost of a plan given as noise levels: DNA (and a, s) interpolated linearly in t."""
@@ -266,6 +363,18 @@ class Planner:
         arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
         lever, _, _ = self._resolve(arr.shape[0])
         return _core.cost_matrix(arr, lever)
+
+
+def _no_dense(start: object, end: object, scale: object) -> None:
+    given = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} go with cost= (a dense cost); the DNA form sets them from dna")
+
+
+def _grid_indices(steps: np.ndarray) -> np.ndarray:
+    if steps.dtype.kind not in "iu" or steps.ndim != 1:
+        raise TypeError(f"steps must be a 1-D array of grid indices (int) or noise levels (float, DNA form only), got dtype {steps.dtype} and shape {steps.shape}")
+    return np.ascontiguousarray(steps, dtype=np.int64)
 
 
 def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[_core.Lever | None, Schedule | None]:
@@ -299,7 +408,7 @@ def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[
 
 
 def plan_batch(
-    dna: ArrayLike,
+    dna: ArrayLike | None,
     budget: int | ArrayLike | None = None,
     *,
     grid: ArrayLike | None = None,
@@ -308,37 +417,61 @@ def plan_batch(
     first: First = "any",
     last: Last = "any",
     schedule: ScheduleLike | None = None,
+    cost: ArrayLike | None = None,
+    start: ArrayLike | None = None,
+    end: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
+    current: int | ArrayLike | None = None,
 ) -> PlanBatch:
-    """Plan every row of a DNA batch: the serving call.
+    """Plan every row of a DNA batch, or of a dense cost: the serving call.
 
     Args:
         dna: (B, N) float32 or float64 one-step reconstruction errors, one row per prompt, one
-            column per grid level (ascending t). Finite and non-negative.
+            column per grid level (ascending t). Finite and non-negative. None with ``cost``.
         budget: steps per plan (NFE): an int for every row or a (B,) int array, each in 1..N.
             Default 8. Exclusive with ``tau``.
         grid: (N,) ascending noise levels in (0, 1]; default ``t_i = (i+1)/N``.
         tau: adaptive length: the smallest K whose plan explains a fraction ``tau`` in (0, 1] of
             the gain of the ``max_steps`` plan (SPEC 5). The paper uses 0.99.
         max_steps: longest adaptive plan, default N // 2.
-        first: ``"any"``, ``"top"`` (first step at the grid's top level) or int k (one of the k
-            highest levels).
+        first: ``"any"``, ``"top"`` (first step at the grid's top level) or int k (one of the
+            k highest levels).
         last: ``"any"``, ``"bottom"`` (last step at the grid's lowest level) or int k (one of the
             k lowest levels).
         schedule: ``(a, s)`` of a Gaussian path on ``grid`` (VP, EDM...); default linear flow.
+            DNA form only.
+        cost: a dense cost instead of the DNA (module docstring): float64 (N, N) shared by every
+            plan or (B, N, N) one per plan; ``[j, i]`` is the cost of the jump from level j
+            down to i < j (entries with i >= j are ignored), ``+inf`` for no edge. No NaN or
+            ``-inf``. Same units as the plan cost.
+        start: with ``cost``: (N,) or (B, N) cost of entering at each level; default zeros;
+            ``+inf`` forbids starting there.
+        end: with ``cost``: (N,) or (B, N) cost of stopping at each level; default zeros;
+            ``+inf`` forbids ending there.
+        scale: with ``cost``: (N,) or (B, N) float32/float64 weights w of the source level of
+            each jump (edge j -> i costs ``w[j]·cost[j, i]``); default ones; finite, >= 0.
+            B is the largest row count of ``cost``, ``start``, ``end`` and ``scale`` (1 if
+            all are shared); each holds one shared row or B rows.
+        current: an int or (B,) int array of grid indices: each plan's first level is exactly
+            there (it must lie in the ``first`` window). The replanning primitive: a sampler at
+            grid level j with k evaluations left calls ``plan_batch(..., current=j, budget=k)``
+            and gets j followed by the best k - 1 levels below it.
 
     Returns:
         A :class:`PlanBatch`: (B, W) steps and levels noisiest first (padded with -1 / NaN),
         lengths, costs, and for adaptive runs the curves ``C*_K`` and ``R(K)``.
 
     Raises:
-        ValueError: a value out of range (NaN or negative DNA, budget, tau, grid, windows...).
+        ValueError: a value out of range (NaN or negative DNA, NaN or -inf cost, budget, tau,
+            grid, windows, current...), or a dense cost with no finite plan of that length.
         TypeError: a wrong type (complex or object DNA, float budget...).
     """
-    return Planner(grid, schedule, first=first, last=last).plan_batch(dna, budget, tau=tau, max_steps=max_steps)
+    planner = Planner(grid, schedule, first=first, last=last)
+    return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)
 
 
 def plan(
-    dna: ArrayLike,
+    dna: ArrayLike | None,
     budget: int | None = None,
     *,
     grid: ArrayLike | None = None,
@@ -347,24 +480,40 @@ def plan(
     first: First = "any",
     last: Last = "any",
     schedule: ScheduleLike | None = None,
+    cost: ArrayLike | None = None,
+    start: ArrayLike | None = None,
+    end: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
+    current: int | None = None,
 ) -> Plan:
-    """Plan one DNA row (N,); arguments as in :func:`plan_batch`. Returns a :class:`Plan`."""
-    return Planner(grid, schedule, first=first, last=last).plan(dna, budget, tau=tau, max_steps=max_steps)
+    """Plan one DNA row (N,), or one dense ``cost`` (N, N) with ``start``, ``end``, ``scale``
+    (N,) and an int ``current``; arguments as in :func:`plan_batch`. Returns a :class:`Plan`."""
+    planner = Planner(grid, schedule, first=first, last=last)
+    return planner.plan(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)
 
 
 def plan_cost(
-    dna: ArrayLike,
+    dna: ArrayLike | None,
     steps: ArrayLike,
     *,
     grid: ArrayLike | None = None,
     schedule: ScheduleLike | None = None,
+    cost: ArrayLike | None = None,
+    start: ArrayLike | None = None,
+    end: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
 ) -> float:
     """The cost C of any plan for one DNA row (N,) (SPEC 3), to score your own schedules.
 
     ``steps`` is either grid indices (int, strictly decreasing) or noise levels (float, strictly
     decreasing, within the grid), in which case the DNA is interpolated linearly in t.
+
+    With ``cost`` (N, N) (and optional ``start``, ``end``, ``scale`` (N,), as in
+    :func:`plan_batch`; ``dna`` None), ``steps`` must be grid indices and the result is
+    ``start[j_1] + sum_m scale[j_m]·cost[j_m, j_{m+1}] + end[j_K]``: ``inf`` when the plan uses
+    a missing (``+inf``) edge, start or end.
     """
-    return Planner(grid, schedule).plan_cost(dna, steps)
+    return Planner(grid, schedule).plan_cost(dna, steps, cost=cost, start=start, end=end, scale=scale)
 
 
 def cost_matrix(

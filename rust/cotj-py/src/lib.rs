@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cotj_core::{BatchPlans, Budget, CotjError, Ends, Planner};
+use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Planner};
 use numpy::prelude::*;
 use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray};
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -123,16 +123,21 @@ fn planner(lever: &Lever, first: i64, last: i64) -> PyResult<Planner> {
     Planner::new(Arc::clone(&lever.0), ends).map_err(value_error)
 }
 
-/// A DNA array, 1-D (one row) or 2-D, float32 or float64, C-contiguous.
-enum Dna<'py> {
+/// A per-level array (DNA or scale), 1-D (one row) or 2-D, float32 or float64, C-contiguous.
+enum Levels<'py> {
     F32(PyReadonlyArrayDyn<'py, f32>),
     F64(PyReadonlyArrayDyn<'py, f64>),
 }
 
-fn dna_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Dna<'py>, usize, bool)> {
+/// `obj` as a C-contiguous numpy array whose dimensions are one of `ndims` (errors name `name`).
+fn numpy_array<'py>(
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    ndims: [usize; 2],
+) -> PyResult<Bound<'py, PyUntypedArray>> {
     let untyped = obj.cast::<PyUntypedArray>().map_err(|_| {
         PyTypeError::new_err(format!(
-            "dna must be a numpy array, got {}",
+            "{name} must be a numpy array, got {}",
             obj.get_type()
                 .name()
                 .map(|n| n.to_string())
@@ -140,74 +145,103 @@ fn dna_array<'py>(obj: &Bound<'py, PyAny>) -> PyResult<(Dna<'py>, usize, bool)> 
         ))
     })?;
     let ndim = untyped.ndim();
-    if ndim != 1 && ndim != 2 {
+    if !ndims.contains(&ndim) {
+        let [a, b] = ndims;
         return Err(PyValueError::new_err(format!(
-            "dna must be 1-D (N,) or 2-D (B, N), got {ndim}-D with shape {:?}",
+            "{name} must be {a}-D or {b}-D, got {ndim}-D with shape {:?}",
             untyped.shape()
         )));
     }
     if !untyped.is_c_contiguous() {
-        return Err(PyValueError::new_err(
-            "dna must be C-contiguous (use numpy.ascontiguousarray)",
-        ));
+        return Err(PyValueError::new_err(format!(
+            "{name} must be C-contiguous (use numpy.ascontiguousarray)"
+        )));
     }
+    Ok(untyped.clone())
+}
+
+/// A per-level array: `(values, columns, one row?)`.
+fn levels_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<(Levels<'py>, usize, bool)> {
+    let untyped = numpy_array(name, obj, [1, 2])?;
+    let ndim = untyped.ndim();
     let cols = untyped.shape()[ndim - 1];
-    let dna = if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
-        Dna::F64(a.readonly())
+    let values = if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
+        Levels::F64(a.readonly())
     } else if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
-        Dna::F32(a.readonly())
+        Levels::F32(a.readonly())
     } else {
         return Err(PyTypeError::new_err(format!(
-            "dna must have dtype float32 or float64, got {}",
+            "{name} must have dtype float32 or float64, got {}",
             untyped.dtype()
         )));
     };
-    Ok((dna, cols, ndim == 1))
+    Ok((values, cols, ndim == 1))
 }
 
-fn budget_arg<'py>(
-    budget: &Bound<'py, PyAny>,
-) -> PyResult<Result<i64, PyReadonlyArray1<'py, i64>>> {
-    if budget.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err(
-            "budget must be an int or an int64 array, got bool",
-        ));
+/// A float64 dense-cost array with `n` levels per row: `cost` (.., N, N), `start`/`end` (.., N).
+fn dense_array<'py>(
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    ndims: [usize; 2],
+    n: usize,
+) -> PyResult<PyReadonlyArrayDyn<'py, f64>> {
+    let untyped = numpy_array(name, obj, ndims)?;
+    let shape = untyped.shape();
+    let row = &shape[shape.len() + 1 - ndims[0]..];
+    if row.iter().any(|&d| d != n) {
+        return Err(PyValueError::new_err(format!(
+            "{name} must have N = {n} levels per axis of a row, got shape {shape:?}"
+        )));
     }
-    if let Ok(k) = budget.extract::<i64>() {
+    let arr = obj.cast::<PyArrayDyn<f64>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must have dtype float64, got {}",
+            untyped.dtype()
+        ))
+    })?;
+    Ok(arr.readonly())
+}
+
+/// An int or a 1-D int64 array (one value per row) for `name` (`budget`, `current`).
+fn int_or_array<'py>(
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Result<i64, PyReadonlyArray1<'py, i64>>> {
+    if obj.is_instance_of::<PyBool>() {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be an int or an int64 array, got bool"
+        )));
+    }
+    if let Ok(k) = obj.extract::<i64>() {
         return Ok(Ok(k));
     }
-    let arr = budget.cast::<PyArray1<i64>>().map_err(|_| {
-        PyTypeError::new_err("budget must be an int or a 1-D int64 array (one budget per row)")
+    let arr = obj.cast::<PyArray1<i64>>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be an int or a 1-D int64 array (one per row)"
+        ))
     })?;
     if !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err("budget must be C-contiguous"));
+        return Err(PyValueError::new_err(format!(
+            "{name} must be C-contiguous"
+        )));
     }
     Ok(Err(arr.readonly()))
 }
 
-/// Plans every row of `dna`. Exactly one of `budget` (int or (B,) int64) and `tau` is given;
-/// `max_steps` goes with `tau`. Returns `(steps, levels, lengths, cost, curve, ratio)`:
-/// (B, W) int64 padded with -1, (B, W) float64 padded with NaN, (B,) int64, (B,) float64, and
-/// for adaptive runs (B, max_steps) float64 twice, else None. A 1-D `dna` is one row and gives
-/// `(steps (K,), levels (K,), K, cost, curve (max_steps,) | None, ratio | None)`.
-#[pyfunction]
-#[pyo3(signature = (dna, lever, *, budget=None, tau=None, max_steps=None, first, last))]
-#[allow(clippy::too_many_arguments)]
-fn plan_batch<'py>(
+/// Runs `plan` with the budget (`budget`, or `tau` with `max_steps`) and start levels
+/// (`current`) read from Python, with the GIL released.
+fn plan_with<'py>(
     py: Python<'py>,
-    dna: &Bound<'py, PyAny>,
-    lever: &Lever,
+    n: usize,
     budget: Option<&Bound<'py, PyAny>>,
     tau: Option<f64>,
     max_steps: Option<i64>,
-    first: i64,
-    last: i64,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let planner = planner(lever, first, last)?;
-    let (dna, cols, one_row) = dna_array(dna)?;
+    current: Option<&Bound<'py, PyAny>>,
+    plan: impl Send + FnOnce(Budget<'_>, Current<'_>) -> Result<BatchPlans, CotjError>,
+) -> PyResult<BatchPlans> {
     let per_row;
     let budget = match (budget, tau) {
-        (Some(b), None) => match budget_arg(b)? {
+        (Some(b), None) => match int_or_array("budget", b)? {
             Ok(k) => Budget::Fixed(k),
             Err(arr) => {
                 per_row = arr;
@@ -216,7 +250,7 @@ fn plan_batch<'py>(
         },
         (None, Some(tau)) => Budget::Adaptive {
             tau,
-            max_steps: max_steps.unwrap_or((planner.n() / 2).max(1) as i64),
+            max_steps: max_steps.unwrap_or((n / 2).max(1) as i64),
         },
         (Some(_), Some(_)) => {
             return Err(PyValueError::new_err("give either budget or tau, not both"))
@@ -227,22 +261,120 @@ fn plan_batch<'py>(
             ))
         }
     };
+    let per_row_current;
+    let current = match current.map(|c| int_or_array("current", c)).transpose()? {
+        None => Current::Free,
+        Some(Ok(c)) => Current::All(c),
+        Some(Err(arr)) => {
+            per_row_current = arr;
+            Current::PerRow(per_row_current.as_slice()?)
+        }
+    };
+    py.detach(|| plan(budget, current)).map_err(value_error)
+}
+
+/// Plans every row of `dna`. Exactly one of `budget` (int or (B,) int64) and `tau` is given;
+/// `max_steps` goes with `tau`; `current` (int or (B,) int64) pins each plan's first level.
+/// Returns `(steps, levels, lengths, cost, curve, ratio)`: (B, W) int64 padded with -1, (B, W)
+/// float64 padded with NaN, (B,) int64, (B,) float64, and for adaptive runs (B, max_steps)
+/// float64 twice, else None. A 1-D `dna` is one row and gives
+/// `(steps (K,), levels (K,), K, cost, curve (max_steps,) | None, ratio | None)`.
+#[pyfunction]
+#[pyo3(signature = (dna, lever, *, budget=None, tau=None, max_steps=None, first, last, current=None))]
+#[allow(clippy::too_many_arguments)]
+fn plan_batch<'py>(
+    py: Python<'py>,
+    dna: &Bound<'py, PyAny>,
+    lever: &Lever,
+    budget: Option<&Bound<'py, PyAny>>,
+    tau: Option<f64>,
+    max_steps: Option<i64>,
+    first: i64,
+    last: i64,
+    current: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let planner = planner(lever, first, last)?;
+    let (dna, cols, one_row) = levels_array("dna", dna)?;
     let plans = match &dna {
-        Dna::F64(a) => {
+        Levels::F64(a) => {
             let s = a.as_slice()?;
-            py.detach(|| planner.plan_batch(s, cols, budget))
+            plan_with(py, planner.n(), budget, tau, max_steps, current, |b, c| {
+                planner.plan_batch(s, cols, b, c)
+            })
         }
-        Dna::F32(a) => {
+        Levels::F32(a) => {
             let s = a.as_slice()?;
-            py.detach(|| planner.plan_batch(s, cols, budget))
+            plan_with(py, planner.n(), budget, tau, max_steps, current, |b, c| {
+                planner.plan_batch(s, cols, b, c)
+            })
         }
-    }
-    .map_err(value_error)?;
+    }?;
     if one_row {
         row_tuple(py, plans)
     } else {
         batch_tuple(py, plans)
     }
+}
+
+/// Plans on a dense cost: `cost` (N, N) or (B, N, N) float64, `start` and `end` (N,) or (B, N)
+/// float64, `scale` (N,) or (B, N) float32/float64 or None (all ones); N is the lever's. One
+/// row, shared by the batch, or one per plan; B is the largest row count. Budget, windows and
+/// `current` as in `plan_batch`. Returns the batch tuple of `plan_batch`.
+#[pyfunction]
+#[pyo3(signature = (cost, start, end, lever, *, scale=None, budget=None, tau=None, max_steps=None, first, last, current=None))]
+#[allow(clippy::too_many_arguments)]
+fn plan_dense<'py>(
+    py: Python<'py>,
+    cost: &Bound<'py, PyAny>,
+    start: &Bound<'py, PyAny>,
+    end: &Bound<'py, PyAny>,
+    lever: &Lever,
+    scale: Option<&Bound<'py, PyAny>>,
+    budget: Option<&Bound<'py, PyAny>>,
+    tau: Option<f64>,
+    max_steps: Option<i64>,
+    first: i64,
+    last: i64,
+    current: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let planner = planner(lever, first, last)?;
+    let n = planner.n();
+    let cost = dense_array("cost", cost, [2, 3], n)?;
+    let start = dense_array("start", start, [1, 2], n)?;
+    let end = dense_array("end", end, [1, 2], n)?;
+    let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
+    let scale = scale.map(|w| scale_array(w, n)).transpose()?;
+    let plans = match &scale {
+        None => plan_with(py, n, budget, tau, max_steps, current, |b, c| {
+            planner.plan_dense_batch(&DenseCost::<f64>::new(n, m, s, e, None)?, b, c)
+        }),
+        Some(Levels::F64(w)) => {
+            let w = w.as_slice()?;
+            plan_with(py, n, budget, tau, max_steps, current, |b, c| {
+                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c)
+            })
+        }
+        Some(Levels::F32(w)) => {
+            let w = w.as_slice()?;
+            plan_with(py, n, budget, tau, max_steps, current, |b, c| {
+                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c)
+            })
+        }
+    }?;
+    batch_tuple(py, plans)
+}
+
+/// `scale` as a per-level array of `n` levels per row.
+fn scale_array<'py>(obj: &Bound<'py, PyAny>, n: usize) -> PyResult<Levels<'py>> {
+    let (w, cols, _) = levels_array("scale", obj)?;
+    if cols != n {
+        return Err(value_error(CotjError::Levels {
+            name: "scale",
+            expected: n,
+            got: cols,
+        }));
+    }
+    Ok(w)
 }
 
 /// The plan of a 1-D DNA: `(steps (K,), levels (K,), K, cost, curve, ratio)`.
@@ -307,6 +439,25 @@ fn dna_row<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>>
     f64_vector("dna", obj)
 }
 
+/// `steps` (1-D int64 grid indices) as indices of an `n`-level grid.
+fn steps_arg(steps: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<usize>> {
+    let steps = steps
+        .cast::<PyArray1<i64>>()
+        .map_err(|_| PyTypeError::new_err("steps must be a 1-D int64 array of grid indices"))?
+        .readonly();
+    steps
+        .as_array()
+        .iter()
+        .map(|&s| {
+            usize::try_from(s).map_err(|_| {
+                value_error(CotjError::Steps(format!(
+                    "index {s} is outside the grid (0..{n})"
+                )))
+            })
+        })
+        .collect()
+}
+
 /// The cost C of a plan given as grid indices (int64, strictly decreasing) for one DNA row.
 #[pyfunction]
 fn plan_cost(
@@ -316,26 +467,37 @@ fn plan_cost(
     lever: &Lever,
 ) -> PyResult<f64> {
     let dna = dna_row(dna)?;
-    let steps = steps
-        .cast::<PyArray1<i64>>()
-        .map_err(|_| PyTypeError::new_err("steps must be a 1-D int64 array of grid indices"))?
-        .readonly();
-    let steps: Vec<usize> = steps
-        .as_array()
-        .iter()
-        .map(|&s| {
-            usize::try_from(s).map_err(|_| {
-                value_error(CotjError::Steps(format!(
-                    "index {s} is outside the grid (0..{})",
-                    lever.0.n()
-                )))
-            })
-        })
-        .collect::<PyResult<_>>()?;
+    let steps = steps_arg(steps, lever.0.n())?;
     let d = dna.as_slice()?;
     let planner =
         Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
     py.detach(|| planner.plan_cost(d, &steps))
+        .map_err(value_error)
+}
+
+/// The cost of a plan (grid indices) on one dense cost: `cost` (N, N), `start`, `end` and
+/// `scale` (N,) float64 (`scale` None: all ones). `inf` when the plan uses a missing edge.
+#[pyfunction]
+#[pyo3(signature = (cost, start, end, steps, *, scale=None))]
+fn plan_cost_dense(
+    py: Python<'_>,
+    cost: &Bound<'_, PyAny>,
+    start: &Bound<'_, PyAny>,
+    end: &Bound<'_, PyAny>,
+    steps: &Bound<'_, PyAny>,
+    scale: Option<&Bound<'_, PyAny>>,
+) -> PyResult<f64> {
+    let n = numpy_array("cost", cost, [2, 2])?.shape()[1];
+    let cost = dense_array("cost", cost, [2, 2], n)?;
+    let start = dense_array("start", start, [1, 1], n)?;
+    let end = dense_array("end", end, [1, 1], n)?;
+    let scale = scale
+        .map(|w| dense_array("scale", w, [1, 1], n))
+        .transpose()?;
+    let steps = steps_arg(steps, n)?;
+    let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
+    let w = scale.as_ref().map(|w| w.as_slice()).transpose()?;
+    py.detach(|| DenseCost::new(n, m, s, e, w)?.plan_cost(0, &steps))
         .map_err(value_error)
 }
 
@@ -359,7 +521,9 @@ fn cost_matrix<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lever>()?;
     m.add_function(wrap_pyfunction!(plan_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_dense, m)?)?;
     m.add_function(wrap_pyfunction!(plan_cost, m)?)?;
+    m.add_function(wrap_pyfunction!(plan_cost_dense, m)?)?;
     m.add_function(wrap_pyfunction!(cost_matrix, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
