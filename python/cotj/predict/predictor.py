@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +105,15 @@ def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
 def _torch_file(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU; a file that is not one gives ValueError naming it."""
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4": the refusal below says it all
+            return torch.load(path, weights_only=True, map_location="cpu")
     except OSError:
         raise
     except Exception as exc:  # noqa: BLE001 - the weights-only unpickler raises many types for a malformed file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ValueError(f"{path} is not a weights-only torch file ({type(exc).__name__}: {first})") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+        reason = next((line for line in lines if "Unpickler error" in line), lines[0])[:200]
+        raise ValueError(f"{path} is not a weights-only torch file ({type(exc).__name__}: {reason})") from None
 
 
 def _matrix(name: str, value: ArrayLike | torch.Tensor, width: int | None = None) -> torch.Tensor:
@@ -236,9 +240,10 @@ class DNAPredictor(torch.nn.Module):
         keys = {f"net.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
         if not isinstance(state, dict) or set(state) != keys:
             raise ValueError(f"{model_state} must hold exactly the layers {sorted(keys)}")
-        if not isinstance(norm, dict) or not {"X_mean", "X_std", "Y_mean"} <= set(norm):
+        norm_keys = ("X_mean", "X_std", "Y_mean")
+        if not isinstance(norm, dict) or not set(norm_keys) <= set(norm):
             raise ValueError(f"{norm_data} must hold X_mean, X_std and Y_mean")
-        for path, values, names in ((model_state, state, keys), (norm_data, norm, ("X_mean", "X_std", "Y_mean"))):
+        for path, values, names in ((model_state, state, sorted(keys)), (norm_data, norm, norm_keys)):
             for k in names:
                 if not (isinstance(values[k], torch.Tensor) and values[k].is_floating_point()):
                     raise ValueError(f"{path}: {k} must be a float tensor, got {type(values[k]).__name__}")
