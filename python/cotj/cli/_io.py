@@ -4,7 +4,6 @@ figures. numpy only."""
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -15,55 +14,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 import cotj
-from cotj.dna import load_dna
+from cotj.dna import load_dna, parse_dna
 
 STDIN = "-"
 TESTBED, ANALYTIC = "testbed", "analytic"
 
 
-def _parse_text(text: str) -> NDArray[np.float64]:
-    """DNA rows from text: JSON (a list, a list of lists, ``{"dna": ...}``, or one JSON array per
-    line) or CSV lines."""
-    body = text.strip()
-    if not body:
-        raise ValueError("no DNA on stdin")
-    if body[0] in "[{":
-        try:
-            values = [json.loads(body)]
-        except json.JSONDecodeError:
-            try:
-                values = [json.loads(line) for line in body.splitlines() if line.strip()]
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"stdin is not JSON arrays: {exc.msg} at line {exc.lineno}") from None
-        rows = [v["dna"] if isinstance(v, dict) else v for v in values]
-        data = rows[0] if len(rows) == 1 else rows
-    else:
-        try:
-            data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=1)
-        except ValueError as exc:
-            raise ValueError(f"DNA on stdin is neither JSON nor CSV numbers: {exc}") from None
-    arr = np.asarray(data)
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"DNA on stdin must be numbers in rows of equal length, got {arr.dtype} of shape {arr.shape}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("DNA on stdin must be finite (found NaN or inf)")
-    return arr
-
-
 def read_array(source: str, what: str = "DNA") -> NDArray[np.float64]:
-    """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`) or ``-`` (stdin)."""
+    """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`) or ``-`` (stdin,
+    :func:`cotj.dna.parse_dna`): every malformed input is a ValueError or TypeError naming it."""
     if source == STDIN:
-        return _parse_text(sys.stdin.read())
+        return parse_dna(sys.stdin.read(), "stdin")
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(2, f"no {what} file", source)
-    try:
-        return load_dna(path)
-    except KeyError:
-        raise ValueError(f"{source}: a JSON object must hold the array under the key 'dna'") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    return load_dna(path)
 
 
 def read_rows(source: str) -> NDArray[np.float64]:
@@ -97,35 +62,57 @@ def window(pinned: str) -> Any:
     return parse
 
 
+MAX_INT = 2**31 - 1
+"""Largest int any integer flag takes (bigger values overflow the libraries' C integers)."""
+
+
 def budget(text: str) -> int | NDArray[np.int64]:
     """argparse type for ``--budget``: an int, or a comma list (one K per DNA row)."""
     try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int or a comma list of ints, got {text!r}") from None
+        values = [positive_int(v) for v in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"must be an int or a comma list of ints: {exc}") from None
     return values[0] if len(values) == 1 else np.asarray(values, dtype=np.int64)
 
 
 def probability(text: str) -> float:
     """argparse type for ``--tau``: a float in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
+    value = finite_float(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an int >= 1."""
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (no nan or inf)."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
     return value
+
+
+def int_in(low: int, high: int = MAX_INT) -> Any:
+    """argparse type: an int in ``low..high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an int in {low}..{high}, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an int in {low}..{high}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = int_in(1)
+"""argparse type: an int in 1..MAX_INT."""
+seed = int_in(0, 2**32 - 1)
+"""argparse type for seeds: an int in 0..2**32 - 1."""
 
 
 def figsize(text: str) -> tuple[float, float]:
@@ -177,11 +164,17 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def save_figure(fig: Any, out: str | Path, dpi: int) -> Path:
-    """Write a Figure as PNG (parent folder created); returns the path."""
+def png_path(out: str | Path) -> Path:
+    """``--out`` as a Path, refused unless it ends in .png; check it before any slow work."""
     path = Path(out)
     if path.suffix.lower() != ".png":
-        raise ValueError(f"--out must be a .png file, got {str(out)!r}")
+        raise ValueError(f"--out must be a .png file, got {str(out)[:200]!r}")
+    return path
+
+
+def save_figure(fig: Any, out: str | Path, dpi: int) -> Path:
+    """Write a Figure as PNG (parent folder created); returns the path."""
+    path = png_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
@@ -200,10 +193,11 @@ def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> No
                         "Gaussian-mixture flow model (prompts are condition ids) (default testbed)")
     p.add_argument("--weights", metavar="PATH",
                    help="testbed generator weights: a file or a training run directory (default: the shipped file)")
-    p.add_argument("--guidance", type=float, default=2.0, help="testbed classifier-free guidance scale (default 2)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--dim", type=int, default=64, help="analytic: data dimension (default 64)")
-    p.add_argument("--family-seed", type=int, default=0, help="analytic: seed of the mixture family (default 0)")
+    p.add_argument("--guidance", type=finite_float, default=2.0,
+                   help="testbed classifier-free guidance scale (default 2)")
+    p.add_argument("--seed", type=seed, default=0, help="noise seed (default 0)")
+    p.add_argument("--dim", type=positive_int, default=64, help="analytic: data dimension (default 64)")
+    p.add_argument("--family-seed", type=seed, default=0, help="analytic: seed of the mixture family (default 0)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (default 1: the small models run fastest on one, and share the machine)")
     if reference:

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=folder.parent)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise RuntimeError(f"{quality} failed with status {done.returncode}: {last}")
+            raise ChildProcessError(f"{quality} failed with status {done.returncode}: {last}")
         tables.append("## Quality\n\n" + done.stdout.strip())
     text = "\n\n".join(tables) + "\n"
     if args.out:

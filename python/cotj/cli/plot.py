@@ -59,7 +59,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     figure("gains", "per-level gains, negative gains highlighted", _gains, [one])
     f = figure("schedules", "planned levels against uniform and shifted levels of the same K", _schedules, [one])
     f.add_argument("--budget", type=_io.positive_int, default=8, metavar="K", help="steps (default 8)")
-    f.add_argument("--shift", type=float, default=3.0, help="the shifted schedule's shift s (default 3, as SD3)")
+    f.add_argument("--shift", type=_io.finite_float, default=3.0,
+                   help="the shifted schedule's shift s (default 3, as SD3)")
     g = figures.add_parser("gallery", parents=parents, help="regenerate the README gallery",
                            description="Regenerate the README's figures from the committed real DNA, the analytic "
                                        "models and (when its weights exist) the testbed generator.")

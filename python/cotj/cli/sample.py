@@ -24,6 +24,10 @@ about 300 model calls), which --true-dna also asks for. --predictor DIR predicts
 --mean-dna FILE plans one DNA for every prompt. --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for
 comparison. Prints the levels used and the time of each stage.
 
+The prompt must be in the shapes grammar the model was trained on (cotj.testbed.shapes):
+  COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background]
+--any-prompt runs any other text (at most 16 MiniLM tokens), which the model has never seen.
+
 Examples:
   cotj sample "two red circles on the left" --budget 4 --out red.png
   cotj sample "a small blue square" --tau 0.99 --max-steps 20 --out blue.png
@@ -34,6 +38,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the testbed model",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompt", help="a prompt of the shapes grammar, e.g. 'two red circles on the left'")
+    p.add_argument("--any-prompt", action="store_true",
+                   help="accept a prompt outside the shapes grammar (the model never saw one; expect noise)")
     p.add_argument("--out", required=True, metavar="OUT.png", help="image file to write")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--budget", type=_io.positive_int, metavar="K", help="steps (default 8)")
@@ -49,13 +55,37 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(run=run, prog=p.prog)
 
 
+def grammar() -> str:
+    """The shapes grammar in one line, from :mod:`cotj.testbed.shapes`."""
+    from cotj.testbed import shapes
+
+    counts = "|".join(shapes._COUNT_WORDS)  # noqa: SLF001 - the grammar's own word lists
+    positions = "|".join(shapes._POSITION_PHRASES)  # noqa: SLF001
+    return (f"COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background] with COUNT {counts} (plural shape "
+            f"after two and three), SIZE {'|'.join(shapes.SIZES)}, COLOUR {'|'.join(shapes.COLOURS)}, "
+            f"SHAPE {'|'.join(shapes.SHAPES)}, POSITION {positions}, BACKGROUND {'|'.join(shapes.BACKGROUNDS)}")
+
+
+def check_prompt(prompt: str, any_prompt: bool) -> None:
+    """Refuse an empty prompt, and one outside the shapes grammar unless ``any_prompt``."""
+    from cotj.testbed.shapes import parse_prompt
+
+    if not prompt.strip():
+        raise ValueError("the prompt is empty")
+    if any_prompt:
+        return
+    try:
+        parse_prompt(prompt)
+    except ValueError:
+        raise ValueError(f"the prompt is not in the shapes grammar, {grammar()}; e.g. 'two red circles on the "
+                         "left'; pass --any-prompt to run other text") from None
+
+
 def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
     """An (H, W, 3) float image in [0, 1] as an 8-bit PNG, each pixel a ``scale``-wide block."""
     from PIL import Image
 
-    path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"--out must be a .png file, got {str(out)!r}")
+    path = _io.png_path(out)
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +96,8 @@ def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
 def run(args: argparse.Namespace) -> int:
     if args.model != _io.TESTBED:
         raise ValueError("sample runs the testbed model; the analytic models have no images")
+    _io.png_path(args.out)
+    check_prompt(args.prompt, args.any_prompt)
     if args.uniform and args.budget is None:
         raise ValueError("--uniform needs --budget K")
     if args.max_steps is not None and args.tau is None:

@@ -81,7 +81,8 @@ class PromptEncoder:
             )
             for p, t in zip(missing, tokens):
                 if t.shape[0] > MAX_TOKENS:
-                    raise ValueError(f"prompt has {t.shape[0]} tokens, more than MAX_TOKENS={MAX_TOKENS}: {p!r}")
+                    shown = repr(p) if len(p) <= 80 else f"{p[:60]!r}... ({len(p):,} characters)"
+                    raise ValueError(f"prompt has {t.shape[0]} tokens, more than MAX_TOKENS={MAX_TOKENS}: {shown}")
                 padded = torch.zeros(MAX_TOKENS, EMBED_DIM)
                 padded[: t.shape[0]] = t.float().cpu()
                 self._cache[p] = padded

@@ -1,0 +1,170 @@
+"""Bad input to the command line is one line ``cotj <command>: error: ...`` and exit status 2, never a traceback;
+a failure that is not bad input (a RuntimeError) is not dressed up as one."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cotj
+from cli_helpers import QWEN, ROOT, cotj as run_cotj, one_line_error
+from cotj.cli import main
+
+D = np.linspace(0.01, 1.0, 20)
+
+
+class _Payload:
+    """A pickle that runs ``touch <marker>`` when unpickled without weights_only."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _huge_npy(path) -> None:
+    """A .npy whose header claims 7 TiB of float64 over 16 bytes of data."""
+    header = f"{{'descr': '<f8', 'fortran_order': False, 'shape': ({7 * 2**40 // 8},), }}".encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 16)
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "needle"),
+    [
+        (["plan", "-"], '{"x": 1}', "under the key 'dna'"),
+        (["plan", "-"], "", "stdin holds no DNA"),
+        (["plan", "-"], "[[1, 2], [3]]", "rows of equal length"),
+        (["plan", "{empty_npy}"], None, "empty.npy is not a valid .npy file"),
+        (["plan", "{huge_npy}"], None, "huge.npy is not a valid .npy file: its header claims shape (962072674304,)"),
+        (["plan", "{empty_csv}"], None, "empty.csv holds no DNA"),
+        (["plan", str(QWEN), "--tau", "0.9", "--max-steps", "99999999999999999999999"], None,
+         "--max-steps: must be an int in 1..2147483647"),
+        (["plan", str(QWEN), "--budget", "99999999999999999999"], None, "--budget: must be an int"),
+        (["plan", str(QWEN), "--budget", "4,99999999999999999999"], None, "--budget: must be an int"),
+        (["plan", str(QWEN), "--tau", "nan"], None, "--tau: must be a finite number"),
+        (["plan", str(QWEN), "--budget", "4", "--grid", "{huge_npy}"], None, "huge.npy is not a valid .npy file"),
+    ],
+)
+def test_plan_input_errors_are_one_line(tmp_path, args, stdin, needle):
+    (tmp_path / "empty.npy").write_bytes(b"")
+    (tmp_path / "empty.csv").write_text("")
+    _huge_npy(tmp_path / "huge.npy")
+    paths = {k: tmp_path / f"{k.replace('_', '.')}" for k in ("empty_npy", "huge_npy", "empty_csv")}
+    done = run_cotj(*(a.format(**paths) for a in args), stdin=stdin)
+    assert needle in one_line_error(done, "plan")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--seed", "-1"], "--seed: must be an int in 0..4294967295"),
+        (["--guidance", "inf"], "--guidance: must be a finite number"),
+        (["--threads", "0"], "--threads: must be an int in 1..2147483647"),
+        (["--dim", "99999999999999999999999"], "--dim: must be an int"),
+    ],
+)
+def test_numeric_flags_are_bounded(args, needle):
+    done = run_cotj("predict", "--embeddings", "e.npy", *args)
+    assert needle in one_line_error(done, "predict")
+
+
+@pytest.fixture
+def predictor_files(tmp_path):
+    """A small saved predictor (tmp_path/p) and matching embeddings (tmp_path/e.npy)."""
+    torch = pytest.importorskip("torch")
+    from cotj.predict import DNAPredictor
+
+    torch.manual_seed(0)
+    DNAPredictor(8, 20, 16).save(tmp_path / "p")
+    np.save(tmp_path / "e.npy", np.ones((2, 8)))
+    return tmp_path
+
+
+def test_a_corrupt_predictor_is_one_line(predictor_files):
+    (predictor_files / "p" / "dna_predictor.safetensors").write_bytes(b"\0" * 64)
+    done = run_cotj("predict", "--predictor", predictor_files / "p", "--embeddings", predictor_files / "e.npy")
+    assert "dna_predictor.safetensors is not a valid safetensors file" in one_line_error(done, "predict")
+    (predictor_files / "p" / "dna_predictor.json").write_text('{"format": "cotj.DNAPredictor/1", "hidden": 10}')
+    done = run_cotj("predict", "--predictor", predictor_files / "p", "--embeddings", predictor_files / "e.npy")
+    assert "dna_predictor.json lacks the key 'dropout'" in one_line_error(done, "predict")
+
+
+def test_a_malicious_or_foreign_official_checkpoint_is_one_line(predictor_files):
+    torch = pytest.importorskip("torch")
+    tmp = predictor_files
+    marker = tmp / "pwned"
+    (tmp / "evil.pth").write_bytes(pickle.dumps(_Payload(str(marker))))
+    torch.save({"X_mean": torch.zeros(1, 8), "X_std": torch.ones(1, 8), "Y_mean": torch.ones(1, 20)}, tmp / "norm.pt")
+    done = run_cotj("predict", "--from-official", tmp / "evil.pth", tmp / "norm.pt", "--embeddings", tmp / "e.npy")
+    assert "evil.pth is not a weights-only torch file (UnpicklingError" in one_line_error(done, "predict")
+    assert not marker.exists()
+    torch.save({f"net.{i}.{p}": "w" for i in (0, 3, 6) for p in ("weight", "bias")}, tmp / "strings.pth")
+    done = run_cotj("predict", "--from-official", tmp / "strings.pth", tmp / "norm.pt", "--embeddings", tmp / "e.npy")
+    assert "strings.pth: net.0.bias must be a float tensor, got str" in one_line_error(done, "predict")
+
+
+def test_a_runtime_error_is_not_reported_as_bad_input(monkeypatch, tmp_path):
+    """A RuntimeError (a real torch or library failure) keeps its traceback; bad input stays exit 2."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(cotj, "plan_batch", fail)
+    np.save(tmp_path / "d.npy", D)
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        main(["plan", str(tmp_path / "d.npy")])
+    assert main(["plan", str(tmp_path / "missing.npy")]) == 2
+
+
+def test_an_overlong_message_is_shortened(monkeypatch, capsys, tmp_path):
+    def fail(*args, **kwargs):
+        raise ValueError("x" * 50_000)
+
+    monkeypatch.setattr(cotj, "plan_batch", fail)
+    np.save(tmp_path / "d.npy", D)
+    assert main(["plan", str(tmp_path / "d.npy")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and len(line) <= 1100 and "[...]" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["", "--out", "e.png"], "the prompt is empty"),
+        (["   ", "--out", "e.png", "--any-prompt"], "the prompt is empty"),
+        (["hello world", "--out", "e.png"], "the prompt is not in the shapes grammar, COUNT [SIZE] COLOUR SHAPE[s]"),
+        (["a red circles", "--out", "e.png"], "COUNT a|two|three (plural shape after two and three)"),
+        (["two red circles", "--out", "e.jpg"], "--out must be a .png file, got 'e.jpg'"),
+    ],
+)
+def test_sample_checks_prompt_and_out_before_loading_the_model(tmp_path, args, needle):
+    done = run_cotj("sample", *args, cwd=tmp_path)
+    assert needle in one_line_error(done, "sample")
+    assert "model: loaded" not in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def _sample(*args: str) -> subprocess.CompletedProcess:
+    """``cotj sample`` with progress bars allowed (no TQDM_DISABLE), as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    return subprocess.run([sys.executable, "-m", "cotj", "sample", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env={**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.mark.slow
+def test_an_overlong_prompt_is_not_repeated_and_loading_bars_need_verbose(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    prompt = "word " * 2000
+    done = _sample(prompt, "--any-prompt", "--out", str(tmp_path / "x.png"))
+    line = one_line_error(done, "sample")  # one line: no "Loading weights" bar on stderr
+    assert "more than MAX_TOKENS=16" in line and "(10,000 characters)" in line and len(line) < 300
+    verbose = _sample(prompt, "--any-prompt", "--out", str(tmp_path / "x.png"), "--verbose")
+    assert verbose.returncode == 2 and "Loading weights" in verbose.stderr
