@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Schedule", "default_grid", "linear_flow", "vp", "ve"]
+__all__ = ["Schedule", "check_schedule", "default_grid", "linear_flow", "vp", "ve"]
 
 
 class Schedule(NamedTuple):
@@ -20,6 +20,30 @@ class Schedule(NamedTuple):
 
     a: NDArray[np.float64]
     s: NDArray[np.float64]
+
+
+def check_schedule(grid: ArrayLike, a: ArrayLike, s: ArrayLike) -> Schedule:
+    """``(a, s)`` on ``grid`` as a float64 :class:`Schedule`, checked to be a noising path: one finite value
+    >= 0 per level, not both 0, and the signal-to-noise ratio ``a/s`` strictly falling as t rises (in
+    whatever order the grid lists its levels). Raises ValueError naming the first level where it does not."""
+    t, a, s = (np.asarray(v, dtype=np.float64) for v in (grid, a, s))
+    if t.ndim != 1 or a.shape != t.shape or s.shape != t.shape:
+        raise ValueError(f"grid, a and s must be 1-D of one length, got shapes {t.shape}, {a.shape}, {s.shape}")
+    for name, v in (("grid", t), ("a", a), ("s", s)):
+        if not np.all(np.isfinite(v)) or (name != "grid" and np.any(v < 0)):
+            raise ValueError(f"schedule {name} must be finite{'' if name == 'grid' else ' and >= 0'}")
+    if np.any((a == 0) & (s == 0)):
+        raise ValueError("schedule a and s are both 0 at a level: no signal and no noise")
+    order = np.argsort(t, kind="stable")
+    lo, hi = order[:-1], order[1:]
+    rising = t[hi] > t[lo]
+    # a/s falls from lo to hi, written without division (s may be 0 at t = 0)
+    bad = np.flatnonzero(rising & ~(a[lo] * s[hi] > a[hi] * s[lo]))
+    if bad.size:
+        i, j = lo[bad[0]], hi[bad[0]]
+        raise ValueError(f"schedule's signal-to-noise ratio a/s must fall as t rises, but from t = {t[i]:.6g} to "
+                         f"t = {t[j]:.6g} it goes from {a[i]:.6g}/{s[i]:.6g} to {a[j]:.6g}/{s[j]:.6g}")
+    return Schedule(a, s)
 
 
 def default_grid(n: int = 100) -> NDArray[np.float64]:
@@ -32,7 +56,7 @@ def default_grid(n: int = 100) -> NDArray[np.float64]:
 def linear_flow(grid: ArrayLike) -> Schedule:
     """Rectified flow: ``a = 1 - t``, ``s = t`` (SD3, Flux, Qwen-Image, Z-Image)."""
     t = np.asarray(grid, dtype=np.float64)
-    return Schedule(1.0 - t, t.copy())
+    return check_schedule(t, 1.0 - t, t.copy())
 
 
 def vp(grid: ArrayLike, alphas_cumprod: ArrayLike) -> Schedule:
@@ -48,16 +72,22 @@ def vp(grid: ArrayLike, alphas_cumprod: ArrayLike) -> Schedule:
         raise ValueError(f"alphas_cumprod must be a 1-D table of at least 2 entries, got shape {table.shape}")
     if not np.all((table > 0) & (table <= 1)):
         raise ValueError("alphas_cumprod must lie in (0, 1]")
+    if not np.all((t >= 0) & (t <= 1)):
+        raise ValueError("grid must lie in [0, 1]: the table has no levels beyond")
     pos = np.arange(table.size, dtype=np.float64)
     alpha_bar = np.interp(t * (table.size - 1), pos, table)
-    return Schedule(np.sqrt(alpha_bar), np.sqrt(1.0 - alpha_bar))
+    return check_schedule(t, np.sqrt(alpha_bar), np.sqrt(1.0 - alpha_bar))
 
 
 def ve(grid: ArrayLike, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Schedule:
     """Variance-exploding / EDM path ``a = 1``, ``s = sigma(t)`` with Karras' rho-interpolation
     ``sigma(t) = (sigma_min^(1/rho) + t·(sigma_max^(1/rho) - sigma_min^(1/rho)))^rho``."""
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not 0 < sigma_min < sigma_max < np.inf:
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not 0 < rho < np.inf:
+        raise ValueError(f"rho must be positive and finite, got {rho}")
     t = np.asarray(grid, dtype=np.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return Schedule(np.ones_like(t), (lo + t * (hi - lo)) ** rho)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow and t outside [0, 1] are refused by the check
+        lo, hi = np.float64(sigma_min) ** (1 / rho), np.float64(sigma_max) ** (1 / rho)
+        sigma = (lo + t * (hi - lo)) ** rho
+    return check_schedule(t, np.ones_like(t), sigma)
