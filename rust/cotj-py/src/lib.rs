@@ -187,7 +187,7 @@ fn dense_array<'py>(
 ) -> PyResult<PyReadonlyArrayDyn<'py, f64>> {
     let untyped = numpy_array(name, obj, ndims)?;
     let shape = untyped.shape();
-    let row = &shape[shape.len() + 1 - ndims[0]..];
+    let row = &shape[shape.len() - ndims[0]..];
     if row.iter().any(|&d| d != n) {
         return Err(PyValueError::new_err(format!(
             "{name} must have N = {n} levels per axis of a row, got shape {shape:?}"
