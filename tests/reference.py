@@ -21,23 +21,37 @@ def lever(grid: np.ndarray, a: np.ndarray | None = None, s: np.ndarray | None = 
     return np.tril(lev, k=-1)
 
 
-def cost(d: np.ndarray, steps, lev: np.ndarray) -> float:
-    """C of a plan given as grid indices, noisiest first."""
+def dense_cost(m: np.ndarray, start: np.ndarray, end: np.ndarray, w: np.ndarray, steps) -> float:
+    """``start[j_1] + sum w[j_m]·m[j_m, j_{m+1}] + end[j_K]`` of a plan given as grid indices,
+    noisiest first; a +inf entry of ``m`` is a missing edge whatever its weight."""
     steps = list(steps)
-    inner = sum(d[j] * lev[j, i] for j, i in zip(steps, steps[1:]))
-    return -d[steps[0]] + inner + d[steps[-1]]
+    inner = sum(np.inf if m[j, i] == np.inf else w[j] * m[j, i] for j, i in zip(steps, steps[1:]))
+    return start[steps[0]] + inner + end[steps[-1]]
 
 
-def brute_force(d, k, lev, first=None, last=None):
-    """All feasible k-plans; returns (best cost, list of optimal plans within 1e-12)."""
-    n = len(d)
+def cost(d: np.ndarray, steps, lev: np.ndarray) -> float:
+    """C of a plan given as grid indices, noisiest first: the DNA form of ``dense_cost``."""
+    return dense_cost(lev, -d, d, d, steps)
+
+
+def brute_force(d, k, lev, first=None, last=None, current=None):
+    """All feasible k-plans of the DNA form; returns (best cost, list of optimal plans within 1e-12)."""
+    return exhaustive(len(d), k, lambda steps: cost(d, steps, lev), first, last, current)
+
+
+def exhaustive(n, k, plan_cost, first=None, last=None, current=None):
+    """All k-plans on n levels allowed by the windows (and starting at ``current`` if given),
+    scored by ``plan_cost(steps)``; returns (best cost, list of optimal plans within 1e-12),
+    or (inf, []) when no plan has a finite cost."""
     first = n if first is None else first
     last = n if last is None else last
     plans = []
     for combo in itertools.combinations(range(n), k):
         steps = combo[::-1]
-        if steps[0] >= n - first and steps[-1] < last:
-            plans.append((cost(d, steps, lev), list(steps)))
+        if steps[0] >= n - first and steps[-1] < last and current in (None, steps[0]):
+            c = plan_cost(steps)
+            if c < np.inf:
+                plans.append((c, list(steps)))
     if not plans:
         return np.inf, []
     best = min(c for c, _ in plans)
@@ -110,10 +124,18 @@ def networkx_plan(d: np.ndarray, grid: np.ndarray, k: int) -> tuple[float, list[
     return float(curve[k - 1]), plans[k]
 
 
+def ratio(curve: np.ndarray) -> np.ndarray:
+    """R(K) from C*_K for K = 1..len(curve) (SPEC 5), anchored at the shortest and longest
+    lengths with a finite C* (free ends: K = 1 with C*_1 = 0, and K_max); NaN where C*_K is
+    infinite, 1 everywhere when longer plans gain nothing."""
+    finite = np.isfinite(curve)
+    base, top = curve[finite][0], curve[finite][-1]
+    total = base - top
+    r = (base - curve) / total if total > 0 else np.ones(len(curve))
+    return np.where(finite, r, np.nan)
+
+
 def adaptive_choice(curve: np.ndarray, tau: float) -> int:
-    """Smallest K with R(K) >= tau (free ends: C*_1 = 0)."""
-    total = curve[0] - curve[-1]
-    for k in range(1, len(curve) + 1):
-        if (curve[0] - curve[k - 1]) / total >= tau:
-            return k
-    return len(curve)
+    """Smallest K with R(K) >= tau, else the longest finite K."""
+    reached = np.flatnonzero(ratio(curve) >= tau)
+    return int(reached[0]) + 1 if len(reached) else int(np.flatnonzero(np.isfinite(curve))[-1]) + 1

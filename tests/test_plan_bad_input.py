@@ -79,6 +79,62 @@ def test_bad_input_is_refused_clearly(call, error, match):
         call()
 
 
+M = np.tril(np.ones((20, 20)), k=-1)
+NAN_AT_3_1 = np.where(np.arange(400).reshape(20, 20) == 61, np.nan, M)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: cotj.plan(None, 4, cost=NAN_AT_3_1), ValueError, r"cost\[3, 1\] = NaN: cost must be a number or \+inf \(no NaN, no -inf\)"),
+        (lambda: cotj.plan(None, 4, cost=np.where(np.eye(20) > 0, -np.inf, 0.0)), ValueError, r"cost\[0, 0\] = -inf: cost must be"),
+        (lambda: cotj.plan_batch(None, 4, cost=np.stack([M, M, NAN_AT_3_1])), ValueError, r"cost\[2, 3, 1\] = NaN"),
+        (lambda: cotj.plan(None, 4, cost=M, start=np.r_[np.nan, np.zeros(19)]), ValueError, r"start\[0\] = NaN: start must be"),
+        (lambda: cotj.plan_batch(None, 4, cost=M, end=np.r_[np.zeros(25), -np.inf, np.zeros(14)].reshape(2, 20)), ValueError, r"end\[1, 5\] = -inf: end must be"),
+        (lambda: cotj.plan_batch(None, 4, cost=M, scale=-B), ValueError, r"scale\[0, 0\] = -0.01: scale must be finite and non-negative"),
+        (lambda: cotj.plan(None, 4, cost=M, scale=np.full(20, np.inf)), ValueError, r"scale\[0\] = inf: scale must be finite"),
+        (lambda: cotj.plan(None, 4, cost=M, scale=np.full(20, np.nan)), ValueError, r"scale\[0\] = NaN"),
+        (lambda: cotj.plan(None, 4, cost=M[:, :19]), ValueError, r"cost must have N = 19 levels per axis of a row, got shape \[20, 19\]"),
+        (lambda: cotj.plan(None, 4, cost=M, start=np.zeros(19)), ValueError, r"start must have N = 20 levels"),
+        (lambda: cotj.plan(None, 4, cost=M, scale=np.ones(21)), ValueError, r"scale has 21 levels per row but the grid has 20"),
+        (lambda: cotj.plan(None, 4, cost=M, grid=cotj.default_grid(19)), ValueError, r"cost must have N = 19 levels"),
+        (lambda: cotj.plan(None, 4, cost=np.stack([M, M])), ValueError, r"cost must be \(N, N\); use cotj.plan_batch"),
+        (lambda: cotj.plan(None, 4, cost=M, scale=B), ValueError, r"scale must be \(N,\); use cotj.plan_batch"),
+        (lambda: cotj.plan_batch(None, 4, cost=M[None, None]), ValueError, r"cost must be \(N, N\) or \(B, N, N\), got shape"),
+        (lambda: cotj.plan_batch(None, 4, cost=np.stack([M, M]), scale=B), ValueError, r"cost has 2 rows but the batch has 3"),
+        (lambda: cotj.plan_batch(None, [4, 4], cost=M, scale=B), ValueError, r"budget has 2 entries but the batch has 3 rows"),
+        (lambda: cotj.plan(None, 4, cost=M.astype(complex)), TypeError, r"cost must be a real numeric array.*complex"),
+        (lambda: cotj.plan(None, 4, cost=M, start=np.array(["a"] * 20)), TypeError, r"start must be a real numeric array"),
+        (lambda: cotj.plan(None, 4, cost=M, scale=np.ones(20, dtype=bool)), TypeError, r"scale must be a real numeric array.*bool"),
+        (lambda: cotj.plan(D, 4, cost=M), ValueError, r"give either dna or cost="),
+        (lambda: cotj.plan(D, 4, start=D), ValueError, r"start go with cost="),
+        (lambda: cotj.plan_batch(B, 4, end=D, scale=B), ValueError, r"end, scale go with cost="),
+        (lambda: cotj.plan(None, 4, cost=M, grid=cotj.default_grid(20), schedule=(D, D)), ValueError, r"schedule .* does not apply to cost="),
+        (lambda: cotj.plan(None, 3, cost=np.full((20, 20), np.inf)), ValueError, r"budget = 3 is infeasible for row 0: every plan of 3 levels uses an infinite entry"),
+        (lambda: cotj.plan_batch(None, 2, cost=M, end=np.r_[np.full(20, np.inf), np.zeros(20)].reshape(2, 20)), ValueError, r"budget = 2 is infeasible for row 0"),
+        (lambda: cotj.plan(None, tau=0.9, max_steps=3, cost=M, start=np.full(20, np.inf)), ValueError, r"max_steps = 3 is infeasible for row 0: every plan of 1..=3 levels"),
+        (lambda: cotj.plan_cost(None, np.array([0.5, 0.2]), cost=M), TypeError, r"steps must be a 1-D array of grid indices"),
+        (lambda: cotj.plan_cost(None, np.array([3, 5]), cost=M), ValueError, r"steps must be strictly decreasing"),
+        (lambda: cotj.plan_cost(None, np.array([3, 1]), cost=NAN_AT_3_1), ValueError, r"cost\[3, 1\] = NaN"),
+        (lambda: cotj.Planner(np.linspace(0.1, 1, 10)).plan_cost(None, np.array([3, 1]), cost=M), ValueError, r"cost has 20 levels per row but the grid has 10"),
+        (lambda: cotj.plan(D, 4, current=20), ValueError, r"current = 20 must be a grid index that may start a plan: 0..20 \(first = 20\)"),
+        (lambda: cotj.plan(D, 4, current=-1), ValueError, r"current = -1 must be a grid index"),
+        (lambda: cotj.plan(D, 4, current=14, first=5), ValueError, r"current = 14 must be a grid index that may start a plan: 15..20 \(first = 5\)"),
+        (lambda: cotj.plan(None, 4, cost=M, current=14, first="top"), ValueError, r"current = 14 .* 19..20 \(first = 1\)"),
+        (lambda: cotj.plan_batch(B, 4, current=[19, 30, 19]), ValueError, r"current\[1\] = 30 must be a grid index"),
+        (lambda: cotj.plan_batch(B, 4, current=[19, 19]), ValueError, r"current has 2 rows but the batch has 3"),
+        (lambda: cotj.plan(D, 4, current=2.0), TypeError, r"current must be an int"),
+        (lambda: cotj.plan_batch(B, 4, current=np.array([1.0, 2.0, 3.0])), TypeError, r"current must be an int or an int array"),
+        (lambda: cotj.plan(D, 5, current=3), ValueError, r"budget = 5 is infeasible with current = 3: a plan that starts at grid index 3 has at most 4 levels"),
+        (lambda: cotj.plan(D, 1, current=10, last=5), ValueError, r"budget = 1 is infeasible with current = 10: a one-level plan ends where it starts, and last = 5"),
+        (lambda: cotj.plan_batch(B, [2, 4, 2], current=np.array([5, 2, 5])), ValueError, r"budget\[1\] = 4 is infeasible with current\[1\] = 2"),
+    ],
+)
+def test_bad_dense_costs_and_current_levels_are_refused_clearly(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
 def test_awkward_but_valid_layouts_are_read_correctly():
     """Fortran order, strides, byte order, lists and integer or half dtypes are converted, never misread."""
     expect = cotj.plan_batch(B, 5)
@@ -110,3 +166,12 @@ def test_the_raw_binding_refuses_what_it_cannot_read():
         _core.Lever.default(1)
     with pytest.raises(ValueError, match="needs both a and s"):
         _core.Lever(cotj.default_grid(20), cotj.default_grid(20))
+    m, zeros = np.zeros((20, 20)), np.zeros(20)
+    with pytest.raises(TypeError, match="cost must have dtype float64, got float32"):
+        _core.plan_dense(m.astype(np.float32), zeros, zeros, lever, budget=3, first=20, last=20)
+    with pytest.raises(ValueError, match="start must be C-contiguous"):
+        _core.plan_dense(m, np.zeros(40)[::2], zeros, lever, budget=3, first=20, last=20)
+    with pytest.raises(TypeError, match="scale must have dtype float32 or float64"):
+        _core.plan_dense(m, zeros, zeros, lever, scale=np.ones(20, dtype=np.int64), budget=3, first=20, last=20)
+    with pytest.raises(TypeError, match="current must be an int or an int64 array, got bool"):
+        _core.plan_dense(m, zeros, zeros, lever, budget=3, first=20, last=20, current=True)
