@@ -1,26 +1,59 @@
-//! The DP against exhaustive search on small random instances.
+//! The DP against exhaustive search on small random instances, on the DNA form and on dense
+//! costs.
 
 use std::sync::Arc;
 
-use cotj_core::{default_grid, Budget, CotjError, Current, Ends, Lever, Planner};
+use cotj_core::{
+    default_grid, BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Lever, Planner,
+};
 use proptest::prelude::*;
 
-/// All strictly decreasing k-subsets of 0..n allowed by `ends`, with their cost.
-fn brute(planner: &Planner, d: &[f64], k: usize) -> Vec<(f64, Vec<usize>)> {
-    let n = d.len();
-    let Ends { first, last } = planner.ends();
+/// All strictly decreasing k-subsets of 0..n allowed by `ends` (and starting at `current` if
+/// given) whose `cost` is finite, with that cost.
+fn brute(
+    n: usize,
+    ends: Ends,
+    current: Option<usize>,
+    k: usize,
+    cost: impl Fn(&[usize]) -> f64,
+) -> Vec<(f64, Vec<usize>)> {
+    let Ends { first, last } = ends;
     let mut out = Vec::new();
     for mask in 0u32..(1 << n) {
         if mask.count_ones() as usize != k {
             continue;
         }
         let steps: Vec<usize> = (0..n).rev().filter(|i| mask >> i & 1 == 1).collect();
-        if steps[0] < n - first || *steps.last().unwrap() >= last {
+        if steps[0] < n - first
+            || *steps.last().unwrap() >= last
+            || current.is_some_and(|c| c != steps[0])
+        {
             continue;
         }
-        out.push((planner.plan_cost(d, &steps).unwrap(), steps));
+        let c = cost(&steps);
+        if c < f64::INFINITY {
+            out.push((c, steps));
+        }
     }
     out
+}
+
+/// The cheapest cost among `plans` (`INFINITY` when there is none).
+fn best(plans: &[(f64, Vec<usize>)]) -> f64 {
+    plans.iter().map(|p| p.0).fold(f64::INFINITY, f64::min)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * (1.0 + b.abs())
+}
+
+/// Steps of row `b` of a batch, without the padding.
+fn row_steps(plans: &BatchPlans, b: usize) -> Vec<usize> {
+    let len = plans.lengths[b] as usize;
+    plans.steps[b * plans.width..b * plans.width + len]
+        .iter()
+        .map(|&s| s as usize)
+        .collect()
 }
 
 fn instance() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, usize, usize)> {
@@ -57,13 +90,12 @@ proptest! {
         };
         let planner = Planner::new(Arc::new(lever), Ends { first, last }).unwrap();
         for k in 1..=n {
-            let all = brute(&planner, &d, k);
+            let all = brute(n, planner.ends(), None, k, |s| planner.plan_cost(&d, s).unwrap());
             match planner.plan_fixed(&d, k) {
                 Err(CotjError::Infeasible { .. }) => prop_assert!(all.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
                 Ok(plan) => {
-                    let best = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-                    prop_assert!((plan.cost - best).abs() <= 1e-12 * (1.0 + best.abs()));
+                    prop_assert!(close(plan.cost, best(&all)));
                     let own = planner.plan_cost(&d, &plan.steps).unwrap();
                     prop_assert!((own - plan.cost).abs() <= 1e-12 * (1.0 + own.abs()));
                     prop_assert_eq!(plan.steps.len(), k);
@@ -81,7 +113,7 @@ proptest! {
         let kmax = n;
         let out = planner.plan_adaptive(&d, tau, kmax).unwrap();
         let curve: Vec<f64> = (1..=kmax)
-            .map(|k| brute(&planner, &d, k).iter().map(|p| p.0).fold(f64::INFINITY, f64::min))
+            .map(|k| best(&brute(n, planner.ends(), None, k, |s| planner.plan_cost(&d, s).unwrap())))
             .collect();
         for k in 1..=kmax {
             prop_assert!((out.curve[k - 1] - curve[k - 1]).abs() <= 1e-12 || (curve[k - 1].is_infinite() && out.curve[k - 1].is_infinite()));
@@ -106,6 +138,254 @@ proptest! {
             prop_assert_eq!(batch.cost[b], one.cost);
         }
     }
+}
+
+/// Entries of either sign, with a missing edge / start / end (`+inf`) now and then.
+fn entry() -> impl Strategy<Value = f64> {
+    prop_oneof![4 => -5.0f64..5.0, 1 => Just(f64::INFINITY)]
+}
+
+/// A dense instance on n levels: `(n, cost (N, N), start, end, scale, first, last, current)`.
+#[allow(clippy::type_complexity)]
+fn dense_instance() -> impl Strategy<
+    Value = (
+        usize,
+        Vec<f64>,
+        Vec<f64>,
+        Vec<f64>,
+        Option<Vec<f64>>,
+        usize,
+        usize,
+        Option<usize>,
+    ),
+> {
+    (2usize..=7).prop_flat_map(|n| {
+        (
+            Just(n),
+            prop::collection::vec(entry(), n * n),
+            prop::collection::vec(entry(), n),
+            prop::collection::vec(entry(), n),
+            prop::option::of(prop::collection::vec(
+                prop_oneof![0.0f64..3.0, Just(0.0)],
+                n,
+            )),
+            1..=n,
+            1..=n,
+            prop::option::of(0..n),
+        )
+    })
+}
+
+fn linear_planner(n: usize, ends: Ends) -> Planner {
+    Planner::new(
+        Arc::new(Lever::linear_flow(&default_grid(n)).unwrap()),
+        ends,
+    )
+    .unwrap()
+}
+
+proptest! {
+    #[test]
+    fn dense_fixed_k_matches_exhaustive_search(
+        (n, m, start, end, scale, first, last, current) in dense_instance()
+    ) {
+        let planner = linear_planner(n, Ends { first, last });
+        let current = current.filter(|&c| c >= n - first);
+        let cost = DenseCost::new(n, &m, &start, &end, scale.as_deref()).unwrap();
+        let at = current.map_or(Current::Free, |c| Current::All(c as i64));
+        for k in 1..=n {
+            let all = brute(n, planner.ends(), current, k, |s| cost.plan_cost(0, s).unwrap());
+            match planner.plan_dense_batch(&cost, Budget::Fixed(k as i64), at) {
+                Err(
+                    CotjError::Infeasible { .. }
+                    | CotjError::InfeasibleFrom { .. }
+                    | CotjError::NoFinitePlan { .. },
+                ) => prop_assert!(all.is_empty()),
+                Err(e) => prop_assert!(false, "unexpected error {e}"),
+                Ok(plans) => {
+                    prop_assert!(close(plans.cost[0], best(&all)));
+                    let steps = row_steps(&plans, 0);
+                    prop_assert!(all.iter().any(|p| p.1 == steps && close(p.0, plans.cost[0])));
+                    prop_assert!(current.is_none_or(|c| steps[0] == c));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dense_adaptive_follows_the_exhaustive_curve(
+        (n, m, start, end, scale, _first, _last, _current) in dense_instance(),
+        tau in 0.05f64..=1.0,
+    ) {
+        let planner = linear_planner(n, Ends::free(n));
+        let cost = DenseCost::new(n, &m, &start, &end, scale.as_deref()).unwrap();
+        let curve: Vec<f64> = (1..=n)
+            .map(|k| best(&brute(n, Ends::free(n), None, k, |s| cost.plan_cost(0, s).unwrap())))
+            .collect();
+        let out = planner.plan_dense_batch(&cost, Budget::Adaptive { tau, max_steps: n as i64 }, Current::Free);
+        let Some(k0) = curve.iter().position(|c| c.is_finite()) else {
+            let refused = matches!(out, Err(CotjError::NoFinitePlan { .. }));
+            prop_assert!(refused);
+            return Ok(());
+        };
+        let plans = out.unwrap();
+        for (got, want) in plans.curve.iter().zip(&curve) {
+            prop_assert!(close(*got, *want) || (got.is_infinite() && want.is_infinite()));
+        }
+        let k = plans.lengths[0] as usize;
+        prop_assert!(plans.ratio[k - 1] >= tau || k - 1 == curve.iter().rposition(|c| c.is_finite()).unwrap());
+        prop_assert!(plans.ratio[k0..k - 1].iter().all(|r| r.is_nan() || *r < tau));
+        prop_assert_eq!(plans.cost[0], plans.curve[k - 1]);
+    }
+
+    #[test]
+    fn dna_form_is_the_dense_form_with_the_lever(
+        rows in prop::collection::vec(prop::collection::vec(0.0f64..2.0, 16), 1..24),
+        k in 1i64..=16,
+        current in prop::option::of(8i64..16),
+        first in 1usize..=16,
+    ) {
+        let n = 16;
+        let planner = linear_planner(n, Ends { first, last: n });
+        let mut lever = vec![0.0; n * n];
+        for j in 1..n {
+            lever[j * n..j * n + j].copy_from_slice(planner.lever().row(j));
+        }
+        let dna: Vec<f64> = rows.concat();
+        let neg: Vec<f64> = dna.iter().map(|v| -v).collect();
+        let dense = DenseCost::new(n, &lever, &neg, &dna, Some(dna.as_slice())).unwrap();
+        let current = current.filter(|&c| c as usize >= n - first);
+        let at = current.map_or(Current::Free, Current::All);
+        for budget in [Budget::Fixed(k), Budget::Adaptive { tau: 0.9, max_steps: k }] {
+            let a = planner.plan_batch(&dna, n, budget, at);
+            let b = planner.plan_dense_batch(&dense, budget, at);
+            match (a, b) {
+                // Debug prints every float exactly (NaN padding included, which `==` refuses).
+                (Ok(a), Ok(b)) => prop_assert_eq!(format!("{a:?}"), format!("{b:?}")),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "{a:?} vs {b:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn dense_batches_share_or_split_each_array() {
+    let n = 6;
+    let planner = linear_planner(n, Ends::free(n));
+    let m: Vec<f64> = (0..n * n).map(|p| ((p * 7) % 11) as f64 - 5.0).collect();
+    let zeros = vec![0.0; n];
+    let scale: Vec<f64> = (0..3 * n).map(|p| (p % 4) as f64).collect();
+    let shared = DenseCost::new(n, &m, &zeros, &zeros, Some(scale.as_slice())).unwrap();
+    assert_eq!(shared.rows(), 3);
+    let batch = planner
+        .plan_dense_batch(
+            &shared,
+            Budget::PerRow(&[2, 3, 4]),
+            Current::PerRow(&[5, 4, 5]),
+        )
+        .unwrap();
+    for b in 0..3 {
+        let one = DenseCost::new(n, &m, &zeros, &zeros, Some(&scale[b * n..(b + 1) * n])).unwrap();
+        let k = [2, 3, 4][b];
+        let alone = planner
+            .plan_dense_batch(&one, Budget::Fixed(k), Current::All([5, 4, 5][b]))
+            .unwrap();
+        assert_eq!(row_steps(&batch, b), row_steps(&alone, 0));
+        assert_eq!(batch.cost[b], alone.cost[0]);
+    }
+}
+
+#[test]
+fn bad_dense_input_names_the_argument() {
+    let n = 4;
+    let planner = linear_planner(n, Ends { first: 2, last: n });
+    let mut m = vec![1.0; n * n];
+    let z = vec![0.0; n];
+    m[2 * n + 1] = f64::NAN;
+    let e = DenseCost::<f64>::new(n, &m, &z, &z, None).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "cost[2, 1] = NaN: cost must be a number or +inf (no NaN, no -inf)"
+    );
+    m[2 * n + 1] = f64::INFINITY;
+    let batched = [m.clone(), m.clone()].concat();
+    let mut start = vec![0.0; 2 * n];
+    start[n + 3] = f64::NEG_INFINITY;
+    let cost = DenseCost::<f64>::new(n, &batched, &start, &z, None).unwrap();
+    let e = planner
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("start[1, 3] = -inf: start must be"),
+        "{e}"
+    );
+    let w = vec![1.0, -1.0, 1.0, 1.0];
+    let e = DenseCost::new(n, &m, &z, &z, Some(w.as_slice())).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("scale[1] = -1.0: scale must be finite and non-negative"),
+        "{e}"
+    );
+    let three = vec![0.0; 3 * n];
+    assert_eq!(
+        DenseCost::<f64>::new(n, &batched, &three, &z, None).unwrap_err(),
+        CotjError::Rows {
+            name: "cost",
+            got: 2,
+            expected: 3
+        }
+    );
+    assert!(matches!(
+        DenseCost::<f64>::new(n, &m[..10], &z, &z, None).unwrap_err(),
+        CotjError::DenseLength {
+            name: "cost",
+            got: 10,
+            unit: 16
+        }
+    ));
+    let cost = DenseCost::<f64>::new(n, &m, &z, &z, None).unwrap();
+    let e = planner
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::All(1))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "current = 1 must be a grid index that may start a plan: 2..4 (first = 2)"
+    );
+    let e = planner
+        .plan_dense_batch(&cost, Budget::Fixed(4), Current::All(2))
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("budget = 4 is infeasible with current = 2"),
+        "{e}"
+    );
+    let none = vec![f64::INFINITY; n * n];
+    let cost = DenseCost::<f64>::new(n, &none, &z, &z, None).unwrap();
+    let e = planner
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CotjError::NoFinitePlan {
+                row: 0,
+                value: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let other = linear_planner(5, Ends::free(5));
+    assert!(matches!(
+        other.plan_dense_batch(&cost, Budget::Fixed(2), Current::Free),
+        Err(CotjError::Levels {
+            name: "cost",
+            expected: 5,
+            got: 4
+        })
+    ));
 }
 
 #[test]
