@@ -1,0 +1,278 @@
+"""Property tests: arbitrary bytes, shapes, dtypes and extreme values fed to ``cotj.load_dna``, to ``cotj plan``
+(through :func:`cotj.cli.main`) and to ``DNAPredictor.load``. Each either succeeds or raises its documented
+exception with a short message; the command line exits 0, or 2 with one line on stderr.
+
+The properties run in a child pytest process (:func:`test_no_input_aborts_the_interpreter`), so an input that
+aborts the interpreter (a failed allocation, a panic across the FFI) fails the test instead of killing the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import cotj
+from cotj.cli import main
+
+CHILD = "COTJ_PROPERTY_CHILD"
+in_child = pytest.mark.skipif(os.environ.get(CHILD) != "1", reason="runs in a child process (see module docstring)")
+EXAMPLES = int(os.environ.get("COTJ_PROPERTY_EXAMPLES", "150"))
+"""Examples per property; raise it (e.g. 5000) for a deeper search."""
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+MAX_MESSAGE = 1000
+
+EXTREME = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300, 2.0**63, -(2.0**63)]),
+)
+DTYPES = st.sampled_from(["<f8", ">f8", "<f4", "<f2", "|i1", "<i8", "<u8", "|b1", "<c16"])
+
+
+def test_no_input_aborts_the_interpreter():
+    if os.environ.get(CHILD) == "1":
+        pytest.skip("this is the child")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__, "-k", "not aborts"],
+        capture_output=True, text=True, timeout=1500, env={**os.environ, CHILD: "1", "OMP_NUM_THREADS": "1"},
+        cwd=Path(__file__).parent,
+    )
+    where = "killed by signal " + str(-done.returncode) if done.returncode < 0 else f"exit status {done.returncode}"
+    assert done.returncode == 0, f"child pytest ended with {where}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1], done.stdout[-2000:]
+
+
+@contextlib.contextmanager
+def _file(name: str, data: bytes) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        yield path
+
+
+def _refused_well(exc: BaseException) -> None:
+    """A documented refusal: ValueError or TypeError with a short, non-empty message."""
+    assert isinstance(exc, (ValueError, TypeError)), repr(exc)
+    assert 0 < len(str(exc)) <= MAX_MESSAGE, str(exc)[:2000]
+
+
+def _npy(descr: str, fortran: bool, shape: str, data: bytes) -> bytes:
+    """A version-1.0 .npy file with a hand-written header."""
+    header = f"{{'descr': {descr}, 'fortran_order': {fortran}, 'shape': {shape}, }}".encode("latin1", "replace")
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header) % 65536) + header + data
+
+
+def _load(path: Path) -> np.ndarray | None:
+    """``cotj.load_dna(path)``: the array, or None after checking the refusal."""
+    try:
+        out = cotj.load_dna(path)
+    except (ValueError, TypeError) as exc:
+        _refused_well(exc)
+        return None
+    assert out.dtype == np.float64 and out.size > 0 and np.all(np.isfinite(out))
+    return out
+
+
+@in_child
+@SETTINGS
+@given(suffix=st.sampled_from([".npy", ".json", ".csv"]), data=st.binary(max_size=400))
+def test_property_load_dna_on_arbitrary_bytes(suffix, data):
+    with _file(f"dna{suffix}", data) as path:
+        _load(path)
+
+
+@in_child
+@SETTINGS
+@given(
+    descr=st.one_of(DTYPES.map(repr), st.sampled_from(["'|O'", "'<U3'", "'|V0'", "'<M8[s]'", "[('a', '<f8')]", "5"]),
+                    st.text(max_size=12)),
+    fortran=st.sampled_from(["False", "True", "1", "'x'"]),
+    shape=st.one_of(st.lists(st.integers(-3, 2**64), max_size=4).map(lambda v: repr(tuple(v))), st.text(max_size=12)),
+    data=st.binary(max_size=256),
+)
+def test_property_load_dna_on_npy_headers_claiming_anything(descr, fortran, shape, data):
+    with _file("dna.npy", _npy(descr, fortran, shape, data)) as path:
+        _load(path)
+
+
+@in_child
+@SETTINGS
+@given(arr=hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)))
+def test_property_load_dna_reads_every_valid_npy_exactly(arr):
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    with _file("dna.npy", buf.getvalue()) as path:
+        out = _load(path)
+    ok = arr.dtype.kind in "fiu" and arr.size > 0 and np.all(np.isfinite(arr.astype(np.float64)))
+    assert (out is not None) == ok
+    if ok:
+        np.testing.assert_array_equal(out, arr.astype(np.float64))
+
+
+def _rows(elements: st.SearchStrategy[float]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=60), elements=elements)
+
+
+@in_child
+@SETTINGS
+@given(rows=_rows(EXTREME), kind=st.sampled_from(["json", "csv", "json-lines"]))
+def test_property_load_dna_on_extreme_values(rows, kind):
+    if kind == "json":
+        text = json.dumps({"dna": rows.tolist()})
+    elif kind == "json-lines":
+        text = "\n".join(json.dumps(r) for r in np.atleast_2d(rows).tolist())
+    else:
+        text = "\n".join(",".join(repr(v) for v in r) for r in np.atleast_2d(rows).tolist())
+    with _file(f"dna.{'json' if kind != 'csv' else 'csv'}", text.encode()) as path:
+        out = _load(path)
+    assert (out is not None) == bool(np.all(np.isfinite(rows)))
+
+
+def _flag(name: str, values: st.SearchStrategy[str]) -> st.SearchStrategy[list[str]]:
+    return values.map(lambda v: [name, v])
+
+
+NUMBERS = st.one_of(st.integers(-5, 2**70).map(str), st.floats().map(repr), st.text(max_size=6))
+FLAGS = st.lists(
+    st.one_of(
+        _flag("--budget", st.one_of(st.integers(-2, 70).map(str), NUMBERS, st.just("3,4"))),
+        _flag("--tau", st.one_of(st.floats(0, 1).map(repr), NUMBERS)),
+        _flag("--max-steps", st.one_of(st.integers(1, 70).map(str), NUMBERS)),
+        _flag("--first", st.one_of(st.sampled_from(["any", "top", "1", "3"]), NUMBERS)),
+        _flag("--last", st.one_of(st.sampled_from(["any", "bottom", "1", "3"]), NUMBERS)),
+        st.just(["--format", "json"]),
+    ),
+    max_size=3,
+).map(lambda pairs: [part for pair in pairs for part in pair])
+
+
+def _main(argv: list[str], stdin: str) -> tuple[int, str, str]:
+    """``cotj ARGV`` in this process with ``stdin``: (status, stdout, stderr)."""
+    out, err, saved = io.StringIO(), io.StringIO(), sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(argv)
+            except SystemExit as exc:  # argparse
+                status = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        sys.stdin = saved
+    return status, out.getvalue(), err.getvalue()
+
+
+def _plan_cli(stdin: str, flags: list[str]) -> None:
+    status, out, err = _main(["plan", "-", *flags], stdin)
+    assert status in (0, 2), (status, err)
+    if status == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cotj plan: error: "), err[:2000]
+        assert len(lines[0]) <= MAX_MESSAGE + 100 and out == ""
+    else:
+        assert out.strip() and err == ""
+
+
+@in_child
+@SETTINGS
+@given(rows=_rows(st.one_of(EXTREME, st.floats(0, 10))), json_text=st.booleans(), flags=FLAGS)
+def test_property_cli_plan_on_extreme_rows_and_flags(rows, json_text, flags):
+    lines = (",".join(repr(v) for v in r) for r in np.atleast_2d(rows).tolist())
+    text = json.dumps(rows.tolist()) if json_text else "\n".join(lines)
+    _plan_cli(text, flags)
+
+
+@in_child
+@SETTINGS
+@given(text=st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin1"))), flags=FLAGS)
+def test_property_cli_plan_on_arbitrary_text(text, flags):
+    _plan_cli(text, flags)
+
+
+CONFIG_VALUES = st.one_of(st.integers(-2**70, 2**70), st.integers(2, 40), st.booleans(), st.floats(), st.none(),
+                          st.text(max_size=4), st.lists(st.integers(0, 3), max_size=2))
+CONFIGS = st.one_of(
+    st.fixed_dictionaries({"format": st.just("cotj.DNAPredictor/1")},
+                          optional={k: CONFIG_VALUES for k in ("in_dim", "n_levels", "hidden", "dropout", "x")}),
+    st.fixed_dictionaries({"format": st.just("cotj.DNAPredictor/1"), "in_dim": st.integers(2, 6),
+                           "n_levels": st.integers(2, 6), "hidden": st.integers(2, 8), "dropout": st.floats(0, 0.9)}),
+    st.lists(st.integers(), max_size=3),
+    st.text(max_size=10),
+)
+STATE_NAMES = st.sampled_from(["net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias", "net.6.weight",
+                               "net.6.bias", "x_mean", "x_std", "mean_dna", "other"])
+
+
+@st.composite
+def _safetensors(draw: st.DrawFn) -> bytes:
+    """A safetensors file with a hand-written header: any names, dtypes, shapes and offsets, any data length."""
+    tensors, offset = {}, 0
+    for name in draw(st.lists(STATE_NAMES, max_size=9, unique=True)):
+        shape = draw(st.lists(st.one_of(st.integers(0, 8), st.integers(0, 2**62)), max_size=3))
+        dtype = draw(st.sampled_from(["F32", "F64", "F16", "BF16", "I32", "BOOL", "U8", "XX"]))
+        size = draw(st.one_of(st.just(int(np.prod(shape, dtype=object)) * 4), st.integers(0, 64)))
+        end = draw(st.one_of(st.just(offset + size), st.integers(-1, 2**64)))
+        tensors[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, end]}
+        offset = end if isinstance(end, int) and 0 <= end < 4096 else offset
+    header = json.dumps(tensors).encode()
+    length = draw(st.one_of(st.just(len(header)), st.integers(0, 2**64 - 1)))
+    return struct.pack("<Q", length) + header + draw(st.binary(max_size=300))
+
+
+@in_child
+@SETTINGS
+@given(config=CONFIGS, weights=st.one_of(st.binary(max_size=200), _safetensors()))
+def test_property_predictor_load_on_hostile_files(config, weights):
+    pytest.importorskip("torch")
+    from cotj.predict import DNAPredictor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "dna_predictor.json").write_text(json.dumps(config))
+        (Path(tmp) / "dna_predictor.safetensors").write_bytes(weights)
+        try:
+            model = DNAPredictor.load(tmp, device="cpu")
+        except ValueError as exc:
+            _refused_well(exc)
+            return
+    assert np.all(np.isfinite(model.predict(np.zeros(model.config["in_dim"]), align=False)))
+
+
+@in_child
+@SETTINGS
+@given(config=st.fixed_dictionaries({"format": st.just("cotj.DNAPredictor/1"), "in_dim": st.integers(2, 6),
+                                     "n_levels": st.integers(2, 6), "hidden": st.integers(2, 8),
+                                     "dropout": st.floats(0, 0.9)}),
+       value=EXTREME, name=STATE_NAMES)
+def test_property_predictor_load_on_valid_files_with_extreme_weights(config, value, name):
+    pytest.importorskip("torch")
+    from cotj.predict import DNAPredictor
+
+    sizes = {k: config[k] for k in ("in_dim", "n_levels", "hidden", "dropout")}
+    with np.errstate(over="ignore"):
+        value = float(np.float32(value))  # what the float32 weights hold
+    with tempfile.TemporaryDirectory() as tmp:
+        model = DNAPredictor(**sizes)
+        if name in model.state_dict():
+            model.state_dict()[name].fill_(value)
+        model.save(tmp)
+        finite = name not in model.state_dict() or np.isfinite(value)
+        try:
+            DNAPredictor.load(tmp, device="cpu")
+        except ValueError as exc:
+            _refused_well(exc)
+            assert not finite and "NaN or inf" in str(exc)
+            return
+    assert finite
