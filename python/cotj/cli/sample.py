@@ -36,7 +36,8 @@ Examples:
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the testbed model",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"The shapes grammar: {grammar()}.")
     p.add_argument("prompt", help="a prompt of the shapes grammar, e.g. 'two red circles on the left'")
     p.add_argument("--any-prompt", action="store_true",
                    help="accept a prompt outside the shapes grammar (the model never saw one; expect noise)")
