@@ -125,18 +125,19 @@ def _float_array(name: str, value: ArrayLike) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _float64_array(name: str, value: ArrayLike) -> np.ndarray:
+    """``value`` as a C-contiguous native float64 array."""
+    if type(value) is np.ndarray and value.dtype.char == "d" and value.flags.c_contiguous and value.dtype.isnative:
+        return value
+    return _float_array(name, value).astype(np.float64, copy=False)
+
+
 def _dna_array(dna: ArrayLike, ndim: int) -> np.ndarray:
     """``dna`` as a C-contiguous native float32/float64 array of ``ndim`` dimensions."""
     arr = _float_array("dna", dna)
     if arr.ndim != ndim:
         want = "(N,); use cotj.plan_batch for a (B, N) batch" if ndim == 1 else "(B, N); use cotj.plan for one (N,) row"
         raise ValueError(f"dna must be {ndim}-D {want}, got shape {arr.shape}")
-    return arr
-
-
-def _shaped(name: str, arr: np.ndarray, ndims: tuple[int, ...], shapes: str) -> np.ndarray:
-    if arr.ndim not in ndims:
-        raise ValueError(f"{name} must be {shapes}, got shape {arr.shape}")
     return arr
 
 
@@ -157,14 +158,27 @@ class _Dense:
     def of(cls, cost: ArrayLike, start: ArrayLike | None, end: ArrayLike | None, scale: ArrayLike | None, batch: bool) -> _Dense:
         """Converted arrays: one plan (cost (N, N), the others (N,)) or, with ``batch``, each
         array one row shared by the batch or one row per plan."""
-        row, rows = ((1,), "(N,)") if not batch else ((1, 2), "(N,) or (B, N)")
-        one = "; use cotj.plan_batch for a batch" if not batch else ""
-        m = _shaped("cost", _float_array("cost", cost), (2,) if not batch else (2, 3), ("(N, N)" if not batch else "(N, N) or (B, N, N)") + one)
-        m = m.astype(np.float64, copy=False)
-        zeros = np.zeros(m.shape[-1])
-        ends = [zeros if v is None else _shaped(name, _float_array(name, v).astype(np.float64, copy=False), row, rows + one) for name, v in (("start", start), ("end", end))]
-        w = None if scale is None else _shaped("scale", _float_array("scale", scale), row, rows + one)
-        return cls(m, ends[0], ends[1], w)
+        m = _float64_array("cost", cost)
+        n = m.shape[-1]
+        s = np.zeros(n) if start is None else _float64_array("start", start)
+        e = np.zeros(n) if end is None else _float64_array("end", end)
+        w = None if scale is None else _float_array("scale", scale)
+        matrices, rows = ((2, 3), (1, 2)) if batch else ((2,), (1,))
+        if m.ndim not in matrices or s.ndim not in rows or e.ndim not in rows or (w is not None and w.ndim not in rows):
+            raise ValueError(_dense_shape_error(m, s, e, w, batch))
+        return cls(m, s, e, w)
+
+
+def _dense_shape_error(m: np.ndarray, s: np.ndarray, e: np.ndarray, w: np.ndarray | None, batch: bool) -> str:
+    """The message for the first dense array with the wrong number of dimensions."""
+    wants = (("cost", m, (2, 3), "(N, N)", " or (B, N, N)"), ("start", s, (1, 2), "(N,)", " or (B, N)"),
+             ("end", e, (1, 2), "(N,)", " or (B, N)"), ("scale", w, (1, 2), "(N,)", " or (B, N)"))
+    name, a, one, many = next((name, a, one, many) for name, a, ndims, one, many in wants
+                              if a is not None and a.ndim not in (ndims if batch else ndims[:1]))
+    if batch:
+        return f"{name} must be {one}{many}, got shape {a.shape}"
+    return f"{name} must be {one}; use cotj.plan_batch for a batch, got shape {a.shape}"
+
 
 def _window(name: str, value: object, n: int, pinned: str) -> int:
     if value == "any":
