@@ -39,6 +39,13 @@ def lever() -> np.ndarray:
     return ref.lever(cotj.default_grid(N))
 
 
+@pytest.fixture(scope="module")
+def lever_matrix() -> np.ndarray:
+    """The planner's own lever values (N, N): as a dense cost with scale = d, start = -d and
+    end = d it reproduces the DNA form's plans exactly."""
+    return cotj._core.Lever.default(N).matrix()
+
+
 def test_plan_one_cotj(benchmark, dna):
     benchmark.group = "one prompt, K=8"
     p = benchmark(cotj.plan, dna, K)
@@ -67,6 +74,18 @@ def test_adaptive_one_networkx(benchmark, dna):
     benchmark.group = "one prompt, adaptive tau=0.99, max_steps=50"
     curve, plans = benchmark.pedantic(ref.networkx_curve, (dna, cotj.default_grid(N), 50), rounds=2)
     assert ref.adaptive_choice(curve, 0.99) == cotj.plan(dna, tau=0.99, max_steps=50).budget
+
+
+def test_dense_one_cotj(benchmark, dna, lever_matrix):
+    benchmark.group = "dense cost, one plan, K=8, shared (N, N) matrix"
+    p = benchmark(cotj.plan, None, K, cost=lever_matrix, scale=dna, start=-dna, end=dna)
+    np.testing.assert_array_equal(p.steps, cotj.plan(dna, K).steps)
+
+
+def test_dense_batch_cotj(benchmark, batch, lever_matrix):
+    benchmark.group = f"dense cost, batch of {BATCH}, K=8, shared matrix, per-row scale"
+    out = benchmark(cotj.plan_batch, None, K, cost=lever_matrix, scale=batch, start=-batch, end=batch)
+    np.testing.assert_array_equal(out.steps, cotj.plan_batch(batch, K).steps)
 
 
 def test_batch_cotj(benchmark, batch):

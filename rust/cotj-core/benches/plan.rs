@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use cotj_core::{default_grid, Budget, Current, Ends, Lever, Planner};
+use cotj_core::{default_grid, Budget, Current, DenseCost, Ends, Lever, Planner};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const N: usize = 100;
@@ -48,6 +48,19 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The dense form: the lever as a shared (N, N) matrix, scale = d, start = -d, end = d.
+    let mut matrix = vec![0.0; N * N];
+    for j in 1..N {
+        matrix[j * N..j * N + j].copy_from_slice(p.lever().row(j));
+    }
+    let neg: Vec<f64> = one.iter().map(|v| -v).collect();
+    c.bench_function("plan_dense_batch/one row/N=100/K=8", |b| {
+        b.iter(|| {
+            let cost = DenseCost::new(N, &matrix, &neg, &one, Some(black_box(&one[..]))).unwrap();
+            p.plan_dense_batch(&cost, Budget::Fixed(8), Current::Free)
+                .unwrap()
+        })
+    });
     let rows = 4096;
     let many: Vec<f32> = dna(rows).into_iter().map(|v| v as f32).collect();
     let mut g = c.benchmark_group("plan_batch");
@@ -56,6 +69,15 @@ fn bench(c: &mut Criterion) {
     g.bench_function("B=4096/N=100/K=8", |b| {
         b.iter(|| {
             p.plan_batch(black_box(&many), N, Budget::Fixed(8), Current::Free)
+                .unwrap()
+        })
+    });
+    let zeros = vec![0.0; N];
+    g.bench_function("dense B=4096/N=100/K=8/shared matrix, per-row scale", |b| {
+        b.iter(|| {
+            let cost =
+                DenseCost::new(N, &matrix, &zeros, &zeros, Some(black_box(&many[..]))).unwrap();
+            p.plan_dense_batch(&cost, Budget::Fixed(8), Current::Free)
                 .unwrap()
         })
     });
