@@ -6,6 +6,11 @@
 //! layered dynamic programme in `O(K·N²)` time and `O(K·N)` memory, or the shortest plan that
 //! explains a fraction `tau` of the attainable gain.
 //!
+//! The same programme plans on any explicit dense cost ([`DenseCost`]: a plan `j_1 > … > j_K`
+//! costs `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`, of which the DNA form is the
+//! case `M = L`, `w = d`, `start = -d`, `end = d`), and from a given first level
+//! ([`Current`]: replanning the rest of a trajectory from the level a sampler is at).
+//!
 //! ```
 //! use std::sync::Arc;
 //! use cotj_core::{default_grid, Ends, Lever, Planner};
