@@ -77,8 +77,9 @@ def test_every_budget_matches_exhaustive_search(inst):
 def test_adaptive_length_follows_the_exhaustive_curve(inst, tau, data):
     n, (m, start, end, scale) = inst
     kmax = data.draw(st.integers(1, n))
-    curve = np.array([exhaustive(n, k, m, start, end, scale)[0] for k in range(1, kmax + 1)])
-    kwargs = dict(cost=m, start=start, end=end, scale=scale, tau=tau, max_steps=kmax)
+    current = data.draw(st.none() | st.integers(0, n - 1))
+    curve = np.array([exhaustive(n, k, m, start, end, scale, current=current)[0] for k in range(1, kmax + 1)])
+    kwargs = dict(cost=m, start=start, end=end, scale=scale, tau=tau, max_steps=kmax, current=current)
     if not np.any(np.isfinite(curve)):
         with pytest.raises(ValueError, match=f"max_steps = {kmax} is infeasible"):
             cotj.plan(None, **kwargs)
@@ -88,6 +89,7 @@ def test_adaptive_length_follows_the_exhaustive_curve(inst, tau, data):
     np.testing.assert_allclose(p.ratio, ref.ratio(curve), rtol=1e-9, atol=1e-12)
     assert p.budget == ref.adaptive_choice(p.curve, tau)
     assert p.cost == p.curve[p.budget - 1]
+    assert current is None or p.steps[0] == current
 
 
 @settings(max_examples=60, deadline=None)
