@@ -67,13 +67,30 @@ def test_plan_input_errors_are_one_line(tmp_path, args, stdin, needle):
     [
         (["--seed", "-1"], "--seed: must be an int in 0..4294967295"),
         (["--guidance", "inf"], "--guidance: must be a finite number"),
-        (["--threads", "0"], "--threads: must be an int in 1..2147483647"),
+        (["--threads", "0"], "--threads: must be an int in 1..1024"),
         (["--dim", "99999999999999999999999"], "--dim: must be an int"),
     ],
 )
 def test_numeric_flags_are_bounded(args, needle):
     done = run_cotj("predict", "--embeddings", "e.npy", *args)
     assert needle in one_line_error(done, "predict")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["sample", "a red circle", "--out", "x.png", "--scale", "65"], "--scale: must be an int in 1..64"),
+        (["dna", "-", "--out", "d", "--levels", "10001"], "--levels: must be an int in 2..10000"),
+        (["dna", "-", "--out", "d", "--reference-steps", "10001"], "--reference-steps: must be an int in 1..10000"),
+        (["dna", "-", "--out", "d", "--dim", "4097"], "--dim: must be an int in 1..4096"),
+        (["diagnose", "d.npy", "--run-steps", "10001"], "--run-steps: must be an int in 1..10000"),
+        (["plot", "dna", "d.npy", "--out", "x.png", "--dpi", "1201"], "--dpi: must be an int in 1..1200"),
+        (["train-predictor", "--out", "p", "--threads", "1025"], "--threads: must be an int in 1..1024"),
+    ],
+)
+def test_flags_that_size_an_allocation_have_a_ceiling(args, needle):
+    done = run_cotj(*args)
+    assert needle in one_line_error(done, " ".join(args[:2]) if args[0] == "plot" else args[0])
 
 
 @pytest.fixture

@@ -64,6 +64,8 @@ def window(pinned: str) -> Any:
 
 MAX_INT = 2**31 - 1
 """Largest int any integer flag takes (bigger values overflow the libraries' C integers)."""
+MAX_STEPS = 10_000
+"""Largest number of grid levels or sampler steps a flag asks the models for (memory and time grow with it)."""
 
 
 def budget(text: str) -> int | NDArray[np.int64]:
@@ -196,12 +198,12 @@ def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> No
     p.add_argument("--guidance", type=finite_float, default=2.0,
                    help="testbed classifier-free guidance scale (default 2)")
     p.add_argument("--seed", type=seed, default=0, help="noise seed (default 0)")
-    p.add_argument("--dim", type=positive_int, default=64, help="analytic: data dimension (default 64)")
+    p.add_argument("--dim", type=int_in(1, 4096), default=64, help="analytic: data dimension, 1..4096 (default 64)")
     p.add_argument("--family-seed", type=seed, default=0, help="analytic: seed of the mixture family (default 0)")
-    p.add_argument("--threads", type=positive_int, default=1,
+    p.add_argument("--threads", type=int_in(1, 1024), default=1,
                    help="torch threads (default 1: the small models run fastest on one, and share the machine)")
     if reference:
-        p.add_argument("--reference-steps", type=positive_int, metavar="S",
+        p.add_argument("--reference-steps", type=int_in(1, MAX_STEPS), metavar="S",
                        help="steps of the reference the DNA is scored against: the testbed's own first-order "
                             "sample (default 50) or the analytic models' exact ODE endpoint (RK4, default 200)")
         p.add_argument("--batch-size", type=positive_int, default=64, help="model rows per call (default 64)")

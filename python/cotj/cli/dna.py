@@ -36,7 +36,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompts", help="prompt file, one per line, or - for stdin")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write dna.npy and its companions into")
-    p.add_argument("--levels", type=_io.positive_int, default=100, metavar="N", help="grid size N (default 100)")
+    p.add_argument("--levels", type=_io.int_in(2, _io.MAX_STEPS), default=100, metavar="N",
+                   help=f"grid size N, 2..{_io.MAX_STEPS} (default 100)")
     _io.add_model_flags(p)
     p.set_defaults(run=run, prog=p.prog)
 

@@ -33,7 +33,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     figures = p.add_subparsers(title="figures", dest="figure", required=True, metavar="<figure>")
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--out", required=True, metavar="OUT.png", help="PNG file to write")
-    out.add_argument("--dpi", type=_io.positive_int, default=100, help="pixels per inch (default 100)")
+    out.add_argument("--dpi", type=_io.int_in(1, 1200), default=100, help="pixels per inch, 1..1200 (default 100)")
     out.add_argument("--size", type=_io.figsize, metavar="WxH", help="figure size in inches (default per figure)")
     one = argparse.ArgumentParser(add_help=False)
     one.add_argument("dna", help="DNA file (.npy, .json, .csv) or - for stdin")

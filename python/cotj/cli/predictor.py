@@ -54,7 +54,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     t.add_argument("--batch-size", type=_io.positive_int, default=128, help="pairs per step (default 128)")
     t.add_argument("--val-fraction", type=_io.finite_float, default=0.1, help="held-out share (default 0.1)")
     t.add_argument("--seed", type=_io.seed, default=0, help="split, initialisation and batch order (default 0)")
-    t.add_argument("--threads", type=_io.positive_int, default=1, help="torch threads (default 1)")
+    t.add_argument("--threads", type=_io.int_in(1, 1024), default=1, help="torch threads (default 1)")
     t.add_argument("--format", choices=("table", "json"), default="table", help="report format")
     t.set_defaults(run=run_train, prog=t.prog)
 

@@ -51,7 +51,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     dna.add_argument("--true-dna", action="store_true", help="extract the prompt's true DNA first (the oracle)")
     dna.add_argument("--mean-dna", metavar="FILE", help="plan from this one DNA row (.npy, .json, .csv)")
     dna.add_argument("--uniform", action="store_true", help="uniform levels instead of a plan (needs --budget)")
-    p.add_argument("--scale", type=_io.positive_int, default=8, help="upscale the PNG by this factor (default 8)")
+    p.add_argument("--scale", type=_io.int_in(1, 64), default=8,
+                   help="upscale the PNG by this factor, 1..64 (default 8)")
     _io.add_model_flags(p)
     p.set_defaults(run=run, prog=p.prog)
 
