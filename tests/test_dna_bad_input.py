@@ -35,6 +35,8 @@ def _npy_with_header(path, header: str, data: bytes = b"") -> None:
         ("ragged.json", "[[1, 2], [3]]", ValueError, r"dna in ragged.json must be numbers in rows of equal length"),
         ("huge_int.json", "[1.0, " + "9" * 400 + "]", TypeError, r"dna in huge_int.json must be a real numeric array"),
         ("words.json", '["a", "b"]', TypeError, r"must be a real numeric array"),
+        ("scalar.json", "[[[1.0]]]", ValueError, r"dna in scalar.json must be one row \(N,\) or rows \(B, N\), got shape \(1, 1, 1\)"),
+        ("number.json", '{"dna": 5}', ValueError, r"must be one row \(N,\) or rows \(B, N\), got shape \(\)"),
         ("nan.csv", "0.1,nan\n", ValueError, r"dna in nan.csv must be finite"),
         ("ragged.csv", "1,2\n3\n", ValueError, r"ragged.csv is not CSV numbers"),
         ("latin1.csv", b"\xff\xfe1,2", ValueError, r"latin1.csv is not UTF-8 text"),
@@ -69,6 +71,9 @@ def test_npy_files_are_checked_against_their_size_before_reading(tmp_path):
     _npy_with_header(tmp_path / "garbled.npy", "{'descr': '<f8', 'shape': (2,)")
     with pytest.raises(ValueError, match=r"garbled.npy is not a valid .npy file"):
         cotj.load_dna(tmp_path / "garbled.npy")
+    np.save(tmp_path / "cube.npy", np.ones((1,) * 40))
+    with pytest.raises(ValueError, match=r"dna in cube.npy must be one row \(N,\) or rows \(B, N\), got shape \(1, 1,"):
+        cotj.load_dna(tmp_path / "cube.npy")
     np.save(tmp_path / "zero.npy", np.zeros((3, 0)))
     with pytest.raises(ValueError, match=r"zero.npy holds no DNA"):
         cotj.load_dna(tmp_path / "zero.npy")

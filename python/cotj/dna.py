@@ -109,8 +109,8 @@ def parse_dna(text: str, source: str = "stdin") -> NDArray[np.float64]:
     or CSV (one row of comma-separated numbers per line). Returns (N,) or (B, N) float64.
 
     Raises:
-        ValueError: no data, malformed JSON or CSV, rows of unequal length, NaN or inf
-            (the message names ``source``).
+        ValueError: no data, malformed JSON or CSV, rows of unequal length, not 1-D or 2-D, NaN or
+            inf (the message names ``source``).
         TypeError: values that are not numbers.
     """
     body = text.strip()
@@ -119,7 +119,10 @@ def parse_dna(text: str, source: str = "stdin") -> NDArray[np.float64]:
 
 
 def _nonempty(data: ArrayLike, source: str) -> NDArray[np.float64]:
+    """``data`` as finite float64 rows (N,) or (B, N) with at least one number."""
     arr = _finite(f"dna in {source}", data)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"dna in {source} must be one row (N,) or rows (B, N), got shape {str(arr.shape)[:80]}")
     if arr.size == 0:
         raise ValueError(f"{source} holds no DNA (no numbers)")
     return arr
@@ -138,6 +141,8 @@ def _read_npy(path: Path) -> NDArray[Any]:
             raise ValueError(f"{path.name} is not a valid .npy file: {' '.join(str(exc).split())[:200]}") from None
         if dtype.kind not in "fiu":
             raise TypeError(f"dna in {path.name} must be a real numeric array, got dtype {dtype}")
+        if len(shape) not in (1, 2):
+            raise ValueError(f"dna in {path.name} must be one row (N,) or rows (B, N), got shape {str(shape)[:80]}")
         claimed = math.prod(shape) * dtype.itemsize
         held = path.stat().st_size - f.tell()
         if claimed != held:
@@ -152,7 +157,8 @@ def load_dna(path: str | Path) -> NDArray[np.float64]:
     ``.csv`` (one row per line). Returns (N,) or (B, N) float64.
 
     Raises:
-        ValueError: another suffix; an empty, truncated or malformed file; no numbers; NaN or inf.
+        ValueError: another suffix; an empty, truncated or malformed file; no numbers; not 1-D or 2-D;
+            NaN or inf.
         TypeError: values that are not real numbers.
         OSError: the file cannot be read.
     """
