@@ -41,6 +41,7 @@ def saved(tmp_path):
         ({**CONFIG, "hidden": 10**9}, r"hidden=1000000000 make .* parameters, more than MAX_PARAMETERS"),
         ({k: v for k, v in CONFIG.items() if k != "n_levels"}, r"dna_predictor.json lacks the key 'n_levels'"),
         ({**CONFIG, "extra": 1}, r"dna_predictor.json has an unknown key 'extra'"),
+        ({**CONFIG, "extra": "x" * 70_000}, r"dna_predictor.json holds 70,1\d\d bytes, more than a predictor config's"),
         ({**CONFIG, "hidden": 32}, r"dna_predictor.safetensors: net.0.weight has shape \(16, 8\), the sizes need \(32, 8\)"),
         ({**CONFIG, "n_levels": 12}, r"net.6.weight has shape \(10, 8\), the sizes need \(12, 8\)"),
     ],

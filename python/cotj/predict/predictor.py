@@ -27,6 +27,7 @@ __all__ = ["MAX_PARAMETERS", "DNAPredictor"]
 _WEIGHTS, _CONFIG = "dna_predictor.safetensors", "dna_predictor.json"
 _SIZES = ("in_dim", "n_levels", "hidden")
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_MAX_CONFIG_BYTES = 65_536
 MAX_PARAMETERS = 50_000_000
 """Largest network (weights and buffers) a DNAPredictor builds, 200 MB of float32; the paper's is 1M."""
 
@@ -67,6 +68,9 @@ def _check_shapes(path: Path, found: dict[str, tuple[int, ...]], want: dict[str,
 
 def _read_config(path: Path) -> dict[str, Any]:
     """The sizes and dropout of a ``dna_predictor.json``, each checked (ValueError naming the file and key)."""
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise ValueError(f"{path} holds {path.stat().st_size:,} bytes, more than a predictor config's "
+                         f"{_MAX_CONFIG_BYTES:,}")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
