@@ -128,6 +128,23 @@ def test_a_malicious_or_foreign_official_checkpoint_is_one_line(predictor_files)
     assert "strings.pth: net.0.bias must be a float tensor, got str" in one_line_error(done, "predict")
 
 
+def test_foreign_generator_weights_and_condition_ids_are_one_line(tmp_path):
+    pytest.importorskip("diffusers")
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    (tmp_path / "junk.safetensors").write_bytes(b"junk" * 20)
+    save_file({"a": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    save_file({"a": torch.zeros(3)}, str(tmp_path / "shaped.safetensors"), metadata={"unet_config": "{}"})
+    for name, why in (("junk", "SafetensorError"), ("other", "TypeError"), ("shaped", "RuntimeError")):
+        done = run_cotj("sample", "a red circle", "--weights", tmp_path / f"{name}.safetensors",
+                        "--out", tmp_path / "x.png")
+        assert f"{name}.safetensors is not testbed generator weights ({why}" in one_line_error(done, "sample")
+    for ids in ("99999999999999999999999", "²"):
+        done = run_cotj("dna", "-", "--model", "analytic", "--out", tmp_path / "d", stdin=ids + "\n")
+        assert "condition ids (one int in 0..2147483647 per line)" in one_line_error(done, "dna")
+
+
 def test_a_runtime_error_is_not_reported_as_bad_input(monkeypatch, tmp_path):
     """A RuntimeError (a real torch or library failure) keeps its traceback; bad input stays exit 2."""
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from cotj.cli._io import TESTBED
+from cotj.cli._io import MAX_INT, TESTBED
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded
 from cotj.schedules import default_grid
 from cotj.testbed import quality, quality_tier1
@@ -45,9 +45,15 @@ def shapes_pipeline(weights: str | None) -> Any:
     if not path.exists():
         hint = "pass --weights FILE, or train and export the testbed generator (python -m cotj.testbed.train)"
         raise FileNotFoundError(errno.ENOENT, f"no testbed generator weights ({hint})", str(path))
+    from safetensors import SafetensorError
+
     from cotj.testbed.quality_tier2 import load_shapes_pipeline
 
-    pipe = load_shapes_pipeline(path)
+    try:
+        pipe = load_shapes_pipeline(path)
+    except (SafetensorError, RuntimeError, KeyError, TypeError) as exc:  # a file, but not the generator's weights
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{path} is not testbed generator weights ({type(exc).__name__}: {reason})") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -63,10 +69,11 @@ def shipped_predictor(args: Any) -> Path | None:
 
 
 def condition_ids(prompts: Sequence[str]) -> list[int]:
-    """Analytic prompts as condition ids."""
-    bad = [p for p in prompts if not str(p).isdigit()]
+    """Analytic prompts as condition ids (ints in 0..MAX_INT)."""
+    bad = [p for p in prompts if not (str(p).isascii() and str(p).isdigit() and int(p) <= MAX_INT)]
     if bad:
-        raise ValueError(f"prompts of the analytic model are condition ids (one int >= 0 per line), got {bad[0]!r}")
+        raise ValueError(f"prompts of the analytic model are condition ids (one int in 0..{MAX_INT} per line), "
+                         f"got {str(bad[0])[:80]!r}")
     return [int(p) for p in prompts]
 
 
