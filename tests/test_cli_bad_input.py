@@ -51,13 +51,18 @@ def _huge_npy(path) -> None:
         (["plan", str(QWEN), "--budget", "4,99999999999999999999"], None, "--budget: must be an int"),
         (["plan", str(QWEN), "--tau", "nan"], None, "--tau: must be a finite number"),
         (["plan", str(QWEN), "--budget", "4", "--grid", "{huge_npy}"], None, "huge.npy is not a valid .npy file"),
+        (["plan", "-", "--budget", "2", "--grid", "{grid}", "--schedule", "{rising}"], "[0.1, 0.2, 0.3]",
+         "--schedule: schedule's signal-to-noise ratio a/s must fall as t rises, but from t = 0.1 to t = 0.5"),
     ],
 )
 def test_plan_input_errors_are_one_line(tmp_path, args, stdin, needle):
     (tmp_path / "empty.npy").write_bytes(b"")
     (tmp_path / "empty.csv").write_text("")
     _huge_npy(tmp_path / "huge.npy")
+    (tmp_path / "grid.json").write_text("[0.1, 0.5, 1.0]")
+    (tmp_path / "rising.json").write_text("[[0.5, 0.9, 0.1], [0.9, 0.5, 0.9]]")  # a/s rises from t = 0.1 to 0.5
     paths = {k: tmp_path / f"{k.replace('_', '.')}" for k in ("empty_npy", "huge_npy", "empty_csv")}
+    paths.update(grid=tmp_path / "grid.json", rising=tmp_path / "rising.json")
     done = run_cotj(*(a.format(**paths) for a in args), stdin=stdin)
     assert needle in one_line_error(done, "plan")
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import cotj
 from cotj.cli import _io
+from cotj.schedules import check_schedule
 
 __all__ = ["add_parser", "add_plan_flags", "plan_options", "run"]
 
@@ -59,6 +60,11 @@ def plan_options(args: argparse.Namespace) -> dict[str, Any]:
         if a_s.ndim != 2 or a_s.shape[0] != 2:
             raise ValueError(f"--schedule must hold two rows (a and s), got shape {a_s.shape}")
         schedule = (a_s[0], a_s[1])
+        if grid is not None:
+            try:
+                schedule = check_schedule(grid, *schedule)
+            except ValueError as exc:
+                raise ValueError(f"--schedule: {exc}") from None
     return dict(budget=args.budget, tau=args.tau, max_steps=args.max_steps, first=args.first, last=args.last,
                 grid=grid, schedule=schedule)
 
