@@ -15,12 +15,13 @@ so ``import cotj`` never imports torch.
 import importlib
 from typing import Any
 
-from cotj._core import __version__
+from cotj._core import MAX_LEVELS, __version__
 from cotj.dna import align_dna, gains, load_dna
 from cotj.planning import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
 from cotj.schedules import Schedule, default_grid
 
 __all__ = [
+    "MAX_LEVELS",
     "__version__",
     "Plan",
     "PlanBatch",

@@ -1,5 +1,11 @@
 """Type stubs of the Rust extension ``cotj._core`` (rust/cotj-py). Use :mod:`cotj` instead:
-this layer takes only C-contiguous float32/float64 arrays and raw window sizes."""
+this layer takes only C-contiguous float32/float64 arrays and raw window sizes.
+
+Errors: ValueError for a value out of range (a grid of more than ``MAX_LEVELS`` levels is refused
+before anything is allocated), MemoryError naming the buffer when an allocation fails, TypeError
+for a wrong type. Long plans release the GIL and re-take it every 20 ms or so on the main thread to
+run Python's signal handlers: Ctrl-C raises KeyboardInterrupt promptly.
+"""
 
 from typing import overload
 
@@ -7,6 +13,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 __version__: str
+MAX_LEVELS: int
+"""Most levels a grid, a DNA row or a dense cost may have (10000): planning memory grows as N^2."""
+KERNEL: str
+"""The DP kernel of this process: ``"fused"`` (AVX2 + FMA) or ``"portable"`` (forced by the
+environment variable ``COTJ_PORTABLE=1``, read once at import)."""
 
 class Lever:
     """A grid of noise levels with its temporal lever L(j, i) (immutable, thread-safe)."""
@@ -20,8 +31,10 @@ class Lever:
         """Linear-flow lever on ``grid`` (N,), or the Gaussian-path lever with ``a``, ``s`` (N,)."""
 
     @staticmethod
-    def default(n: int) -> Lever:
-        """Linear-flow lever on ``t_i = (i+1)/n``, cached per ``n``."""
+    def default(n: int, name: str = "n") -> Lever:
+        """Linear-flow lever on ``t_i = (i+1)/n`` (n in 2..MAX_LEVELS; ``name`` is the argument n
+        came from, for errors). The most recently used are cached, within the bounds
+        :func:`_lever_cache` reports."""
 
     @property
     def n(self) -> int:
@@ -104,3 +117,6 @@ def plan_cost_dense(
 
 def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:
     """(N, N) edge costs ``[j, i] = d_j L(j, i)`` for ``i < j``, inf elsewhere."""
+
+def _lever_cache() -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((levers kept, their bytes), (max levers, max bytes))`` of the ``Lever.default`` cache."""

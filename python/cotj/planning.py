@@ -181,10 +181,8 @@ def _dense_shape_error(m: np.ndarray, s: np.ndarray, e: np.ndarray, w: np.ndarra
 
 
 def _window(name: str, value: object, n: int, pinned: str) -> int:
-    if value == "any":
-        return n
-    if value == pinned:
-        return 1
+    if isinstance(value, str) and value in ("any", pinned):
+        return n if value == "any" else 1
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         if 1 <= value <= n:
             return int(value)
@@ -211,6 +209,9 @@ def _per_row_int(name: str, value: object) -> int | np.ndarray:
         raise TypeError(f"{name} must be an int or an int array, got dtype {arr.dtype}")
     if arr.ndim != 1:
         raise ValueError(f"{name} array must be 1-D (B,), got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        b = int(np.argmax(arr > np.iinfo(np.int64).max))
+        raise ValueError(f"{name}[{b}] = {arr[b]} is out of range (no grid has more than MAX_LEVELS = {_core.MAX_LEVELS} levels)")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -260,8 +261,9 @@ class Planner:
         """The grid (N,), or None for the default grid of each DNA's width."""
         return None if self._lever is None else self._lever.levels
 
-    def _resolve(self, n: int) -> tuple[_core.Lever, int, int]:
-        lever = self._lever if self._lever is not None else _core.Lever.default(n)
+    def _resolve(self, n: int, name: str) -> tuple[_core.Lever, int, int]:
+        """The lever for rows of ``n`` levels (of the argument ``name``: dna or cost) and the windows."""
+        lever = self._lever if self._lever is not None else _core.Lever.default(n, name)
         n = lever.n
         return lever, _window("first", self.first, n, "top"), _window("last", self.last, n, "bottom")
 
@@ -309,7 +311,7 @@ class Planner:
         return PlanBatch(*self._call_dense(dna, _Dense.of(cost, start, end, scale, batch=False), budget, tau, max_steps, at))[0]
 
     def _call(self, arr: np.ndarray, budget: object, tau: object, max_steps: object, current: object) -> tuple:
-        lever, first, last = self._resolve(arr.shape[-1])
+        lever, first, last = self._resolve(arr.shape[-1], "dna")
         return _core.plan_batch(arr, lever, first=first, last=last, current=current, **_length(budget, tau, max_steps))
 
     def _call_dense(self, dna: object, dense: _Dense, budget: object, tau: object, max_steps: object, current: object) -> tuple:
@@ -317,7 +319,7 @@ class Planner:
             raise ValueError("give either dna or cost=, not both (dna=None with a dense cost)")
         if self._schedule is not None:
             raise ValueError("schedule shapes the DNA form's lever only; it does not apply to cost=")
-        lever, first, last = self._resolve(dense.n)
+        lever, first, last = self._resolve(dense.n, "cost")
         return _core.plan_dense(dense.cost, dense.start, dense.end, lever, scale=dense.scale, first=first, last=last,
                                 current=current, **_length(budget, tau, max_steps))
 
@@ -340,7 +342,7 @@ class Planner:
         arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
         if s.dtype.kind == "f":
             return self._level_cost(arr, s)
-        lever, _, _ = self._resolve(arr.shape[0])
+        lever, _, _ = self._resolve(arr.shape[0], "dna")
         return _core.plan_cost(arr, _grid_indices(s), lever)
 
     def _dense_cost(self, dna: object, dense: _Dense, steps: np.ndarray) -> float:
@@ -358,7 +360,9 @@ class Planner:
             raise ValueError("steps as noise levels must be a non-empty 1-D finite array")
         if np.any(np.diff(levels) >= 0):
             raise ValueError("steps as noise levels must be strictly decreasing (noisiest first)")
-        grid_lever = self._resolve(d.shape[0])[0]
+        if len(levels) > _core.MAX_LEVELS:
+            raise ValueError(f"steps as noise levels has {len(levels)} levels, more than MAX_LEVELS = {_core.MAX_LEVELS}")
+        grid_lever = self._resolve(d.shape[0], "dna")[0]
         grid = grid_lever.levels
         if levels[-1] < grid[0] or levels[0] > grid[-1]:
             raise ValueError(f"steps as noise levels must lie within the grid [{grid[0]}, {grid[-1]}], got {levels[0]} .. {levels[-1]}")
@@ -375,7 +379,7 @@ class Planner:
     def cost_matrix(self, dna: ArrayLike) -> NDArray[np.float64]:
         """Dense edge costs (N, N) of one DNA row. See :func:`cotj.cost_matrix`."""
         arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
-        lever, _, _ = self._resolve(arr.shape[0])
+        lever, _, _ = self._resolve(arr.shape[0], "dna")
         return _core.cost_matrix(arr, lever)
 
 
@@ -447,7 +451,8 @@ def plan_batch(
         grid: (N,) ascending noise levels in (0, 1]; default ``t_i = (i+1)/N``.
         tau: adaptive length: the smallest K whose plan explains a fraction ``tau`` in (0, 1] of
             the gain of the ``max_steps`` plan (SPEC 5). The paper uses 0.99.
-        max_steps: longest adaptive plan, default N // 2.
+        max_steps: longest adaptive plan, default N // 2 (raised to 2 when the windows allow no
+            one-level plan).
         first: ``"any"``, ``"top"`` (first step at the grid's top level) or int k (one of the
             k highest levels).
         last: ``"any"``, ``"bottom"`` (last step at the grid's lowest level) or int k (one of the
@@ -477,8 +482,11 @@ def plan_batch(
 
     Raises:
         ValueError: a value out of range (NaN or negative DNA, NaN or -inf cost, budget, tau,
-            grid, windows, current...), or a dense cost with no finite plan of that length.
+            grid, windows, current, more than ``cotj.MAX_LEVELS`` levels...), or a dense cost
+            with no finite plan of that length.
         TypeError: a wrong type (complex or object DNA, float budget...).
+        MemoryError: the plans or the DP layers (8·max_steps·N bytes per thread) do not fit.
+        KeyboardInterrupt: Ctrl-C; long plans check for it every 20 ms or so.
     """
     planner = Planner(grid, schedule, first=first, last=last)
     return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use cotj_core::{default_grid, Budget, Current, DenseCost, Ends, Lever, Planner};
+use cotj_core::{default_grid, Budget, Current, DenseCost, Ends, Lever, Planner, Stop};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const N: usize = 100;
@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("plan_dense_batch/one row/N=100/K=8", |b| {
         b.iter(|| {
             let cost = DenseCost::new(N, &matrix, &neg, &one, Some(black_box(&one[..]))).unwrap();
-            p.plan_dense_batch(&cost, Budget::Fixed(8), Current::Free)
+            p.plan_dense_batch(&cost, Budget::Fixed(8), Current::Free, &Stop::never())
                 .unwrap()
         })
     });
@@ -68,8 +68,14 @@ fn bench(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("B=4096/N=100/K=8", |b| {
         b.iter(|| {
-            p.plan_batch(black_box(&many), N, Budget::Fixed(8), Current::Free)
-                .unwrap()
+            p.plan_batch(
+                black_box(&many),
+                N,
+                Budget::Fixed(8),
+                Current::Free,
+                &Stop::never(),
+            )
+            .unwrap()
         })
     });
     let zeros = vec![0.0; N];
@@ -77,7 +83,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let cost =
                 DenseCost::new(N, &matrix, &zeros, &zeros, Some(black_box(&many[..]))).unwrap();
-            p.plan_dense_batch(&cost, Budget::Fixed(8), Current::Free)
+            p.plan_dense_batch(&cost, Budget::Fixed(8), Current::Free, &Stop::never())
                 .unwrap()
         })
     });

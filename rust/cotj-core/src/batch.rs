@@ -4,7 +4,9 @@ use rayon::prelude::*;
 
 use crate::dense::DenseCost;
 use crate::error::{CotjError, Result};
+use crate::memory;
 use crate::planner::{AdaptivePlan, Plan, Planner, Workspace};
+use crate::stop::Stop;
 
 /// Below this many rows a batch is planned on the calling thread: handing work to the rayon
 /// pool costs more than planning a few rows.
@@ -17,8 +19,9 @@ pub enum Budget<'a> {
     Fixed(i64),
     /// One budget per row.
     PerRow(&'a [i64]),
-    /// Adaptive length per row: the smallest K with `R(K) >= tau`, up to `max_steps`.
-    Adaptive { tau: f64, max_steps: i64 },
+    /// Adaptive length per row: the smallest K with `R(K) >= tau`, up to `max_steps` (default
+    /// [`Planner::default_max_steps`]).
+    Adaptive { tau: f64, max_steps: Option<i64> },
 }
 
 /// Plans of a batch, row-major, padded to `width` columns.
@@ -97,7 +100,12 @@ impl Request<'_> {
         match self.budget {
             Budget::Fixed(_) => "budget".into(),
             Budget::PerRow(_) => format!("budget[{b}]"),
-            Budget::Adaptive { .. } => "max_steps".into(),
+            Budget::Adaptive {
+                max_steps: Some(_), ..
+            } => "max_steps".into(),
+            Budget::Adaptive {
+                max_steps: None, ..
+            } => "the default max_steps".into(),
         }
     }
 
@@ -111,11 +119,16 @@ impl Request<'_> {
     }
 }
 
-/// The first error of `check` over rows `0..rows`, whatever the threads.
-fn first_error(rows: usize, check: impl Fn(usize) -> Result<()> + Sync + Send) -> Result<()> {
-    let bad = |b: usize| check(b).err();
+/// The first error of `check` over rows `0..rows`, whatever the threads (`Interrupted` when
+/// `stop`, polled before each row, says so first).
+fn first_error(
+    rows: usize,
+    stop: &Stop,
+    check: impl Fn(usize) -> Result<()> + Sync + Send,
+) -> Result<()> {
+    let bad = |b: usize| stop.poll().and_then(|()| check(b)).err();
     let found = if rows >= PARALLEL_MIN_ROWS {
-        (0..rows).into_par_iter().find_map_first(bad)
+        stop.parallel(|| Ok((0..rows).into_par_iter().find_map_first(bad)))?
     } else {
         (0..rows).find_map(bad)
     };
@@ -123,27 +136,31 @@ fn first_error(rows: usize, check: impl Fn(usize) -> Result<()> + Sync + Send) -
 }
 
 /// `plan_row(b, state)` for every row, in parallel for large batches; each thread keeps one
-/// workspace and one row buffer. The error is the first failing row's, whatever the threads.
-fn run_rows<F>(rows: usize, plan_row: F) -> Result<Vec<Row>>
+/// workspace and one row buffer. The error is the first failing row's, whatever the threads;
+/// `stop` is polled before each row (and by `plan_row` between layers).
+fn run_rows<F>(rows: usize, stop: &Stop, plan_row: F) -> Result<Vec<Row>>
 where
     F: Fn(usize, &mut (Workspace, Vec<f64>)) -> Result<Row> + Sync + Send,
 {
     let init = || (Workspace::default(), Vec::new());
+    let row = |state: &mut _, b| stop.poll().and_then(|()| plan_row(b, state));
     if rows >= PARALLEL_MIN_ROWS {
-        (0..rows)
-            .into_par_iter()
-            .with_min_len(4)
-            .map_init(init, |state, b| plan_row(b, state))
-            .collect()
+        stop.parallel(|| {
+            (0..rows)
+                .into_par_iter()
+                .with_min_len(4)
+                .map_init(init, row)
+                .collect()
+        })
     } else {
         let mut state = init();
-        (0..rows).map(|b| plan_row(b, &mut state)).collect()
+        (0..rows).map(|b| row(&mut state, b)).collect()
     }
 }
 
 impl Planner {
     /// Plans every row of `dna` (row-major, `cols` entries per row, f32 or f64), each starting
-    /// at its `current` level when given.
+    /// at its `current` level when given, until `stop` says otherwise.
     ///
     /// All input is validated before any planning, and the error reported is the one of the
     /// first offending row, so results and errors do not depend on the thread count.
@@ -153,6 +170,7 @@ impl Planner {
         cols: usize,
         budget: Budget<'_>,
         current: Current<'_>,
+        stop: &Stop,
     ) -> Result<BatchPlans>
     where
         T: Copy + Into<f64> + Send + Sync,
@@ -169,30 +187,32 @@ impl Planner {
             return Err(CotjError::EmptyBatch);
         }
         let row = |b: usize| &dna[b * n..(b + 1) * n];
-        first_error(rows, |b| self.check_dna(b, row(b)))?;
+        first_error(rows, stop, |b| self.check_dna(b, row(b)))?;
         let req = self.request(rows, budget, current)?;
-        let out = run_rows(rows, |b, (ws, d)| {
+        let out = run_rows(rows, stop, |b, (ws, d)| {
             d.clear();
+            memory::reserve("a dna row", d, n)?;
             d.extend(row(b).iter().map(|&v| v.into()));
             let (k, current) = (req.budgets[b], req.current[b]);
             match req.adaptive {
-                None => self.plan_fixed_with(d, k, current, ws).map(Row::from),
+                None => self.plan_fixed_with(d, k, current, ws, stop).map(Row::from),
                 Some(tau) => self
-                    .plan_adaptive_with(d, tau, k, current, ws)
+                    .plan_adaptive_with(d, tau, k, current, ws, stop)
                     .map(Row::from),
             }
         })?;
-        Ok(self.pack(out))
+        self.pack(out)
     }
 
     /// Plans every row of a dense cost (see [`DenseCost`]), each starting at its `current` level
     /// when given. A row with no plan of finite cost at its length is an error
-    /// ([`CotjError::NoFinitePlan`]). Validation and errors as in [`Planner::plan_batch`].
+    /// ([`CotjError::NoFinitePlan`]). Validation, errors and `stop` as in [`Planner::plan_batch`].
     pub fn plan_dense_batch<T>(
         &self,
         cost: &DenseCost<'_, T>,
         budget: Budget<'_>,
         current: Current<'_>,
+        stop: &Stop,
     ) -> Result<BatchPlans>
     where
         T: Copy + Into<f64> + Send + Sync,
@@ -205,19 +225,19 @@ impl Planner {
             });
         }
         let rows = cost.rows();
-        first_error(rows, |b| cost.check_row(b))?;
+        first_error(rows, stop, |b| cost.check_row(b))?;
         let req = self.request(rows, budget, current)?;
-        let out = run_rows(rows, |b, (ws, w)| {
-            cost.weights(b, w);
+        let out = run_rows(rows, stop, |b, (ws, w)| {
+            cost.weights(b, w)?;
             let matrix = cost.matrix(b);
             let costs = cost.costs(b, &matrix, w);
             let (k, current) = (req.budgets[b], req.current[b]);
             let row = match req.adaptive {
                 None => self
-                    .fixed(&costs, current, k, &mut ws.layers)
+                    .fixed(&costs, current, k, &mut ws.layers, stop)?
                     .map(Row::from),
                 Some(tau) => self
-                    .adaptive(&costs, current, tau, k, &mut ws.layers)
+                    .adaptive(&costs, current, tau, k, &mut ws.layers, stop)?
                     .map(Row::from),
             };
             row.ok_or_else(|| CotjError::NoFinitePlan {
@@ -230,7 +250,7 @@ impl Planner {
                 },
             })
         })?;
-        Ok(self.pack(out))
+        self.pack(out)
     }
 
     /// Checks the budgets and start levels of `rows` plans.
@@ -301,15 +321,17 @@ impl Planner {
             }
             Budget::Adaptive { tau, max_steps } => {
                 let tau = Self::check_tau(tau)?;
-                Ok((
-                    vec![self.check_budget("max_steps", max_steps)?; rows],
-                    Some(tau),
-                ))
+                let kmax = match max_steps {
+                    Some(k) => self.check_budget("max_steps", k)?,
+                    None => self.default_max_steps(),
+                };
+                Ok((vec![kmax; rows], Some(tau)))
             }
         }
     }
 
-    fn pack(&self, out: Vec<Row>) -> BatchPlans {
+    fn pack(&self, out: Vec<Row>) -> Result<BatchPlans> {
+        const PLANS: &str = "the plans of the batch";
         let rows = out.len();
         let width = out.iter().map(|r| r.steps.len()).max().unwrap_or(0);
         let curve_width = out.first().map_or(0, |r| r.curve.len());
@@ -317,12 +339,12 @@ impl Planner {
         let mut plans = BatchPlans {
             rows,
             width,
-            steps: vec![-1; rows * width],
-            levels: vec![f64::NAN; rows * width],
-            lengths: Vec::with_capacity(rows),
-            cost: Vec::with_capacity(rows),
-            curve: Vec::with_capacity(rows * curve_width),
-            ratio: Vec::with_capacity(rows * curve_width),
+            steps: memory::filled(PLANS, rows * width, -1)?,
+            levels: memory::filled(PLANS, rows * width, f64::NAN)?,
+            lengths: memory::with_capacity(PLANS, rows)?,
+            cost: memory::with_capacity(PLANS, rows)?,
+            curve: memory::with_capacity(PLANS, rows * curve_width)?,
+            ratio: memory::with_capacity(PLANS, rows * curve_width)?,
         };
         for (b, row) in out.into_iter().enumerate() {
             for (c, &s) in row.steps.iter().enumerate() {
@@ -334,6 +356,6 @@ impl Planner {
             plans.curve.extend(row.curve);
             plans.ratio.extend(row.ratio);
         }
-        plans
+        Ok(plans)
     }
 }

@@ -6,6 +6,8 @@
 
 use crate::dp::{Costs, Edges};
 use crate::error::{CotjError, Result};
+use crate::lever::check_levels;
+use crate::memory;
 use crate::planner::{check_steps, path_cost};
 
 /// One (N, N) row-major matrix seen as edge rows: row `j` is `M[j, 0..j]`.
@@ -88,8 +90,8 @@ fn pick<V>(arr: &[V], unit: usize, b: usize) -> &[V] {
 }
 
 impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
-    /// Checks the shapes (row counts 1 or B) and the values of the shared arrays; the rows of
-    /// the batched arrays are checked by [`DenseCost::check_row`].
+    /// Checks N (2..=[`crate::MAX_LEVELS`]), the shapes (row counts 1 or B) and the values of the
+    /// shared arrays; the rows of the batched arrays are checked by [`DenseCost::check_row`].
     pub fn new(
         n: usize,
         cost: &'a [f64],
@@ -97,6 +99,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         end: &'a [f64],
         scale: Option<&'a [T]>,
     ) -> Result<Self> {
+        check_levels("cost", n)?;
         let count = |name, got: usize, unit: usize| {
             if got > 0 && got % unit == 0 {
                 Ok((name, got / unit))
@@ -184,12 +187,14 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
     }
 
     /// Writes the weights `w` of row `b` into `w`: its scale, or all ones.
-    pub(crate) fn weights(&self, b: usize, w: &mut Vec<f64>) {
+    pub(crate) fn weights(&self, b: usize, w: &mut Vec<f64>) -> Result<()> {
         w.clear();
+        memory::reserve("the weights", w, self.n)?;
         match self.scale {
             Some(s) => w.extend(pick(s, self.n, b).iter().map(|&v| v.into())),
             None => w.resize(self.n, 1.0),
         }
+        Ok(())
     }
 
     /// The edge matrix of row `b`.
@@ -221,7 +226,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         self.check_row(b)?;
         check_steps(self.n, steps)?;
         let mut w = Vec::new();
-        self.weights(b, &mut w);
+        self.weights(b, &mut w)?;
         let matrix = self.matrix(b);
         let cost = path_cost(&self.costs(b, &matrix, &w), steps);
         if cost > f64::NEG_INFINITY {

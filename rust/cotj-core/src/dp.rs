@@ -11,6 +11,10 @@
 //! `start = -d`, `end = d`.
 
 use std::ops::Range;
+use std::sync::OnceLock;
+
+use crate::error::Result;
+use crate::stop::Stop;
 
 /// Which levels may start and end a plan: the `first` highest levels may be its first (noisiest)
 /// level and the `last` lowest levels its last. `first = 1` pins the first level to the grid's top,
@@ -178,7 +182,7 @@ fn layer<const FUSED: bool, E: Edges + ?Sized>(
 }
 
 /// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax`; only the levels in
-/// `starts` may start a plan.
+/// `starts` may start a plan. Polls `stop` before each layer.
 ///
 /// With `exact = true` only plans of exactly `kmax` levels are wanted, so layer `m` skips the
 /// levels too low to leave room for the `kmax - 1 - m` levels still to come (left infinite);
@@ -190,7 +194,8 @@ fn forward_impl<const FUSED: bool, E: Edges + ?Sized>(
     kmax: usize,
     exact: bool,
     layers: &mut [f64],
-) {
+    stop: &Stop,
+) -> Result<()> {
     let n = costs.w.len();
     for (j, slot) in layers[..n].iter_mut().enumerate() {
         *slot = if starts.contains(&j) {
@@ -200,6 +205,7 @@ fn forward_impl<const FUSED: bool, E: Edges + ?Sized>(
         };
     }
     for m in 1..kmax {
+        stop.poll()?;
         let (done, rest) = layers.split_at_mut(m * n);
         let prev = &done[(m - 1) * n..];
         // A prefix of m + 1 levels ends at index <= starts.end - 1 - m; its predecessor at
@@ -208,6 +214,7 @@ fn forward_impl<const FUSED: bool, E: Edges + ?Sized>(
         let top = starts.end.saturating_sub(m).max(lo);
         layer::<FUSED, E>(costs.edges, costs.w, prev, &mut rest[..n], lo, top);
     }
+    Ok(())
 }
 
 /// Follows the optimal `k`-level plan back from its last level `end`; writes its indices into
@@ -247,8 +254,9 @@ unsafe fn forward_fma<E: Edges + ?Sized>(
     kmax: usize,
     exact: bool,
     layers: &mut [f64],
-) {
-    forward_impl::<true, E>(costs, starts, kmax, exact, layers)
+    stop: &Stop,
+) -> Result<()> {
+    forward_impl::<true, E>(costs, starts, kmax, exact, layers, stop)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -263,35 +271,56 @@ unsafe fn backtrack_fma<E: Edges + ?Sized>(
     backtrack_impl::<true, E>(costs, layers, k, end, steps)
 }
 
-/// True where the fused kernel runs (x86-64 with AVX2 and FMA).
+/// True where the fused kernel runs: x86-64 with AVX2 and FMA, unless the environment variable
+/// `COTJ_PORTABLE=1` forces the portable kernel (read once, at the first plan of the process).
 fn fused() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    static FUSED: OnceLock<bool> = OnceLock::new();
+    *FUSED.get_or_init(|| {
+        if std::env::var_os("COTJ_PORTABLE").is_some_and(|v| v == "1") {
+            return false;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// The DP kernel this process plans with: `"fused"` (AVX2 + FMA, one rounding per candidate) or
+/// `"portable"` (a multiply then an add; forced by `COTJ_PORTABLE=1`). Both find optimal plans;
+/// their costs may differ in the last bits.
+pub fn kernel() -> &'static str {
+    if fused() {
+        "fused"
+    } else {
+        "portable"
     }
 }
 
 /// Fills `layers[m * n .. (m + 1) * n]` with `D_{m+1}` for `m = 0..kmax` (see `forward_impl`).
 ///
 /// `costs` must be validated (no NaN or -inf, `w` finite) with N entries per array, `starts`
-/// within 0..N, and `layers` must hold at least `kmax * n` floats.
+/// within 0..N, and `layers` must hold at least `kmax * n` floats. `Err(Interrupted)` when
+/// `stop` says so (the layers are then incomplete).
 pub(crate) fn forward<E: Edges + ?Sized>(
     costs: &Costs<'_, E>,
     starts: Range<usize>,
     kmax: usize,
     exact: bool,
     layers: &mut [f64],
-) {
+    stop: &Stop,
+) -> Result<()> {
     #[cfg(target_arch = "x86_64")]
     if fused() {
         // SAFETY: the CPU has AVX2 and FMA, checked by `fused`.
-        return unsafe { forward_fma(costs, starts, kmax, exact, layers) };
+        return unsafe { forward_fma(costs, starts, kmax, exact, layers, stop) };
     }
-    forward_impl::<false, E>(costs, starts, kmax, exact, layers)
+    forward_impl::<false, E>(costs, starts, kmax, exact, layers, stop)
 }
 
 /// Follows the optimal `k`-level plan back from its last level `end` (as computed by `forward`

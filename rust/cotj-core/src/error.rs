@@ -1,12 +1,23 @@
 //! The error type of the core. Every variant names the argument at fault, using the names of the
 //! Python API (`dna`, `grid`, `budget`, ...), so the binding can pass the message on unchanged.
 
+use crate::lever::MAX_LEVELS;
+
 /// What can be wrong with a planning request.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CotjError {
-    /// The grid has fewer than two levels.
-    #[error("grid must have at least 2 levels, got {0}")]
-    GridTooShort(usize),
+    /// A grid, DNA row or cost (`name`) with fewer than two levels.
+    #[error("{name} must have at least 2 levels, got {got}")]
+    TooFewLevels { name: String, got: usize },
+    /// A grid, DNA row or cost (`name`) with more than [`MAX_LEVELS`] levels.
+    #[error("{name} has {got} levels, more than MAX_LEVELS = {max} (planning memory grows as N^2: the lever of N levels takes 4 N^2 bytes)", max = MAX_LEVELS)]
+    TooManyLevels { name: String, got: usize },
+    /// A fallible allocation failed: `bytes` for `what` are not available.
+    #[error("out of memory: {what} needs {mib:.1} MiB", mib = *.bytes as f64 / 1048576.0)]
+    OutOfMemory { what: &'static str, bytes: usize },
+    /// The caller's [`crate::Stop`] check asked to stop (Ctrl-C).
+    #[error("planning was interrupted")]
+    Interrupted,
     /// A grid level outside (0, 1] (or not finite).
     #[error("grid must lie in (0, 1]: grid[{index}] = {value:?}")]
     GridOutOfRange { index: usize, value: f64 },

@@ -6,19 +6,42 @@
 //! General Gaussian path (`x_t = a(t) x0 + s(t) eps`): `L(j, i) = (a_i - s_i a_j / s_j)^2`.
 //! The lever depends on the grid only, so it is computed once and reused for every DNA row.
 
+use std::sync::{Arc, Mutex};
+
 use crate::dp::Edges;
 use crate::error::{CotjError, Result};
+use crate::memory;
+
+/// The most levels a grid (and so a DNA row or a dense cost) may have. Planning memory grows as
+/// N²: the lever takes 4·N² bytes (400 MB at this bound), a dense cost 8·N², the DP layers
+/// 8·K·N per thread. Checked before anything of that size is allocated.
+pub const MAX_LEVELS: usize = 10_000;
+
+/// Checks that `n` levels (of the argument `name`: grid, dna, cost...) lie in 2..=[`MAX_LEVELS`].
+pub fn check_levels(name: &str, n: usize) -> Result<()> {
+    if n < 2 {
+        return Err(CotjError::TooFewLevels {
+            name: name.into(),
+            got: n,
+        });
+    }
+    if n > MAX_LEVELS {
+        return Err(CotjError::TooManyLevels {
+            name: name.into(),
+            got: n,
+        });
+    }
+    Ok(())
+}
 
 /// The default grid `t_i = (i + 1) / n`, i = 0..n (ascending, top level 1).
 pub fn default_grid(n: usize) -> Vec<f64> {
     (1..=n).map(|i| i as f64 / n as f64).collect()
 }
 
-/// Checks that `grid` has at least two levels, strictly ascending, all in (0, 1].
+/// Checks that `grid` has 2..=[`MAX_LEVELS`] levels, strictly ascending, all in (0, 1].
 pub fn check_grid(grid: &[f64]) -> Result<()> {
-    if grid.len() < 2 {
-        return Err(CotjError::GridTooShort(grid.len()));
-    }
+    check_levels("grid", grid.len())?;
     for (index, &value) in grid.iter().enumerate() {
         if !(value > 0.0 && value <= 1.0) {
             return Err(CotjError::GridOutOfRange { index, value });
@@ -48,10 +71,16 @@ impl Lever {
     /// The linear-flow lever on `grid` (ascending, in (0, 1]).
     pub fn linear_flow(grid: &[f64]) -> Result<Self> {
         check_grid(grid)?;
-        Ok(Self::build(grid, |j, i| {
+        Self::build(grid, |j, i| {
             let r = (grid[j] - grid[i]) / grid[j];
             r * r
-        }))
+        })
+    }
+
+    /// The linear-flow lever on the default grid of `n` levels (`name` labels a bad `n`).
+    pub fn default_linear_flow(name: &str, n: usize) -> Result<Self> {
+        check_levels(name, n)?;
+        Self::linear_flow(&default_grid(n))
     }
 
     /// The first-order lever of the Gaussian path `x_t = a(t) x0 + s(t) eps`, given `a` and `s`
@@ -90,7 +119,7 @@ impl Lever {
         let lever = Self::build(grid, |j, i| {
             let r = a[i] - s[i] * a[j] / s[j];
             r * r
-        });
+        })?;
         match lever.tri.iter().position(|l| !l.is_finite()) {
             None => Ok(lever),
             Some(p) => {
@@ -109,16 +138,32 @@ impl Lever {
         }
     }
 
-    fn build(grid: &[f64], lever: impl Fn(usize, usize) -> f64) -> Self {
+    /// The packed triangle of `lever(j, i)` over a checked grid.
+    fn build(grid: &[f64], lever: impl Fn(usize, usize) -> f64) -> Result<Self> {
         let n = grid.len();
-        let mut tri = Vec::with_capacity(n * (n - 1) / 2);
+        let mut tri = memory::with_capacity("the lever (N (N - 1) / 2 floats)", n * (n - 1) / 2)?;
         for j in 0..n {
             tri.extend((0..j).map(|i| lever(j, i)));
         }
-        Self {
-            levels: grid.to_vec(),
+        Ok(Self {
+            levels: memory::collect("the grid", n, grid.iter().copied())?,
             tri,
+        })
+    }
+
+    /// The dense lever, row-major (N, N): `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
+    pub fn matrix(&self) -> Result<Vec<f64>> {
+        let n = self.n();
+        let mut out = memory::filled("the lever matrix (N^2 floats)", n * n, 0.0)?;
+        for j in 1..n {
+            out[j * n..j * n + j].copy_from_slice(self.row(j));
         }
+        Ok(out)
+    }
+
+    /// Bytes held by this lever (its grid and packed triangle).
+    pub fn bytes(&self) -> usize {
+        (self.levels.len() + self.tri.len()) * std::mem::size_of::<f64>()
     }
 
     /// Number of grid levels N.
@@ -153,6 +198,67 @@ impl Edges for Lever {
     }
 }
 
+/// The linear-flow levers of the default grids in use, shared, the most recently used kept:
+/// at most [`LeverCache::MAX_ENTRIES`] levers and [`LeverCache::MAX_BYTES`] bytes in all (a
+/// lever larger than that is built on each call and not kept). Planning many widths therefore
+/// keeps memory bounded.
+#[derive(Debug, Default)]
+pub struct LeverCache {
+    /// Least recently used first.
+    entries: Mutex<Vec<Arc<Lever>>>,
+}
+
+impl LeverCache {
+    /// Most levers kept.
+    pub const MAX_ENTRIES: usize = 8;
+    /// Most bytes of levers kept (a lever of N levels takes 4·N·(N + 1) bytes: N <= 2895 fits).
+    pub const MAX_BYTES: usize = 32 << 20;
+
+    /// An empty cache (usable in a `static`).
+    pub const fn new() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Lever>>> {
+        // The entries stay consistent whatever panicked while the lock was held.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The linear-flow lever on the default grid of `n` levels (`name` labels a bad `n`), from
+    /// the cache or built (outside the lock) and kept.
+    pub fn default_linear_flow(&self, name: &str, n: usize) -> Result<Arc<Lever>> {
+        {
+            let mut entries = self.lock();
+            if let Some(p) = entries.iter().position(|l| l.n() == n) {
+                let lever = entries.remove(p);
+                entries.push(Arc::clone(&lever));
+                return Ok(lever);
+            }
+        }
+        let lever = Arc::new(Lever::default_linear_flow(name, n)?);
+        if lever.bytes() <= Self::MAX_BYTES {
+            let mut entries = self.lock();
+            if !entries.iter().any(|l| l.n() == n) {
+                entries.push(Arc::clone(&lever));
+            }
+            while entries.len() > Self::MAX_ENTRIES
+                || entries.iter().map(|l| l.bytes()).sum::<usize>() > Self::MAX_BYTES
+            {
+                entries.remove(0);
+            }
+        }
+        Ok(lever)
+    }
+
+    /// `(levers kept, their bytes)`: to check the bound.
+    pub fn usage(&self) -> (usize, usize) {
+        let entries = self.lock();
+        (entries.len(), entries.iter().map(|l| l.bytes()).sum())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +288,23 @@ mod tests {
 
     #[test]
     fn bad_grids_are_refused() {
-        assert_eq!(Lever::linear_flow(&[0.5]), Err(CotjError::GridTooShort(1)));
+        assert_eq!(
+            Lever::linear_flow(&[0.5]),
+            Err(CotjError::TooFewLevels {
+                name: "grid".into(),
+                got: 1
+            })
+        );
+        let wide = default_grid(MAX_LEVELS + 1);
+        assert_eq!(
+            Lever::linear_flow(&wide).unwrap_err().to_string(),
+            "grid has 10001 levels, more than MAX_LEVELS = 10000 (planning memory grows as N^2: \
+             the lever of N levels takes 4 N^2 bytes)"
+        );
+        assert!(matches!(
+            Lever::default_linear_flow("dna", 1 << 40),
+            Err(CotjError::TooManyLevels { got, .. }) if got == 1 << 40
+        ));
         assert!(matches!(
             Lever::linear_flow(&[0.0, 1.0]),
             Err(CotjError::GridOutOfRange { index: 0, .. })
@@ -212,5 +334,39 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_cache_keeps_few_recent_levers() {
+        let cache = LeverCache::new();
+        let first = cache.default_linear_flow("n", 10).unwrap();
+        assert!(Arc::ptr_eq(
+            &first,
+            &cache.default_linear_flow("n", 10).unwrap()
+        ));
+        for n in 2..200 {
+            cache.default_linear_flow("n", n).unwrap();
+            let (entries, bytes) = cache.usage();
+            assert!(entries <= LeverCache::MAX_ENTRIES && bytes <= LeverCache::MAX_BYTES);
+        }
+        assert_eq!(cache.usage().0, LeverCache::MAX_ENTRIES);
+        // The most recent ones are kept; 10 was evicted long ago.
+        let kept = cache.default_linear_flow("n", 199).unwrap();
+        assert!(Arc::ptr_eq(
+            &kept,
+            &cache.default_linear_flow("n", 199).unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &cache.default_linear_flow("n", 10).unwrap()
+        ));
+        // Too big to keep: built, not cached.
+        let big = cache.default_linear_flow("n", 3000).unwrap();
+        assert!(big.bytes() > LeverCache::MAX_BYTES);
+        assert!(cache.usage().1 <= LeverCache::MAX_BYTES);
+        assert_eq!(
+            cache.default_linear_flow("dna", 1).unwrap_err().to_string(),
+            "dna must have at least 2 levels, got 1"
+        );
     }
 }

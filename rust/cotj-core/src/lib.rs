@@ -11,6 +11,15 @@
 //! case `M = L`, `w = d`, `start = -d`, `end = d`), and from a given first level
 //! ([`Current`]: replanning the rest of a trajectory from the level a sampler is at).
 //!
+//! Limits: a grid has at most [`MAX_LEVELS`] levels, checked before anything of size N² is
+//! allocated; the buffers whose size comes from the caller are allocated fallibly
+//! ([`CotjError::OutOfMemory`], never an abort); long work polls a [`Stop`] between DP layers and
+//! rows (Ctrl-C in Python); [`LeverCache`] keeps the levers of the default grids within a bound.
+//! The environment variable `COTJ_PORTABLE=1` forces the portable (non-FMA) DP kernel
+//! ([`kernel`]), so that its path is tested too. There is no cargo-fuzz target (it needs a nightly
+//! toolchain, unavailable here): property tests (proptest here, hypothesis in a child process in
+//! `tests/`) feed arbitrary shapes and extreme values instead.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use cotj_core::{default_grid, Ends, Lever, Planner};
@@ -28,11 +37,14 @@ mod dense;
 mod dp;
 mod error;
 mod lever;
+mod memory;
 mod planner;
+mod stop;
 
 pub use batch::{BatchPlans, Budget, Current};
 pub use dense::DenseCost;
-pub use dp::Ends;
+pub use dp::{kernel, Ends};
 pub use error::{CotjError, Result};
-pub use lever::{check_grid, default_grid, Lever};
+pub use lever::{check_grid, check_levels, default_grid, Lever, LeverCache, MAX_LEVELS};
 pub use planner::{AdaptivePlan, Plan, Planner, Workspace};
+pub use stop::Stop;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use crate::dp::{backtrack, best_end, forward, Costs, Edges, Ends};
 use crate::error::{CotjError, Result};
 use crate::lever::Lever;
+use crate::memory;
+use crate::stop::Stop;
 
 /// A plan: grid indices in sampling order (noisiest first) and its cost `C` (SPEC 3).
 #[derive(Debug, Clone, PartialEq)]
@@ -192,10 +194,11 @@ impl Planner {
         current: Option<usize>,
         k: usize,
         layers: &mut Vec<f64>,
-    ) -> Option<Plan> {
-        let layers = grow(layers, k * self.n());
-        forward(costs, self.starts(current), k, true, layers);
-        self.extract(costs, k, layers)
+        stop: &Stop,
+    ) -> Result<Option<Plan>> {
+        let layers = memory::grown(LAYERS, layers, k * self.n(), 0.0)?;
+        forward(costs, self.starts(current), k, true, layers, stop)?;
+        Ok(self.extract(costs, k, layers))
     }
 
     /// The best `k`-level plan from the layers, if its cost is finite.
@@ -230,65 +233,78 @@ impl Planner {
         tau: f64,
         kmax: usize,
         layers: &mut Vec<f64>,
-    ) -> Option<AdaptivePlan> {
-        let layers = grow(layers, kmax * self.n());
-        forward(costs, self.starts(current), kmax, false, layers);
-        let curve: Vec<f64> = (1..=kmax)
-            .map(|k| best_end(self.ends.last, costs.end, layers, k).0)
-            .collect();
-        let k0 = curve.iter().position(|c| c.is_finite())? + 1;
-        let k1 = curve.iter().rposition(|c| c.is_finite())? + 1;
+        stop: &Stop,
+    ) -> Result<Option<AdaptivePlan>> {
+        let layers = memory::grown(LAYERS, layers, kmax * self.n(), 0.0)?;
+        forward(costs, self.starts(current), kmax, false, layers, stop)?;
+        let curve = memory::collect(
+            "the adaptive curve",
+            kmax,
+            (1..=kmax).map(|k| best_end(self.ends.last, costs.end, layers, k).0),
+        )?;
+        let (Some(k0), Some(k1)) = (
+            curve.iter().position(|c| c.is_finite()),
+            curve.iter().rposition(|c| c.is_finite()),
+        ) else {
+            return Ok(None);
+        };
+        let (k0, k1) = (k0 + 1, k1 + 1);
         let base = curve[k0 - 1];
         let total = base - curve[k1 - 1];
-        let ratio: Vec<f64> = curve
-            .iter()
-            .map(|&c| match c {
+        let ratio = memory::collect(
+            "the adaptive curve",
+            kmax,
+            curve.iter().map(|&c| match c {
                 c if !c.is_finite() => f64::NAN,
                 c if total > 0.0 => (base - c) / total,
                 _ => 1.0,
-            })
-            .collect();
+            }),
+        )?;
         let chosen = (k0..=k1).find(|&k| ratio[k - 1] >= tau).unwrap_or(k1);
-        let plan = self.extract(costs, chosen, layers)?;
-        Some(AdaptivePlan { plan, curve, ratio })
+        Ok(self
+            .extract(costs, chosen, layers)
+            .map(|plan| AdaptivePlan { plan, curve, ratio }))
     }
 
     /// The DNA form of one row: `w = d`, `start = -d` (kept in `start`), `end = d`.
-    fn dna_costs<'a>(&'a self, d: &'a [f64], start: &'a mut Vec<f64>) -> Costs<'a, Lever> {
+    fn dna_costs<'a>(&'a self, d: &'a [f64], start: &'a mut Vec<f64>) -> Result<Costs<'a, Lever>> {
         start.clear();
+        memory::reserve("the start costs", start, d.len())?;
         start.extend(d.iter().map(|v| -v));
-        Costs {
+        Ok(Costs {
             edges: self.lever.as_ref(),
             w: d,
             start,
             end: d,
-        }
+        })
     }
 
     /// The cheapest plan with exactly `k` levels for the DNA row `d`, starting at `current` when
-    /// given, reusing `ws`. `d`, `k` and `current` must have passed `check_dna`, `check_budget`,
-    /// `check_current` and `check_budget_from`.
+    /// given, reusing `ws`, until `stop` says otherwise. `d`, `k` and `current` must have passed
+    /// `check_dna`, `check_budget`, `check_current` and `check_budget_from`.
     pub fn plan_fixed_with(
         &self,
         d: &[f64],
         k: usize,
         current: Option<usize>,
         ws: &mut Workspace,
+        stop: &Stop,
     ) -> Result<Plan> {
-        let costs = self.dna_costs(d, &mut ws.start);
-        self.fixed(&costs, current, k, &mut ws.layers)
+        let costs = self.dna_costs(d, &mut ws.start)?;
+        self.fixed(&costs, current, k, &mut ws.layers, stop)?
             .ok_or(CotjError::Overflow)
     }
 
     /// The cheapest plan with exactly `k` levels (validated).
     pub fn plan_fixed(&self, d: &[f64], k: usize) -> Result<Plan> {
         self.check_dna(0, d)?;
-        let k = self.check_budget("budget", k as i64)?;
-        self.plan_fixed_with(d, k, None, &mut Workspace::default())
+        let k = self.check_budget("budget", budget_arg(k))?;
+        self.plan_fixed_with(d, k, None, &mut Workspace::default(), &Stop::never())
     }
 
     /// Adaptive length (SPEC 5) for the DNA row `d`, starting at `current` when given, reusing
-    /// `ws`; see `Planner::adaptive` for the rule. Inputs must be validated.
+    /// `ws`, until `stop` says otherwise; see `Planner::adaptive` for the rule. Inputs must be
+    /// validated.
     pub fn plan_adaptive_with(
         &self,
         d: &[f64],
@@ -296,9 +312,10 @@ impl Planner {
         kmax: usize,
         current: Option<usize>,
         ws: &mut Workspace,
+        stop: &Stop,
     ) -> Result<AdaptivePlan> {
-        let costs = self.dna_costs(d, &mut ws.start);
-        self.adaptive(&costs, current, tau, kmax, &mut ws.layers)
+        let costs = self.dna_costs(d, &mut ws.start)?;
+        self.adaptive(&costs, current, tau, kmax, &mut ws.layers, stop)?
             .ok_or(CotjError::Overflow)
     }
 
@@ -306,15 +323,28 @@ impl Planner {
     pub fn plan_adaptive(&self, d: &[f64], tau: f64, max_steps: usize) -> Result<AdaptivePlan> {
         self.check_dna(0, d)?;
         let tau = Self::check_tau(tau)?;
-        let kmax = self.check_budget("max_steps", max_steps as i64)?;
-        self.plan_adaptive_with(d, tau, kmax, None, &mut Workspace::default())
+        let kmax = self.check_budget("max_steps", budget_arg(max_steps))?;
+        self.plan_adaptive_with(
+            d,
+            tau,
+            kmax,
+            None,
+            &mut Workspace::default(),
+            &Stop::never(),
+        )
+    }
+
+    /// The default `max_steps` of adaptive plans: N / 2, or the smallest feasible budget if
+    /// that is more (so the default is always feasible under the windows).
+    pub fn default_max_steps(&self) -> usize {
+        (self.n() / 2).max(self.ends.min_budget(self.n()))
     }
 
     /// The cost `C` of any plan (grid indices, strictly decreasing), whatever the windows.
     pub fn plan_cost(&self, d: &[f64], steps: &[usize]) -> Result<f64> {
         self.check_dna(0, d)?;
         check_steps(self.n(), steps)?;
-        let cost = path_cost(&self.dna_costs(d, &mut Vec::new()), steps);
+        let cost = path_cost(&self.dna_costs(d, &mut Vec::new())?, steps);
         if cost.is_finite() {
             Ok(cost)
         } else {
@@ -327,7 +357,7 @@ impl Planner {
     pub fn cost_matrix(&self, d: &[f64]) -> Result<Vec<f64>> {
         self.check_dna(0, d)?;
         let n = self.n();
-        let mut out = vec![f64::INFINITY; n * n];
+        let mut out = memory::filled("the cost matrix (N^2 floats)", n * n, f64::INFINITY)?;
         for j in 1..n {
             for (i, &l) in self.lever.row(j).iter().enumerate() {
                 out[j * n + i] = d[j] * l;
@@ -337,12 +367,12 @@ impl Planner {
     }
 }
 
-/// `layers[..len]`, grown if needed.
-fn grow(layers: &mut Vec<f64>, len: usize) -> &mut [f64] {
-    if layers.len() < len {
-        layers.resize(len, 0.0);
-    }
-    &mut layers[..len]
+/// What the DP layers are called in an out-of-memory error.
+const LAYERS: &str = "the planning layers (budget x N floats)";
+
+/// A `usize` budget as the `i64` the checks take (saturated: too large either way).
+fn budget_arg(k: usize) -> i64 {
+    i64::try_from(k).unwrap_or(i64::MAX)
 }
 
 /// Checks that `steps` is a non-empty, strictly decreasing list of indices of an `n`-level grid.

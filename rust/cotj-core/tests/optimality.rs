@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cotj_core::{
-    default_grid, BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Lever, Planner,
+    default_grid, BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Lever, Planner, Stop,
 };
 use proptest::prelude::*;
 
@@ -129,7 +129,7 @@ proptest! {
     fn batch_equals_row_by_row(rows in prop::collection::vec(prop::collection::vec(0.0f32..2.0, 12), 1..20), k in 1i64..=12) {
         let planner = Planner::new(Arc::new(Lever::linear_flow(&default_grid(12)).unwrap()), Ends::free(12)).unwrap();
         let flat: Vec<f32> = rows.concat();
-        let batch = planner.plan_batch(&flat, 12, Budget::Fixed(k), Current::Free).unwrap();
+        let batch = planner.plan_batch(&flat, 12, Budget::Fixed(k), Current::Free, &Stop::never()).unwrap();
         for (b, row) in rows.iter().enumerate() {
             let d: Vec<f64> = row.iter().map(|&v| v as f64).collect();
             let one = planner.plan_fixed(&d, k as usize).unwrap();
@@ -195,7 +195,7 @@ proptest! {
         let at = current.map_or(Current::Free, |c| Current::All(c as i64));
         for k in 1..=n {
             let all = brute(n, planner.ends(), current, k, |s| cost.plan_cost(0, s).unwrap());
-            match planner.plan_dense_batch(&cost, Budget::Fixed(k as i64), at) {
+            match planner.plan_dense_batch(&cost, Budget::Fixed(k as i64), at, &Stop::never()) {
                 Err(
                     CotjError::Infeasible { .. }
                     | CotjError::InfeasibleFrom { .. }
@@ -222,7 +222,7 @@ proptest! {
         let curve: Vec<f64> = (1..=n)
             .map(|k| best(&brute(n, Ends::free(n), None, k, |s| cost.plan_cost(0, s).unwrap())))
             .collect();
-        let out = planner.plan_dense_batch(&cost, Budget::Adaptive { tau, max_steps: n as i64 }, Current::Free);
+        let out = planner.plan_dense_batch(&cost, Budget::Adaptive { tau, max_steps: Some(n as i64) }, Current::Free, &Stop::never());
         let Some(k0) = curve.iter().position(|c| c.is_finite()) else {
             let refused = matches!(out, Err(CotjError::NoFinitePlan { .. }));
             prop_assert!(refused);
@@ -256,9 +256,9 @@ proptest! {
         let dense = DenseCost::new(n, &lever, &neg, &dna, Some(dna.as_slice())).unwrap();
         let current = current.filter(|&c| c as usize >= n - first);
         let at = current.map_or(Current::Free, Current::All);
-        for budget in [Budget::Fixed(k), Budget::Adaptive { tau: 0.9, max_steps: k }] {
-            let a = planner.plan_batch(&dna, n, budget, at);
-            let b = planner.plan_dense_batch(&dense, budget, at);
+        for budget in [Budget::Fixed(k), Budget::Adaptive { tau: 0.9, max_steps: Some(k) }] {
+            let a = planner.plan_batch(&dna, n, budget, at, &Stop::never());
+            let b = planner.plan_dense_batch(&dense, budget, at, &Stop::never());
             match (a, b) {
                 // Debug prints every float exactly (NaN padding included, which `==` refuses).
                 (Ok(a), Ok(b)) => prop_assert_eq!(format!("{a:?}"), format!("{b:?}")),
@@ -283,13 +283,19 @@ fn dense_batches_share_or_split_each_array() {
             &shared,
             Budget::PerRow(&[2, 3, 4]),
             Current::PerRow(&[5, 4, 5]),
+            &Stop::never(),
         )
         .unwrap();
     for b in 0..3 {
         let one = DenseCost::new(n, &m, &zeros, &zeros, Some(&scale[b * n..(b + 1) * n])).unwrap();
         let k = [2, 3, 4][b];
         let alone = planner
-            .plan_dense_batch(&one, Budget::Fixed(k), Current::All([5, 4, 5][b]))
+            .plan_dense_batch(
+                &one,
+                Budget::Fixed(k),
+                Current::All([5, 4, 5][b]),
+                &Stop::never(),
+            )
             .unwrap();
         assert_eq!(row_steps(&batch, b), row_steps(&alone, 0));
         assert_eq!(batch.cost[b], alone.cost[0]);
@@ -314,7 +320,7 @@ fn bad_dense_input_names_the_argument() {
     start[n + 3] = f64::NEG_INFINITY;
     let cost = DenseCost::<f64>::new(n, &batched, &start, &z, None).unwrap();
     let e = planner
-        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free)
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free, &Stop::never())
         .unwrap_err();
     assert!(
         e.to_string()
@@ -347,14 +353,14 @@ fn bad_dense_input_names_the_argument() {
     ));
     let cost = DenseCost::<f64>::new(n, &m, &z, &z, None).unwrap();
     let e = planner
-        .plan_dense_batch(&cost, Budget::Fixed(2), Current::All(1))
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::All(1), &Stop::never())
         .unwrap_err();
     assert_eq!(
         e.to_string(),
         "current = 1 must be a grid index that may start a plan: 2..4 (first = 2)"
     );
     let e = planner
-        .plan_dense_batch(&cost, Budget::Fixed(4), Current::All(2))
+        .plan_dense_batch(&cost, Budget::Fixed(4), Current::All(2), &Stop::never())
         .unwrap_err();
     assert!(
         e.to_string()
@@ -364,7 +370,7 @@ fn bad_dense_input_names_the_argument() {
     let none = vec![f64::INFINITY; n * n];
     let cost = DenseCost::<f64>::new(n, &none, &z, &z, None).unwrap();
     let e = planner
-        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free)
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free, &Stop::never())
         .unwrap_err();
     assert!(
         matches!(
@@ -379,7 +385,7 @@ fn bad_dense_input_names_the_argument() {
     );
     let other = linear_planner(5, Ends::free(5));
     assert!(matches!(
-        other.plan_dense_batch(&cost, Budget::Fixed(2), Current::Free),
+        other.plan_dense_batch(&cost, Budget::Fixed(2), Current::Free, &Stop::never()),
         Err(CotjError::Levels {
             name: "cost",
             expected: 5,
@@ -397,10 +403,10 @@ fn ties_break_the_same_way_every_time() {
     .unwrap();
     let flat = vec![0.25f64; 30 * 64];
     let a = planner
-        .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free)
+        .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free, &Stop::never())
         .unwrap();
     let b = planner
-        .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free)
+        .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free, &Stop::never())
         .unwrap();
     assert_eq!(a, b);
     // Every row is the same input, so every row must be the same plan.
@@ -419,7 +425,7 @@ fn bad_input_names_the_argument() {
     let mut d = vec![0.1f64; 10];
     d[7] = f64::NAN;
     let e = planner
-        .plan_batch(&d, 5, Budget::Fixed(2), Current::Free)
+        .plan_batch(&d, 5, Budget::Fixed(2), Current::Free, &Stop::never())
         .unwrap_err();
     assert!(
         matches!(e, CotjError::NonFiniteDna { row: 1, index: 2, value } if value.is_nan()),
@@ -427,18 +433,24 @@ fn bad_input_names_the_argument() {
     );
     d[7] = -1.0;
     assert!(planner
-        .plan_batch(&d, 5, Budget::Fixed(2), Current::Free)
+        .plan_batch(&d, 5, Budget::Fixed(2), Current::Free, &Stop::never())
         .unwrap_err()
         .to_string()
         .starts_with("dna[1, 2] = -1"));
     d[7] = 0.1;
     assert!(planner
-        .plan_batch(&d, 5, Budget::Fixed(0), Current::Free)
+        .plan_batch(&d, 5, Budget::Fixed(0), Current::Free, &Stop::never())
         .unwrap_err()
         .to_string()
         .starts_with("budget must lie in 1..=5"));
     let e = planner
-        .plan_batch(&d, 5, Budget::PerRow(&[2, 6]), Current::Free)
+        .plan_batch(
+            &d,
+            5,
+            Budget::PerRow(&[2, 6]),
+            Current::Free,
+            &Stop::never(),
+        )
         .unwrap_err();
     assert!(
         e.to_string().starts_with("budget[1] must lie in 1..=5"),
@@ -446,7 +458,7 @@ fn bad_input_names_the_argument() {
     );
     assert_eq!(
         planner
-            .plan_batch(&d, 5, Budget::PerRow(&[2]), Current::Free)
+            .plan_batch(&d, 5, Budget::PerRow(&[2]), Current::Free, &Stop::never())
             .unwrap_err(),
         CotjError::BudgetLength {
             expected: 2,
@@ -460,22 +472,23 @@ fn bad_input_names_the_argument() {
                 5,
                 Budget::Adaptive {
                     tau: 0.0,
-                    max_steps: 3
+                    max_steps: Some(3)
                 },
-                Current::Free
+                Current::Free,
+                &Stop::never(),
             )
             .unwrap_err(),
         CotjError::Tau(0.0)
     );
     assert_eq!(
         planner
-            .plan_batch(&d[..0], 5, Budget::Fixed(2), Current::Free)
+            .plan_batch(&d[..0], 5, Budget::Fixed(2), Current::Free, &Stop::never())
             .unwrap_err(),
         CotjError::EmptyBatch
     );
     assert_eq!(
         planner
-            .plan_batch(&d, 4, Budget::Fixed(2), Current::Free)
+            .plan_batch(&d, 4, Budget::Fixed(2), Current::Free, &Stop::never())
             .unwrap_err(),
         CotjError::DnaLength {
             expected: 5,

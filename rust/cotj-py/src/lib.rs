@@ -1,19 +1,64 @@
 //! `cotj._core`: the PyO3 binding of `cotj-core`. It only converts and validates: numpy arrays in
-//! (dtype, ndim and contiguity checked), the GIL released around the planning, core errors out as
-//! `ValueError`, wrong types as `TypeError`. The ergonomic layer is the Python package `cotj`.
+//! (dtype, ndim and contiguity checked), the GIL released around the planning (and re-taken now
+//! and then to let Ctrl-C stop it), core errors out as `ValueError` (`MemoryError` when an
+//! allocation fails), wrong types as `TypeError`. The ergonomic layer is the Python package `cotj`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Planner};
+use cotj_core::{
+    BatchPlans, Budget, CotjError, Current, DenseCost, Ends, LeverCache, Planner, Stop, MAX_LEVELS,
+};
 use numpy::prelude::*;
 use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray};
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyTuple};
+use pyo3::types::{PyBool, PyInt, PyTuple};
 
+/// A core error as a Python exception: `MemoryError` for a failed allocation, else `ValueError`.
 fn value_error(e: CotjError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+    match e {
+        CotjError::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// Runs `work` with the GIL released. Every `Stop::PERIOD` of long work on the main thread the
+/// GIL is re-taken to run Python's signal handlers: the exception one raises (KeyboardInterrupt
+/// on Ctrl-C) stops the work and is raised here.
+fn detach<T: Send>(
+    py: Python<'_>,
+    work: impl Send + FnOnce(&Stop) -> Result<T, CotjError>,
+) -> PyResult<T> {
+    let raised = Mutex::new(None);
+    let main_thread = OnceLock::new();
+    let check = || {
+        Python::attach(|py| {
+            // Python runs signal handlers on its main thread only: elsewhere there is nothing to do.
+            if !*main_thread.get_or_init(|| is_main_thread(py)) {
+                return false;
+            }
+            let err = py.check_signals().err();
+            let stop = err.is_some();
+            *raised.lock().unwrap_or_else(|p| p.into_inner()) = err;
+            stop
+        })
+    };
+    match py.detach(|| work(&Stop::new(&check))) {
+        Err(CotjError::Interrupted) => Err(raised
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|| PyKeyboardInterrupt::new_err("planning was interrupted"))),
+        out => out.map_err(value_error),
+    }
+}
+
+fn is_main_thread(py: Python<'_>) -> bool {
+    let threading = || -> PyResult<bool> {
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?;
+        Ok(main.is(&threading.call_method0("current_thread")?))
+    };
+    threading().unwrap_or(true)
 }
 
 /// A grid of noise levels with its temporal lever (immutable, shareable across threads).
@@ -58,29 +103,16 @@ impl Lever {
         Ok(Self(Arc::new(lever.map_err(value_error)?)))
     }
 
-    /// The linear-flow lever on the default grid `t_i = (i+1)/n`, cached per `n`.
+    /// The linear-flow lever on the default grid `t_i = (i+1)/n`, the recent ones cached
+    /// (bounded). `name` is the argument `n` came from, for errors (`n` must lie in
+    /// 2..=MAX_LEVELS).
     #[staticmethod]
-    fn default(n: i64) -> PyResult<Self> {
-        if n < 2 {
-            return Err(value_error(CotjError::GridTooShort(n.max(0) as usize)));
-        }
-        static CACHE: OnceLock<Mutex<HashMap<usize, Arc<cotj_core::Lever>>>> = OnceLock::new();
-        let n = n as usize;
-        let mut cache = CACHE
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let lever = match cache.get(&n) {
-            Some(l) => Arc::clone(l),
-            None => {
-                let l = Arc::new(
-                    cotj_core::Lever::linear_flow(&cotj_core::default_grid(n))
-                        .map_err(value_error)?,
-                );
-                cache.insert(n, Arc::clone(&l));
-                l
-            }
-        };
+    #[pyo3(signature = (n, name="n"))]
+    fn default(py: Python<'_>, n: i64, name: &str) -> PyResult<Self> {
+        let n = usize::try_from(n).unwrap_or(0);
+        let lever = py
+            .detach(|| DEFAULT_LEVERS.default_linear_flow(name, n))
+            .map_err(value_error)?;
         Ok(Self(lever))
     }
 
@@ -99,11 +131,8 @@ impl Lever {
     /// The dense lever, (N, N): `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
     fn matrix<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let n = self.0.n();
-        let mut out = vec![0.0; n * n];
-        for j in 1..n {
-            out[j * n..j * n + j].copy_from_slice(self.0.row(j));
-        }
-        out.into_pyarray(py).reshape([n, n])
+        let m = py.detach(|| self.0.matrix()).map_err(value_error)?;
+        m.into_pyarray(py).reshape([n, n])
     }
 
     fn __repr__(&self) -> String {
@@ -202,6 +231,18 @@ fn dense_array<'py>(
     Ok(arr.readonly())
 }
 
+/// The linear-flow levers of the default grids (`Lever.default`).
+static DEFAULT_LEVERS: LeverCache = LeverCache::new();
+
+/// A Python int for `name`; an int beyond int64 is out of range for every argument.
+fn int_arg(name: &str, obj: &Bound<'_, PyInt>) -> PyResult<i64> {
+    obj.extract::<i64>().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{name} = {obj} is out of range (no grid has more than MAX_LEVELS = {MAX_LEVELS} levels)"
+        ))
+    })
+}
+
 /// An int or a 1-D int64 array (one value per row) for `name` (`budget`, `current`).
 fn int_or_array<'py>(
     name: &str,
@@ -211,6 +252,9 @@ fn int_or_array<'py>(
         return Err(PyTypeError::new_err(format!(
             "{name} must be an int or an int64 array, got bool"
         )));
+    }
+    if let Ok(int) = obj.cast::<PyInt>() {
+        return int_arg(name, int).map(Ok);
     }
     if let Ok(k) = obj.extract::<i64>() {
         return Ok(Ok(k));
@@ -229,15 +273,14 @@ fn int_or_array<'py>(
 }
 
 /// Runs `plan` with the budget (`budget`, or `tau` with `max_steps`) and start levels
-/// (`current`) read from Python, with the GIL released.
+/// (`current`) read from Python, with the GIL released (see `detach`).
 fn plan_with<'py>(
     py: Python<'py>,
-    n: usize,
     budget: Option<&Bound<'py, PyAny>>,
     tau: Option<f64>,
-    max_steps: Option<i64>,
+    max_steps: Option<&Bound<'py, PyInt>>,
     current: Option<&Bound<'py, PyAny>>,
-    plan: impl Send + FnOnce(Budget<'_>, Current<'_>) -> Result<BatchPlans, CotjError>,
+    plan: impl Send + FnOnce(Budget<'_>, Current<'_>, &Stop) -> Result<BatchPlans, CotjError>,
 ) -> PyResult<BatchPlans> {
     let per_row;
     let budget = match (budget, tau) {
@@ -250,7 +293,7 @@ fn plan_with<'py>(
         },
         (None, Some(tau)) => Budget::Adaptive {
             tau,
-            max_steps: max_steps.unwrap_or((n / 2).max(1) as i64),
+            max_steps: max_steps.map(|k| int_arg("max_steps", k)).transpose()?,
         },
         (Some(_), Some(_)) => {
             return Err(PyValueError::new_err("give either budget or tau, not both"))
@@ -270,7 +313,7 @@ fn plan_with<'py>(
             Current::PerRow(per_row_current.as_slice()?)
         }
     };
-    py.detach(|| plan(budget, current)).map_err(value_error)
+    detach(py, |stop| plan(budget, current, stop))
 }
 
 /// Plans every row of `dna`. Exactly one of `budget` (int or (B,) int64) and `tau` is given;
@@ -288,7 +331,7 @@ fn plan_batch<'py>(
     lever: &Lever,
     budget: Option<&Bound<'py, PyAny>>,
     tau: Option<f64>,
-    max_steps: Option<i64>,
+    max_steps: Option<&Bound<'py, PyInt>>,
     first: i64,
     last: i64,
     current: Option<&Bound<'py, PyAny>>,
@@ -298,14 +341,14 @@ fn plan_batch<'py>(
     let plans = match &dna {
         Levels::F64(a) => {
             let s = a.as_slice()?;
-            plan_with(py, planner.n(), budget, tau, max_steps, current, |b, c| {
-                planner.plan_batch(s, cols, b, c)
+            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
+                planner.plan_batch(s, cols, b, c, stop)
             })
         }
         Levels::F32(a) => {
             let s = a.as_slice()?;
-            plan_with(py, planner.n(), budget, tau, max_steps, current, |b, c| {
-                planner.plan_batch(s, cols, b, c)
+            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
+                planner.plan_batch(s, cols, b, c, stop)
             })
         }
     }?;
@@ -332,7 +375,7 @@ fn plan_dense<'py>(
     scale: Option<&Bound<'py, PyAny>>,
     budget: Option<&Bound<'py, PyAny>>,
     tau: Option<f64>,
-    max_steps: Option<i64>,
+    max_steps: Option<&Bound<'py, PyInt>>,
     first: i64,
     last: i64,
     current: Option<&Bound<'py, PyAny>>,
@@ -345,19 +388,19 @@ fn plan_dense<'py>(
     let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
     let scale = scale.map(|w| scale_array(w, n)).transpose()?;
     let plans = match &scale {
-        None => plan_with(py, n, budget, tau, max_steps, current, |b, c| {
-            planner.plan_dense_batch(&DenseCost::<f64>::new(n, m, s, e, None)?, b, c)
+        None => plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
+            planner.plan_dense_batch(&DenseCost::<f64>::new(n, m, s, e, None)?, b, c, stop)
         }),
         Some(Levels::F64(w)) => {
             let w = w.as_slice()?;
-            plan_with(py, n, budget, tau, max_steps, current, |b, c| {
-                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c)
+            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
+                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c, stop)
             })
         }
         Some(Levels::F32(w)) => {
             let w = w.as_slice()?;
-            plan_with(py, n, budget, tau, max_steps, current, |b, c| {
-                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c)
+            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
+                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c, stop)
             })
         }
     }?;
@@ -517,6 +560,17 @@ fn cost_matrix<'py>(
     m.into_pyarray(py).reshape([n, n])
 }
 
+/// `(levers kept, their bytes)` of the `Lever.default` cache, and its bounds
+/// `(max levers, max bytes)`: to check that memory stays bounded.
+#[pyfunction]
+#[pyo3(name = "_lever_cache")]
+fn lever_cache() -> ((usize, usize), (usize, usize)) {
+    (
+        DEFAULT_LEVERS.usage(),
+        (LeverCache::MAX_ENTRIES, LeverCache::MAX_BYTES),
+    )
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lever>()?;
@@ -525,6 +579,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plan_cost, m)?)?;
     m.add_function(wrap_pyfunction!(plan_cost_dense, m)?)?;
     m.add_function(wrap_pyfunction!(cost_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(lever_cache, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_LEVELS", MAX_LEVELS)?;
+    m.add("KERNEL", cotj_core::kernel())?;
     Ok(())
 }
