@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
+from cotj.predict.teacher import Trajectories  # noqa: E402
 from cotj.testbed import baselines, quality, quality_tier1  # noqa: E402
 from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, exact_endpoint  # noqa: E402
 
@@ -83,7 +84,7 @@ def _straight(b=3, d=5, grid=np.linspace(0.0, 1.0, 9), delta=None):
     x0, eps = rng.standard_normal((b, 1, d)), rng.standard_normal((b, 1, d))
     t = grid[None, :, None]
     err = np.zeros((b, grid.size, d)) if delta is None else delta
-    return baselines.Trajectories(grid, (1 - t) * x0 + t * eps, np.broadcast_to(x0, err.shape) + err), err
+    return Trajectories(grid, (1 - t) * x0 + t * eps, np.broadcast_to(x0, err.shape) + err), err
 
 
 def test_jump_costs_are_zero_on_straight_paths_and_the_lever_for_a_wrong_x0():

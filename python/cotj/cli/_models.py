@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from cotj.cli._io import MAX_INT, TESTBED
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded
 from cotj.schedules import default_grid
+from cotj.predict import teacher
 from cotj.testbed import quality, quality_tier1
 
 
@@ -146,7 +147,7 @@ def prompt_dna(args: Any, prompt: str, pipe: Any = None) -> NDArray[np.float64]:
 
 def realised_run(args: Any, prompt: str, steps: int, pipe: Any = None) -> tuple[torch.Tensor, NDArray[np.float64]]:
     """A uniform ``steps``-step first-order run of ``prompt`` from its noise
-    (:func:`cotj.testbed.quality.euler_trajectories`): the states in step order (steps + 1, 1, ...)
+    (:func:`cotj.predict.teacher.euler_trajectories`): the states in step order (steps + 1, 1, ...)
     float64, from the noise at t = 1 to the sample, and their levels (steps + 1,) from 1 to 0."""
     if args.model == TESTBED:
         pipe = pipe if pipe is not None else shapes_pipeline(args.weights)
@@ -157,6 +158,6 @@ def realised_run(args: Any, prompt: str, steps: int, pipe: Any = None) -> tuple[
         items = condition_ids([prompt])
         denoiser, cond = quality_tier1.tier1_model(cfg), torch.tensor(items)
         start = quality.seeded_noise(items, (cfg.dim,), cfg.noise_seed)
-    traj = quality.euler_trajectories(denoiser, start, cond, default_grid(steps), prediction="flow")
+    traj = teacher.euler_trajectories(denoiser, start, cond, default_grid(steps), prediction="flow")
     states = torch.from_numpy(np.ascontiguousarray(traj.states[:, ::-1])).transpose(0, 1)
     return states, traj.levels[::-1].copy()

@@ -8,18 +8,17 @@ model is evaluated; the sampler's last step goes from the last level to 0 (NFE =
   fixed formulas;
 - :func:`gits` (one schedule for a data set) and :func:`oss` (one schedule per sample): the
   cheapest K-jump path through a grid of teacher states, by dynamic programming over the
-  one-step truncation error (:attr:`Trajectories.jump_costs`, :func:`cheapest_path`).
+  one-step truncation error (:attr:`cotj.predict.teacher.Trajectories.jump_costs`, :func:`cheapest_path`).
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Trajectories", "cheapest_path", "gits", "karras", "oss", "shifted", "uniform"]
+from cotj.predict.teacher import Trajectories
+
+__all__ = ["cheapest_path", "gits", "karras", "oss", "shifted", "uniform"]
 
 
 def _steps(k: object) -> int:
@@ -62,52 +61,6 @@ def karras(k: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float 
     lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
     sigma = (hi + ramp * (lo - hi)) ** rho
     return sigma / (1.0 + sigma)
-
-
-@dataclass(frozen=True)
-class Trajectories:
-    """Teacher trajectories of B samples on a grid of M levels that includes the clean end.
-
-    Attributes:
-        levels: (M,) float64 ascending, ``levels[0] = 0`` (the endpoint), ``levels[-1]`` the top
-            level where sampling starts.
-        states: (B, M, D) the teacher's state of each sample at each level (flattened).
-        x0: (B, M, D) the teacher model's clean estimate at each of those states (column 0 unused).
-        a, s: (M,) the Gaussian path ``x_t = a·x0 + s·eps`` at ``levels``; None: the linear flow.
-    """
-
-    levels: NDArray[np.float64]
-    states: NDArray[np.float64]
-    x0: NDArray[np.float64]
-    a: NDArray[np.float64] | None = None
-    s: NDArray[np.float64] | None = None
-
-    def __post_init__(self) -> None:
-        lv = np.asarray(self.levels, dtype=np.float64)
-        if lv.ndim != 1 or lv.size < 2 or lv[0] != 0 or np.any(np.diff(lv) <= 0):
-            raise ValueError("levels must be 1-D, ascending, start at 0 and hold at least 2 levels")
-        states, x0 = np.shape(self.states), np.shape(self.x0)
-        if len(states) != 3 or states[1] != lv.size or x0 != states:
-            raise ValueError(f"states and x0 must both have shape (B, {lv.size}, D), got {states} and {x0}")
-        for name, v in (("a", self.a), ("s", self.s)):
-            if v is not None and np.shape(v) != lv.shape:
-                raise ValueError(f"{name} must have the shape of levels {lv.shape}, got {np.shape(v)}")
-
-    @functools.cached_property
-    def jump_costs(self) -> NDArray[np.float64]:
-        """(B, M, M) float64: ``[b, j, i]`` is the mean squared distance between one first-order
-        (Euler / DDIM) step from sample b's teacher state at level j down to level i and the
-        teacher's own state at level i; ``inf`` where i >= j (no such jump)."""
-        t = np.asarray(self.levels, dtype=np.float64)
-        a = 1.0 - t if self.a is None else np.asarray(self.a, dtype=np.float64)
-        s = t if self.s is None else np.asarray(self.s, dtype=np.float64)
-        x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
-        cost = np.full((x.shape[0], t.size, t.size), np.inf)
-        for j in range(1, t.size):
-            eps = (x[:, j] - a[j] * x0[:, j]) / s[j]  # (B, D)
-            landed = a[:j, None] * x0[:, j, None] + s[:j, None] * eps[:, None]  # (B, j, D)
-            cost[:, j, :j] = ((landed - x[:, :j]) ** 2).mean(-1)
-        return cost
 
 
 def cheapest_path(cost: ArrayLike, k: int) -> NDArray[np.int64]:

@@ -32,9 +32,9 @@ from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import tqdm
 
 import cotj
-from cotj.predict import DNAPredictor, cosine_scores, to_x0, train_predictor
+from cotj.predict import DNAPredictor, cosine_scores, train_predictor
+from cotj.predict.teacher import Trajectories, first_order_step
 from cotj.testbed import baselines
-from cotj.testbed.baselines import Trajectories
 
 __all__ = [
     "KS",
@@ -42,7 +42,6 @@ __all__ = [
     "SCHEDULES",
     "Problem",
     "cost_curves",
-    "euler_trajectories",
     "evaluate",
     "first_order_sample",
     "grid_cost",
@@ -81,29 +80,6 @@ def seeded_noise(items: Sequence[str | int], shape: tuple[int, ...], seed: int) 
     the condition id itself or the CRC-32 of a prompt: an item's noise depends on nothing else."""
     ids = [zlib.crc32(i.encode()) if isinstance(i, str) else int(i) for i in items]
     return torch.from_numpy(np.stack([np.random.default_rng([seed, i]).standard_normal(shape) for i in ids]))
-
-
-def _path(denoiser: Any, t: torch.Tensor, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``a(t), s(t)`` (n,) float64: the denoiser's own ``path`` if it has one, else the linear flow."""
-    if hasattr(denoiser, "path"):
-        a, s, *_ = denoiser.path(t)
-        return a, s
-    if prediction != "flow":
-        raise ValueError(f"a {prediction!r} denoiser without a path(t) method: give a flow model or one with path()")
-    return 1.0 - t, t
-
-
-def _step(denoiser: Any, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cond: torch.Tensor,
-          prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One first-order step of rows ``x`` (n, ...) from levels ``t`` to ``t_next`` (n,) float64 (0 = clean):
-    ``x0_hat`` at t, then ``a(t_next)·x0_hat + s(t_next)·eps_hat`` (DDIM; the Euler step ``x + (t_next - t)·v``
-    on the linear flow). Returns (next state, x0_hat)."""
-    shape = (-1, *([1] * (x.ndim - 1)))
-    a, s = (v.to(x.dtype).reshape(shape) for v in _path(denoiser, t, prediction))
-    a_n, s_n = (v.to(x.dtype).reshape(shape) for v in _path(denoiser, t_next, prediction))
-    pred = denoiser(x, t.to(x.dtype), cond)
-    x0 = to_x0(pred, x, a.flatten(), s.flatten(), prediction).to(x.dtype)
-    return a_n * x0 + s_n * (x - a * x0) / s, x0
 
 
 def _level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
@@ -148,33 +124,9 @@ def first_order_sample(denoiser: Any, noise: torch.Tensor, cond: torch.Tensor, l
                 active = torch.from_numpy(np.isfinite(block[:, k]))
                 t = torch.from_numpy(block[:, k])[active]
                 t_next = torch.from_numpy(np.nan_to_num(block[:, k + 1], nan=0.0))[active]
-                x[active] = _step(denoiser, x[active], t, t_next, cond[rows][active], prediction)[0]
+                x[active] = first_order_step(denoiser, x[active], t, t_next, cond[rows][active], prediction)[0]
             out[rows] = x
     return out
-
-
-def euler_trajectories(denoiser: Any, noise: torch.Tensor, cond: torch.Tensor, grid: ArrayLike, *,
-                       prediction: str | None = None, batch_size: int | None = None) -> Trajectories:
-    """A first-order run through every level of ``grid`` (N,) ascending, top level 1, recording the state
-    and ``x0_hat`` at each level: the Tier 2 teacher (its endpoint is the 100-step reference)."""
-    prediction = prediction or getattr(denoiser, "prediction", None)
-    desc = np.asarray(grid, dtype=np.float64)[::-1]
-    n, b = desc.size, noise.shape[0]
-    states = torch.empty((b, n + 1, *noise.shape[1:]), dtype=noise.dtype)
-    x0s = torch.empty_like(states)
-    size = batch_size or b
-    with torch.inference_mode():
-        for start in range(0, b, size):
-            rows = slice(start, start + size)
-            x = noise[rows].clone()
-            for k in range(n):
-                t = torch.full((x.shape[0],), desc[k], dtype=torch.float64)
-                t_next = torch.full_like(t, desc[k + 1] if k + 1 < n else 0.0)
-                states[rows, n - k] = x
-                x, x0s[rows, n - k] = _step(denoiser, x, t, t_next, cond[rows], prediction)
-            states[rows, 0], x0s[rows, 0] = x, x
-    flat = (b, n + 1, -1)
-    return Trajectories(np.append(0.0, desc[::-1]), states.reshape(flat).double().numpy(), x0s.reshape(flat).double().numpy())
 
 
 # ---------------------------------------------------------------------------------------------- the run

@@ -22,7 +22,7 @@ from cotj.predict import extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.schedules import default_grid
 from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint, integrate
-from cotj.testbed.baselines import Trajectories
+from cotj.predict.teacher import Trajectories
 from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, seeded_noise
 
 __all__ = ["Tier1Config", "ode_trajectories", "run_tier1", "tier1_extract", "tier1_model"]

@@ -25,8 +25,8 @@ from numpy.typing import NDArray
 from cotj.predict import extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.schedules import default_grid
-from cotj.testbed.baselines import Trajectories
-from cotj.testbed.quality import KS, LONG_KS, Problem, euler_trajectories, evaluate, planning_time, predict_dna, seeded_noise
+from cotj.predict.teacher import Trajectories, euler_trajectories
+from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, seeded_noise
 
 __all__ = ["Tier2Config", "Tier2Setup", "load_shapes_pipeline", "run_tier2", "tier2_extract"]
 

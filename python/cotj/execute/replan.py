@@ -1,0 +1,178 @@
+"""Closed-loop replanning: after every model evaluation, re-cost the rest of the trajectory from what the sample
+shows, and replan the remaining steps with the same DP.
+
+Each evaluation at level t gives the sample's clean estimate ``x0_hat`` there for free. The teacher cost's row
+model (:class:`cotj.objectives.RowModel`) turns it into how much harder than the calibration mean this sample's
+jumps are, level by level; the cheapest plan of the remaining evaluations that starts at the current level
+(``cotj.plan_batch(..., current=level)``) gives the next level. The budget K is fixed: exactly K evaluations.
+
+- :class:`Replanner`: the policy, numpy only: current levels and what the model said -> next levels.
+- :func:`replan_sample`: a first-order sampler for any denoiser ``model(x_t, t, cond)``, one plan per row.
+- :class:`ReplanningScheduler`: wraps a Diffusers flow-matching scheduler, so an unchanged pipeline replans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from cotj.objectives import TeacherCost
+from cotj.planning import plan_batch
+
+__all__ = ["Replanner", "ReplanningScheduler", "replan_sample"]
+
+
+@dataclass(frozen=True)
+class Replanner:
+    """Chooses each next level of a batch of samples from what the model said at the current one.
+
+    Attributes:
+        teacher: the model's :class:`~cotj.objectives.TeacherCost` (its row model makes the loop closed; without
+            one every row follows the teacher plan, open loop).
+        budget: model evaluations per sample, K >= 1 (NFE).
+    """
+
+    teacher: TeacherCost
+    budget: int
+
+    def __post_init__(self) -> None:
+        n = self.teacher.grid.size
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, np.integer)) or not 1 <= self.budget <= n:
+            raise ValueError(f"budget must be an int in 1..{n} (the teacher grid's levels), got {self.budget!r}")
+
+    @property
+    def top(self) -> int:
+        """The grid index every sample starts at (the grid's top level)."""
+        return self.teacher.grid.size - 1
+
+    def next(self, level: ArrayLike, done: int, x: ArrayLike, x0_hat: ArrayLike) -> NDArray[np.int64]:
+        """(B,) the next grid index of each sample, -1 for the final step to t = 0.
+
+        Args:
+            level: (B,) grid indices the samples were just evaluated at.
+            done: evaluations made so far, including this one (1..K).
+            x: (B, ...) the states at ``level``; x0_hat: (B, ...) the model's clean estimates there.
+        """
+        lv = np.asarray(level, dtype=np.int64).reshape(-1)
+        return self.next_scaled(lv, done, self.teacher.row_scale(lv, x, x0_hat))
+
+    def next_scaled(self, level: NDArray[np.int64], done: int, log_scale: NDArray[np.float64]) -> NDArray[np.int64]:
+        """:meth:`next` from the row scales (B, N) (:meth:`TeacherCost.row_scale`) instead of the states."""
+        left = self.budget - int(done)
+        if left < 0:
+            raise ValueError(f"done must be in 1..{self.budget}, got {done}")
+        if left == 0:
+            return np.full(level.size, -1, dtype=np.int64)
+        if np.any(level < left):
+            raise ValueError(f"levels {level.min()} leave no room for {left} more evaluations")
+        plans = plan_batch(None, left + 1, current=level, **self.teacher.plan_kwargs(log_scale))
+        return plans.steps[:, 1].astype(np.int64)
+
+
+def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *, prediction: str | None = None,
+                  ) -> tuple[Any, NDArray[np.float64]]:
+    """Sample every row from its noise with first-order steps, replanning after each evaluation.
+
+    Args:
+        denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction`` (linear flow unless it has ``path``).
+        noise: (B, ...) torch tensor, the state at the grid's top level. cond: (B, ...) per-row conditions.
+        replanner: the policy and the budget K.
+        prediction: what the denoiser predicts; default its ``prediction`` attribute.
+
+    Returns:
+        (the clean samples (B, ...), the levels each row was evaluated at (B, K) float64, noisiest first).
+    """
+    import torch
+
+    from cotj.predict.teacher import clean_estimate, ddim_step
+
+    prediction = prediction or getattr(denoiser, "prediction", None)
+    if prediction is None:
+        raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
+    grid = replanner.teacher.grid
+    b, k = noise.shape[0], replanner.budget
+    level = np.full(b, replanner.top, dtype=np.int64)
+    seen = np.empty((b, k))
+    x = noise.clone()
+    with torch.inference_mode():
+        for m in range(k):
+            seen[:, m] = grid[level]
+            t = torch.from_numpy(grid[level])
+            x0 = clean_estimate(denoiser, x, t, cond, prediction)
+            nxt = replanner.next(level, m + 1, x.flatten(1).double().numpy(), x0.flatten(1).double().numpy())
+            x = ddim_step(denoiser, x, x0, t, torch.from_numpy(np.where(nxt >= 0, grid[np.maximum(nxt, 0)], 0.0)), prediction)
+            level = nxt
+    return x, seen
+
+
+class ReplanningScheduler:
+    """A Diffusers flow-matching scheduler that replans after every step; pipelines use it unchanged::
+
+        pipe.scheduler = ReplanningScheduler(pipe.scheduler, teacher)
+        pipe(prompt, num_inference_steps=6)          # 6 evaluations, levels chosen as the sample goes
+
+    ``set_timesteps(K)`` starts at the teacher grid's top level with the teacher plan of K steps; each ``step``
+    computes the clean estimate ``x0_hat = x - sigma·v``, asks the :class:`Replanner` for the next level and
+    writes it into the scheduler's ``sigmas`` and ``timesteps`` in place before stepping, so the pipeline's loop
+    evaluates the model there next. One plan serves the whole batch of a call (the mean of its rows' row
+    scales): call the pipeline once per prompt for per-prompt loops (:func:`cotj.execute.sample` does).
+    ``levels`` holds the levels the model was evaluated at. Other attributes are the wrapped scheduler's.
+    """
+
+    def __init__(self, scheduler: Any, teacher: TeacherCost) -> None:
+        from cotj.execute.schedulers import InexactScheduleError, neutral_scheduler
+
+        if not hasattr(scheduler, "sigmas") or "sigmas" not in _parameters(scheduler.set_timesteps):
+            raise InexactScheduleError(f"{type(scheduler).__name__} takes no sigmas: replanning needs a flow-matching scheduler")
+        self.scheduler = neutral_scheduler(scheduler)
+        self.teacher = teacher
+        self.levels: list[float] = []
+        self._plan: Replanner | None = None
+        self._level = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "scheduler":
+            raise AttributeError(name)
+        return getattr(self.scheduler, name)
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device: Any = None, sigmas: Any = None,
+                      mu: float | None = None, timesteps: Any = None, **_: Any) -> None:
+        """Start a run of K evaluations: ``num_inference_steps``, else the length of the ``sigmas`` or ``timesteps``
+        a pipeline passes (their values and ``mu`` are ignored: the levels come from the teacher cost)."""
+        from cotj.execute.schedulers import scheduler_args
+
+        given = sigmas if sigmas is not None else timesteps
+        k = num_inference_steps if num_inference_steps is not None else (len(given) if given is not None else 0)
+        self._plan = Replanner(self.teacher, int(k))
+        first = plan_batch(None, self._plan.budget, current=self._plan.top, **self.teacher.plan_kwargs())[0]
+        self.scheduler.set_timesteps(**scheduler_args(first.levels, self.scheduler), device=device)
+        self._level, self.levels = self._plan.top, []
+
+    def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
+        """Replan from the current level, set the next level in place, then take the wrapped scheduler's step."""
+        if self._plan is None:
+            raise RuntimeError("call set_timesteps before step")
+        inner = self.scheduler
+        i = len(self.levels)
+        sigma = float(inner.sigmas[i])
+        self.levels.append(sigma)
+        x = sample.detach().double().flatten(1).cpu()
+        x0_hat = x - sigma * model_output.detach().double().flatten(1).cpu()
+        level = np.full(1, self._level)
+        scale = self.teacher.row_scale(np.full(x.shape[0], self._level), x.numpy(), x0_hat.numpy()).mean(0, keepdims=True)
+        nxt = int(self._plan.next_scaled(level, i + 1, scale)[0])
+        if nxt >= 0:
+            new = float(self.teacher.grid[nxt])
+            inner.sigmas[i + 1] = new
+            inner.timesteps[i + 1] = new * inner.config.num_train_timesteps
+            self._level = nxt
+        return inner.step(model_output, timestep, sample, *args, **kwargs)
+
+
+def _parameters(fn: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)

@@ -1,0 +1,215 @@
+"""Teacher runs and the jump costs they measure (the "teacher" and "calibrated" objectives, and replanning).
+
+A first-order teacher run through every level of a grid visits N states of a sample. The model's clean estimate
+at each visited state gives the first-order (Euler / DDIM) step from that level to *every* lower level, and the
+teacher's own state there is where that step should land. So one N-step run measures the sample's whole N×N
+matrix of local errors (:attr:`Trajectories.jump_costs`) for N model evaluations. :func:`calibrate` averages it
+over a calibration batch (a GITS-style data-set cost) and fits the closed-loop row model of
+:class:`cotj.objectives.RowModel` on the same runs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from tqdm.auto import tqdm
+
+from cotj.objectives import RowModel, TeacherCost, row_features
+from cotj.predict.prediction import to_x0
+from cotj.schedules import default_grid
+
+__all__ = [
+    "Trajectories",
+    "calibrate",
+    "clean_estimate",
+    "ddim_step",
+    "euler_trajectories",
+    "first_order_step",
+    "fit_teacher_cost",
+    "path_of",
+]
+
+
+def path_of(denoiser: Any, t: torch.Tensor, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a(t), s(t)`` (n,) float64 of ``x_t = a·x0 + s·eps``: the denoiser's own ``path`` if it has one, else the
+    linear flow ``a = 1 - t, s = t``."""
+    if hasattr(denoiser, "path"):
+        a, s, *_ = denoiser.path(t)
+        return a, s
+    if prediction != "flow":
+        raise ValueError(f"a {prediction!r} denoiser without a path(t) method: give a flow model or one with path()")
+    return 1.0 - t, t
+
+
+def clean_estimate(denoiser: Any, x: torch.Tensor, t: torch.Tensor, cond: Any, prediction: str) -> torch.Tensor:
+    """The model's clean estimate ``x0_hat`` (n, ...) at states ``x`` (n, ...) and levels ``t`` (n,) float64."""
+    a, s = path_of(denoiser, t, prediction)
+    return to_x0(denoiser(x, t.to(x.dtype), cond), x, a.to(x.dtype), s.to(x.dtype), prediction).to(x.dtype)
+
+
+def ddim_step(denoiser: Any, x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
+              prediction: str) -> torch.Tensor:
+    """The first-order step from ``x`` at levels ``t`` to ``t_next`` (n,) float64 (0 = clean) given the clean
+    estimate ``x0`` there: ``a(t_next)·x0 + s(t_next)·eps_hat`` (DDIM; ``x + (t_next - t)·v`` on the linear flow)."""
+    shape = (-1, *([1] * (x.ndim - 1)))
+    a, s = (v.to(x.dtype).reshape(shape) for v in path_of(denoiser, t, prediction))
+    a_n, s_n = (v.to(x.dtype).reshape(shape) for v in path_of(denoiser, t_next, prediction))
+    return a_n * x0 + s_n * (x - a * x0) / s
+
+
+def first_order_step(denoiser: Any, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cond: Any,
+                     prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One first-order step of rows ``x`` (n, ...) from levels ``t`` to ``t_next`` (n,): (next state, x0_hat)."""
+    x0 = clean_estimate(denoiser, x, t, cond, prediction)
+    return ddim_step(denoiser, x, x0, t, t_next, prediction), x0
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Teacher trajectories of B samples on a grid of M levels that includes the clean end.
+
+    Attributes:
+        levels: (M,) float64 ascending, ``levels[0] = 0`` (the endpoint), ``levels[-1]`` the top
+            level where sampling starts.
+        states: (B, M, D) the teacher's state of each sample at each level (flattened).
+        x0: (B, M, D) the teacher model's clean estimate at each of those states (column 0 unused).
+        a, s: (M,) the Gaussian path ``x_t = a·x0 + s·eps`` at ``levels``; None: the linear flow.
+    """
+
+    levels: NDArray[np.float64]
+    states: NDArray[np.float64]
+    x0: NDArray[np.float64]
+    a: NDArray[np.float64] | None = None
+    s: NDArray[np.float64] | None = None
+
+    def __post_init__(self) -> None:
+        lv = np.asarray(self.levels, dtype=np.float64)
+        if lv.ndim != 1 or lv.size < 2 or lv[0] != 0 or np.any(np.diff(lv) <= 0):
+            raise ValueError("levels must be 1-D, ascending, start at 0 and hold at least 2 levels")
+        states, x0 = np.shape(self.states), np.shape(self.x0)
+        if len(states) != 3 or states[1] != lv.size or x0 != states:
+            raise ValueError(f"states and x0 must both have shape (B, {lv.size}, D), got {states} and {x0}")
+        for name, v in (("a", self.a), ("s", self.s)):
+            if v is not None and np.shape(v) != lv.shape:
+                raise ValueError(f"{name} must have the shape of levels {lv.shape}, got {np.shape(v)}")
+
+    @functools.cached_property
+    def jump_costs(self) -> NDArray[np.float64]:
+        """(B, M, M) float64: ``[b, j, i]`` is the mean squared distance between one first-order
+        (Euler / DDIM) step from sample b's teacher state at level j down to level i and the
+        teacher's own state at level i; ``inf`` where i >= j (no such jump)."""
+        t = np.asarray(self.levels, dtype=np.float64)
+        a = 1.0 - t if self.a is None else np.asarray(self.a, dtype=np.float64)
+        s = t if self.s is None else np.asarray(self.s, dtype=np.float64)
+        x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
+        cost = np.full((x.shape[0], t.size, t.size), np.inf)
+        for j in range(1, t.size):
+            eps = (x[:, j] - a[j] * x0[:, j]) / s[j]  # (B, D)
+            landed = a[:j, None] * x0[:, j, None] + s[:j, None] * eps[:, None]  # (B, j, D)
+            cost[:, j, :j] = ((landed - x[:, :j]) ** 2).mean(-1)
+        return cost
+
+    @functools.cached_property
+    def features(self) -> NDArray[np.float64]:
+        """(B, M - 1, F) :func:`cotj.objectives.row_features` of the teacher at levels 1..M-1 (what a sampler
+        that is at that level on this trajectory sees)."""
+        b, m, d = self.states.shape
+        f = row_features(np.asarray(self.states[:, 1:], dtype=np.float64).reshape(-1, d),
+                         np.asarray(self.x0[:, 1:], dtype=np.float64).reshape(-1, d))  # fmt: skip
+        return f.reshape(b, m - 1, -1)
+
+
+def euler_trajectories(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike, *,
+                       prediction: str | None = None, batch_size: int | None = None) -> Trajectories:
+    """A first-order run through every level of ``grid`` (N,) ascending, top level first, recording the state
+    and ``x0_hat`` at each level: (B, N + 1, D) with level 0 the endpoint. Its endpoint is the N-step sample."""
+    prediction = prediction or getattr(denoiser, "prediction", None)
+    if prediction is None:
+        raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
+    desc = np.asarray(grid, dtype=np.float64)[::-1]
+    n, b = desc.size, noise.shape[0]
+    states = torch.empty((b, n + 1, *noise.shape[1:]), dtype=noise.dtype)
+    x0s = torch.empty_like(states)
+    size = batch_size or b
+    with torch.inference_mode():
+        for start in range(0, b, size):
+            rows = slice(start, start + size)
+            x = noise[rows].clone()
+            for k in range(n):
+                t = torch.full((x.shape[0],), desc[k], dtype=torch.float64)
+                t_next = torch.full_like(t, desc[k + 1] if k + 1 < n else 0.0)
+                states[rows, n - k] = x
+                x, x0s[rows, n - k] = first_order_step(denoiser, x, t, t_next, cond[rows], prediction)
+            states[rows, 0], x0s[rows, 0] = x, x
+    flat = (b, n + 1, -1)
+    return Trajectories(np.append(0.0, desc[::-1]), states.reshape(flat).double().numpy(), x0s.reshape(flat).double().numpy())
+
+
+def _chunks(noise: torch.Tensor, cond: Any, size: int) -> Iterator[tuple[torch.Tensor, Any]]:
+    for start in range(0, noise.shape[0], size):
+        yield noise[start : start + size], cond[start : start + size]
+
+
+def fit_teacher_cost(costs: NDArray[np.float64], features: NDArray[np.float64], grid: ArrayLike,
+                     ridge: float = 1.0) -> TeacherCost:
+    """The :class:`TeacherCost` of per-sample jump costs ``costs`` (C, N + 1, N + 1) (node 0 = t = 0, node n =
+    grid level n - 1) and the features ``features`` (C, N, F) seen at each grid level.
+
+    The data-set cost is the mean over samples. The row model regresses, level by level, each sample's log row
+    scale ``log mean_i(costs[c, j, i] / mean[j, i])`` on the standardised features, with ridge penalty ``ridge``.
+    """
+    g = np.asarray(grid, dtype=np.float64)
+    if ridge < 0 or not np.isfinite(ridge):
+        raise ValueError(f"ridge must be finite and >= 0, got {ridge}")
+    floor = np.maximum(costs, 1e-12)  # the teacher's own steps land exactly: cost 0
+    mean = floor.mean(0)
+    below = np.tril(np.ones(mean.shape, dtype=bool), -1)
+    ratio = np.where(below, floor / np.where(below, mean, 1.0), np.nan)
+    log_rows = np.log(np.nanmean(ratio[:, 1:], axis=2))  # (C, N): grid levels 0..N-1 (nodes 1..N)
+    base = log_rows.mean(0)
+    centered = log_rows - base
+    center, spread = features.mean(0), features.std(0) + 1e-9  # (N, F)
+    n, f = center.shape
+    beta, var = np.empty((n, f, n)), np.empty((n, n))
+    for j in range(n):
+        z = (features[:, j] - center[j]) / spread[j]
+        beta[j] = np.linalg.solve(z.T @ z + ridge * np.eye(f), z.T @ centered)
+        var[j] = (centered - z @ beta[j]).var(0)
+    edges = np.where(below[1:, 1:], mean[1:, 1:], np.inf)
+    return TeacherCost(g, edges, mean[1:, 0].copy(), int(costs.shape[0]), RowModel(base, center, spread, beta, var))
+
+
+def calibrate(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike | None = None, *,
+              prediction: str | None = None, batch_size: int = 64, ridge: float = 1.0,
+              progress: bool = True) -> TeacherCost:
+    """Measure a model's jump costs from teacher runs: the data for the "teacher" and "calibrated" objectives
+    and for closed-loop replanning.
+
+    Args:
+        denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction``, as for :func:`cotj.predict.extract_dna`.
+        noise: (C, ...) one starting noise per calibration sample (the state at the grid's top level).
+        cond: (C, ...) their conditions (a tensor or anything sliceable by rows).
+        grid: (N,) ascending levels, top level where sampling starts; default ``t_i = (i + 1)/100``.
+        prediction: what the denoiser predicts; default its ``prediction`` attribute.
+        batch_size: samples per teacher run (memory: batch × (N + 1) × D floats twice).
+        ridge: penalty of the row model's regression (standardised features).
+
+    Returns:
+        A :class:`~cotj.objectives.TeacherCost`. Cost: N model evaluations per sample.
+    """
+    g = default_grid(100) if grid is None else np.asarray(grid, dtype=np.float64)
+    if noise.shape[0] < 2:
+        raise ValueError(f"calibrate needs at least 2 samples, got {noise.shape[0]}")
+    costs, feats = [], []
+    chunks = _chunks(noise, cond, batch_size)
+    for x, c in tqdm(chunks, total=-(-noise.shape[0] // batch_size), desc="teacher runs", disable=not progress):
+        traj = euler_trajectories(denoiser, x, c, g, prediction=prediction)
+        costs.append(traj.jump_costs)
+        feats.append(traj.features)
+    return fit_teacher_cost(np.concatenate(costs), np.concatenate(feats), g, ridge)

@@ -1,0 +1,175 @@
+"""Teacher costs (cotj.predict.calibrate), the planning objectives, and closed-loop replanning (issue 10)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import cotj  # noqa: E402
+from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample  # noqa: E402
+from cotj.objectives import TeacherCost, objective  # noqa: E402
+from cotj.predict.teacher import calibrate, euler_trajectories, fit_teacher_cost  # noqa: E402
+from cotj.testbed import baselines  # noqa: E402
+from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+GRID = cotj.default_grid(12)
+
+
+class Counting:
+    """The analytic flow model, recording the level of every row of every call."""
+
+    prediction = "flow"
+
+    def __init__(self) -> None:
+        self.model = FlowMixtureModel(MixtureFamily(dim=6, seed=0))
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, x, t, cond):
+        self.calls.append(t.double().numpy().copy())
+        return self.model(x, t, cond)
+
+
+def _inputs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    noise = torch.randn(n, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return noise, torch.arange(n) % 5
+
+
+@pytest.fixture(scope="module")
+def analytic_teacher() -> TeacherCost:
+    noise, cond = _inputs(24, 0)
+    return calibrate(FlowMixtureModel(MixtureFamily(dim=6, seed=0)), noise, cond, GRID, batch_size=10, progress=False)
+
+
+def test_teacher_cost_is_the_directly_measured_local_error(analytic_teacher):
+    """Edges and end costs equal one Euler step of the model from the teacher's state, measured here directly."""
+    model = FlowMixtureModel(MixtureFamily(dim=6, seed=0))
+    noise, cond = _inputs(24, 0)
+    traj = euler_trajectories(model, noise, cond, GRID)
+    x = torch.from_numpy(traj.states)
+    for j, i in [(11, 3), (6, 5), (11, 10), (4, 0)]:  # grid indices; node = index + 1, node 0 = the endpoint
+        t = torch.full((24,), GRID[j], dtype=torch.float64)
+        landed = x[:, j + 1] + (GRID[i] - GRID[j]) * model(x[:, j + 1], t, cond)
+        measured = ((landed - x[:, i + 1]) ** 2).mean(1).mean().item()
+        assert analytic_teacher.edges[j, i] == pytest.approx(measured, rel=1e-9)
+    last = x[:, 5] - GRID[4] * model(x[:, 5], torch.full((24,), GRID[4], dtype=torch.float64), cond)
+    assert analytic_teacher.end[4] == pytest.approx(((last - x[:, 0]) ** 2).mean(1).mean().item(), rel=1e-9)
+    assert np.all(np.isinf(analytic_teacher.edges[np.triu_indices(12)])) and analytic_teacher.n_samples == 24
+
+
+def test_teacher_objective_plans_equal_the_gits_baseline(analytic_teacher):
+    """The core's dense DP on the teacher cost finds the testbed's numpy GITS schedule (its own DP)."""
+    model = FlowMixtureModel(MixtureFamily(dim=6, seed=0))
+    noise, cond = _inputs(24, 0)
+    traj = euler_trajectories(model, noise, cond, GRID)
+    for k in (1, 2, 4, 7):
+        p = cotj.plan_batch(budget=k, current=11, **objective("teacher", teacher=analytic_teacher))
+        np.testing.assert_allclose(p.levels[0], baselines.gits(traj, k))
+
+
+def test_paper_objective_is_todays_plan(real_dna):
+    mine = cotj.plan_batch(**objective("paper", dna=real_dna[None]), budget=8)
+    np.testing.assert_array_equal(mine.steps, cotj.plan_batch(real_dna[None], 8).steps)
+
+
+def test_calibrated_objective_scales_rows_by_the_dna_ratio(analytic_teacher):
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(0.1, 1.0, 12)
+    dna = mean * rng.uniform(0.2, 5.0, (3, 12))
+    kw = objective("calibrated", dna=dna, mean_dna=mean, teacher=analytic_teacher)
+    p = cotj.plan_batch(budget=4, **kw)
+    for b in range(3):
+        steps = p.steps[b]
+        w = dna[b] / mean
+        by_hand = sum(w[j] * analytic_teacher.edges[j, i] for j, i in zip(steps[:-1], steps[1:])) + w[steps[-1]] * analytic_teacher.end[steps[-1]]
+        assert p.cost[b] == pytest.approx(by_hand, rel=1e-12)
+    same = cotj.plan_batch(budget=4, **objective("calibrated", dna=mean, mean_dna=mean, teacher=analytic_teacher))
+    np.testing.assert_array_equal(same.steps[0], cotj.plan_batch(budget=4, **objective("teacher", teacher=analytic_teacher)).steps[0])
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(name="nope"), "objective must be one of"),
+    (dict(name="paper"), "needs dna"),
+    (dict(name="teacher"), "needs teacher"),
+    (dict(name="calibrated", dna=np.ones(12)), "needs dna and mean_dna"),
+])  # fmt: skip
+def test_objective_rejects_missing_inputs(bad, match, analytic_teacher):
+    name = bad.pop("name")
+    if name == "calibrated":
+        bad["teacher"] = analytic_teacher
+    with pytest.raises(ValueError, match=match):
+        objective(name, **bad)
+
+
+def test_teacher_cost_round_trips_and_rejects_bad_files(analytic_teacher, tmp_path):
+    path = tmp_path / "teacher.json"
+    analytic_teacher.save(path)
+    back = TeacherCost.load(path)
+    np.testing.assert_array_equal(back.edges, analytic_teacher.edges)
+    np.testing.assert_array_equal(back.end, analytic_teacher.end)
+    np.testing.assert_array_equal(back.rows.beta, analytic_teacher.rows.beta)
+    for text in ["[]", '{"format": "cotj.teacher_cost/1"}', "{", '{"format": "other"}']:
+        path.write_text(text)
+        with pytest.raises(ValueError, match="teacher.json: not a valid teacher cost"):
+            TeacherCost.load(path)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_replanning_evaluates_the_model_exactly_k_times_at_the_levels_it_reports(analytic_teacher, k):
+    model = Counting()
+    noise, cond = _inputs(7, 3)
+    x, seen = replan_sample(model, noise, cond, Replanner(analytic_teacher, k))
+    assert len(model.calls) == k and seen.shape == (7, k)
+    np.testing.assert_array_equal(np.stack(model.calls, 1), seen)
+    assert np.all(seen[:, 0] == GRID[-1]) and np.all(np.diff(seen, axis=1) < 0)
+    assert x.shape == noise.shape and torch.isfinite(x).all()
+
+
+def test_replanning_without_a_row_model_follows_the_teacher_plan(analytic_teacher):
+    open_loop = TeacherCost(analytic_teacher.grid, analytic_teacher.edges, analytic_teacher.end, 24)
+    noise, cond = _inputs(5, 4)
+    _, seen = replan_sample(Counting(), noise, cond, Replanner(open_loop, 5))
+    plan = cotj.plan_batch(budget=5, current=11, **objective("teacher", teacher=open_loop))
+    np.testing.assert_array_equal(seen, np.tile(plan.levels[0], (5, 1)))
+
+
+def test_row_model_recovers_a_planted_per_level_difficulty():
+    """Samples whose first feature is high are 8 times costlier at levels above the middle: the fitted row
+    model scales those rows up for such a sample, and its plan keeps its steps higher."""
+    rng = np.random.default_rng(0)
+    n, c = 12, 200
+    base = np.tril(np.subtract.outer(np.arange(n + 1), np.arange(n + 1)) ** 2 * 1e-3 + 1e-4, -1)
+    hard = rng.random(c) < 0.5
+    feats = rng.normal(scale=0.1, size=(c, n, 2))
+    feats[:, :, 0] += np.where(hard, 2.0, -2.0)[:, None]
+    costs = np.tile(base, (c, 1, 1)) * rng.lognormal(0, 0.05, (c, n + 1, n + 1))
+    costs[np.ix_(hard, np.arange(n // 2 + 1, n + 1), np.arange(n + 1))] *= 8.0
+    costs[:, np.triu_indices(n + 1)[0], np.triu_indices(n + 1)[1]] = np.inf
+    tc = fit_teacher_cost(costs, feats, cotj.default_grid(n))
+    scale = tc.rows.log_scale(np.array([n - 1, n - 1]), np.array([[2.0, 0.0], [-2.0, 0.0]]))
+    assert scale[0, -1] - scale[1, -1] == pytest.approx(np.log(8.0), abs=0.1)
+    assert abs(scale[0, 1] - scale[1, 1]) < 0.1
+    hard_plan, easy_plan = (cotj.plan_batch(None, 5, current=n - 1, **tc.plan_kwargs(s[None])).steps[0] for s in scale)
+    assert np.all(hard_plan >= easy_plan) and np.any(hard_plan > easy_plan)  # the hard sample's steps stay higher
+    assert Replanner(tc, 5).next_scaled(np.array([n - 1]), 1, scale[:1])[0] == hard_plan[1]
+
+
+def test_replanning_scheduler_runs_an_unchanged_pipeline_at_the_levels_it_reports(tiny_flux, record_timesteps, analytic_teacher):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = ReplanningScheduler(FlowMatchEulerDiscreteScheduler(shift=3.0), analytic_teacher)
+    pipe = tiny_flux(scheduler)
+    seen = record_timesteps(pipe.transformer)
+    pipe(prompt_embeds=torch.randn(1, 5, 16), pooled_prompt_embeds=torch.randn(1, 8), height=16, width=16,
+         num_inference_steps=4, output_type="latent", generator=torch.Generator().manual_seed(0))
+    assert len(seen) == 4 and len(scheduler.levels) == 4
+    np.testing.assert_allclose(np.concatenate(seen), scheduler.levels, atol=1e-6)
+    assert set(np.round(scheduler.levels, 6)) <= set(np.round(GRID, 6)) and scheduler.levels[0] == 1.0
+
+
+def test_replanner_rejects_bad_budgets(analytic_teacher):
+    for bad in (0, 13, 2.0, True):
+        with pytest.raises(ValueError, match="budget must be an int in 1..12"):
+            Replanner(analytic_teacher, bad)
