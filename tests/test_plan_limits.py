@@ -181,6 +181,8 @@ def test_ctrl_c_stops_a_long_plan(call):
         (lambda: cotj.plan(None, tau=0.9, cost=np.tril(np.ones((10, 10)), -1), start=np.full(10, np.inf)), ValueError,
          r"the default max_steps = 5 is infeasible for row 0: every plan of 1..=5 levels"),
         (lambda: _core.plan_batch(B, _core.Lever.default(20), budget=2**64, first=20, last=20), ValueError, r"budget = 18446744073709551616 " + OUT_OF_RANGE),
+        (lambda: cotj.plan(None, 4, cost=np.float64(1.0)), ValueError, r"cost must be \(N, N\); use cotj.plan_batch for a batch, got shape \(\)"),
+        (lambda: cotj.plan_batch(None, 4, cost=np.empty((0, 2**20, 2**20))), ValueError, r"cost has 1048576 levels, more than MAX_LEVELS"),
     ],
 )
 def test_awkward_numbers_get_named_errors(call, error, match):

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import struct
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,38 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import cotj
 from cotj.cli import main
-
-CHILD = "COTJ_PROPERTY_CHILD"
-in_child = pytest.mark.skipif(os.environ.get(CHILD) != "1", reason="runs in a child process (see module docstring)")
-EXAMPLES = int(os.environ.get("COTJ_PROPERTY_EXAMPLES", "150"))
-"""Examples per property; raise it (e.g. 5000) for a deeper search."""
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MAX_MESSAGE = 1000
-
-EXTREME = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300, 2.0**63, -(2.0**63)]),
-)
-DTYPES = st.sampled_from(["<f8", ">f8", "<f4", "<f2", "|i1", "<i8", "<u8", "|b1", "<c16"])
+from property_child import DTYPES, EXTREME, MAX_MESSAGE, SETTINGS, in_child, run_properties_in_child
+from property_child import refused_well as _refused_well
 
 
 def test_no_input_aborts_the_interpreter():
-    if os.environ.get(CHILD) == "1":
-        pytest.skip("this is the child")
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", __file__, "-k", "not aborts"],
-        capture_output=True, text=True, timeout=1500, env={**os.environ, CHILD: "1", "OMP_NUM_THREADS": "1"},
-        cwd=Path(__file__).parent,
-    )
-    where = "killed by signal " + str(-done.returncode) if done.returncode < 0 else f"exit status {done.returncode}"
-    assert done.returncode == 0, f"child pytest ended with {where}:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
-    assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1], done.stdout[-2000:]
+    run_properties_in_child(__file__)
 
 
 @contextlib.contextmanager
@@ -61,12 +39,6 @@ def _file(name: str, data: bytes) -> Iterator[Path]:
         path = Path(tmp) / name
         path.write_bytes(data)
         yield path
-
-
-def _refused_well(exc: BaseException) -> None:
-    """A documented refusal: ValueError or TypeError with a short, non-empty message."""
-    assert isinstance(exc, (ValueError, TypeError)), repr(exc)
-    assert 0 < len(str(exc)) <= MAX_MESSAGE, str(exc)[:2000]
 
 
 def _npy(descr: str, fortran: bool, shape: str, data: bytes) -> bytes:

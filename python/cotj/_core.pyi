@@ -118,5 +118,8 @@ def plan_cost_dense(
 def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:
     """(N, N) edge costs ``[j, i] = d_j L(j, i)`` for ``i < j``, inf elsewhere."""
 
+def check_levels(name: str, n: int) -> None:
+    """ValueError naming ``name`` unless ``n`` lies in 2..MAX_LEVELS."""
+
 def _lever_cache() -> tuple[tuple[int, int], tuple[int, int]]:
     """``((levers kept, their bytes), (max levers, max bytes))`` of the ``Lever.default`` cache."""

@@ -159,11 +159,13 @@ class _Dense:
         """Converted arrays: one plan (cost (N, N), the others (N,)) or, with ``batch``, each
         array one row shared by the batch or one row per plan."""
         m = _float64_array("cost", cost)
-        n = m.shape[-1]
+        matrices, rows = ((2, 3), (1, 2)) if batch else ((2,), (1,))
+        n = m.shape[-1] if m.ndim in matrices else 0  # a wrong ndim is reported below
+        if n:
+            _core.check_levels("cost", n)  # before the default start and end of N zeros
         s = np.zeros(n) if start is None else _float64_array("start", start)
         e = np.zeros(n) if end is None else _float64_array("end", end)
         w = None if scale is None else _float_array("scale", scale)
-        matrices, rows = ((2, 3), (1, 2)) if batch else ((2,), (1,))
         if m.ndim not in matrices or s.ndim not in rows or e.ndim not in rows or (w is not None and w.ndim not in rows):
             raise ValueError(_dense_shape_error(m, s, e, w, batch))
         return cls(m, s, e, w)

@@ -560,6 +560,12 @@ fn cost_matrix<'py>(
     m.into_pyarray(py).reshape([n, n])
 }
 
+/// Checks that `n` levels (of the argument `name`) lie in 2..=MAX_LEVELS.
+#[pyfunction]
+fn check_levels(name: &str, n: usize) -> PyResult<()> {
+    cotj_core::check_levels(name, n).map_err(value_error)
+}
+
 /// `(levers kept, their bytes)` of the `Lever.default` cache, and its bounds
 /// `(max levers, max bytes)`: to check that memory stays bounded.
 #[pyfunction]
@@ -579,6 +585,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(plan_cost, m)?)?;
     m.add_function(wrap_pyfunction!(plan_cost_dense, m)?)?;
     m.add_function(wrap_pyfunction!(cost_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(check_levels, m)?)?;
     m.add_function(wrap_pyfunction!(lever_cache, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LEVELS", MAX_LEVELS)?;
