@@ -122,7 +122,7 @@ def _float_array(name: str, value: ArrayLike) -> np.ndarray:
         arr = arr.astype(np.float64)
     else:
         raise TypeError(f"{name} must be a real numeric array (float32 or float64), got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # keeps a 0-d array 0-d, for the shape errors
 
 
 def _float64_array(name: str, value: ArrayLike) -> np.ndarray:
