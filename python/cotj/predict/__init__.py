@@ -5,6 +5,8 @@
 - :class:`DNAPredictor`, :func:`train_predictor`, :func:`cosine_scores`: the MLP that predicts
   the DNA from a condition embedding;
 - :class:`FluxDenoiser`, :class:`UNetDenoiser`: Diffusers models as ``model(x_t, t, cond)``;
+- :func:`calibrate`: teacher runs -> the model's measured jump costs (the "teacher" and "calibrated"
+  objectives and closed-loop replanning, :mod:`cotj.objectives`);
 - :func:`extract_sharded`, :func:`load_sharded`: extraction over many prompts, sharded across
   processes with ``torch.distributed`` (gloo; launched with torchrun), or in one process.
 """
@@ -13,6 +15,7 @@ from cotj.predict.denoisers import FluxDenoiser, UNetDenoiser
 from cotj.predict.extract import DNAResult, cfg, cfg_renorm, extract_dna, mse
 from cotj.predict.prediction import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.predictor import DNAPredictor
+from cotj.predict.teacher import Trajectories, calibrate, euler_trajectories
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.predict.training import CosineReport, TrainReport, cosine_scores, train_predictor
 
@@ -25,11 +28,14 @@ __all__ = [
     "FluxDenoiser",
     "ShardedDNA",
     "TrainReport",
+    "Trajectories",
     "UNetDenoiser",
+    "calibrate",
     "cfg",
     "cfg_renorm",
     "cosine_scores",
     "extract_dna",
+    "euler_trajectories",
     "extract_sharded",
     "load_sharded",
     "mse",

@@ -33,6 +33,8 @@ from tqdm.auto import tqdm
 
 import cotj
 from cotj.predict import DNAPredictor, cosine_scores, train_predictor
+from cotj.execute.replan import Replanner, replan_sample
+from cotj.objectives import TeacherCost, objective
 from cotj.predict.teacher import Trajectories, first_order_step
 from cotj.testbed import baselines
 
@@ -40,13 +42,16 @@ __all__ = [
     "KS",
     "MATCH_STEPS",
     "SCHEDULES",
+    "TEACHER_SCHEDULES",
     "Problem",
+    "closed_loop_sample",
     "cost_curves",
     "evaluate",
     "first_order_sample",
     "grid_cost",
     "planning_time",
     "predict_dna",
+    "predictor_report",
     "schedule_levels",
     "seeded_noise",
 ]
@@ -66,8 +71,16 @@ SCHEDULES: dict[str, str] = {
     "cotj_mean": "CoTj mean DNA",
     "cotj_pred": "CoTj predicted DNA",
     "cotj_oracle": "CoTj true DNA (oracle)",
+    "teacher": "teacher cost (open loop)",
+    "calibrated_pred": "calibrated, predicted DNA",
+    "calibrated_oracle": "calibrated, true DNA (oracle)",
+    "closed_loop": "teacher cost, closed-loop replanning",
 }
-"""Fixed-budget schedules: JSON key -> display name. The adaptive run is ``cotj_adaptive``."""
+"""Fixed-budget schedules: JSON key -> display name. The adaptive run is ``cotj_adaptive``. The "cotj_*" rows
+plan with the paper's objective; "teacher", "calibrated_*" and "closed_loop" with the measured jump costs of
+:func:`cotj.predict.calibrate` on the calibration set (:mod:`cotj.objectives`, :mod:`cotj.execute.replan`)."""
+TEACHER_SCHEDULES = ("teacher", "calibrated_pred", "calibrated_oracle", "closed_loop")
+"""The schedules that need the problem's teacher cost."""
 MATCH_STEPS = 50
 """The uniform budget whose quality the "NFE to match" column asks for."""
 
@@ -149,6 +162,8 @@ class Problem:
         data_range: R of the PSNR.
         accuracy: optional ``accuracy(images) -> {attribute: accuracy}`` (Tier 2).
         batch_size: rows per model call while sampling.
+        teacher_cost: the model's measured jump costs (:func:`cotj.predict.calibrate` on training samples) for
+            the :data:`TEACHER_SCHEDULES`; None leaves them out.
     """
 
     denoiser: Any
@@ -166,11 +181,22 @@ class Problem:
     data_range: float
     accuracy: Callable[[torch.Tensor], dict[str, float]] | None = None
     batch_size: int | None = None
+    teacher_cost: TeacherCost | None = None
 
 
 def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
-    """(B, K) levels of schedule ``name`` (a :data:`SCHEDULES` key) at budget K for every held-out row."""
+    """(B, K) levels of open-loop schedule ``name`` (a :data:`SCHEDULES` key but "closed_loop") at budget K for
+    every held-out row."""
     b = problem.noise.shape[0]
+    if name in TEACHER_SCHEDULES:
+        tc = problem.teacher_cost
+        if tc is None or name == "closed_loop":
+            raise ValueError(f"{name!r} needs a teacher cost and is not an open-loop schedule" if tc is None else
+                             "closed_loop has no levels before it runs: use closed_loop_sample")  # fmt: skip
+        dna = {"calibrated_pred": problem.predicted_dna, "calibrated_oracle": problem.dna}.get(name)
+        kw = objective("teacher", teacher=tc) if dna is None else objective("calibrated", dna=dna, mean_dna=problem.mean_dna, teacher=tc)
+        levels = cotj.plan_batch(budget=k, current=tc.grid.size - 1, **kw).levels  # teacher runs start at the top
+        return np.tile(levels, (b // levels.shape[0], 1))
     fixed = {"uniform": baselines.uniform, "shift3": baselines.shifted, "karras": baselines.karras}
     if name in fixed:
         return np.tile(fixed[name](k), (b, 1))
@@ -184,6 +210,15 @@ def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
     if dna is None:
         raise ValueError(f"unknown schedule {name!r}; known: {sorted(SCHEDULES)}")
     return cotj.plan_batch(dna, k, grid=problem.grid).levels
+
+
+def closed_loop_sample(problem: Problem, k: int) -> tuple[torch.Tensor, NDArray[np.float64]]:
+    """Sample every held-out row with K evaluations, replanning after each (:func:`cotj.execute.replan.replan_sample`
+    on the problem's teacher cost): (final states, (B, K) levels)."""
+    if problem.teacher_cost is None:
+        raise ValueError("closed_loop needs the problem's teacher cost")
+    replanner = Replanner(problem.teacher_cost, k)
+    return replan_sample(problem.denoiser, problem.noise, problem.cond, replanner, prediction=problem.prediction)
 
 
 def grid_cost(dna: NDArray[np.float64], levels: NDArray[np.float64], grid: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -226,14 +261,19 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
     not among ``ks``), the final outputs (``.../x``) and the levels (``.../levels``, (B, K), NaN padded).
     """
     adaptive = cotj.plan_batch(problem.predicted_dna, grid=problem.grid, tau=tau)
-    runs = [(name, str(k), schedule_levels(problem, name, k)) for name in SCHEDULES for k in ks]
+    names = [n for n in SCHEDULES if problem.teacher_cost is not None or n not in TEACHER_SCHEDULES]
+    runs: list[tuple[str, str, Any]] = [(name, str(k), None if name == "closed_loop" else schedule_levels(problem, name, k))
+                                        for name in names for k in ks]  # fmt: skip
     runs.append(("cotj_adaptive", "tau", adaptive.levels))
     if MATCH_STEPS not in ks:
         runs.append(("uniform_50", str(MATCH_STEPS), baselines.uniform(MATCH_STEPS)))
-    results: dict[str, Any] = {"schedules": {name: {} for name in SCHEDULES}}
+    results: dict[str, Any] = {"schedules": {name: {} for name in names}}
     for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=not progress):
-        x = first_order_sample(problem.denoiser, problem.noise, problem.cond, levels,
-                               prediction=problem.prediction, batch_size=problem.batch_size)  # fmt: skip
+        if levels is None:
+            x, levels = closed_loop_sample(problem, int(k))
+        else:
+            x = first_order_sample(problem.denoiser, problem.noise, problem.cond, levels,
+                                   prediction=problem.prediction, batch_size=problem.batch_size)  # fmt: skip
         rows = np.tile(levels, (len(problem.dna), 1)) if levels.ndim == 1 else levels
         acc = problem.accuracy(problem.output(x)) if problem.accuracy is not None else None
         summary = _summary(_scores(problem, x), rows, grid_cost(problem.dna, rows, problem.grid), acc)
@@ -294,19 +334,45 @@ def predict_dna(emb_train: NDArray[np.float64], dna_train: NDArray[np.float64], 
                 dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool
                 ) -> tuple[NDArray[np.float64], dict[str, Any], DNAPredictor]:
     """Train the DNA predictor (cosine loss, SPEC 6) and predict the held-out DNA (aligned to the training
-    mean). Returns it, a report (held-out cosine mean/median, and the same for the training mean DNA
-    used as the prediction of every condition: what any predictor has to beat) and the predictor."""
+    mean). Returns it, :func:`predictor_report` (plus the validation cosine) and the predictor."""
     model, report = train_predictor(emb_train, dna_train, epochs=epochs, seed=seed, progress=progress)
+    info = predictor_report(model, emb_test, dna_test)
+    info.update(validation_cosine_mean=report.validation.mean, best_epoch=report.best_epoch, n_train=int(len(dna_train)))
+    return model.predict(emb_test), info, model
+
+
+def predictor_report(model: DNAPredictor, emb_test: NDArray[np.float64], dna_test: NDArray[np.float64],
+                     levels: Sequence[float] = (0.01, 0.1, 0.5, 0.9, 1.0), ks: Sequence[int] = (4, 6, 10)) -> dict[str, Any]:
+    """How good a DNA predictor is on held-out prompts, against the alternative of using its mean DNA for all.
+
+    Cosine (the paper's figure: mean/median of the raw prediction, and of the aligned one); the median
+    ``|log(pred/true)|`` at ``levels`` (the planner uses DNA ratios across the whole range); and the paper
+    objective's plan regret at budgets ``ks``: the true-DNA cost of the plan made from the prediction minus that of
+    the oracle plan (mean over prompts; 0 is perfect).
+    """
     heldout = cosine_scores(model, emb_test, dna_test)
-    mean, predicted = dna_train.mean(0), model.predict(emb_test)
-    flat = dna_test @ mean / (np.linalg.norm(dna_test, axis=1) * np.linalg.norm(mean))
-    aligned = (predicted * dna_test).sum(1) / (np.linalg.norm(predicted, axis=1) * np.linalg.norm(dna_test, axis=1))
-    info = {"heldout_cosine_mean": heldout.mean, "heldout_cosine_median": heldout.median,
+    mean, predicted = model.mean_dna.double().cpu().numpy(), model.predict(emb_test)
+    grid = cotj.default_grid(dna_test.shape[1])
+
+    def cosine(a: NDArray[np.float64]) -> NDArray[np.float64]:
+        return (a * dna_test).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(dna_test, axis=1))
+
+    def regret(source: NDArray[np.float64], k: int) -> float:
+        plans = cotj.plan_batch(source, k)
+        made = [cotj.plan_cost(d, p.steps) for d, p in zip(dna_test, plans)]
+        return float(np.mean(np.array(made) - cotj.plan_batch(dna_test, k).cost))
+
+    idx = [int(np.abs(grid - t).argmin()) for t in levels]
+    flat, aligned = cosine(np.tile(mean, (len(dna_test), 1))), cosine(predicted)
+    log_err = {name: {f"{grid[i]:.2f}": float(np.median(np.abs(np.log(src[:, i] / dna_test[:, i])))) for i in idx}
+               for name, src in (("predicted", predicted), ("mean_dna", np.tile(mean, (len(dna_test), 1))))}  # fmt: skip
+    return {"heldout_cosine_mean": heldout.mean, "heldout_cosine_median": heldout.median,
             "aligned_cosine_mean": float(aligned.mean()), "aligned_cosine_median": float(np.median(aligned)),
             "mean_dna_cosine_mean": float(flat.mean()), "mean_dna_cosine_median": float(np.median(flat)),
-            "validation_cosine_mean": report.validation.mean, "best_epoch": report.best_epoch,
-            "n_train": int(len(dna_train)), "n_heldout": int(len(dna_test)), "in_dim": int(emb_train.shape[1])}  # fmt: skip
-    return predicted, info, model
+            "median_abs_log_error": log_err,
+            "plan_regret": {name: {str(k): regret(src, k) for k in ks}
+                            for name, src in (("predicted", predicted), ("mean_dna", np.tile(mean, (len(dna_test), 1))))},
+            "n_heldout": int(len(dna_test)), "in_dim": int(emb_test.shape[1])}  # fmt: skip
 
 
 def planning_time(dna: NDArray[np.float64], k: int = 10, tau: float = 0.99, *, pipe: Any = None,

@@ -17,7 +17,9 @@ __all__ = ["cost_figure", "markdown", "psnr_figure", "write_report"]
 
 _STYLES = {"uniform": ("k", "o", "-"), "shift3": ("tab:gray", "s", "-"), "karras": ("tab:brown", "^", "-"),
            "gits": ("tab:purple", "D", "-"), "oss": ("tab:olive", "v", ":"), "cotj_mean": ("tab:blue", "o", "--"),
-           "cotj_pred": ("tab:orange", "o", "-"), "cotj_oracle": ("tab:green", "o", ":")}  # fmt: skip
+           "cotj_pred": ("tab:orange", "o", "-"), "cotj_oracle": ("tab:green", "o", ":"),
+           "teacher": ("tab:pink", "P", "-"), "calibrated_pred": ("tab:cyan", "P", "-"),
+           "calibrated_oracle": ("tab:cyan", "P", ":"), "closed_loop": ("tab:red", "X", "-")}  # fmt: skip
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:

@@ -22,10 +22,11 @@ from cotj.predict import extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.schedules import default_grid
 from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint, integrate
-from cotj.predict.teacher import Trajectories
+from cotj.objectives import TeacherCost
+from cotj.predict.teacher import Trajectories, fit_teacher_cost
 from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, seeded_noise
 
-__all__ = ["Tier1Config", "ode_trajectories", "run_tier1", "tier1_extract", "tier1_model"]
+__all__ = ["Tier1Config", "ode_trajectories", "run_tier1", "tier1_extract", "tier1_model", "tier1_teacher_cost"]
 
 
 def ode_trajectories(model: FlowMixtureModel, noise: torch.Tensor, cond: torch.Tensor, grid: ArrayLike,
@@ -66,6 +67,7 @@ class Tier1Config:
     substeps: int = 5
     dna_reference_steps: int = 200
     calibration: int = 64
+    teacher_conditions: int = 256
     predictor_epochs: int = 300
     timing_repeats: int = 200
     seed: int = 0
@@ -74,7 +76,7 @@ class Tier1Config:
     def quick(cls) -> Tier1Config:
         """Seconds, for tests: 40 + 10 conditions, budgets 2, 4 and 10, coarse references, few timings."""
         return cls(n_train=40, n_test=10, ks=(2, 4, 10), substeps=1, dna_reference_steps=50, calibration=8,
-                   predictor_epochs=30, timing_repeats=5)  # fmt: skip
+                   teacher_conditions=16, predictor_epochs=30, timing_repeats=5)  # fmt: skip
 
     @property
     def train_items(self) -> list[int]:
@@ -120,6 +122,15 @@ def _train_dna(cfg: Tier1Config, dna_dir: str | Path | None, progress: bool) -> 
     return stored.dna[[index[c] for c in cfg.train_items]], f"{dna_dir} ({stored.world_size} processes, {stored.seconds:.0f} s)"
 
 
+def tier1_teacher_cost(cfg: Tier1Config, model: FlowMixtureModel) -> TeacherCost:
+    """The mixture model's teacher cost (:func:`cotj.predict.teacher.fit_teacher_cost`) from the exact ODE
+    trajectories of the first ``cfg.teacher_conditions`` training conditions (the same teacher as GITS here)."""
+    items = cfg.train_items[: cfg.teacher_conditions]
+    traj = ode_trajectories(model, seeded_noise(items, (cfg.dim,), cfg.noise_seed), torch.tensor(items),
+                            default_grid(cfg.grid_size), cfg.substeps)  # fmt: skip
+    return fit_teacher_cost(traj.jump_costs, traj.features, default_grid(cfg.grid_size))
+
+
 def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = None, progress: bool = True,
               samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
     """The Tier 1 benchmark on the exact Gaussian-mixture flow model.
@@ -141,6 +152,7 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     dna_test = extract_dna(model, cond, noise, reference, grid, batch_size=8 * cfg.grid_size, progress=False).dna
     calib = cfg.train_items[: cfg.calibration]
     calibration = ode_trajectories(model, seeded_noise(calib, (cfg.dim,), cfg.noise_seed), torch.tensor(calib), grid, cfg.substeps)
+    teacher_cost = tier1_teacher_cost(cfg, model)
     family = model.family
     predicted, predictor_info, _ = predict_dna(np.stack([family.embedding(c) for c in cfg.train_items]), dna_train,
                                            np.stack([family.embedding(c) for c in cfg.test_items]), dna_test,
@@ -148,7 +160,7 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     setup_s = time.perf_counter() - clock
     data_range = float(reference.max() - reference.min())
     problem = Problem(model, "flow", noise, cond, reference, teacher, calibration, grid, dna_test,
-                      dna_train.mean(0), predicted, lambda x: x, data_range)  # fmt: skip
+                      dna_train.mean(0), predicted, lambda x: x, data_range, teacher_cost=teacher_cost)  # fmt: skip
     results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
     if samples is not None:
         samples.update(reference=reference.numpy(), dna=dna_test, grid=grid)

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from cotj.predict import extract_dna
+from cotj.objectives import TeacherCost
+from cotj.predict import DNAPredictor, calibrate, extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.schedules import default_grid
 from cotj.predict.teacher import Trajectories, euler_trajectories
-from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, seeded_noise
+from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, predictor_report, seeded_noise
 
-__all__ = ["Tier2Config", "Tier2Setup", "load_shapes_pipeline", "run_tier2", "tier2_extract"]
+__all__ = ["Tier2Config", "Tier2Setup", "load_shapes_pipeline", "run_tier2", "tier2_calibrate", "tier2_extract"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ log = logging.getLogger(__name__)
 class Tier2Config:
     """Tier 2 settings: the shapes grammar's prompts, shuffled by ``seed``; the first ``n_train`` train the
     predictor, the next ``n_test`` are benchmarked. The reference (and the teacher of GITS/OSS) is the
-    ``grid_size``-step uniform Euler sample, whose levels are the DNA grid ``t_i = (i + 1)/grid_size``."""
+    ``grid_size``-step uniform Euler sample, whose levels are the DNA grid ``t_i = (i + 1)/grid_size``. The GITS-style
+    baseline calibrates on the first ``calibration`` training prompts, the teacher cost (:func:`cotj.predict.calibrate`)
+    on the first ``teacher_prompts``."""
 
     n_train: int = 2048
     n_test: int = 64
@@ -47,6 +50,7 @@ class Tier2Config:
     ks: tuple[int, ...] = KS + LONG_KS
     tau: float = 0.99
     calibration: int = 16
+    teacher_prompts: int = 256
     predictor_epochs: int = 300
     batch_size: int = 64
     seed: int = 0
@@ -125,10 +129,35 @@ def tier2_extract(cfg: Tier2Config, weights: str | Path | None = None, out: str 
                            prediction="flow", reference_steps=cfg.grid_size)  # fmt: skip
 
 
+def tier2_calibrate(cfg: Tier2Config, pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None, *,
+                    progress: bool = True) -> TeacherCost:
+    """The shapes model's teacher cost: :func:`cotj.predict.calibrate` on the first ``cfg.teacher_prompts``
+    training prompts (their seeded noise, guidance ``cfg.guidance``, the ``grid_size`` grid)."""
+    tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
+    prompts = tier.train[: cfg.teacher_prompts]
+    return calibrate(tier.velocity, tier.noise(prompts), tier.encode(prompts), default_grid(cfg.grid_size),
+                     prediction="flow", batch_size=cfg.batch_size, progress=progress)  # fmt: skip
+
+
+def _training_dna(cfg: Tier2Config, tier: Tier2Setup, dna_dir: str | Path | None, progress: bool) -> tuple[NDArray[np.float64], str]:
+    """The training prompts' DNA (B, N): from ``dna_dir`` (written by :func:`tier2_extract`) or extracted here."""
+    if dna_dir is None:
+        res = tier2_extract(cfg, pipe=tier.pipe, encode=tier.encode, progress=progress)
+        assert res is not None  # a single process is rank 0
+        return res.dna, "extracted in-process"
+    stored = load_sharded(dna_dir)
+    index = {item: row for row, item in enumerate(stored.items)}
+    missing = [p for p in tier.train if p not in index]
+    if missing or stored.grid.shape != (cfg.grid_size,):
+        raise ValueError(f"{dna_dir} lacks {len(missing)} training prompts (e.g. {missing[:1]}) or has another grid")
+    return stored.dna[[index[p] for p in tier.train]], f"{dna_dir} ({stored.world_size} processes)"
+
+
 def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Callable[[list[str]], torch.Tensor] | None = None,
               classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
               samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True,
-              predictor_out: str | Path | None = None) -> dict[str, Any]:
+              predictor_out: str | Path | None = None, predictor: str | Path | None = None,
+              teacher: str | Path | TeacherCost | None = None) -> dict[str, Any]:
     """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
 
     Args:
@@ -141,41 +170,45 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
         samples: see :func:`evaluate` (also receives ``reference``, ``dna``, ``predicted`` and ``grid``).
         predictor_out: if given, the DNA predictor trained here is saved into this directory
             (:meth:`~cotj.predict.DNAPredictor.save`; the shipped one is :data:`cotj.testbed.model.PREDICTOR`).
+        predictor: a saved DNA predictor to use instead of training one (then no training DNA is needed; the mean
+            DNA is the predictor's alignment reference).
+        teacher: the model's teacher cost (a :class:`~cotj.objectives.TeacherCost` or its JSON file) for the
+            teacher, calibrated and closed-loop schedules; default :func:`tier2_calibrate` here.
     """
     from cotj.testbed import classifier as attributes
     from cotj.testbed.text import pool
 
     clock = time.perf_counter()
     tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
-    if dna_dir is None:
-        res = tier2_extract(cfg, pipe=tier.pipe, encode=tier.encode, progress=progress)
-        assert res is not None  # a single process is rank 0
-        dna_train, source = res.dna, "extracted in-process"
-    else:
-        stored = load_sharded(dna_dir)
-        index = {item: row for row, item in enumerate(stored.items)}
-        missing = [p for p in tier.train if p not in index]
-        if missing or stored.grid.shape != (cfg.grid_size,):
-            raise ValueError(f"{dna_dir} lacks {len(missing)} training prompts (e.g. {missing[:1]}) or has another grid")
-        dna_train, source = stored.dna[[index[p] for p in tier.train]], f"{dna_dir} ({stored.world_size} processes)"
     grid, cond, noise = default_grid(cfg.grid_size), tier.encode(tier.test), tier.noise(tier.test)
-    teacher = tier.trajectories(tier.test)
-    reference = torch.from_numpy(teacher.states[:, 0].copy()).float().reshape(noise.shape)
+    teacher_traj = tier.trajectories(tier.test)
+    reference = torch.from_numpy(teacher_traj.states[:, 0].copy()).float().reshape(noise.shape)
     dna_test = extract_dna(tier.velocity, cond, noise, reference, grid, prediction="flow", batch_size=cfg.batch_size,
                            progress=False).dna  # fmt: skip
-    predicted, predictor_info, predictor = predict_dna(pool(tier.encode(tier.train)).double().numpy(), dna_train,
-                                           pool(cond).double().numpy(), dna_test, cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
-    if predictor_out is not None:
-        predictor.save(predictor_out)
-        predictor_info["saved_to"] = str(predictor_out)
+    if predictor is not None:
+        model = DNAPredictor.load(predictor, device="cpu")
+        predicted, mean_dna, source = model.predict(pool(cond).double().numpy()), model.mean_dna.double().numpy(), f"predictor {predictor}"
+        predictor_info = predictor_report(model, pool(cond).double().numpy(), dna_test)
+    else:
+        dna_train, source = _training_dna(cfg, tier, dna_dir, progress)
+        predicted, predictor_info, model = predict_dna(pool(tier.encode(tier.train)).double().numpy(), dna_train,
+                                                       pool(cond).double().numpy(), dna_test, cfg.predictor_epochs, cfg.seed, progress)  # fmt: skip
+        mean_dna = dna_train.mean(0)
+        if predictor_out is not None:
+            model.save(predictor_out)
+            predictor_info["saved_to"] = str(predictor_out)
+    if teacher is None:
+        teacher = tier2_calibrate(cfg, tier.pipe, tier.encode, progress=progress)
+    elif not isinstance(teacher, TeacherCost):
+        teacher = TeacherCost.load(teacher)
     accuracy = None
     try:
         clf = classifier if classifier is not None else attributes.load_classifier()
         accuracy = lambda images: attributes.score(images.float() * 2.0 - 1.0, tier.test, clf)  # noqa: E731
     except FileNotFoundError as exc:
         log.warning("no attribute accuracy: %s", exc)
-    problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher, tier.trajectories(tier.train[: cfg.calibration]),
-                      grid, dna_test, dna_train.mean(0), predicted, _images, 1.0, accuracy, cfg.batch_size)  # fmt: skip
+    problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher_traj, tier.trajectories(tier.train[: cfg.calibration]),
+                      grid, dna_test, mean_dna, predicted, _images, 1.0, accuracy, cfg.batch_size, teacher)  # fmt: skip
     setup_s = time.perf_counter() - clock
     results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
     if samples is not None:
@@ -183,7 +216,8 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     results.update(
         tier=2, config=dataclasses.asdict(cfg), ks=list(cfg.ks), dna_source=source, data_range=1.0,
         data_range_note="images in [0, 1] (pixel states clamped to [-1, 1] and rescaled)", predictor=predictor_info,
-        mean_dna=problem.mean_dna.tolist(), seconds={"setup": setup_s, "total": time.perf_counter() - clock},
+        mean_dna=problem.mean_dna.tolist(), teacher_cost={"n_samples": teacher.n_samples, "row_model": teacher.rows is not None},
+        seconds={"setup": setup_s, "total": time.perf_counter() - clock},
         model=f"ShapesPipeline (pixel UNet, MiniLM prompts), guidance {cfg.guidance}", heldout_prompts=tier.test,
     )  # fmt: skip
     if time_planning:
