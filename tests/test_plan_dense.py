@@ -14,7 +14,7 @@ import reference as ref
 from cotj import _core
 from test_plan_optimality import dna_values, window
 
-N_MAX = 8
+N_MAX = 10
 
 # Costs of either sign, with missing edges / starts / ends (+inf) now and then.
 entries = st.floats(-5.0, 5.0, allow_nan=False) | st.just(np.inf)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,7 +14,7 @@ import cotj
 import reference as ref
 from cotj import schedules
 
-N_MAX = 10
+N_MAX = 12
 
 dna_values = st.floats(0.0, 10.0, allow_nan=False, allow_infinity=False)
 
@@ -152,3 +154,11 @@ def test_cost_matrix_holds_the_edges(real_dna):
     below = np.tril(np.ones((100, 100), dtype=bool), k=-1)
     np.testing.assert_allclose(m[below], (real_dna[:, None] * lev)[below], rtol=1e-14)
     assert np.all(np.isinf(m[~below]))
+
+
+def test_cotj_portable_takes_effect():
+    """CI runs this file a second time with COTJ_PORTABLE=1, through the portable (non-FMA) DP kernel."""
+    from cotj import _core
+
+    assert _core.KERNEL == ("portable" if os.environ.get("COTJ_PORTABLE") == "1" else _core.KERNEL)
+    assert _core.KERNEL in ("fused", "portable")

@@ -8,21 +8,18 @@ use cotj_core::{
 };
 use proptest::prelude::*;
 
-/// All strictly decreasing k-subsets of 0..n allowed by `ends` (and starting at `current` if
-/// given) whose `cost` is finite, with that cost.
+/// Every plan on `n` levels allowed by `ends` (and starting at `current` if given) whose `cost`
+/// is finite, with that cost, grouped by length: entry `k - 1` holds the plans of `k` levels.
+/// Each of the 2^n subsets is scored once, so n up to ~14 stays cheap.
 fn brute(
     n: usize,
     ends: Ends,
     current: Option<usize>,
-    k: usize,
     cost: impl Fn(&[usize]) -> f64,
-) -> Vec<(f64, Vec<usize>)> {
+) -> Vec<Vec<(f64, Vec<usize>)>> {
     let Ends { first, last } = ends;
-    let mut out = Vec::new();
-    for mask in 0u32..(1 << n) {
-        if mask.count_ones() as usize != k {
-            continue;
-        }
+    let mut out = vec![Vec::new(); n];
+    for mask in 1u32..(1 << n) {
         let steps: Vec<usize> = (0..n).rev().filter(|i| mask >> i & 1 == 1).collect();
         if steps[0] < n - first
             || *steps.last().unwrap() >= last
@@ -32,7 +29,7 @@ fn brute(
         }
         let c = cost(&steps);
         if c < f64::INFINITY {
-            out.push((c, steps));
+            out[steps.len() - 1].push((c, steps));
         }
     }
     out
@@ -57,7 +54,7 @@ fn row_steps(plans: &BatchPlans, b: usize) -> Vec<usize> {
 }
 
 fn instance() -> impl Strategy<Value = (Vec<f64>, Vec<f64>, usize, usize)> {
-    (2usize..=9).prop_flat_map(|n| {
+    (2usize..=14).prop_flat_map(|n| {
         (
             prop::collection::vec(0.0f64..1.0, n),
             prop::collection::vec(0.01f64..1.0, n),
@@ -89,8 +86,8 @@ proptest! {
             Lever::linear_flow(&grid).unwrap()
         };
         let planner = Planner::new(Arc::new(lever), Ends { first, last }).unwrap();
-        for k in 1..=n {
-            let all = brute(n, planner.ends(), None, k, |s| planner.plan_cost(&d, s).unwrap());
+        let plans = brute(n, planner.ends(), None, |s| planner.plan_cost(&d, s).unwrap());
+        for (k, all) in (1..=n).zip(&plans) {
             match planner.plan_fixed(&d, k) {
                 Err(CotjError::Infeasible { .. }) => prop_assert!(all.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
@@ -112,8 +109,9 @@ proptest! {
         let k0 = planner.ends().min_budget(n);
         let kmax = n;
         let out = planner.plan_adaptive(&d, tau, kmax).unwrap();
-        let curve: Vec<f64> = (1..=kmax)
-            .map(|k| best(&brute(n, planner.ends(), None, k, |s| planner.plan_cost(&d, s).unwrap())))
+        let curve: Vec<f64> = brute(n, planner.ends(), None, |s| planner.plan_cost(&d, s).unwrap())
+            .iter()
+            .map(|plans| best(plans))
             .collect();
         for k in 1..=kmax {
             prop_assert!((out.curve[k - 1] - curve[k - 1]).abs() <= 1e-12 || (curve[k - 1].is_infinite() && out.curve[k - 1].is_infinite()));
@@ -159,7 +157,7 @@ fn dense_instance() -> impl Strategy<
         Option<usize>,
     ),
 > {
-    (2usize..=7).prop_flat_map(|n| {
+    (2usize..=12).prop_flat_map(|n| {
         (
             Just(n),
             prop::collection::vec(entry(), n * n),
@@ -193,8 +191,8 @@ proptest! {
         let current = current.filter(|&c| c >= n - first);
         let cost = DenseCost::new(n, &m, &start, &end, scale.as_deref()).unwrap();
         let at = current.map_or(Current::Free, |c| Current::All(c as i64));
-        for k in 1..=n {
-            let all = brute(n, planner.ends(), current, k, |s| cost.plan_cost(0, s).unwrap());
+        let plans = brute(n, planner.ends(), current, |s| cost.plan_cost(0, s).unwrap());
+        for (k, all) in (1..=n).zip(&plans) {
             match planner.plan_dense_batch(&cost, Budget::Fixed(k as i64), at, &Stop::never()) {
                 Err(
                     CotjError::Infeasible { .. }
@@ -219,8 +217,9 @@ proptest! {
     ) {
         let planner = linear_planner(n, Ends::free(n));
         let cost = DenseCost::new(n, &m, &start, &end, scale.as_deref()).unwrap();
-        let curve: Vec<f64> = (1..=n)
-            .map(|k| best(&brute(n, Ends::free(n), None, k, |s| cost.plan_cost(0, s).unwrap())))
+        let curve: Vec<f64> = brute(n, Ends::free(n), None, |s| cost.plan_cost(0, s).unwrap())
+            .iter()
+            .map(|plans| best(plans))
             .collect();
         let out = planner.plan_dense_batch(&cost, Budget::Adaptive { tau, max_steps: Some(n as i64) }, Current::Free, &Stop::never());
         let Some(k0) = curve.iter().position(|c| c.is_finite()) else {
@@ -511,4 +510,12 @@ fn bad_input_names_the_argument() {
         ),
         Err(CotjError::Window { name: "first", .. })
     ));
+}
+
+/// CI runs these tests a second time with `COTJ_PORTABLE=1`: check that it takes effect there.
+#[test]
+fn cotj_portable_forces_the_portable_kernel() {
+    let forced = std::env::var_os("COTJ_PORTABLE").is_some_and(|v| v == "1");
+    assert!(!forced || cotj_core::kernel() == "portable");
+    assert!(["fused", "portable"].contains(&cotj_core::kernel()));
 }
