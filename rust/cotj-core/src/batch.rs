@@ -85,6 +85,9 @@ pub enum Current<'a> {
     PerRow(&'a [i64]),
 }
 
+/// What the per-row budgets and start levels are called in an out-of-memory error.
+const REQUEST: &str = "the per-row budgets and start levels";
+
 /// A validated batch request: per row, the budget (`max_steps` when adaptive) and start level.
 struct Request<'a> {
     budget: Budget<'a>,
@@ -280,8 +283,10 @@ impl Planner {
 
     fn resolve_current(&self, rows: usize, current: Current<'_>) -> Result<Vec<Option<usize>>> {
         match current {
-            Current::Free => Ok(vec![None; rows]),
-            Current::All(c) => Ok(vec![Some(self.check_current("current", c)?); rows]),
+            Current::Free => memory::filled(REQUEST, rows, None),
+            Current::All(c) => {
+                memory::filled(REQUEST, rows, Some(self.check_current("current", c)?))
+            }
             Current::PerRow(cs) => {
                 if cs.len() != rows {
                     return Err(CotjError::Rows {
@@ -304,7 +309,10 @@ impl Planner {
         budget: Budget<'_>,
     ) -> Result<(Vec<usize>, Option<f64>)> {
         match budget {
-            Budget::Fixed(k) => Ok((vec![self.check_budget("budget", k)?; rows], None)),
+            Budget::Fixed(k) => Ok((
+                memory::filled(REQUEST, rows, self.check_budget("budget", k)?)?,
+                None,
+            )),
             Budget::PerRow(ks) => {
                 if ks.len() != rows {
                     return Err(CotjError::BudgetLength {
@@ -325,7 +333,7 @@ impl Planner {
                     Some(k) => self.check_budget("max_steps", k)?,
                     None => self.default_max_steps(),
                 };
-                Ok((vec![kmax; rows], Some(tau)))
+                Ok((memory::filled(REQUEST, rows, kmax)?, Some(tau)))
             }
         }
     }

@@ -92,7 +92,7 @@ proptest! {
                 Err(CotjError::Infeasible { .. }) => prop_assert!(all.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
                 Ok(plan) => {
-                    prop_assert!(close(plan.cost, best(&all)));
+                    prop_assert!(close(plan.cost, best(all)));
                     let own = planner.plan_cost(&d, &plan.steps).unwrap();
                     prop_assert!((own - plan.cost).abs() <= 1e-12 * (1.0 + own.abs()));
                     prop_assert_eq!(plan.steps.len(), k);
@@ -201,7 +201,7 @@ proptest! {
                 ) => prop_assert!(all.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
                 Ok(plans) => {
-                    prop_assert!(close(plans.cost[0], best(&all)));
+                    prop_assert!(close(plans.cost[0], best(all)));
                     let steps = row_steps(&plans, 0);
                     prop_assert!(all.iter().any(|p| p.1 == steps && close(p.0, plans.cost[0])));
                     prop_assert!(current.is_none_or(|c| steps[0] == c));
