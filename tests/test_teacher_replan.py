@@ -107,9 +107,10 @@ def test_teacher_cost_round_trips_and_rejects_bad_files(analytic_teacher, tmp_pa
     path = tmp_path / "teacher.json"
     analytic_teacher.save(path)
     back = TeacherCost.load(path)
-    np.testing.assert_array_equal(back.edges, analytic_teacher.edges)
-    np.testing.assert_array_equal(back.end, analytic_teacher.end)
-    np.testing.assert_array_equal(back.rows.beta, analytic_teacher.rows.beta)
+    np.testing.assert_allclose(back.edges, analytic_teacher.edges, rtol=1e-6)
+    np.testing.assert_allclose(back.end, analytic_teacher.end, rtol=1e-6)
+    np.testing.assert_allclose(back.rows.beta, analytic_teacher.rows.beta, rtol=1e-6)
+    np.testing.assert_array_equal(back.grid, analytic_teacher.grid)
     for text in ["[]", '{"format": "cotj.teacher_cost/1"}', "{", '{"format": "other"}']:
         path.write_text(text)
         with pytest.raises(ValueError, match="teacher.json: not a valid teacher cost"):
@@ -173,3 +174,53 @@ def test_replanner_rejects_bad_budgets(analytic_teacher):
     for bad in (0, 13, 2.0, True):
         with pytest.raises(ValueError, match="budget must be an int in 1..12"):
             Replanner(analytic_teacher, bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes():
+    from cotj.testbed.model import ShapesPipeline, build_unet, flow_scheduler
+    from cotj.testbed.text import EMBED_DIM
+
+    torch.manual_seed(0)
+    unet = build_unet(dict(sample_size=24, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                           cross_attention_dim=EMBED_DIM, attention_head_dim=8, norm_num_groups=4))  # fmt: skip
+    pipe = ShapesPipeline(unet.eval(), flow_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_sample_replans_each_prompt_with_exactly_budget_evaluations(tiny_shapes, record_timesteps, analytic_teacher):
+    from cotj.execute import sample
+
+    seen = record_timesteps(tiny_shapes.unet)
+    embeds = torch.randn(3, 16, 384, generator=torch.Generator().manual_seed(0))
+    out = sample(tiny_shapes, teacher=analytic_teacher, budget=5, prompt_embeds=embeds, guidance_scale=1.0,
+                 generator=torch.Generator().manual_seed(1), output_type="np")
+    assert len(seen) == 15 and len(out.images) == 3 and out.dna is None
+    for b, plan in enumerate(out.plans):  # the UNet gets t·1000 at the levels each plan reports
+        np.testing.assert_allclose(np.concatenate(seen[5 * b : 5 * b + 5]) / 1000.0, plan.levels, atol=1e-5)
+        np.testing.assert_allclose(plan.levels, GRID[plan.steps])
+    assert tiny_shapes.scheduler.__class__.__name__ == "FlowMatchEulerDiscreteScheduler"  # restored
+
+
+def test_sample_open_loop_teacher_objective_runs_the_teacher_plan(tiny_shapes, record_timesteps, analytic_teacher):
+    from cotj.execute import sample
+
+    seen = record_timesteps(tiny_shapes.unet)
+    out = sample(tiny_shapes, teacher=analytic_teacher, replan=False, budget=4, guidance_scale=1.0,
+                 prompt_embeds=torch.randn(2, 16, 384), output_type="np")
+    plan = cotj.plan_batch(budget=4, current=11, **objective("teacher", teacher=analytic_teacher))[0]
+    assert len(seen) == 4  # both prompts share the plan: one call
+    np.testing.assert_allclose(out.plans[0].levels, plan.levels)
+    np.testing.assert_allclose(seen[0] / 1000.0, plan.levels[:1].repeat(2), atol=1e-5)
+
+
+def test_sample_rejects_replanning_without_a_teacher_cost_or_with_tau(tiny_shapes, analytic_teacher):
+    from cotj.execute import sample
+
+    with pytest.raises(ValueError, match="need teacher"):
+        sample(tiny_shapes, replan=True, budget=4, mean_dna=np.ones(12), prompt_embeds=torch.randn(1, 16, 384))
+    with pytest.raises(ValueError, match="one int budget"):
+        sample(tiny_shapes, teacher=analytic_teacher, tau=0.9, prompt_embeds=torch.randn(1, 16, 384))

@@ -120,12 +120,13 @@ class TeacherCost:
         return self.rows.log_scale(lv, f)
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON (``edges`` below the diagonal only); :meth:`load` reads it with numpy alone."""
+        """Write as JSON (``edges`` below the diagonal only, every number to 7 significant digits, float32's
+        precision); :meth:`load` reads it with numpy alone."""
         low = np.tril_indices(self.grid.size, -1)
-        doc: dict[str, Any] = {"format": _FORMAT, "grid": self.grid.tolist(), "edges_below_diagonal": self.edges[low].tolist(),
-                               "end": self.end.tolist(), "n_samples": self.n_samples}  # fmt: skip
+        doc: dict[str, Any] = {"format": _FORMAT, "grid": self.grid.tolist(), "edges_below_diagonal": _digits(self.edges[low]),
+                               "end": _digits(self.end), "n_samples": self.n_samples}  # fmt: skip
         if self.rows is not None:
-            doc["rows"] = {k: getattr(self.rows, k).tolist() for k in ("base", "center", "spread", "beta", "var")}
+            doc["rows"] = {k: _digits(getattr(self.rows, k)) for k in ("base", "center", "spread", "beta", "var")}
         Path(path).write_text(json.dumps(doc))
 
     @classmethod
@@ -152,6 +153,11 @@ class TeacherCost:
             return cls(grid, edges, np.asarray(doc["end"], dtype=np.float64), int(doc["n_samples"]), rows)
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a valid teacher cost file ({exc})") from None
+
+
+def _digits(a: NDArray[np.float64]) -> Any:
+    """``a`` as nested lists of floats rounded to 7 significant digits."""
+    return np.vectorize(lambda v: float(f"{v:.7g}"), otypes=[float])(a).tolist()
 
 
 def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost | None = None,

@@ -11,7 +11,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cotj import Plan, load_dna, plan_batch
+from cotj.execute.replan import ReplanningScheduler
 from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
+from cotj.objectives import OBJECTIVES, TeacherCost, objective as objective_kwargs
 
 __all__ = ["SampleResult", "sample"]
 
@@ -26,12 +28,13 @@ class SampleResult:
         images: one entry per prompt, in order: what the pipeline returns for one image
             (a PIL image, or a (C, H, W) / (H, W, C) array or tensor row).
         plans: the plan each prompt ran (its levels are what the model saw).
-        dna: (B, N) the DNA the plans were made from (predicted and aligned, or the mean DNA).
+        dna: (B, N) the DNA the plans were made from (predicted and aligned, or the mean DNA); None when the
+            plans came from a teacher cost alone.
     """
 
     images: list[Any]
     plans: list[Plan]
-    dna: NDArray[np.float64]
+    dna: NDArray[np.float64] | None
 
 
 def _batch_size(prompt: str | Sequence[str] | None, prompt_embeds: Any) -> int:
@@ -85,6 +88,9 @@ def sample(
     max_steps: int | None = None,
     predictor: Any = None,
     mean_dna: ArrayLike | str | None = None,
+    teacher: TeacherCost | str | None = None,
+    objective: str | None = None,
+    replan: bool | None = None,
     embed: Callable[[Sequence[str]], Any] | None = None,
     embeddings: Any = None,
     grid: ArrayLike | None = None,
@@ -105,6 +111,12 @@ def sample(
             given, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled over tokens.
         mean_dna: instead of a predictor, one DNA row (N,) (or a file, :func:`cotj.load_dna`)
             used for every prompt ("CoTj-mean").
+        teacher: the model's :class:`~cotj.objectives.TeacherCost` (or its JSON file, from
+            :func:`cotj.predict.calibrate`): enables the "teacher" and "calibrated" objectives and replanning.
+        objective: "paper" (the DNA alone), "teacher" or "calibrated" (:mod:`cotj.objectives`); default "teacher"
+            when ``teacher`` is given, else "paper".
+        replan: closed-loop replanning after every step (:class:`~cotj.execute.replan.ReplanningScheduler`; one
+            pipeline call per prompt, fixed ``budget``); default True when ``teacher`` is given.
         grid: the DNA's grid (N,); default ``t_i = (i + 1)/N``.
         neutral: run on :func:`neutral_scheduler` of the pipeline's scheduler (Karras/beta/
             exponential spacing, ``shift_terminal`` and ``final_sigmas_type`` turned off)
@@ -125,20 +137,37 @@ def sample(
     """
     batch = _batch_size(prompt, pipe_kwargs.get("prompt_embeds"))
     prompts = [prompt] if isinstance(prompt, str) else prompt
-    if predictor is not None and embeddings is None:
-        if embed is not None and prompts is not None:
-            embeddings = embed(list(prompts))
-        elif pipe_kwargs.get("prompt_embeds") is not None:
-            embeddings = pipe_kwargs["prompt_embeds"].float().mean(dim=1).cpu()
-        else:
-            raise ValueError("the predictor needs embeddings, embed(prompts) or prompt_embeds")
-    dna = _dna(batch, predictor, mean_dna, embeddings)
-    plans = list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
+    tc = TeacherCost.load(teacher) if isinstance(teacher, str) else teacher
+    objective = objective or ("paper" if tc is None else "teacher")
+    replan = tc is not None if replan is None else replan
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    if (replan or objective != "paper") and tc is None:
+        raise ValueError(f"objective={objective!r} and replan need teacher (a TeacherCost or its file)")
+    dna = None
+    if objective != "teacher" or predictor is not None or mean_dna is not None:
+        if predictor is not None and embeddings is None:
+            if embed is not None and prompts is not None:
+                embeddings = embed(list(prompts))
+            elif pipe_kwargs.get("prompt_embeds") is not None:
+                embeddings = pipe_kwargs["prompt_embeds"].float().mean(dim=1).cpu()
+            else:
+                raise ValueError("the predictor needs embeddings, embed(prompts) or prompt_embeds")
+        dna = _dna(batch, predictor, mean_dna, embeddings)
+    if "generator" in pipe_kwargs:
+        pipe_kwargs["generator"] = _per_prompt(pipe_kwargs["generator"], batch)
+    if replan:
+        return _closed_loop(pipe, prompts, batch, tc, objective, dna, budget, tau, pipe_kwargs)
+    if objective == "paper":
+        plans = list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
+    else:
+        ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else (dna[0] if dna is not None else None)
+        kw = objective_kwargs(objective, dna=dna, mean_dna=ref, teacher=tc)
+        rows = plan_batch(budget=budget, tau=tau, max_steps=max_steps, current=tc.grid.size - 1, **kw)
+        plans = [rows[b if len(rows) > 1 else 0] for b in range(batch)]
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, p in enumerate(plans):
         groups.setdefault(tuple(int(i) for i in p.steps), []).append(b)
-    if "generator" in pipe_kwargs:
-        pipe_kwargs["generator"] = _per_prompt(pipe_kwargs["generator"], batch)
     original = pipe.scheduler
     base = neutral_scheduler(original) if neutral else original
     images: list[Any] = [None] * batch
@@ -156,3 +185,36 @@ def sample(
     finally:
         pipe.scheduler = original
     return SampleResult(images, plans, dna)
+
+
+def _closed_loop(pipe: Any, prompts: Sequence[str] | None, batch: int, teacher: TeacherCost, objective: str,
+                 dna: NDArray[np.float64] | None, budget: Any, tau: float | None, pipe_kwargs: dict[str, Any]) -> SampleResult:
+    """One pipeline call per prompt under a :class:`ReplanningScheduler` (teacher cost, replanned every step)."""
+    if tau is not None or budget is None or not isinstance(budget, (int, np.integer)):
+        raise ValueError("replan needs one int budget (the number of model evaluations); tau does not apply")
+    if objective != "teacher":
+        raise ValueError(f"replan plans on the teacher cost; objective={objective!r} cannot replan")
+    original = pipe.scheduler
+    images: list[Any] = [None] * batch
+    plans: list[Plan] = []
+    try:
+        for b in range(batch):
+            pipe.scheduler = ReplanningScheduler(original, teacher)
+            kwargs = {k: _rows(v, [b], batch) for k, v in pipe_kwargs.items()}
+            if prompts is not None:
+                kwargs["prompt"] = [prompts[b]]
+            images[b] = pipe(num_inference_steps=int(budget), **kwargs).images[0]
+            levels = np.asarray(pipe.scheduler.levels)
+            steps = np.abs(teacher.grid[None, :] - levels[:, None]).argmin(1)
+            plans.append(Plan(steps.astype(np.int64), levels, _teacher_cost_of(teacher, steps)))
+            log.info("prompt %d: replanned %d steps at levels %s", b, len(levels), np.round(levels, 4).tolist())
+    finally:
+        pipe.scheduler = original
+    return SampleResult(images, plans, dna)
+
+
+def _teacher_cost_of(teacher: TeacherCost, steps: NDArray[np.int64]) -> float:
+    """The teacher-cost of the levels a closed-loop run took (open-loop units: the calibration mean)."""
+    from cotj import plan_cost
+
+    return plan_cost(None, steps, cost=teacher.edges, end=teacher.end)
