@@ -1,4 +1,4 @@
-"""Independent implementations of the plan graph (SPEC 3-5), for tests and benchmark baselines.
+"""Independent implementations of the plan graph (docs/method.md §3–5), for tests and benchmark baselines.
 
 None of this shares code with the Rust core: an exhaustive search, a vectorised numpy layered DP,
 and the paper's formulation as a shortest path with an exact number of nodes on a networkx graph.
@@ -87,7 +87,7 @@ def numpy_plan_batch(dna: np.ndarray, k: int, lev: np.ndarray) -> tuple[np.ndarr
 
 
 def paper_graph(d: np.ndarray, grid: np.ndarray) -> nx.DiGraph:
-    """The paper's graph: levels plus START and END, edges as in SPEC 3."""
+    """The paper's graph: levels plus START and END, edges as in docs/method.md §3."""
     n = len(d)
     g = nx.DiGraph()
     for j in range(n):
@@ -125,7 +125,7 @@ def networkx_plan(d: np.ndarray, grid: np.ndarray, k: int) -> tuple[float, list[
 
 
 def ratio(curve: np.ndarray) -> np.ndarray:
-    """R(K) from C*_K for K = 1..len(curve) (SPEC 5), anchored at the shortest and longest
+    """R(K) from C*_K for K = 1..len(curve) (docs/method.md §5), anchored at the shortest and longest
     lengths with a finite C* (free ends: K = 1 with C*_1 = 0, and K_max); NaN where C*_K is
     infinite, 1 everywhere when longer plans gain nothing."""
     finite = np.isfinite(curve)

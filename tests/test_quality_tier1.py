@@ -96,7 +96,7 @@ def test_jump_costs_are_zero_on_straight_paths_and_the_lever_for_a_wrong_x0():
     traj, delta = _straight(delta=delta)
     t = traj.levels
     for j, i in [(8, 0), (8, 5), (4, 1), (2, 1)]:
-        lever = ((t[j] - t[i]) / t[j]) ** 2  # SPEC 3: an x0 error at t_j displaces the step's landing point by it
+        lever = ((t[j] - t[i]) / t[j]) ** 2  # docs/method.md §3: an x0 error at t_j displaces the step's landing point by it
         np.testing.assert_allclose(traj.jump_costs[:, j, i], lever * (delta[:, j] ** 2).mean(-1), rtol=1e-10)
 
 

@@ -1,4 +1,4 @@
-"""Numpy helpers on Diffusion DNA arrays: scale alignment (SPEC 6), gains (SPEC 2), loading.
+"""Numpy helpers on Diffusion DNA arrays: scale alignment (docs/method.md §8), gains (docs/method.md §2), loading.
 
 Loading is the one place files and text become arrays: every malformed input (an empty or truncated file, a
 ``.npy`` header claiming more data than the file holds, JSON without the DNA, ragged rows, non-numbers) raises
@@ -37,7 +37,7 @@ def _finite(name: str, value: ArrayLike) -> NDArray[np.float64]:
 
 
 def align_dna(pred: ArrayLike, reference: ArrayLike) -> NDArray[np.float64]:
-    """Restore the scale of a predicted DNA from a reference DNA (SPEC 6).
+    """Restore the scale of a predicted DNA from a reference DNA (docs/method.md §8).
 
     ``b' = b·std(a)/std(b)``, then shifted so that ``min(b') = min(a)``; a constant prediction
     becomes ``mean(a)`` everywhere. ``pred`` is (N,) or (B, N) (row by row), ``reference`` (N,),

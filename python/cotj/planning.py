@@ -1,4 +1,4 @@
-"""The Plan stage: cheapest sampling schedules from Diffusion DNA (SPEC 3-5).
+"""The Plan stage: cheapest sampling schedules from Diffusion DNA (docs/method.md §3–5).
 
 Conventions: a DNA row is (N,) float, one entry per grid level, grid ascending (index 0 is the
 least noisy level). A plan lists grid indices in *sampling order*, noisiest first; its ``levels``
@@ -11,7 +11,7 @@ with ``M = cost`` (N, N) (entry ``[j, i]`` is the jump from level j down to i < 
 i >= j are ignored; ``+inf`` is no edge), ``start`` and ``end`` (N,) (default zeros; ``+inf``:
 the level may not start / end a plan) and ``w = scale`` (N,) (default ones, finite, >= 0). The
 DNA form is the special case ``cost = L``, ``scale = d``, ``start = -d``, ``end = d`` with L the
-lever of the grid (SPEC 3): same plans, same costs, same tie-breaking.
+lever of the grid (docs/method.md §3): same plans, same costs, same tie-breaking.
 
 Replanning: ``current=j`` pins the plan's first level to grid index j. A sampler at level j with
 k model evaluations left calls ``plan_batch(..., current=j, budget=k)`` and gets the best k-level
@@ -43,7 +43,7 @@ class Plan:
     Attributes:
         steps: (K,) int64 grid indices, noisiest first.
         levels: (K,) float64 noise levels t of ``steps``.
-        cost: the plan cost C (SPEC 3); more negative is better.
+        cost: the plan cost C (docs/method.md §3–4); more negative is better.
         curve: adaptive runs only, (max_steps,) float64 ``C*_K`` for K = 1..max_steps
             (inf where no plan of that length exists).
         ratio: adaptive runs only, (max_steps,) float64 explained-gain ratio ``R(K)``.
@@ -452,7 +452,7 @@ def plan_batch(
             Default 8. Exclusive with ``tau``.
         grid: (N,) ascending noise levels in (0, 1]; default ``t_i = (i+1)/N``.
         tau: adaptive length: the smallest K whose plan explains a fraction ``tau`` in (0, 1] of
-            the gain of the ``max_steps`` plan (SPEC 5). The paper uses 0.99.
+            the gain of the ``max_steps`` plan (docs/method.md §5). The paper uses 0.99.
         max_steps: longest adaptive plan, default N // 2 (raised to 2 when the windows allow no
             one-level plan).
         first: ``"any"``, ``"top"`` (first step at the grid's top level) or int k (one of the
@@ -527,7 +527,7 @@ def plan_cost(
     end: ArrayLike | None = None,
     scale: ArrayLike | None = None,
 ) -> float:
-    """The cost C of any plan for one DNA row (N,) (SPEC 3), to score your own schedules.
+    """The cost C of any plan for one DNA row (N,) (docs/method.md §3), to score your own schedules.
 
     ``steps`` is either grid indices (int, strictly decreasing) or noise levels (float, strictly
     decreasing, within the grid), in which case the DNA is interpolated linearly in t.

@@ -1,4 +1,4 @@
-"""Noise-level grids and Gaussian paths ``x_t = a(t)·x0 + s(t)·eps`` on them (SPEC 1, 3).
+"""Noise-level grids and Gaussian paths ``x_t = a(t)·x0 + s(t)·eps`` on them (docs/method.md §1, §3).
 
 A *grid* is an ascending array of N noise levels in (0, 1]; t = 1 is pure noise. A *schedule*
 gives ``a`` and ``s`` at every grid level and sets the temporal lever of the plan graph. The

@@ -122,7 +122,7 @@ def extract(args: Any, prompts: Sequence[str], levels: int = 100, pipe: Any = No
     (:func:`cotj.predict.shard.extract_sharded`): the :class:`ShardedDNA` on rank 0, None elsewhere.
 
     The testbed's reference is its own ``args.reference_steps``-step sample (default 50) from the
-    same noise, under guidance ``args.guidance`` (SPEC 2); the analytic model's reference is the
+    same noise, under guidance ``args.guidance`` (docs/method.md §2); the analytic model's reference is the
     exact ODE endpoint of the noise (``args.reference_steps`` RK4 steps, default 200).
     """
     progress = not args.quiet

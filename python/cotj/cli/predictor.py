@@ -28,7 +28,7 @@ Examples:
 PREDICT = """Predict the DNA of conditions with a trained predictor: from embeddings (.npy, (B, D)) or from
 prompts (embedded as the model's condition: MiniLM for the testbed). Without --predictor, the testbed's
 prompts go to the shipped predictor of the shipped generator. The DNA is aligned to the
-predictor's mean DNA (SPEC 6). Writes --out (.npy) or prints JSON rows (pipe into 'cotj plan -').
+predictor's mean DNA (docs/method.md §8). Writes --out (.npy) or prints JSON rows (pipe into 'cotj plan -').
 With --dna TRUE.npy, also reports the cosine similarity with the true DNA (on stderr).
 
 Examples:

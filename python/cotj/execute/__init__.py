@@ -1,4 +1,4 @@
-"""Execute: run a plan with an ordinary Diffusers solver, exactly (SPEC 7). Needs the
+"""Execute: run a plan with an ordinary Diffusers solver, exactly (docs/method.md §9). Needs the
 ``diffusers`` extra.
 
 - :func:`scheduler_args`: ``sigmas=`` / ``timesteps=`` for a scheduler or pipeline call, with

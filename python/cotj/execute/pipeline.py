@@ -106,7 +106,7 @@ def sample(
         prompt: a prompt or a list of B prompts; or pass ``prompt_embeds`` (B, L, D) (and the
             pipeline's other embedding arguments) in ``pipe_kwargs``.
         budget: steps per prompt (int or (B,) ints); exclusive with ``tau`` (adaptive length,
-            SPEC 5, with ``max_steps``). Default 8 steps.
+            docs/method.md §5, with ``max_steps``). Default 8 steps.
         predictor: a :class:`cotj.predict.DNAPredictor`; its input is ``embeddings`` (B, D) if
             given, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled over tokens.
         mean_dna: instead of a predictor, one DNA row (N,) (or a file, :func:`cotj.load_dna`)

@@ -1,4 +1,4 @@
-"""Plans onto Diffusers schedulers, exactly (SPEC 7).
+"""Plans onto Diffusers schedulers, exactly (docs/method.md §9).
 
 A plan's levels are the noise levels the model must see: for flow-matching schedulers the
 sigmas (the model gets ``sigma·T`` as its timestep, ``T = num_train_timesteps``; Flux divides it

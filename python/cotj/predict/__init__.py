@@ -1,4 +1,4 @@
-"""Predict: the Diffusion DNA of a condition (SPEC 2, 6). Needs the ``torch`` extra.
+"""Predict: the Diffusion DNA of a condition (docs/method.md §2, §8). Needs the ``torch`` extra.
 
 - :func:`extract_dna`: ground truth, the model's one-step error at every grid level;
 - :func:`to_x0`: any prediction type -> the clean estimate;

@@ -1,4 +1,4 @@
-"""Ground-truth Diffusion DNA: the one-step reconstruction error at every grid level (SPEC 2).
+"""Ground-truth Diffusion DNA: the one-step reconstruction error at every grid level (docs/method.md §2).
 
 For a condition c, noise eps and a reference x_ref, the canonical state at level t_i is built
 directly, ``x_t = a(t_i)·x_ref + s(t_i)·eps``; the model's clean estimate there is scored against
@@ -210,7 +210,7 @@ def extract_dna(
     reference_steps: int = 50,
     progress: bool = True,
 ) -> DNAResult:
-    """The DNA ``d_i`` (SPEC 2) of B samples at every level of a grid.
+    """The DNA ``d_i`` (docs/method.md §2) of B samples at every level of a grid.
 
     Args:
         denoiser: ``model(x_t, t, cond) -> prediction`` (see :mod:`cotj.predict.denoisers` for
@@ -240,7 +240,7 @@ def extract_dna(
             ``guidance_scale``.
         combine: how the pipeline combines the two predictions: :func:`cfg` (default) or
             :func:`cfg_renorm` (Qwen-Image), or any ``combine(cond_pred, uncond_pred, scale)``.
-        completion_steps: 1 scores the one-step estimate (SPEC 2). m > 1 scores the ODE-completed
+        completion_steps: 1 scores the one-step estimate (docs/method.md §2). m > 1 scores the ODE-completed
             estimate: from each canonical state, m first-order steps to t = 0 (levels spread
             evenly below t_i, snapped to the grid). Costs up to m evaluations per level instead
             of 1: about N·m per sample in all.

@@ -1,4 +1,4 @@
-"""Model output -> clean estimate ``x0_hat`` on a Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (SPEC 2).
+"""Model output -> clean estimate ``x0_hat`` on a Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (docs/method.md §2).
 
 One function, :func:`to_x0`, covers the four things a denoiser may predict:
 

@@ -1,4 +1,4 @@
-"""The DNA predictor (SPEC 6): condition embedding -> DNA shape, an MLP ``in -> 256 -> 128 -> N``.
+"""The DNA predictor (docs/method.md §8): condition embedding -> DNA shape, an MLP ``in -> 256 -> 128 -> N``.
 
 The input standardisation ``(x - x_mean)/(x_std + 1e-9)`` and the reference mean DNA used to
 restore the scale (:func:`cotj.align_dna`) are buffers of the module, so they travel with the
@@ -182,7 +182,7 @@ class DNAPredictor(torch.nn.Module):
 
     def predict(self, embedding: ArrayLike | torch.Tensor, align: bool = True) -> NDArray[np.float64]:
         """DNA (B, N) float64 for embeddings (B, D) or (D,) -> (N,), in eval mode; aligned to
-        ``mean_dna`` (SPEC 6) unless ``align=False``."""
+        ``mean_dna`` (docs/method.md §8) unless ``align=False``."""
         x = _matrix("embedding", embedding, self.config["in_dim"])
         was_training = self.training
         self.eval()

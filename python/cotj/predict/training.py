@@ -1,5 +1,5 @@
 """Training and evaluating a :class:`~cotj.predict.predictor.DNAPredictor` on (embedding, DNA)
-pairs with the cosine loss (SPEC 6): the DNA's shape is learnt, its scale restored by alignment."""
+pairs with the cosine loss (docs/method.md §8): the DNA's shape is learnt, its scale restored by alignment."""
 
 from __future__ import annotations
 

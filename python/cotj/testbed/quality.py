@@ -333,7 +333,7 @@ def _nfe_to_match(results: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
 def predict_dna(emb_train: NDArray[np.float64], dna_train: NDArray[np.float64], emb_test: NDArray[np.float64],
                 dna_test: NDArray[np.float64], epochs: int, seed: int, progress: bool
                 ) -> tuple[NDArray[np.float64], dict[str, Any], DNAPredictor]:
-    """Train the DNA predictor (cosine loss, SPEC 6) and predict the held-out DNA (aligned to the training
+    """Train the DNA predictor (cosine loss, docs/method.md §8) and predict the held-out DNA (aligned to the training
     mean). Returns it, :func:`predictor_report` (plus the validation cosine) and the predictor."""
     model, report = train_predictor(emb_train, dna_train, epochs=epochs, seed=seed, progress=progress)
     info = predictor_report(model, emb_test, dna_test)

@@ -1,4 +1,4 @@
-//! Explicit dense plan costs (SPEC 3 generalised): a plan `j_1 > … > j_K` costs
+//! Explicit dense plan costs (docs/method.md §4): a plan `j_1 > … > j_K` costs
 //! `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`, with `M` an (N, N) matrix whose entry
 //! `[j, i]` is the jump from level `j` down to `i < j` (entries with `i >= j` are ignored),
 //! `w` a per-level scaling of the source level and `+inf` marking a missing edge, start or end.

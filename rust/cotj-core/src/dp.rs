@@ -1,4 +1,4 @@
-//! The layered dynamic programme over the plan graph (SPEC 4).
+//! The layered dynamic programme over the plan graph (docs/method.md §5).
 //!
 //! Layer `m` (0-based) holds `D_{m+1}[i]`: the cheapest cost of a plan prefix of `m + 1` levels
 //! whose last level is `i`. Only the layers are kept (K·N floats); the arg-min is recovered along
@@ -6,7 +6,7 @@
 //! order, so ties break identically: among equal predecessors the noisiest (highest index) wins,
 //! among equal final levels the lowest index wins.
 //!
-//! The programme runs on any explicit cost (SPEC 3 generalised): a plan `j_1 > … > j_K` costs
+//! The programme runs on any explicit cost (docs/method.md §4): a plan `j_1 > … > j_K` costs
 //! `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`. The DNA form is `M = L`, `w = d`,
 //! `start = -d`, `end = d`.
 

@@ -1,4 +1,4 @@
-//! The grid of noise levels and the *temporal lever* over it (SPEC 3).
+//! The grid of noise levels and the *temporal lever* over it (docs/method.md §3).
 //!
 //! `L(j, i)` is the squared factor by which an error of the clean estimate at the noisier level
 //! `t_j` displaces the state reached at `t_i < t_j` by one first-order (DDIM / Euler) step.

@@ -1,4 +1,4 @@
-//! Planning one row: fixed budget (SPEC 4), adaptive length (SPEC 5), and the cost of any plan,
+//! Planning one row: fixed budget and adaptive length (docs/method.md §5), and the cost of any plan,
 //! on the DNA form or any dense cost (`crate::dense`).
 
 use std::ops::Range;
@@ -10,7 +10,7 @@ use crate::lever::Lever;
 use crate::memory;
 use crate::stop::Stop;
 
-/// A plan: grid indices in sampling order (noisiest first) and its cost `C` (SPEC 3).
+/// A plan: grid indices in sampling order (noisiest first) and its cost `C` (docs/method.md §3–4).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// Grid indices, strictly decreasing.
@@ -217,7 +217,7 @@ impl Planner {
         Some(Plan { steps, cost })
     }
 
-    /// Adaptive length (SPEC 5) on `costs`: runs the programme to `kmax`, computes `C*_K` and
+    /// Adaptive length (docs/method.md §5) on `costs`: runs the programme to `kmax`, computes `C*_K` and
     /// `R(K)` for every `K <= kmax`, and returns the plan of the smallest K with `R(K) >= tau`;
     /// `None` when no length up to `kmax` has a plan of finite cost. Inputs must be validated.
     ///
@@ -302,7 +302,7 @@ impl Planner {
         self.plan_fixed_with(d, k, None, &mut Workspace::default(), &Stop::never())
     }
 
-    /// Adaptive length (SPEC 5) for the DNA row `d`, starting at `current` when given, reusing
+    /// Adaptive length (docs/method.md §5) for the DNA row `d`, starting at `current` when given, reusing
     /// `ws`, until `stop` says otherwise; see `Planner::adaptive` for the rule. Inputs must be
     /// validated.
     pub fn plan_adaptive_with(
