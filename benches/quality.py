@@ -15,12 +15,18 @@ Tier 2 (shapes text-to-image model) once weights exist:
     python benches/quality.py --tier 2 --weights python/cotj/testbed/weights/shapes_unet.safetensors
     python benches/quality.py --tier 2 --weights runs/shapes     # a training run's EMA checkpoint
 
-What is committed (training DNA of 2,048 prompts over 2 processes, then the benchmark, which also trains and
-saves the shipped DNA predictor):
+The shipped DNA predictor was trained by a run on the training DNA of 2,048 prompts (2 processes):
 
     torchrun --standalone --nproc_per_node 2 benches/quality.py --tier 2 --extract runs/quality/tier2_dna
     python benches/quality.py --tier 2 --dna runs/quality/tier2_dna --threads 2 \
-        --save-predictor python/cotj/testbed/weights/shapes_dna_predictor --save-samples runs/quality/tier2_samples.npz
+        --save-predictor python/cotj/testbed/weights/shapes_dna_predictor
+
+The shipped teacher cost (cotj.predict.calibrate on 256 training prompts), and the committed Tier 2 results, which
+plan from the shipped predictor and teacher cost:
+
+    python benches/quality.py --tier 2 --calibrate python/cotj/testbed/weights/shapes_teacher_cost.json --threads 2
+    python benches/quality.py --tier 2 --threads 2 --predictor python/cotj/testbed/weights/shapes_dna_predictor \
+        --teacher python/cotj/testbed/weights/shapes_teacher_cost.json
 """
 
 from __future__ import annotations
@@ -49,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-predictor", type=Path, metavar="DIR",
                         help="Tier 2: save the DNA predictor trained on the training DNA here "
                              "(the shipped one: python/cotj/testbed/weights/shapes_dna_predictor)")
+    parser.add_argument("--calibrate", type=Path, metavar="JSON",
+                        help="Tier 2: only measure the model's teacher cost (cotj.predict.calibrate) and write it here")
+    parser.add_argument("--predictor", type=Path, metavar="DIR",
+                        help="Tier 2: plan from this saved DNA predictor instead of training one (no training DNA needed)")
+    parser.add_argument("--teacher", type=Path, metavar="JSON", help="Tier 2: the teacher cost to use (else calibrated here)")
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
     parser.add_argument("--ks", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="K,K,...",
                         help="step budgets (default 2,3,4,5,6,8,10,15,20,25,30,40,50)")
@@ -58,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick and args.tier != 1:
         parser.error("--quick is for Tier 1")
-    if args.save_predictor and args.tier != 2:
-        parser.error("--save-predictor is for Tier 2")
+    if args.tier != 2 and (args.save_predictor or args.calibrate or args.predictor or args.teacher):
+        parser.error("--save-predictor, --calibrate, --predictor and --teacher are for Tier 2")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import torch
@@ -74,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = quality_tier2.Tier2Config()
     overrides = {"ks": args.ks, "n_test": args.n_test}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if args.calibrate:
+        quality_tier2.tier2_calibrate(cfg, quality_tier2.load_shapes_pipeline(args.weights), progress=progress).save(args.calibrate)
+        print(f"wrote {args.calibrate}")
+        return 0
     if args.extract:
         if args.tier == 1:
             quality_tier1.tier1_extract(cfg, out=args.extract, progress=progress)
@@ -88,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pipe = quality_tier2.load_shapes_pipeline(args.weights)
         results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,
-                                          predictor_out=args.save_predictor)
+                                          predictor_out=args.save_predictor, predictor=args.predictor, teacher=args.teacher)
     stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "")
     paths = quality_report.write_report(results, args.out, stem)
     if samples is not None:

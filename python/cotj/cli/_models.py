@@ -62,11 +62,23 @@ def shapes_pipeline(weights: str | None) -> Any:
 def shipped_predictor(args: Any) -> Path | None:
     """The shipped DNA predictor if it is the selected model's: the testbed with its shipped weights (no
     ``--weights``) sampled at the guidance its DNA was measured at; else None."""
-    from cotj.testbed.model import PREDICTOR, PREDICTOR_GUIDANCE
+    from cotj.testbed.model import PREDICTOR
 
-    if args.model != TESTBED or args.weights or args.guidance != PREDICTOR_GUIDANCE or not PREDICTOR.is_dir():
-        return None
-    return PREDICTOR
+    return PREDICTOR if _shipped_applies(args) and PREDICTOR.is_dir() else None
+
+
+def shipped_teacher(args: Any) -> Path | None:
+    """The shipped teacher cost if it is the selected model's (the same rule as :func:`shipped_predictor`)."""
+    from cotj.testbed.model import TEACHER
+
+    return TEACHER if _shipped_applies(args) and TEACHER.is_file() else None
+
+
+def _shipped_applies(args: Any) -> bool:
+    """The testbed with its shipped weights (no ``--weights``) at the guidance the shipped data was measured at."""
+    from cotj.testbed.model import PREDICTOR_GUIDANCE
+
+    return bool(args.model == TESTBED and not args.weights and args.guidance == PREDICTOR_GUIDANCE)
 
 
 def condition_ids(prompts: Sequence[str]) -> list[int]:

@@ -17,12 +17,17 @@ __all__ = ["add_parser", "run"]
 
 DESCRIPTION = """Sample one prompt with the testbed model (24x24 shapes) and write a PNG.
 
-The schedule is planned from the prompt's DNA. By default it is predicted by the shipped DNA predictor
-(trained on the shipped generator's DNA at guidance 2; milliseconds); with other --weights or --guidance the
-default is the prompt's true DNA, extracted on the spot (100 levels and a 50-step reference sample: the oracle,
-about 300 model calls), which --true-dna also asks for. --predictor DIR predicts with another predictor and
---mean-dna FILE plans one DNA for every prompt. --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for
-comparison. Prints the levels used and the time of each stage.
+By default the schedule is planned on the shipped generator's teacher cost (its measured jump costs, the
+objective that won the quality benchmark) and replanned after every step from what the sample shows (closed
+loop, exactly K model evaluations). --open-loop keeps the first plan; --tau plans the length open loop.
+--objective paper plans from the prompt's DNA instead, as the paper does: predicted by the shipped DNA predictor
+(milliseconds), or with --true-dna extracted on the spot (100 levels and a 50-step reference sample: the oracle,
+about 300 model calls); --predictor DIR predicts with another predictor and --mean-dna FILE plans one DNA for
+every prompt (each of these implies --objective paper unless --objective calibrated scales the teacher cost by
+that DNA). The shipped teacher cost and predictor belong to the shipped weights at guidance 2; with other
+--weights or --guidance give --teacher FILE (cotj.predict.calibrate) or plan from the true DNA, the default then.
+--uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used and the
+time of each stage.
 
 The prompt must be in the shapes grammar the model was trained on (cotj.testbed.shapes):
   COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background]
@@ -30,6 +35,7 @@ The prompt must be in the shapes grammar the model was trained on (cotj.testbed.
 
 Examples:
   cotj sample "two red circles on the left" --budget 4 --out red.png
+  cotj sample "two red circles on the left" --budget 4 --objective paper --out red_paper.png
   cotj sample "a small blue square" --tau 0.99 --max-steps 20 --out blue.png
   cotj sample "a small blue square" --budget 4 --uniform --out blue_uniform.png"""
 
@@ -51,6 +57,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     dna.add_argument("--true-dna", action="store_true", help="extract the prompt's true DNA first (the oracle)")
     dna.add_argument("--mean-dna", metavar="FILE", help="plan from this one DNA row (.npy, .json, .csv)")
     dna.add_argument("--uniform", action="store_true", help="uniform levels instead of a plan (needs --budget)")
+    p.add_argument("--objective", choices=["paper", "teacher", "calibrated"],
+                   help="what a plan minimises (cotj.objectives); default teacher where a teacher cost applies, else paper")
+    p.add_argument("--teacher", metavar="JSON", help="the model's teacher cost (default: the shipped one, for the shipped model)")
+    p.add_argument("--open-loop", action="store_true", help="do not replan after each step (teacher objective)")
     p.add_argument("--scale", type=_io.int_in(1, 64), default=8,
                    help="upscale the PNG by this factor, 1..64 (default 8)")
     _io.add_model_flags(p)
@@ -122,17 +132,43 @@ def run(args: argparse.Namespace) -> int:
         print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
     else:
         clock = time.perf_counter()
-        dna_kwargs = _dna_source(args, pipe, _models)
-        print(f"DNA: {dna_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
+        plan_kwargs = _plan_source(args, pipe, _models)
+        print(f"plan from: {plan_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
+        budget = args.budget if args.budget is not None or args.tau is not None else 8
         clock = time.perf_counter()
-        result = sample(pipe, args.prompt, budget=args.budget, tau=args.tau, max_steps=args.max_steps,
-                        **dna_kwargs, **run_kwargs)
+        result = sample(pipe, args.prompt, budget=budget, tau=args.tau, max_steps=args.max_steps,
+                        **plan_kwargs, **run_kwargs)
         image, plan = result.images[0], result.plans[0]
         extra = f", R(K) = {plan.ratio[plan.budget - 1]:.4f}" if plan.ratio is not None else ""
-        print(f"plan: {plan.budget} steps at t = {_io.levels_text(plan.levels)} (cost {plan.cost:.4g}{extra})")
+        how = "replanned after each step, " if plan_kwargs.get("replan") else ""
+        print(f"plan: {plan.budget} steps at t = {_io.levels_text(plan.levels)} ({how}cost {plan.cost:.4g}{extra})")
     print(f"sampling: {time.perf_counter() - clock:.2f} s")
     print(f"wrote {save_png(image, args.out, args.scale)}")
     return 0
+
+
+def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
+    """The planning arguments of :func:`cotj.execute.sample` (objective, teacher cost, replanning, DNA); ``what``
+    describes them."""
+    teacher = args.teacher or models.shipped_teacher(args)
+    from_dna = bool(args.predictor or args.true_dna or args.mean_dna)
+    objective = args.objective or ("teacher" if teacher is not None and not from_dna else "paper")
+    if objective == "paper":
+        if args.open_loop:
+            raise ValueError("--open-loop goes with the teacher objective (paper plans are open loop)")
+        return _dna_source(args, pipe, models)
+    if teacher is None:
+        raise ValueError(f"--objective {objective} needs --teacher FILE: no shipped teacher cost applies to this model")
+    if objective == "teacher" and from_dna:
+        raise ValueError("--objective teacher plans without a DNA: drop --predictor, --true-dna and --mean-dna")
+    replan = objective == "teacher" and not args.open_loop and args.tau is None
+    out: dict[str, Any] = dict(teacher=str(teacher), objective=objective, replan=replan)
+    if objective == "calibrated":
+        dna = _dna_source(args, pipe, models)
+        out.update(dna, what=f"teacher cost {teacher} scaled by the DNA {dna['what']}")
+    else:
+        out["what"] = f"teacher cost {teacher}" + (", closed loop" if replan else "")
+    return out
 
 
 def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:

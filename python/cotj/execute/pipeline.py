@@ -161,7 +161,9 @@ def sample(
     if objective == "paper":
         plans = list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
     else:
-        ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else (dna[0] if dna is not None else None)
+        if objective == "calibrated" and predictor is None:
+            raise ValueError("the 'calibrated' objective needs a predictor (its DNA is scaled by the predictor's mean DNA)")
+        ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else None
         kw = objective_kwargs(objective, dna=dna, mean_dna=ref, teacher=tc)
         rows = plan_batch(budget=budget, tau=tau, max_steps=max_steps, current=tc.grid.size - 1, **kw)
         plans = [rows[b if len(rows) > 1 else 0] for b in range(batch)]

@@ -25,6 +25,10 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "shapes_unet.safetensors
 PREDICTOR = WEIGHTS.parent / "shapes_dna_predictor"
 """The shipped DNA predictor of the shipped generator (a :class:`cotj.predict.DNAPredictor` directory: MiniLM
 mean-pooled prompt embedding (384,) -> DNA (100,)), trained by the Tier 2 quality benchmark."""
+TEACHER = WEIGHTS.parent / "shapes_teacher_cost.json"
+"""The shipped teacher cost of the shipped generator (a :class:`cotj.objectives.TeacherCost`: measured jump costs
+and the closed-loop row model, :func:`cotj.predict.calibrate` on 256 training prompts at guidance 2): what
+``cotj sample`` plans and replans with by default."""
 PREDICTOR_GUIDANCE = 2.0
 """The guidance scale the shipped predictor's training DNA was measured at (DNA depends on it)."""
 NULL_PROMPT = ""
