@@ -148,7 +148,7 @@ def test_row_model_recovers_a_planted_per_level_difficulty():
     costs = np.tile(base, (c, 1, 1)) * rng.lognormal(0, 0.05, (c, n + 1, n + 1))
     costs[np.ix_(hard, np.arange(n // 2 + 1, n + 1), np.arange(n + 1))] *= 8.0
     costs[:, np.triu_indices(n + 1)[0], np.triu_indices(n + 1)[1]] = np.inf
-    tc = fit_teacher_cost(costs, feats, cotj.default_grid(n))
+    tc = fit_teacher_cost(costs, feats, cotj.default_grid(n), ridge=0.0)
     scale = tc.rows.log_scale(np.array([n - 1, n - 1]), np.array([[2.0, 0.0], [-2.0, 0.0]]))
     assert scale[0, -1] - scale[1, -1] == pytest.approx(np.log(8.0), abs=0.1)
     assert abs(scale[0, 1] - scale[1, 1]) < 0.1
