@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="Tier 2: only measure the model's teacher cost (cotj.predict.calibrate) and write it here")
     parser.add_argument("--predictor", type=Path, metavar="DIR",
                         help="Tier 2: plan from this saved DNA predictor instead of training one (no training DNA needed)")
+    parser.add_argument("--validation", action="store_true",
+                        help="Tier 2: benchmark training prompts after the teacher's (the split methods are chosen on)")
+    parser.add_argument("--schedules", type=lambda v: tuple(v.split(",")), metavar="NAME,...",
+                        help="only these schedules (keys of cotj.testbed.quality.SCHEDULES)")
     parser.add_argument("--teacher", type=Path, metavar="JSON", help="Tier 2: the teacher cost to use (else calibrated here)")
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
     parser.add_argument("--ks", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="K,K,...",
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cfg = quality_tier2.Tier2Config()
     overrides = {"ks": args.ks, "n_test": args.n_test}
+    if args.validation:
+        overrides["validation"] = True
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.calibrate:
         quality_tier2.tier2_calibrate(cfg, quality_tier2.load_shapes_pipeline(args.weights), progress=progress).save(args.calibrate)
@@ -99,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("under torchrun only --extract runs; run the benchmark itself in one process")
     samples: dict[str, np.ndarray] | None = {} if args.save_samples else None
     if args.tier == 1:
-        results = quality_tier1.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples)
+        results = quality_tier1.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples, schedules=args.schedules)
     else:
         pipe = quality_tier2.load_shapes_pipeline(args.weights)
         results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,
-                                          predictor_out=args.save_predictor, predictor=args.predictor, teacher=args.teacher)
-    stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "")
+                                          predictor_out=args.save_predictor, predictor=args.predictor, teacher=args.teacher,
+                                          schedules=args.schedules)
+    stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "") + ("_validation" if args.validation else "")
     paths = quality_report.write_report(results, args.out, stem)
     if samples is not None:
         args.save_samples.parent.mkdir(parents=True, exist_ok=True)

@@ -250,7 +250,7 @@ def _summary(scores: dict[str, Any], levels: NDArray[np.float64], cost: NDArray[
 
 
 def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, progress: bool = True,
-             samples: dict[str, NDArray[np.float64]] | None = None) -> dict[str, Any]:
+             samples: dict[str, NDArray[np.float64]] | None = None, schedules: Sequence[str] | None = None) -> dict[str, Any]:
     """Sample every schedule at every budget and score it.
 
     Returns ``{"schedules": {name: {K: summary}}, "adaptive": summary + NFE, "uniform_50": summary,
@@ -259,9 +259,14 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
     (:func:`grid_cost`), the mean level at each step position and, on Tier 2, the attribute accuracy. If ``samples`` is a dict it receives, for
     every run ``"{name}/K{k}"`` (``cotj_adaptive/Ktau`` for the adaptive run, ``uniform_50/K50`` when 50 is
     not among ``ks``), the final outputs (``.../x``) and the levels (``.../levels``, (B, K), NaN padded).
+    ``schedules`` limits the run to those :data:`SCHEDULES` keys (uniform always runs: the reference of NFE to match).
     """
     adaptive = cotj.plan_batch(problem.predicted_dna, grid=problem.grid, tau=tau)
-    names = [n for n in SCHEDULES if problem.teacher_cost is not None or n not in TEACHER_SCHEDULES]
+    unknown = set(schedules or ()) - set(SCHEDULES)
+    if unknown:
+        raise ValueError(f"unknown schedules {sorted(unknown)}; known: {sorted(SCHEDULES)}")
+    names = [n for n in SCHEDULES if (problem.teacher_cost is not None or n not in TEACHER_SCHEDULES)
+             and (schedules is None or n in schedules or n == "uniform")]  # fmt: skip
     runs: list[tuple[str, str, Any]] = [(name, str(k), None if name == "closed_loop" else schedule_levels(problem, name, k))
                                         for name in names for k in ks]  # fmt: skip
     runs.append(("cotj_adaptive", "tau", adaptive.levels))

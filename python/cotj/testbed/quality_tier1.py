@@ -132,7 +132,8 @@ def tier1_teacher_cost(cfg: Tier1Config, model: FlowMixtureModel) -> TeacherCost
 
 
 def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = None, progress: bool = True,
-              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True) -> dict[str, Any]:
+              samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True,
+              schedules: Sequence[str] | None = None) -> dict[str, Any]:
     """The Tier 1 benchmark on the exact Gaussian-mixture flow model.
 
     Training DNA comes from ``dna_dir`` (:func:`tier1_extract` output, e.g. a torchrun run) or is extracted
@@ -161,7 +162,7 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     data_range = float(reference.max() - reference.min())
     problem = Problem(model, "flow", noise, cond, reference, teacher, calibration, grid, dna_test,
                       dna_train.mean(0), predicted, lambda x: x, data_range, teacher_cost=teacher_cost)  # fmt: skip
-    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
+    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples, schedules=schedules)
     if samples is not None:
         samples.update(reference=reference.numpy(), dna=dna_test, grid=grid)
     results.update(

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,8 @@ class Tier2Config:
     predictor, the next ``n_test`` are benchmarked. The reference (and the teacher of GITS/OSS) is the
     ``grid_size``-step uniform Euler sample, whose levels are the DNA grid ``t_i = (i + 1)/grid_size``. The GITS-style
     baseline calibrates on the first ``calibration`` training prompts, the teacher cost (:func:`cotj.predict.calibrate`)
-    on the first ``teacher_prompts``."""
+    on the first ``teacher_prompts``. ``validation`` benchmarks the ``n_test`` training prompts right after those
+    instead of the held-out ones: the split on which methods and hyperparameters are chosen."""
 
     n_train: int = 2048
     n_test: int = 64
@@ -51,6 +52,7 @@ class Tier2Config:
     tau: float = 0.99
     calibration: int = 16
     teacher_prompts: int = 256
+    validation: bool = False
     predictor_epochs: int = 300
     batch_size: int = 64
     seed: int = 0
@@ -98,6 +100,10 @@ class Tier2Setup:
         if cfg.n_train + cfg.n_test > len(prompts):
             raise ValueError(f"n_train + n_test must be <= {len(prompts)} (the grammar's prompts)")
         self.train, self.test = prompts[: cfg.n_train], prompts[cfg.n_train : cfg.n_train + cfg.n_test]
+        if cfg.validation:
+            if cfg.teacher_prompts + cfg.n_test > cfg.n_train:
+                raise ValueError("validation needs teacher_prompts + n_test <= n_train")
+            self.test = self.train[cfg.teacher_prompts : cfg.teacher_prompts + cfg.n_test]
         self.side = pipe.unet.config.sample_size
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -157,7 +163,7 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
               classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
               samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True,
               predictor_out: str | Path | None = None, predictor: str | Path | None = None,
-              teacher: str | Path | TeacherCost | None = None) -> dict[str, Any]:
+              teacher: str | Path | TeacherCost | None = None, schedules: Sequence[str] | None = None) -> dict[str, Any]:
     """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
 
     Args:
@@ -210,7 +216,7 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher_traj, tier.trajectories(tier.train[: cfg.calibration]),
                       grid, dna_test, mean_dna, predicted, _images, 1.0, accuracy, cfg.batch_size, teacher)  # fmt: skip
     setup_s = time.perf_counter() - clock
-    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples)
+    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples, schedules=schedules)
     if samples is not None:
         samples.update(reference=_images(reference).double().numpy(), dna=dna_test, predicted=predicted, grid=grid)
     results.update(
