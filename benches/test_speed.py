@@ -125,3 +125,19 @@ def test_batch_numpy(benchmark, batch, lever):
     benchmark.group = f"batch of {BATCH}, K=8"
     costs, steps = benchmark.pedantic(ref.numpy_plan_batch, (batch, K, lever), rounds=3)
     np.testing.assert_array_equal(steps, cotj.plan_batch(batch, K).steps)
+
+
+def test_replan_one_step(benchmark):
+    """One closed-loop decision with the shipped shapes teacher cost: the row scale from the state (3·24·24
+    values) and the plan of the 9 evaluations left from the top level (cotj.execute.replan.Replanner.next)."""
+    pytest.importorskip("torch")
+    from cotj.execute.replan import Replanner
+    from cotj.objectives import TeacherCost
+    from cotj.testbed.model import TEACHER
+
+    benchmark.group = "closed-loop replanning, one step (K=10, N=100, shipped teacher cost)"
+    replanner = Replanner(TeacherCost.load(TEACHER), 10)
+    rng = np.random.default_rng(0)
+    x, x0 = rng.standard_normal((1, 1728)), 0.3 * rng.standard_normal((1, 1728))
+    nxt = benchmark(replanner.next, np.array([99]), 1, x, x0)
+    assert 0 <= nxt[0] < 99
