@@ -126,3 +126,25 @@ def test_from_official_reproduces_the_released_mlp(name, official, tmp_path):
     np.testing.assert_allclose(model.mean_dna.double().numpy(), mean_dna(name), rtol=1e-6)
     loaded = DNAPredictor.load(model.save(tmp_path / name), device="cpu")
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_log_mse_predictor_learns_the_scale_that_cosine_cannot_see(tmp_path):
+    """Two groups of conditions whose DNA differ only by a factor 10: the cosine loss cannot tell them apart
+    (alignment then gives both the same DNA), the log-MSE predictor gets each group's level (median over levels, within the fit's noise)."""
+    import cotj.predict as predict
+
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((200, 4))
+    shape = np.linspace(0.01, 1.0, 20) ** 1.5
+    dna = np.where(emb[:, :1] > 0, 10.0, 1.0) * shape * rng.lognormal(0, 0.02, (200, 20))
+    log_model, _ = predict.train_predictor(emb, dna, epochs=400, lr=3e-3, dropout=0.0, progress=False, loss="log_mse")
+    cos_model, _ = predict.train_predictor(emb, dna, epochs=400, lr=3e-3, dropout=0.0, progress=False)
+    probe = np.array([[2.0, 0, 0, 0], [-2.0, 0, 0, 0]])
+    high, low = log_model.predict(probe)
+    assert 6.0 < np.median(high / low) < 15.0 and 0.7 < np.median(low / shape) < 1.4
+    aligned = cos_model.predict(probe)
+    assert 0.8 < np.median(aligned[0] / aligned[1]) < 1.25  # the paper's predictor: one scale for both
+    back = predict.DNAPredictor.load(log_model.save(tmp_path / "log"), device="cpu")
+    np.testing.assert_allclose(back.predict(probe), log_model.predict(probe))
+    with pytest.raises(ValueError, match="loss must be one of"):
+        predict.train_predictor(emb, dna, loss="mse")

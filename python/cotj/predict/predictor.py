@@ -26,6 +26,8 @@ __all__ = ["MAX_PARAMETERS", "DNAPredictor"]
 
 _WEIGHTS, _CONFIG = "dna_predictor.safetensors", "dna_predictor.json"
 _SIZES = ("in_dim", "n_levels", "hidden")
+TARGETS = ("dna", "log")
+"""What a predictor's network outputs (:class:`DNAPredictor`)."""
 _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 _MAX_CONFIG_BYTES = 65_536
 MAX_PARAMETERS = 50_000_000
@@ -78,17 +80,20 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("format") != "cotj.DNAPredictor/1":
         raise ValueError(f"{path} is not a cotj DNAPredictor config (a JSON object with format 'cotj.DNAPredictor/1')")
     keys = {*_SIZES, "dropout"}
-    missing, unknown = sorted(keys - config.keys()), sorted(config.keys() - keys - {"format"})
+    missing, unknown = sorted(keys - config.keys()), sorted(config.keys() - keys - {"format", "target"})
     if missing:
         raise ValueError(f"{path} lacks the key {missing[0]!r}")
     if unknown:
         raise ValueError(f"{path} has an unknown key {unknown[0][:80]!r}")
+    target = config.get("target", "dna")
+    if target not in TARGETS:
+        raise ValueError(f"{path}: target must be one of {', '.join(TARGETS)}, got {target!r}")
     config = {k: config[k] for k in keys}
     try:
         _check_config(**config)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
-    return config
+    return {**config, "target": target}
 
 
 def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
@@ -142,6 +147,8 @@ class DNAPredictor(torch.nn.Module):
         n_levels: DNA length N (grid levels).
         hidden: first hidden width (the second is half of it); the paper uses 256.
         dropout: dropout after each hidden layer (paper: 0.6).
+        target: what the network outputs: "dna" (the paper's: the DNA's shape, scale restored by alignment) or
+            "log" (log DNA, trained with MSE: the scale is learnt, so :meth:`predict` does not align).
 
     Buffers: ``x_mean`` (D,), ``x_std`` (D,) (training-set embedding statistics) and
     ``mean_dna`` (N,) (the training set's mean DNA, the alignment reference).
@@ -150,10 +157,15 @@ class DNAPredictor(torch.nn.Module):
     than :data:`MAX_PARAMETERS` parameters.
     """
 
-    def __init__(self, in_dim: int, n_levels: int = 100, hidden: int = 256, dropout: float = 0.6) -> None:
+    def __init__(self, in_dim: int, n_levels: int = 100, hidden: int = 256, dropout: float = 0.6,
+                 target: str = "dna") -> None:
         super().__init__()
         _check_config(in_dim, n_levels, hidden, dropout)
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
         self.config: dict[str, Any] = {"in_dim": in_dim, "n_levels": n_levels, "hidden": hidden, "dropout": float(dropout)}
+        if target != "dna":  # configs of the paper's target stay as they were
+            self.config["target"] = target
         self.net = torch.nn.Sequential(
             torch.nn.Linear(in_dim, hidden),
             torch.nn.ReLU(),
@@ -180,18 +192,23 @@ class DNAPredictor(torch.nn.Module):
         """Raw DNA shape (B, N) from embeddings (B, D), standardised inside."""
         return self.net((embedding - self.x_mean) / (self.x_std + 1e-9))
 
+    def dna(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The network's DNA (B, N) from embeddings (B, D): its output, or the exponential of it for the log target."""
+        out = self(embedding)
+        return out.exp() if self.config.get("target") == "log" else out
+
     def predict(self, embedding: ArrayLike | torch.Tensor, align: bool = True) -> NDArray[np.float64]:
         """DNA (B, N) float64 for embeddings (B, D) or (D,) -> (N,), in eval mode; aligned to
-        ``mean_dna`` (docs/method.md §8) unless ``align=False``."""
+        ``mean_dna`` (docs/method.md §8) unless ``align=False`` or the target is "log" (its scale is learnt)."""
         x = _matrix("embedding", embedding, self.config["in_dim"])
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                out = self(x.to(self.x_mean.device)).double().cpu().numpy()
+                out = self.dna(x.to(self.x_mean.device)).double().cpu().numpy()
         finally:
             self.train(was_training)
-        if align:
+        if align and self.config.get("target") != "log":
             out = align_dna(out, self.mean_dna.double().cpu().numpy())
         ndim = embedding.ndim if isinstance(embedding, torch.Tensor) else np.ndim(embedding)
         return out[0] if ndim == 1 else out

@@ -13,7 +13,10 @@ from tqdm.auto import tqdm
 
 from cotj.predict.predictor import DNAPredictor, _matrix
 
-__all__ = ["CosineReport", "TrainReport", "cosine_scores", "train_predictor"]
+__all__ = ["LOSSES", "CosineReport", "TrainReport", "cosine_scores", "train_predictor"]
+
+LOSSES = ("cosine", "log_mse")
+"""The training losses of :func:`train_predictor`."""
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,16 @@ def _cosine(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cosine_similarity(pred, target, dim=1, eps=1e-12)
 
 
+def _loss(name: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean loss of network outputs against targets (B, N): ``1 - cos`` or the MSE (of log DNA)."""
+    return (1.0 - _cosine(out, target)).mean() if name == "cosine" else (out - target).pow(2).mean()
+
+
 def cosine_scores(predictor: DNAPredictor, embeddings: ArrayLike, dna: ArrayLike) -> CosineReport:
     """Cosine similarity of the predictor's raw DNA shape with the true DNA, per pair: embeddings (B, D),
     dna (B, N). The raw output is scored, as the paper does; alignment (:func:`cotj.align_dna`) rescales
     and shifts each row, so the aligned DNA the planner uses scores somewhat differently."""
-    pred = torch.as_tensor(predictor.predict(embeddings, align=False))
+    pred = torch.as_tensor(predictor.predict(embeddings, align=False))  # the DNA, also for the log target
     y = _matrix("dna", dna, predictor.config["n_levels"]).double()
     if y.shape[0] != pred.shape[0]:
         raise ValueError(f"embeddings and dna must have the same number of rows, got {pred.shape[0]} and {y.shape[0]}")
@@ -66,8 +74,11 @@ def train_predictor(
     patience: int = 30,
     seed: int = 0,
     progress: bool = True,
+    loss: str = "cosine",
 ) -> tuple[DNAPredictor, TrainReport]:
-    """Fit a :class:`DNAPredictor` to pairs with AdamW and the loss ``1 - cos(pred, dna)``.
+    """Fit a :class:`DNAPredictor` to pairs with AdamW: the loss ``1 - cos(pred, dna)`` (the paper's; ``loss =
+    "cosine"``), or the mean squared error of log DNA (``loss = "log_mse"``: every level counts by its ratio, not
+    by its size, as the planner uses it; the predictor's target is then "log").
 
     Args:
         embeddings: (B, D) condition embeddings (e.g. mean-pooled prompt-encoder states).
@@ -76,7 +87,8 @@ def train_predictor(
         val_fraction: share of pairs held out (random, by ``seed``) for early stopping.
         epochs: most passes over the training pairs.
         batch_size, lr, weight_decay: AdamW mini-batch training.
-        patience: stop after this many epochs without a better validation cosine.
+        patience: stop after this many epochs without a better validation score (cosine, or minus the log MSE).
+        loss: "cosine" or "log_mse".
         seed: seeds the split, the initialisation and the batch order.
         progress: tqdm bar over epochs.
 
@@ -93,11 +105,16 @@ def train_predictor(
     n_val = max(1, int(round(val_fraction * x.shape[0])))
     if x.shape[0] - n_val < 2:
         raise ValueError(f"need at least {n_val + 2} pairs for a validation split of {val_fraction}, got {x.shape[0]}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss == "log_mse" and not bool(torch.all(y > 0)):
+        raise ValueError("the log_mse loss needs positive dna")
+    target = y.log() if loss == "log_mse" else y
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(x.shape[0], generator=gen)
     val, train = order[:n_val], order[n_val:]
     torch.manual_seed(seed)
-    model = DNAPredictor(x.shape[1], y.shape[1], hidden, dropout)
+    model = DNAPredictor(x.shape[1], y.shape[1], hidden, dropout, target="log" if loss == "log_mse" else "dna")
     model.set_statistics(x[train].mean(0), x[train].std(0), y[train].mean(0))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses: list[float] = []
@@ -110,18 +127,19 @@ def train_predictor(
         total = 0.0
         for start in range(0, len(perm), batch_size):
             idx = perm[start : start + batch_size]
-            loss = (1.0 - _cosine(model(x[idx]), y[idx])).mean()
+            batch_loss = _loss(loss, model(x[idx]), target[idx])
             opt.zero_grad()
-            loss.backward()
+            batch_loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
+            total += batch_loss.item() * len(idx)
         losses.append(total / len(perm))
         model.eval()
         with torch.no_grad():
-            val_cos.append(float(_cosine(model(x[val]), y[val]).mean()))
+            val_cos.append(float(_cosine(model.dna(x[val]), y[val]).mean()))
+            score = val_cos[-1] if loss == "cosine" else -float(_loss(loss, model(x[val]), target[val]))
         bar.set_postfix(val_cos=f"{val_cos[-1]:.4f}")
-        if val_cos[-1] > best:
-            best, best_state, best_epoch = val_cos[-1], copy.deepcopy(model.state_dict()), epoch
+        if score > best:
+            best, best_state, best_epoch = score, copy.deepcopy(model.state_dict()), epoch
         elif epoch - best_epoch >= patience:
             break
     bar.close()
