@@ -17,21 +17,25 @@ from typing import Any
 
 from cotj._core import MAX_LEVELS, __version__
 from cotj.dna import align_dna, gains, load_dna
+from cotj.objectives import OBJECTIVES, TeacherCost, objective
 from cotj.planning import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
 from cotj.schedules import Schedule, default_grid
 
 __all__ = [
     "MAX_LEVELS",
+    "OBJECTIVES",
     "__version__",
     "Plan",
     "PlanBatch",
     "Planner",
     "Schedule",
+    "TeacherCost",
     "align_dna",
     "cost_matrix",
     "default_grid",
     "gains",
     "load_dna",
+    "objective",
     "plan",
     "plan_batch",
     "plan_cost",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Sequence
@@ -88,7 +89,7 @@ def sample(
     max_steps: int | None = None,
     predictor: Any = None,
     mean_dna: ArrayLike | str | None = None,
-    teacher: TeacherCost | str | None = None,
+    teacher: TeacherCost | str | os.PathLike[str] | None = None,
     objective: str | None = None,
     replan: bool | None = None,
     embed: Callable[[Sequence[str]], Any] | None = None,
@@ -111,7 +112,7 @@ def sample(
             given, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled over tokens.
         mean_dna: instead of a predictor, one DNA row (N,) (or a file, :func:`cotj.load_dna`)
             used for every prompt ("CoTj-mean").
-        teacher: the model's :class:`~cotj.objectives.TeacherCost` (or its JSON file, from
+        teacher: the model's :class:`~cotj.objectives.TeacherCost` (or the path of its JSON file, from
             :func:`cotj.predict.calibrate`): enables the "teacher" and "calibrated" objectives and replanning.
         objective: "paper" (the DNA alone), "teacher" or "calibrated" (:mod:`cotj.objectives`); default "teacher"
             when ``teacher`` is given, else "paper".
@@ -137,7 +138,7 @@ def sample(
     """
     batch = _batch_size(prompt, pipe_kwargs.get("prompt_embeds"))
     prompts = [prompt] if isinstance(prompt, str) else prompt
-    tc = TeacherCost.load(teacher) if isinstance(teacher, str) else teacher
+    tc = TeacherCost.load(teacher) if isinstance(teacher, (str, os.PathLike)) else teacher
     objective = objective or ("paper" if tc is None else "teacher")
     replan = tc is not None if replan is None else replan
     if objective not in OBJECTIVES:
