@@ -176,3 +176,11 @@ def test_the_raw_binding_refuses_what_it_cannot_read():
         _core.plan_dense(m, zeros, zeros, lever, scale=np.ones(20, dtype=np.int64), budget=3, first=20, last=20)
     with pytest.raises(TypeError, match="current must be an int or an int64 array, got bool"):
         _core.plan_dense(m, zeros, zeros, lever, budget=3, first=20, last=20, current=True)
+
+
+def test_a_schedule_whose_snr_rises_is_refused_by_the_planner():
+    grid = cotj.default_grid(10)
+    with pytest.raises(ValueError, match="signal-to-noise ratio a/s must fall"):
+        cotj.plan(np.ones(10), 3, grid=grid, schedule=(grid, 1.1 - grid))  # a and s swapped: a/s rises
+    with pytest.raises(ValueError, match="signal-to-noise ratio a/s must fall"):
+        cotj.Planner(grid, (grid, 1.1 - grid))

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cotj import _core
-from cotj.schedules import Schedule
+from cotj.schedules import Schedule, check_schedule
 
 __all__ = ["Plan", "PlanBatch", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
 
@@ -397,6 +397,12 @@ def _grid_indices(steps: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(steps, dtype=np.int64)
 
 
+def _no_schedule_with_cost(schedule: object, cost: object) -> None:
+    """Refuse ``schedule`` together with a dense ``cost`` before the schedule is checked as a path."""
+    if schedule is not None and cost is not None:
+        raise ValueError("schedule shapes the DNA form's lever only; it does not apply to cost=")
+
+
 def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[_core.Lever | None, Schedule | None]:
     """The lever of ``grid`` and ``schedule`` (None for the default grid), with the schedule as
     float64 arrays."""
@@ -424,7 +430,8 @@ def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[
         if v.ndim != 1:
             raise ValueError(f"schedule {name} must be 1-D (N,), one value per grid level, got shape {v.shape}")
         arrays.append(np.ascontiguousarray(v, dtype=np.float64))
-    return _core.Lever(g, *arrays), Schedule(*arrays)
+    lever = _core.Lever(g, *arrays)  # shapes and the grid first, then the path itself
+    return lever, check_schedule(g, *arrays)
 
 
 def plan_batch(
@@ -490,6 +497,7 @@ def plan_batch(
         MemoryError: the plans or the DP layers (8·max_steps·N bytes per thread) do not fit.
         KeyboardInterrupt: Ctrl-C; long plans check for it every 20 ms or so.
     """
+    _no_schedule_with_cost(schedule, cost)
     planner = Planner(grid, schedule, first=first, last=last)
     return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)
 
@@ -512,6 +520,7 @@ def plan(
 ) -> Plan:
     """Plan one DNA row (N,), or one dense ``cost`` (N, N) with ``start``, ``end``, ``scale``
     (N,) and an int ``current``; arguments as in :func:`plan_batch`. Returns a :class:`Plan`."""
+    _no_schedule_with_cost(schedule, cost)
     planner = Planner(grid, schedule, first=first, last=last)
     return planner.plan(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)
 
@@ -537,6 +546,7 @@ def plan_cost(
     ``start[j_1] + sum_m scale[j_m]·cost[j_m, j_{m+1}] + end[j_K]``: ``inf`` when the plan uses
     a missing (``+inf``) edge, start or end.
     """
+    _no_schedule_with_cost(schedule, cost)
     return Planner(grid, schedule).plan_cost(dna, steps, cost=cost, start=start, end=end, scale=scale)
 
 
