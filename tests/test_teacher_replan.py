@@ -224,3 +224,16 @@ def test_sample_rejects_replanning_without_a_teacher_cost_or_with_tau(tiny_shape
         sample(tiny_shapes, replan=True, budget=4, mean_dna=np.ones(12), prompt_embeds=torch.randn(1, 16, 384))
     with pytest.raises(ValueError, match="one int budget"):
         sample(tiny_shapes, teacher=analytic_teacher, tau=0.9, prompt_embeds=torch.randn(1, 16, 384))
+
+
+def test_replanning_with_a_dna_prior_and_no_row_model_follows_the_calibrated_plan(analytic_teacher):
+    open_loop = TeacherCost(analytic_teacher.grid, analytic_teacher.edges, analytic_teacher.end, 24)
+    rng = np.random.default_rng(3)
+    mean = rng.uniform(0.1, 1.0, 12)
+    dna = mean * rng.uniform(0.2, 5.0, (4, 12))
+    noise, cond = _inputs(4, 5)
+    _, seen = replan_sample(Counting(), noise, cond, Replanner(open_loop, 5, np.log(dna / mean)))
+    plans = cotj.plan_batch(budget=5, current=11, **objective("calibrated", dna=dna, mean_dna=mean, teacher=open_loop))
+    np.testing.assert_array_equal(seen, plans.levels)
+    with pytest.raises(ValueError, match="prior must be finite"):
+        Replanner(open_loop, 5, np.zeros(11))

@@ -33,15 +33,20 @@ class Replanner:
         teacher: the model's :class:`~cotj.objectives.TeacherCost` (its row model makes the loop closed; without
             one every row follows the teacher plan, open loop).
         budget: model evaluations per sample, K >= 1 (NFE).
+        prior: (N,) or (B, N) log row scale known before sampling, added to the row model's: ``log(d / dbar)`` of
+            a prompt's DNA makes the loop closed on the "calibrated" objective. None: 0 (the teacher objective).
     """
 
     teacher: TeacherCost
     budget: int
+    prior: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = self.teacher.grid.size
         if isinstance(self.budget, bool) or not isinstance(self.budget, (int, np.integer)) or not 1 <= self.budget <= n:
             raise ValueError(f"budget must be an int in 1..{n} (the teacher grid's levels), got {self.budget!r}")
+        if self.prior is not None and (np.shape(self.prior)[-1:] != (n,) or not np.all(np.isfinite(self.prior))):
+            raise ValueError(f"prior must be finite, (N,) or (B, N) with N = {n}, got shape {np.shape(self.prior)}")
 
     @property
     def top(self) -> int:
@@ -57,7 +62,8 @@ class Replanner:
             x: (B, ...) the states at ``level``; x0_hat: (B, ...) the model's clean estimates there.
         """
         lv = np.asarray(level, dtype=np.int64).reshape(-1)
-        return self.next_scaled(lv, done, self.teacher.row_scale(lv, x, x0_hat))
+        scale = self.teacher.row_scale(lv, x, x0_hat)
+        return self.next_scaled(lv, done, scale if self.prior is None else scale + self.prior)
 
     def next_scaled(self, level: NDArray[np.int64], done: int, log_scale: NDArray[np.float64]) -> NDArray[np.int64]:
         """:meth:`next` from the row scales (B, N) (:meth:`TeacherCost.row_scale`) instead of the states."""

@@ -75,11 +75,13 @@ SCHEDULES: dict[str, str] = {
     "calibrated_pred": "calibrated, predicted DNA",
     "calibrated_oracle": "calibrated, true DNA (oracle)",
     "closed_loop": "teacher cost, closed-loop replanning",
+    "closed_loop_pred": "calibrated (predicted DNA), closed loop",
+    "closed_loop_oracle": "calibrated (true DNA), closed loop",
 }
 """Fixed-budget schedules: JSON key -> display name. The adaptive run is ``cotj_adaptive``. The "cotj_*" rows
 plan with the paper's objective; "teacher", "calibrated_*" and "closed_loop" with the measured jump costs of
 :func:`cotj.predict.calibrate` on the calibration set (:mod:`cotj.objectives`, :mod:`cotj.execute.replan`)."""
-TEACHER_SCHEDULES = ("teacher", "calibrated_pred", "calibrated_oracle", "closed_loop")
+TEACHER_SCHEDULES = ("teacher", "calibrated_pred", "calibrated_oracle", "closed_loop", "closed_loop_pred", "closed_loop_oracle")
 """The schedules that need the problem's teacher cost."""
 MATCH_STEPS = 50
 """The uniform budget whose quality the "NFE to match" column asks for."""
@@ -190,7 +192,7 @@ def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
     b = problem.noise.shape[0]
     if name in TEACHER_SCHEDULES:
         tc = problem.teacher_cost
-        if tc is None or name == "closed_loop":
+        if tc is None or name.startswith("closed_loop"):
             raise ValueError(f"{name!r} needs a teacher cost and is not an open-loop schedule" if tc is None else
                              "closed_loop has no levels before it runs: use closed_loop_sample")  # fmt: skip
         dna = {"calibrated_pred": problem.predicted_dna, "calibrated_oracle": problem.dna}.get(name)
@@ -212,12 +214,15 @@ def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
     return cotj.plan_batch(dna, k, grid=problem.grid).levels
 
 
-def closed_loop_sample(problem: Problem, k: int) -> tuple[torch.Tensor, NDArray[np.float64]]:
+def closed_loop_sample(problem: Problem, k: int, name: str = "closed_loop") -> tuple[torch.Tensor, NDArray[np.float64]]:
     """Sample every held-out row with K evaluations, replanning after each (:func:`cotj.execute.replan.replan_sample`
-    on the problem's teacher cost): (final states, (B, K) levels)."""
+    on the problem's teacher cost; "closed_loop_pred" / "_oracle" add the predicted / true DNA's log ratio to the
+    mean DNA as the prior row scale): (final states, (B, K) levels)."""
     if problem.teacher_cost is None:
         raise ValueError("closed_loop needs the problem's teacher cost")
-    replanner = Replanner(problem.teacher_cost, k)
+    dna = {"closed_loop_pred": problem.predicted_dna, "closed_loop_oracle": problem.dna}.get(name)
+    prior = None if dna is None else np.log(dna / problem.mean_dna)
+    replanner = Replanner(problem.teacher_cost, k, prior)
     return replan_sample(problem.denoiser, problem.noise, problem.cond, replanner, prediction=problem.prediction)
 
 
@@ -267,7 +272,7 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
         raise ValueError(f"unknown schedules {sorted(unknown)}; known: {sorted(SCHEDULES)}")
     names = [n for n in SCHEDULES if (problem.teacher_cost is not None or n not in TEACHER_SCHEDULES)
              and (schedules is None or n in schedules or n == "uniform")]  # fmt: skip
-    runs: list[tuple[str, str, Any]] = [(name, str(k), None if name == "closed_loop" else schedule_levels(problem, name, k))
+    runs: list[tuple[str, str, Any]] = [(name, str(k), None if name.startswith("closed_loop") else schedule_levels(problem, name, k))
                                         for name in names for k in ks]  # fmt: skip
     runs.append(("cotj_adaptive", "tau", adaptive.levels))
     if MATCH_STEPS not in ks:
@@ -275,7 +280,7 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
     results: dict[str, Any] = {"schedules": {name: {} for name in names}}
     for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=not progress):
         if levels is None:
-            x, levels = closed_loop_sample(problem, int(k))
+            x, levels = closed_loop_sample(problem, int(k), name)
         else:
             x = first_order_sample(problem.denoiser, problem.noise, problem.cond, levels,
                                    prediction=problem.prediction, batch_size=problem.batch_size)  # fmt: skip

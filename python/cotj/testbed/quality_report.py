@@ -19,7 +19,8 @@ _STYLES = {"uniform": ("k", "o", "-"), "shift3": ("tab:gray", "s", "-"), "karras
            "gits": ("tab:purple", "D", "-"), "oss": ("tab:olive", "v", ":"), "cotj_mean": ("tab:blue", "o", "--"),
            "cotj_pred": ("tab:orange", "o", "-"), "cotj_oracle": ("tab:green", "o", ":"),
            "teacher": ("tab:pink", "P", "-"), "calibrated_pred": ("tab:cyan", "P", "-"),
-           "calibrated_oracle": ("tab:cyan", "P", ":"), "closed_loop": ("tab:red", "X", "-")}  # fmt: skip
+           "calibrated_oracle": ("tab:cyan", "P", ":"), "closed_loop": ("tab:red", "X", "-"),
+           "closed_loop_pred": ("tab:red", "X", "--"), "closed_loop_oracle": ("tab:red", "X", ":")}  # fmt: skip
 
 
 def _fmt(v: float | None, digits: int = 2) -> str:
