@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Tier 2: benchmark training prompts after the teacher's (the split methods are chosen on)")
     parser.add_argument("--schedules", type=lambda v: tuple(v.split(",")), metavar="NAME,...",
                         help="only these schedules (keys of cotj.testbed.quality.SCHEDULES)")
+    parser.add_argument("--stem", help="report file names (default quality_tier{1,2}[_quick][_validation])")
     parser.add_argument("--teacher", type=Path, metavar="JSON", help="Tier 2: the teacher cost to use (else calibrated here)")
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
     parser.add_argument("--ks", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="K,K,...",
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,
                                           predictor_out=args.save_predictor, predictor=args.predictor, teacher=args.teacher,
                                           schedules=args.schedules)
-    stem = f"quality_tier{args.tier}" + ("_quick" if args.quick else "") + ("_validation" if args.validation else "")
+    stem = args.stem or f"quality_tier{args.tier}" + ("_quick" if args.quick else "") + ("_validation" if args.validation else "")
     paths = quality_report.write_report(results, args.out, stem)
     if samples is not None:
         args.save_samples.parent.mkdir(parents=True, exist_ok=True)
