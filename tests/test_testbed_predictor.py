@@ -50,18 +50,37 @@ def test_shipped_predictor_scores_the_reported_heldout_cosine(heldout, monkeypat
     assert report["n_train"] >= 2000 and report["n_heldout"] == len(prompts)
 
 
-def test_cotj_sample_plans_from_the_shipped_predictor_by_default(heldout, tmp_path, capsys):
+def _plan_levels(lines: list[str]) -> np.ndarray:
+    plan_line = next(line for line in lines if line.startswith("plan:"))
+    return np.array([float(v) for v in plan_line.split("t = ", 1)[1].split(" (")[0].split()])
+
+
+def test_cotj_sample_plans_from_the_shipped_predictor_with_the_paper_objective(heldout, tmp_path, capsys):
     from cotj.cli import main
 
     prompt = heldout[0][0]
-    assert main(["sample", prompt, "--budget", "3", "--out", str(tmp_path / "x.png"), "-q"]) == 0
+    assert main(["sample", prompt, "--budget", "3", "--objective", "paper", "--out", str(tmp_path / "x.png"), "-q"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("DNA: predicted by") and str(PREDICTOR) in line for line in lines)
-    plan_line = next(line for line in lines if line.startswith("plan:"))
-    levels = np.array([float(v) for v in plan_line.split("t = ", 1)[1].split(" (")[0].split()])
+    assert any(line.startswith("plan from: predicted by") and str(PREDICTOR) in line for line in lines)
     predictor = DNAPredictor.load(PREDICTOR, device="cpu")
     want = cotj.plan(predictor.predict(predictor_input([prompt]).numpy()[0]), 3).levels
-    np.testing.assert_allclose(levels, want, atol=5e-3)
+    np.testing.assert_allclose(_plan_levels(lines), want, atol=5e-3)
+
+
+def test_cotj_sample_replans_on_the_shipped_teacher_cost_by_default(heldout, tmp_path, capsys):
+    from cotj.cli import main
+    from cotj.testbed.model import TEACHER
+
+    prompt = heldout[0][0]
+    assert main(["sample", prompt, "--budget", "4", "--out", str(tmp_path / "x.png"), "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("plan from: teacher cost") and str(TEACHER) in line and "closed loop" in line for line in lines)
+    levels = _plan_levels(lines)
+    assert len(levels) == 4 and levels[0] == 1.0 and np.all(np.diff(levels) < 0)
+    assert main(["sample", prompt, "--budget", "4", "--open-loop", "--out", str(tmp_path / "y.png"), "-q"]) == 0
+    teacher = cotj.TeacherCost.load(TEACHER)
+    want = cotj.plan(**cotj.objective("teacher", teacher=teacher), budget=4, current=99).levels
+    np.testing.assert_allclose(_plan_levels(capsys.readouterr().out.splitlines()), want, atol=5e-3)
 
 
 def test_cotj_predict_uses_the_shipped_predictor_for_the_testbed(heldout, tmp_path, monkeypatch, capsys):
