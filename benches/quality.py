@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Tier 2: benchmark training prompts after the teacher's (the split methods are chosen on)")
     parser.add_argument("--schedules", type=lambda v: tuple(v.split(",")), metavar="NAME,...",
                         help="only these schedules (keys of cotj.testbed.quality.SCHEDULES)")
+    parser.add_argument("--from-json", type=Path, metavar="JSON", help="only rewrite the report (markdown, plots) of a results file")
     parser.add_argument("--stem", help="report file names (default quality_tier{1,2}[_quick][_validation])")
     parser.add_argument("--teacher", type=Path, metavar="JSON", help="Tier 2: the teacher cost to use (else calibrated here)")
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from cotj.testbed import quality_report, quality_tier1, quality_tier2
 
+    if args.from_json:
+        paths = quality_report.write_report(json.loads(args.from_json.read_text()), args.out, args.stem or args.from_json.stem)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
     if args.tier == 1:

@@ -58,13 +58,29 @@ def _cost_rows(curves: dict[str, list[float]], starts: tuple[float, ...] = (1.0,
     return rows
 
 
+def _predictor_rows(pred: dict[str, Any]) -> list[str]:
+    """The predictor's median |log(pred/true)| per level and the paper objective's plan regret, against the mean DNA."""
+    if "median_abs_log_error" not in pred:
+        return []
+    err, regret = pred["median_abs_log_error"], pred["plan_regret"]
+    levels, ks = list(err["predicted"]), list(regret["predicted"])
+    return ["Median |log(DNA / true DNA)| by level (the planner uses DNA ratios across the whole range), and the "
+            "plan regret of the paper objective (true-DNA cost of the plan made from it minus the oracle plan's):\n",
+            "| source | " + " | ".join(f"t = {t}" for t in levels) + " | " + " | ".join(f"regret K={k}" for k in ks) + " |",
+            "|---|" + "---|" * (len(levels) + len(ks)),
+            *[f"| {name} | " + " | ".join(f"{err[name][t]:.2f}" for t in levels) + " | "
+              + " | ".join(f"{regret[name][k]:.4f}" for k in ks) + " |" for name in err], ""]  # fmt: skip
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The report as markdown: PSNR, MSE and CoTj-cost tables (rows schedules, columns K), accuracy (Tier 2),
     the adaptive run, the NFE to match uniform-50, jump costs, the predictor's cosine and the planning time."""
     ad, u50, pred = results["adaptive"], results["uniform_50"], results["predictor"]
     lines = [
         f"# Quality benchmark, Tier {results['tier']}\n",
-        f"Model: {results['model']}. Held-out samples: {pred['n_heldout']}; predictor trained on {pred['n_train']}.",
+        f"Model: {results['model']}. Held-out samples: {pred['n_heldout']}; "
+        + (f"predictor trained on {pred['n_train']}." if "n_train" in pred else "predictor: saved, not trained here.")
+        + (f" Teacher cost: {results['teacher_cost']['n_samples']} calibration samples." if "teacher_cost" in results else ""),
         f"Training DNA: {results['dna_source']}. Every schedule starts from the same noise per sample (at its own "
         f"first level). PSNR data range R = {results['data_range']:.4g} ({results['data_range_note']}); PSNR is the "
         "mean of per-sample PSNR, MSE the mean of per-sample MSE.\n",
@@ -96,6 +112,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{pred['mean_dna_cosine_median']:.4f}."
         + (f" After alignment to the mean DNA (what the planner uses): mean {pred['aligned_cosine_mean']:.4f}, "
            f"median {pred['aligned_cosine_median']:.4f}." if "aligned_cosine_mean" in pred else "") + "\n",
+        *_predictor_rows(pred),
     ]  # fmt: skip
     if "planning_time" in results:
         p = results["planning_time"]
