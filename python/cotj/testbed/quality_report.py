@@ -78,7 +78,9 @@ def markdown(results: dict[str, Any]) -> str:
     ad, u50, pred = results["adaptive"], results["uniform_50"], results["predictor"]
     lines = [
         f"# Quality benchmark, Tier {results['tier']}\n",
-        f"Model: {results['model']}. Held-out samples: {pred['n_heldout']}; "
+        f"Model: {results['model']}. "
+        + ("Validation samples (training prompts after the teacher's)" if results.get("config", {}).get("validation") else "Held-out samples")
+        + f": {pred['n_heldout']}; "
         + (f"predictor trained on {pred['n_train']}." if "n_train" in pred else "predictor: saved, not trained here.")
         + (f" Teacher cost: {results['teacher_cost']['n_samples']} calibration samples." if "teacher_cost" in results else ""),
         f"Training DNA: {results['dna_source']}. Every schedule starts from the same noise per sample (at its own "
