@@ -84,6 +84,24 @@ def tiny_sd():
     return make
 
 
+@pytest.fixture(scope="module")
+def tiny_shapes():
+    """A ShapesPipeline (the testbed's generator architecture, 24x24) on a tiny random UNet (channels 8, 16), one
+    per test module, progress bar off. Pass ``prompt_embeds`` (B, 16, 384) or an encoder of that shape."""
+    torch = pytest.importorskip("torch")
+    from cotj.testbed.model import ShapesPipeline, build_unet, flow_scheduler
+    from cotj.testbed.text import EMBED_DIM
+
+    torch.manual_seed(0)
+    unet = build_unet(dict(sample_size=24, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
+                           cross_attention_dim=EMBED_DIM, attention_head_dim=8, norm_num_groups=4))  # fmt: skip
+    pipe = ShapesPipeline(unet.eval(), flow_scheduler())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def _tiny_vae(diffusers, **extra):
     return diffusers.AutoencoderKL(
         in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,

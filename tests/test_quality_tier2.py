@@ -10,7 +10,7 @@ pytest.importorskip("diffusers")
 
 from cotj.testbed import baselines, quality  # noqa: E402
 from cotj.testbed.classifier import AttributeClassifier  # noqa: E402
-from cotj.testbed.model import ShapesPipeline, build_unet, flow_scheduler  # noqa: E402
+from cotj.testbed.model import flow_scheduler  # noqa: E402
 from cotj.testbed.quality_report import markdown  # noqa: E402
 from cotj.testbed.quality_tier2 import Tier2Config, Tier2Setup, run_tier2, tier2_extract  # noqa: E402
 from cotj.testbed.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
@@ -29,24 +29,12 @@ def _encode(prompts):
 
 
 @pytest.fixture(scope="module")
-def tiny_pipe():
-    torch.manual_seed(0)
-    unet = build_unet(dict(sample_size=24, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
-                           cross_attention_dim=EMBED_DIM, attention_head_dim=8, norm_num_groups=4))  # fmt: skip
-    pipe = ShapesPipeline(unet.eval(), flow_scheduler())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def run(tiny_pipe, tmp_path_factory):
+def run(tiny_shapes, tmp_path_factory):
     out = tmp_path_factory.mktemp("tier2")
-    tier2_extract(CFG, pipe=tiny_pipe, encode=_encode, out=out / "dna", progress=False)
+    tier2_extract(CFG, pipe=tiny_shapes, encode=_encode, out=out / "dna", progress=False)
     torch.manual_seed(1)
     samples = {}
-    results = run_tier2(CFG, pipe=tiny_pipe, encode=_encode, classifier=AttributeClassifier().eval(), dna_dir=out / "dna",
+    results = run_tier2(CFG, pipe=tiny_shapes, encode=_encode, classifier=AttributeClassifier().eval(), dna_dir=out / "dna",
                         progress=False, samples=samples, time_planning=False, predictor_out=out / "predictor")  # fmt: skip
     return results, samples, out
 
@@ -63,13 +51,13 @@ def test_tier2_runs_every_schedule_with_attribute_accuracy(run):
     assert "Attribute accuracy" in md and "CoTj true DNA (oracle)" in md
 
 
-def test_tier2_reference_is_what_the_shapes_pipeline_samples(run, tiny_pipe):
+def test_tier2_reference_is_what_the_shapes_pipeline_samples(run, tiny_shapes):
     """The benchmark's own Euler loop through uniform 10-step levels equals ShapesPipeline(sigmas=...) with
     Diffusers' FlowMatchEulerDiscreteScheduler on the same noise and prompts."""
     _, samples, _ = run
-    tiny_pipe.scheduler = flow_scheduler()
-    tier = Tier2Setup(CFG, tiny_pipe, _encode)
-    images = tiny_pipe(prompt_embeds=_encode(tier.test), sigmas=baselines.uniform(CFG.grid_size).tolist(),
+    tiny_shapes.scheduler = flow_scheduler()
+    tier = Tier2Setup(CFG, tiny_shapes, _encode)
+    images = tiny_shapes(prompt_embeds=_encode(tier.test), sigmas=baselines.uniform(CFG.grid_size).tolist(),
                        latents=tier.noise(tier.test), guidance_scale=CFG.guidance, output_type="pt").images  # fmt: skip
     np.testing.assert_allclose(samples["reference"], images.double().numpy(), atol=2e-5, rtol=0)
 
@@ -85,7 +73,7 @@ def test_tier2_figures_are_recomputed_from_the_saved_images(run):
     assert samples["dna"].shape == (CFG.n_test, CFG.grid_size)
 
 
-def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_pipe):
+def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_shapes):
     """The saved predictor reproduces the benchmark's predicted DNA from the held-out prompts' pooled embeddings,
     and the reported held-out cosine is that prediction's against the held-out true DNA."""
     from cotj.predict import DNAPredictor
@@ -93,7 +81,7 @@ def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_p
 
     results, samples, out = run
     predictor = DNAPredictor.load(out / "predictor", device="cpu")
-    test = Tier2Setup(CFG, tiny_pipe, _encode).test
+    test = Tier2Setup(CFG, tiny_shapes, _encode).test
     assert results["heldout_prompts"] == test
     predicted = predictor.predict(pool(_encode(test)).double().numpy())
     np.testing.assert_allclose(predicted, samples["predicted"], rtol=1e-6)

@@ -176,21 +176,6 @@ def test_replanner_rejects_bad_budgets(analytic_teacher):
             Replanner(analytic_teacher, bad)
 
 
-@pytest.fixture(scope="module")
-def tiny_shapes():
-    from cotj.testbed.model import ShapesPipeline, build_unet, flow_scheduler
-    from cotj.testbed.text import EMBED_DIM
-
-    torch.manual_seed(0)
-    unet = build_unet(dict(sample_size=24, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                           down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                           up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), layers_per_block=1,
-                           cross_attention_dim=EMBED_DIM, attention_head_dim=8, norm_num_groups=4))  # fmt: skip
-    pipe = ShapesPipeline(unet.eval(), flow_scheduler())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def test_sample_replans_each_prompt_with_exactly_budget_evaluations(tiny_shapes, record_timesteps, analytic_teacher):
     from cotj.execute import sample
 
@@ -237,3 +222,12 @@ def test_replanning_with_a_dna_prior_and_no_row_model_follows_the_calibrated_pla
     np.testing.assert_array_equal(seen, plans.levels)
     with pytest.raises(ValueError, match="prior must be finite"):
         Replanner(open_loop, 5, np.zeros(11))
+
+
+def test_sample_replans_with_the_default_budget_when_none_is_given(tiny_shapes, analytic_teacher):
+    from cotj.execute import sample
+    from cotj.planning import DEFAULT_BUDGET
+
+    out = sample(tiny_shapes, teacher=analytic_teacher, guidance_scale=1.0, prompt_embeds=torch.randn(1, 16, 384),
+                 output_type="np")
+    assert out.plans[0].budget == DEFAULT_BUDGET

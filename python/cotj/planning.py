@@ -31,6 +31,8 @@ from cotj.schedules import Schedule, check_schedule
 
 __all__ = ["Plan", "PlanBatch", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
 
+DEFAULT_BUDGET = 8
+"""Steps per plan when neither ``budget`` nor ``tau`` is given."""
 First = Union[int, Literal["any", "top"]]
 Last = Union[int, Literal["any", "bottom"]]
 ScheduleLike = Union[Schedule, "tuple[ArrayLike, ArrayLike]"]
@@ -218,11 +220,11 @@ def _per_row_int(name: str, value: object) -> int | np.ndarray:
 
 
 def _length(budget: object, tau: object, max_steps: object) -> dict:
-    """The binding's length arguments: ``budget`` (default 8), or ``tau`` with ``max_steps``."""
+    """The binding's length arguments: ``budget`` (default :data:`DEFAULT_BUDGET`), or ``tau`` with ``max_steps``."""
     if tau is None:
         if max_steps is not None:
             raise ValueError("max_steps goes with tau (adaptive length); give budget alone for a fixed length")
-        return {"budget": 8 if budget is None else _per_row_int("budget", budget)}
+        return {"budget": DEFAULT_BUDGET if budget is None else _per_row_int("budget", budget)}
     if budget is not None:
         raise ValueError("give either budget (fixed length) or tau (adaptive length), not both")
     if isinstance(tau, (bool, np.bool_)) or not isinstance(tau, (int, float, np.integer, np.floating)):
@@ -319,8 +321,7 @@ class Planner:
     def _call_dense(self, dna: object, dense: _Dense, budget: object, tau: object, max_steps: object, current: object) -> tuple:
         if dna is not None:
             raise ValueError("give either dna or cost=, not both (dna=None with a dense cost)")
-        if self._schedule is not None:
-            raise ValueError("schedule shapes the DNA form's lever only; it does not apply to cost=")
+        _no_schedule_with_cost(self._schedule, dense)
         lever, first, last = self._resolve(dense.n, "cost")
         return _core.plan_dense(dense.cost, dense.start, dense.end, lever, scale=dense.scale, first=first, last=last,
                                 current=current, **_length(budget, tau, max_steps))
@@ -398,7 +399,8 @@ def _grid_indices(steps: np.ndarray) -> np.ndarray:
 
 
 def _no_schedule_with_cost(schedule: object, cost: object) -> None:
-    """Refuse ``schedule`` together with a dense ``cost`` before the schedule is checked as a path."""
+    """Refuse ``schedule`` together with a dense ``cost`` (the module functions call it before the schedule is
+    checked as a path)."""
     if schedule is not None and cost is not None:
         raise ValueError("schedule shapes the DNA form's lever only; it does not apply to cost=")
 

@@ -134,9 +134,8 @@ def run(args: argparse.Namespace) -> int:
         clock = time.perf_counter()
         plan_kwargs = _plan_source(args, pipe, _models)
         print(f"plan from: {plan_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
-        budget = args.budget if args.budget is not None or args.tau is not None else 8
         clock = time.perf_counter()
-        result = sample(pipe, args.prompt, budget=budget, tau=args.tau, max_steps=args.max_steps,
+        result = sample(pipe, args.prompt, budget=args.budget, tau=args.tau, max_steps=args.max_steps,
                         **plan_kwargs, **run_kwargs)
         image, plan = result.images[0], result.plans[0]
         extra = f", R(K) = {plan.ratio[plan.budget - 1]:.4f}" if plan.ratio is not None else ""

@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj import Plan, load_dna, plan_batch
+from cotj import Plan, load_dna, plan_batch, plan_cost
 from cotj.execute.replan import ReplanningScheduler
 from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
 from cotj.objectives import OBJECTIVES, TeacherCost, objective as objective_kwargs
+from cotj.planning import DEFAULT_BUDGET
 
 __all__ = ["SampleResult", "sample"]
 
@@ -193,7 +194,8 @@ def sample(
 def _closed_loop(pipe: Any, prompts: Sequence[str] | None, batch: int, teacher: TeacherCost, objective: str,
                  dna: NDArray[np.float64] | None, budget: Any, tau: float | None, pipe_kwargs: dict[str, Any]) -> SampleResult:
     """One pipeline call per prompt under a :class:`ReplanningScheduler` (teacher cost, replanned every step)."""
-    if tau is not None or budget is None or not isinstance(budget, (int, np.integer)):
+    budget = DEFAULT_BUDGET if budget is None and tau is None else budget
+    if tau is not None or not isinstance(budget, (int, np.integer)):
         raise ValueError("replan needs one int budget (the number of model evaluations); tau does not apply")
     if objective != "teacher":
         raise ValueError(f"replan plans on the teacher cost; objective={objective!r} cannot replan")
@@ -209,15 +211,10 @@ def _closed_loop(pipe: Any, prompts: Sequence[str] | None, batch: int, teacher: 
             images[b] = pipe(num_inference_steps=int(budget), **kwargs).images[0]
             levels = np.asarray(pipe.scheduler.levels)
             steps = np.abs(teacher.grid[None, :] - levels[:, None]).argmin(1)
-            plans.append(Plan(steps.astype(np.int64), levels, _teacher_cost_of(teacher, steps)))
+            cost = plan_cost(None, steps, cost=teacher.edges, end=teacher.end)  # open-loop units: the calibration mean
+            plans.append(Plan(steps.astype(np.int64), levels, cost))
             log.info("prompt %d: replanned %d steps at levels %s", b, len(levels), np.round(levels, 4).tolist())
     finally:
         pipe.scheduler = original
     return SampleResult(images, plans, dna)
 
-
-def _teacher_cost_of(teacher: TeacherCost, steps: NDArray[np.int64]) -> float:
-    """The teacher-cost of the levels a closed-loop run took (open-loop units: the calibration mean)."""
-    from cotj import plan_cost
-
-    return plan_cost(None, steps, cost=teacher.edges, end=teacher.end)

@@ -13,6 +13,7 @@ jumps are, level by level; the cheapest plan of the remaining evaluations that s
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,6 +180,4 @@ class ReplanningScheduler:
 
 
 def _parameters(fn: Any) -> set[str]:
-    import inspect
-
     return set(inspect.signature(fn).parameters)
