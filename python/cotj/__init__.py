@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 from cotj._core import MAX_LEVELS, __version__
-from cotj.dna import align_dna, gains, load_dna
+from cotj.dna import align_dna, gains, load_dna, mean_dna, mean_dna_names
 from cotj.objectives import OBJECTIVES, TeacherCost, objective
 from cotj.planning import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
 from cotj.schedules import Schedule, default_grid
@@ -35,6 +35,8 @@ __all__ = [
     "default_grid",
     "gains",
     "load_dna",
+    "mean_dna",
+    "mean_dna_names",
     "objective",
     "plan",
     "plan_batch",

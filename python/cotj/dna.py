@@ -1,4 +1,5 @@
-"""Numpy helpers on Diffusion DNA arrays: scale alignment (docs/method.md §8), gains (docs/method.md §2), loading.
+"""Numpy helpers on Diffusion DNA arrays: scale alignment (docs/method.md §8), gains (docs/method.md §2), loading,
+and the released mean DNAs that ship with the package (:func:`mean_dna`).
 
 Loading is the one place files and text become arrays: every malformed input (an empty or truncated file, a
 ``.npy`` header claiming more data than the file holds, JSON without the DNA, ragged rows, non-numbers) raises
@@ -11,6 +12,7 @@ import io
 import json
 import math
 import warnings
+from importlib.resources import files
 from pathlib import Path
 from tokenize import TokenError
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["align_dna", "gains", "load_dna", "parse_dna"]
+__all__ = ["align_dna", "gains", "load_dna", "mean_dna", "mean_dna_names", "parse_dna"]
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -175,3 +177,36 @@ def load_dna(path: str | Path) -> NDArray[np.float64]:
     if suffix == ".json" and body[:1] not in ("[", "{"):
         raise ValueError(f"{path.name} is not valid JSON DNA: it must hold an array or an object")
     return _nonempty(_json_rows(body, path.name) if suffix == ".json" else _csv_rows(body, path.name), path.name)
+
+
+def _mean_dna_folder() -> Any:
+    """The package folder of the shipped mean DNAs, one ``<name>.json`` each (works from a wheel)."""
+    return files("cotj") / "data" / "mean_dna"
+
+
+def mean_dna_names() -> tuple[str, ...]:
+    """The names :func:`mean_dna` knows, sorted: ``("qwen-image", "z-image-turbo")``."""
+    return tuple(sorted(f.name.removesuffix(".json") for f in _mean_dna_folder().iterdir() if f.name.endswith(".json")))
+
+
+def mean_dna(name: str) -> NDArray[np.float64]:
+    """The released training-set mean DNA of a model, shipped inside the package.
+
+    ``name`` is one of :func:`mean_dna_names`: ``"qwen-image"`` (Qwen-Image) or ``"z-image-turbo"``
+    (Z-Image-Turbo), the ``Y_mean`` of the paper's released predictors (UnicomAI/CoTj ``norm_data.pt``).
+
+    Returns a new (N,) float64 array, N = 100, on the default grid ``t_i = (i+1)/N``
+    (:func:`cotj.default_grid`): index 0 is t = 0.01, the last index t = 1 (pure noise). Values are
+    the paper's endpoint DNA (docs/method.md §2), the mean squared error of the one-step clean
+    estimate in the model's latent space, averaged over the training prompts; all positive. Plans
+    depend on its shape, not its overall scale. Use it to plan every prompt of that model
+    ("CoTj-mean") or as the reference of :func:`align_dna`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    names = mean_dna_names()
+    if name not in names:
+        raise ValueError(f"no shipped mean DNA named {name!r}; available: {', '.join(map(repr, names))}")
+    text = (_mean_dna_folder() / f"{name}.json").read_text(encoding="utf-8")
+    return np.asarray(json.loads(text)["dna"], dtype=np.float64)
