@@ -12,21 +12,21 @@ Training DNA sharded over processes (gloo), then the benchmark reusing it:
 
 Tier 2 (shapes text-to-image model) once weights exist:
 
-    python benches/quality.py --tier 2 --weights python/cotj/testbed/weights/shapes_unet.safetensors
+    python benches/quality.py --tier 2 --weights python/cotj/models/weights/shapes_unet.safetensors
     python benches/quality.py --tier 2 --weights runs/shapes     # a training run's EMA checkpoint
 
 The shipped DNA predictor was trained by a run on the training DNA of 2,048 prompts (2 processes):
 
     torchrun --standalone --nproc_per_node 2 benches/quality.py --tier 2 --extract runs/quality/tier2_dna
     python benches/quality.py --tier 2 --dna runs/quality/tier2_dna --threads 2 \
-        --save-predictor python/cotj/testbed/weights/shapes_dna_predictor
+        --save-predictor python/cotj/models/weights/shapes_dna_predictor
 
 The shipped teacher cost (cotj.predict.calibrate on 256 training prompts), and the committed Tier 2 results, which
 plan from the shipped predictor and teacher cost:
 
-    python benches/quality.py --tier 2 --calibrate python/cotj/testbed/weights/shapes_teacher_cost.json --threads 2
-    python benches/quality.py --tier 2 --threads 2 --predictor python/cotj/testbed/weights/shapes_dna_predictor \
-        --teacher python/cotj/testbed/weights/shapes_teacher_cost.json
+    python benches/quality.py --tier 2 --calibrate python/cotj/models/weights/shapes_teacher_cost.json --threads 2
+    python benches/quality.py --tier 2 --threads 2 --predictor python/cotj/models/weights/shapes_dna_predictor \
+        --teacher python/cotj/models/weights/shapes_teacher_cost.json
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"report directory (default {RESULTS})")
     parser.add_argument("--save-predictor", type=Path, metavar="DIR",
                         help="Tier 2: save the DNA predictor trained on the training DNA here "
-                             "(the shipped one: python/cotj/testbed/weights/shapes_dna_predictor)")
+                             "(the shipped one: python/cotj/models/weights/shapes_dna_predictor)")
     parser.add_argument("--calibrate", type=Path, metavar="JSON",
                         help="Tier 2: only measure the model's teacher cost (cotj.predict.calibrate) and write it here")
     parser.add_argument("--predictor", type=Path, metavar="DIR",
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", action="store_true",
                         help="Tier 2: benchmark training prompts after the teacher's (the split methods are chosen on)")
     parser.add_argument("--schedules", type=lambda v: tuple(v.split(",")), metavar="NAME,...",
-                        help="only these schedules (keys of cotj.testbed.quality.SCHEDULES)")
+                        help="only these schedules (keys of cotj_testbed.quality.SCHEDULES)")
     parser.add_argument("--from-json", type=Path, metavar="JSON", help="only rewrite the report (markdown, plots) of a results file")
     parser.add_argument("--stem", help="report file names (default quality_tier{1,2}[_quick][_validation])")
     parser.add_argument("--teacher", type=Path, metavar="JSON", help="Tier 2: the teacher cost to use (else calibrated here)")
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cotj.testbed import quality_report, quality_tier1, quality_tier2
+    from cotj.models import generator
+    from cotj_testbed import quality_report, quality_tier1, quality_tier2
 
     if args.from_json:
         paths = quality_report.write_report(json.loads(args.from_json.read_text()), args.out, args.stem or args.from_json.stem)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["validation"] = True
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if args.calibrate:
-        quality_tier2.tier2_calibrate(cfg, quality_tier2.load_shapes_pipeline(args.weights), progress=progress).save(args.calibrate)
+        quality_tier2.tier2_calibrate(cfg, generator.load_pipeline(args.weights), progress=progress).save(args.calibrate)
         print(f"wrote {args.calibrate}")
         return 0
     if args.extract:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tier == 1:
         results = quality_tier1.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples, schedules=args.schedules)
     else:
-        pipe = quality_tier2.load_shapes_pipeline(args.weights)
+        pipe = generator.load_pipeline(args.weights)
         results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,
                                           predictor_out=args.save_predictor, predictor=args.predictor, teacher=args.teacher,
                                           schedules=args.schedules)

@@ -133,7 +133,7 @@ def test_replan_one_step(benchmark):
     pytest.importorskip("torch")
     from cotj.execute.replan import Replanner
     from cotj.objectives import TeacherCost
-    from cotj.testbed.model import TEACHER
+    from cotj.models.generator import TEACHER
 
     benchmark.group = "closed-loop replanning, one step (K=10, N=100, shipped teacher cost)"
     replanner = Replanner(TeacherCost.load(TEACHER), 10)

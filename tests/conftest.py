@@ -89,8 +89,8 @@ def tiny_shapes():
     """A ShapesPipeline (the testbed's generator architecture, 24x24) on a tiny random UNet (channels 8, 16), one
     per test module, progress bar off. Pass ``prompt_embeds`` (B, 16, 384) or an encoder of that shape."""
     torch = pytest.importorskip("torch")
-    from cotj.testbed.model import ShapesPipeline, build_unet, flow_scheduler
-    from cotj.testbed.text import EMBED_DIM
+    from cotj.models.generator import ShapesPipeline, build_unet, flow_scheduler
+    from cotj.models.text import EMBED_DIM
 
     torch.manual_seed(0)
     unet = build_unet(dict(sample_size=24, in_channels=3, out_channels=3, block_out_channels=(8, 16),

@@ -144,7 +144,7 @@ def test_foreign_generator_weights_and_condition_ids_are_one_line(tmp_path):
     for name, why in (("junk", "SafetensorError"), ("other", "TypeError"), ("shaped", "RuntimeError")):
         done = run_cotj("sample", "a red circle", "--weights", tmp_path / f"{name}.safetensors",
                         "--out", tmp_path / "x.png")
-        assert f"{name}.safetensors is not testbed generator weights ({why}" in one_line_error(done, "sample")
+        assert f"{name}.safetensors is not shapes generator weights ({why}" in one_line_error(done, "sample")
     for ids in ("99999999999999999999999", "²"):
         done = run_cotj("dna", "-", "--model", "analytic", "--out", tmp_path / "d", stdin=ids + "\n")
         assert "condition ids (one int in 0..2147483647 per line)" in one_line_error(done, "dna")

@@ -34,7 +34,7 @@ def analytic_dna(tmp_path_factory):
 
 
 def test_dna_matches_the_library_extraction(analytic_dna):
-    from cotj.testbed import quality_tier1
+    from cotj_testbed import quality_tier1
 
     dna = np.load(analytic_dna / "dna.npy")
     assert dna.shape == (len(CONDS), 40)
@@ -133,7 +133,7 @@ def test_diagnose_an_analytic_prompt_sets_its_run_against_its_dna(tmp_path):
     run = summary["run"]
     assert len(run["levels"]) == len(run["signature"]) == 12 - 2  # windows of 4 of the 13 states
     assert -1 <= run["correlation"] <= 1 and (tmp_path / "sig.png").stat().st_size > 0
-    from cotj.testbed import quality_tier1
+    from cotj_testbed import quality_tier1
 
     dna = quality_tier1.tier1_extract(quality_tier1.Tier1Config(noise_seed=0, dna_reference_steps=50), [5], progress=False).dna[0]
     assert summary["k_tau"] == diagnose(dna).plan.budget

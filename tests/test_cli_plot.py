@@ -1,4 +1,4 @@
-"""``cotj plot`` (PNG files of the expected size, not blank), the gallery without models, and
+"""``cotj plot`` (PNG files of the expected size, not blank), and
 ``cotj diagnose`` on DNA files."""
 
 from __future__ import annotations
@@ -45,16 +45,6 @@ def test_plot_reads_rows_from_stdin_and_checks_the_row(tmp_path):
     assert ".png" in one_line_error(wrong, "plot dna")
     labels = run_cotj("plot", "dna", QWEN, TURBO, "--labels", "one", "--out", tmp_path / "d.png")
     assert "labels" in one_line_error(labels, "plot dna")
-
-
-def test_gallery_without_models_writes_small_real_figures(tmp_path):
-    done = run_cotj("plot", "gallery", "--out", tmp_path, "--no-model")
-    assert done.returncode == 0, done.stderr
-    names = {"dna_real.png", "cost_heatmap.png", "ratio_knee.png", "gains.png", "schedules.png"}
-    assert {p.name for p in tmp_path.iterdir()} == names
-    for name in names:
-        png_size(tmp_path / name)
-        assert (tmp_path / name).stat().st_size < 150_000
 
 
 def test_diagnose_json_matches_the_library_for_every_row(tmp_path):

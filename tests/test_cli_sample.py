@@ -26,7 +26,7 @@ def tiny_weights(tmp_path_factory):
     """A random-initialised 8x8 shapes UNet saved as ``ShapesPipeline.from_shipped`` reads it."""
     from safetensors.torch import save_file
 
-    from cotj.testbed.model import build_unet, unet_config
+    from cotj.models.generator import build_unet, unet_config
 
     config = {**unet_config(8), "block_out_channels": (16, 16, 16), "norm_num_groups": 8, "attention_head_dim": 8}
     torch.manual_seed(0)
@@ -89,8 +89,8 @@ def test_missing_weights_and_bad_flags_are_one_line(tmp_path):
 
 
 def test_gallery_sample_panel_puts_uniform_planned_and_reference_side_by_side(tiny_weights, tmp_path, one_torch_thread):
-    from cotj.cli.gallery import SAMPLE_K, sample_figure
+    from cotj_testbed.gallery import SAMPLE_K, sample_figure
 
-    path = sample_figure(tmp_path, str(tiny_weights), quiet=True)
+    path = sample_figure(tmp_path, str(tiny_weights), progress=False)
     assert path.name == f"sample_k{SAMPLE_K}.png"
     assert png_size(path) == (780, 320)  # three 2.6-inch panels at 100 dpi

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from cotj.predict import extract_dna  # noqa: E402
 from cotj.predict.shard import DNAInputs, extract_sharded, load_sharded, shard_bounds  # noqa: E402
-from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
+from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_bad_items_and_chunks_are_rejected():
 def test_two_torchrun_processes_give_the_dna_of_one(tmp_path):
     """The documented command (benches/quality.py --extract) under torchrun with 2 gloo processes, against
     the same extraction in one process."""
-    from cotj.testbed import quality_tier1
+    from cotj_testbed import quality_tier1
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(ROOT / "benches" / "quality.py"), "--tier", "1", "--quick", "--extract", str(tmp_path / "two"), "--no-progress"]  # fmt: skip

@@ -15,8 +15,10 @@ diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
 from cotj.predict.teacher import Trajectories  # noqa: E402
-from cotj.testbed import baselines, quality, quality_tier1  # noqa: E402
-from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, exact_endpoint  # noqa: E402
+from cotj import schedules  # noqa: E402
+from cotj.models import seeded_noise  # noqa: E402
+from cotj_testbed import baselines, quality, quality_tier1  # noqa: E402
+from cotj.models.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, exact_endpoint  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 7, 25])
-@pytest.mark.parametrize("make", [baselines.uniform, baselines.shifted, baselines.karras])
+@pytest.mark.parametrize("make", [schedules.uniform, schedules.shifted, schedules.karras])
 def test_fixed_baselines_are_k_descending_levels_in_the_unit_interval(make, k):
     lv = make(k)
     assert lv.shape == (k,) and lv.dtype == np.float64
@@ -34,10 +36,10 @@ def test_fixed_baselines_are_k_descending_levels_in_the_unit_interval(make, k):
 
 
 def test_fixed_baselines_follow_their_formulas():
-    np.testing.assert_allclose(baselines.uniform(4), [1.0, 0.75, 0.5, 0.25])
+    np.testing.assert_allclose(schedules.uniform(4), [1.0, 0.75, 0.5, 0.25])
     # SD3 shift 3 of t = 0.5 is 1.5 / 2 = 0.75; t = 1 stays 1
-    np.testing.assert_allclose(baselines.shifted(2), [1.0, 0.75])
-    lv = baselines.karras(10)
+    np.testing.assert_allclose(schedules.shifted(2), [1.0, 0.75])
+    lv = schedules.karras(10)
     assert lv[0] == pytest.approx(80 / 81) and lv[-1] == pytest.approx(0.002 / 1.002)
     sigma = lv / (1 - lv)  # back to EDM sigmas: rho-th roots are evenly spaced
     np.testing.assert_allclose(np.diff(sigma ** (1 / 7)), np.diff(sigma ** (1 / 7))[0])
@@ -46,11 +48,11 @@ def test_fixed_baselines_follow_their_formulas():
 @pytest.mark.parametrize("bad", [0, -2])
 def test_baselines_reject_bad_budgets(bad):
     with pytest.raises(ValueError, match="k must be >= 1"):
-        baselines.uniform(bad)
+        schedules.uniform(bad)
     with pytest.raises(TypeError, match="k must be an int"):
-        baselines.karras(2.0)
+        schedules.karras(2.0)
     with pytest.raises(ValueError, match="shift"):
-        baselines.shifted(3, shift=0.0)
+        schedules.shifted(3, shift=0.0)
 
 
 def _brute_force(cost, k):
@@ -148,7 +150,7 @@ def test_first_order_sample_runs_ragged_rows_like_separate_runs():
 
 def test_ode_trajectories_end_at_the_exact_endpoint():
     model = FlowMixtureModel(MixtureFamily(dim=8, seed=0))
-    noise = quality.seeded_noise([3, 4], (8,), seed=1)
+    noise = seeded_noise([3, 4], (8,), seed=1)
     cond = torch.tensor([3, 4])
     traj = quality_tier1.ode_trajectories(model, noise, cond, cotj.default_grid(50), substeps=2)
     assert traj.states.shape == (2, 51, 8) and traj.levels[0] == 0 and traj.levels[-1] == 1
@@ -159,10 +161,10 @@ def test_ode_trajectories_end_at_the_exact_endpoint():
 
 
 def test_seeded_noise_depends_on_the_item_alone():
-    a = quality.seeded_noise([7, "a red circle", 9], (3,), seed=1)
-    b = quality.seeded_noise(["a red circle", 9], (3,), seed=1)
+    a = seeded_noise([7, "a red circle", 9], (3,), seed=1)
+    b = seeded_noise(["a red circle", 9], (3,), seed=1)
     torch.testing.assert_close(a[1:], b)
-    assert not torch.equal(a, quality.seeded_noise([7, "a red circle", 9], (3,), seed=2))
+    assert not torch.equal(a, seeded_noise([7, "a red circle", 9], (3,), seed=2))
 
 
 # ------------------------------------------------------------------------------------------- a quick run

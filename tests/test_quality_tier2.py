@@ -8,12 +8,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from cotj.testbed import baselines, quality  # noqa: E402
-from cotj.testbed.classifier import AttributeClassifier  # noqa: E402
-from cotj.testbed.model import flow_scheduler  # noqa: E402
-from cotj.testbed.quality_report import markdown  # noqa: E402
-from cotj.testbed.quality_tier2 import Tier2Config, Tier2Setup, run_tier2, tier2_extract  # noqa: E402
-from cotj.testbed.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
+from cotj import schedules  # noqa: E402
+from cotj_testbed import quality  # noqa: E402
+from cotj_testbed.classifier import AttributeClassifier  # noqa: E402
+from cotj.models.generator import flow_scheduler  # noqa: E402
+from cotj_testbed.quality_report import markdown  # noqa: E402
+from cotj_testbed.quality_tier2 import Tier2Config, Tier2Setup, run_tier2, tier2_extract  # noqa: E402
+from cotj.models.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = Tier2Config(n_train=8, n_test=3, grid_size=10, ks=(2, 3), calibration=2, predictor_epochs=3, batch_size=16)
@@ -57,7 +58,7 @@ def test_tier2_reference_is_what_the_shapes_pipeline_samples(run, tiny_shapes):
     _, samples, _ = run
     tiny_shapes.scheduler = flow_scheduler()
     tier = Tier2Setup(CFG, tiny_shapes, _encode)
-    images = tiny_shapes(prompt_embeds=_encode(tier.test), sigmas=baselines.uniform(CFG.grid_size).tolist(),
+    images = tiny_shapes(prompt_embeds=_encode(tier.test), sigmas=schedules.uniform(CFG.grid_size).tolist(),
                        latents=tier.noise(tier.test), guidance_scale=CFG.guidance, output_type="pt").images  # fmt: skip
     np.testing.assert_allclose(samples["reference"], images.double().numpy(), atol=2e-5, rtol=0)
 
@@ -77,7 +78,7 @@ def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_s
     """The saved predictor reproduces the benchmark's predicted DNA from the held-out prompts' pooled embeddings,
     and the reported held-out cosine is that prediction's against the held-out true DNA."""
     from cotj.predict import DNAPredictor
-    from cotj.testbed.text import pool
+    from cotj.models.text import pool
 
     results, samples, out = run
     predictor = DNAPredictor.load(out / "predictor", device="cpu")

@@ -11,8 +11,8 @@ import cotj  # noqa: E402
 from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample  # noqa: E402
 from cotj.objectives import TeacherCost, objective  # noqa: E402
 from cotj.predict.teacher import calibrate, euler_trajectories, fit_teacher_cost  # noqa: E402
-from cotj.testbed import baselines  # noqa: E402
-from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
+from cotj_testbed import baselines  # noqa: E402
+from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GRID = cotj.default_grid(12)

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from cotj.testbed import shapes  # noqa: E402
-from cotj.testbed.classifier import WEIGHTS, AttributeClassifier, load_classifier, score  # noqa: E402
+from cotj.models import shapes  # noqa: E402
+from cotj_testbed.classifier import WEIGHTS, AttributeClassifier, load_classifier, score  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

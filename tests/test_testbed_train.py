@@ -12,10 +12,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from cotj.testbed import shapes  # noqa: E402
-from cotj.testbed.model import ShapesPipeline  # noqa: E402
-from cotj.testbed.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
-from cotj.testbed.train import TrainConfig, export, load_config, train  # noqa: E402
+from cotj.models import shapes  # noqa: E402
+from cotj.models.generator import ShapesPipeline  # noqa: E402
+from cotj.models.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
+from cotj_testbed.train import TrainConfig, export, load_config, train  # noqa: E402
 
 
 class WordEncoder:

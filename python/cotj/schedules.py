@@ -3,6 +3,8 @@
 A *grid* is an ascending array of N noise levels in (0, 1]; t = 1 is pure noise. A *schedule*
 gives ``a`` and ``s`` at every grid level and sets the temporal lever of the plan graph. The
 planner's default is the linear flow (rectified flow), ``a = 1 - t``, ``s = t``.
+
+The fixed level sequences plans are compared with (:func:`uniform`, :func:`shifted`, :func:`karras`) are here too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Schedule", "check_schedule", "default_grid", "linear_flow", "vp", "ve"]
+__all__ = ["Schedule", "check_schedule", "check_steps", "default_grid", "karras", "linear_flow", "shifted", "uniform", "vp", "ve"]
 
 
 class Schedule(NamedTuple):
@@ -91,3 +93,51 @@ def ve(grid: ArrayLike, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: 
         lo, hi = np.float64(sigma_min) ** (1 / rho), np.float64(sigma_max) ** (1 / rho)
         sigma = (lo + t * (hi - lo)) ** rho
     return check_schedule(t, np.ones_like(t), sigma)
+
+
+# ------------------------------------------------------------------ fixed level sequences (baselines)
+# K descending levels in (0, 1] on the linear flow (the sigmas of a flow-matching scheduler): where the model is
+# evaluated; the sampler's last step goes from the last level to 0 (NFE = K).
+
+
+def check_steps(k: object) -> int:
+    """``k`` as a number of steps: an int >= 1 (TypeError or ValueError naming ``k`` otherwise)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def uniform(k: int) -> NDArray[np.float64]:
+    """``1, (k-1)/k, ..., 1/k``: K evenly spaced levels from the top, (K,) float64."""
+    k = check_steps(k)
+    return np.arange(k, 0, -1, dtype=np.float64) / k
+
+
+def shifted(k: int, shift: float = 3.0) -> NDArray[np.float64]:
+    """SD3's static time shift of :func:`uniform`: ``t' = s·t / (1 + (s - 1)·t)``; s > 1 spends
+    more steps at high noise. (K,) float64."""
+    if not shift > 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    t = uniform(k)
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def karras(k: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> NDArray[np.float64]:
+    """EDM's spacing (Karras et al. 2022) mapped to the flow, (K,) float64.
+
+    EDM sigmas ``σ_m = (σ_max^(1/ρ) + m/(K-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ``, m = 0..K-1 (K = 1: σ_max),
+    become flow levels by ``t = σ/(1 + σ)``: the EDM state ``x0 + σ·eps`` divided by ``1 + σ`` is the flow
+    state ``(1 - t)·x0 + t·eps``. With EDM's defaults the first level is t = 80/81 ≈ 0.988 (the flow's
+    t = 1 is σ = ∞) and the last t ≈ 0.002.
+    """
+    k = check_steps(k)
+    if not 0 < sigma_min < sigma_max:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    ramp = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    sigma = (hi + ramp * (lo - hi)) ** rho
+    return sigma / (1.0 + sigma)

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,34 @@ from cotj.dna import load_dna, parse_dna
 
 STDIN = "-"
 TESTBED, ANALYTIC = "testbed", "analytic"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model a command runs and how (:func:`add_model_flags`; :mod:`cotj.cli._models` takes it).
+
+    ``model`` is :data:`TESTBED` (the shipped shapes generator, or ``weights``: a file or a training run folder,
+    sampled at ``guidance``) or :data:`ANALYTIC` (the exact Gaussian-mixture flow model of dimension ``dim`` from
+    the family ``family_seed``). ``seed`` seeds each prompt's noise; ``reference_steps`` is the length of the
+    reference a DNA is scored against (None: the model's default); ``batch_size`` rows per model call;
+    ``progress`` shows progress bars."""
+
+    model: str = TESTBED
+    weights: str | None = None
+    guidance: float = 2.0
+    seed: int = 0
+    dim: int = 64
+    family_seed: int = 0
+    reference_steps: int | None = None
+    batch_size: int = 64
+    progress: bool = True
+
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The :class:`ModelSpec` of a command's parsed :func:`add_model_flags`."""
+    return ModelSpec(model=args.model, weights=args.weights, guidance=args.guidance, seed=args.seed, dim=args.dim,
+                     family_seed=args.family_seed, reference_steps=getattr(args, "reference_steps", None),
+                     batch_size=getattr(args, "batch_size", 64), progress=not args.quiet)
 
 
 def read_array(source: str, what: str = "DNA") -> NDArray[np.float64]:
@@ -180,12 +209,6 @@ def save_figure(fig: Any, out: str | Path, dpi: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
-
-
-def repo_root() -> Path | None:
-    """The source checkout this package runs from (editable install), or None."""
-    root = Path(__file__).resolve().parents[3]
-    return root if (root / "pyproject.toml").is_file() and (root / "python" / "cotj").is_dir() else None
 
 
 def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> None:

@@ -59,8 +59,8 @@ def _signature(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
         raise ValueError("--grid goes with a DNA file; --prompt extracts on the default grid")
     _models.use_threads(args.threads)
     pipe = _models.shapes_pipeline(args.weights) if args.model == _io.TESTBED else None
-    dna = _models.prompt_dna(args, args.prompt, pipe)
-    states, levels = _models.realised_run(args, args.prompt, args.run_steps, pipe=pipe)
+    dna = _models.prompt_dna(_io.model_spec(args), args.prompt, pipe)
+    states, levels = _models.realised_run(_io.model_spec(args), args.prompt, args.run_steps, pipe=pipe)
     sig = run_signature(states, levels, dna)
     hardest = int(np.argmax(sig.signature[0]))
     report = {"run_steps": args.run_steps, "correlation": float(sig.correlation[0]),

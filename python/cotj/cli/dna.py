@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
     _models.use_threads(args.threads)
     prompts = _io.read_lines(args.prompts)
-    result = _models.extract(args, prompts, args.levels)
+    result = _models.extract(_io.model_spec(args), prompts, args.levels)
     if result is None:  # a torchrun rank other than 0: rank 0 writes
         return 0
     out = result.save(args.out)
-    emb = _models.embeddings(args, prompts)
+    emb = _models.embeddings(_io.model_spec(args), prompts)
     np.save(out / "embeddings.npy", emb)
     settings = {"model": args.model, "seed": args.seed, "levels": args.levels, "processes": result.world_size,
                 "seconds": result.seconds, "evaluations_per_prompt": result.evaluations}

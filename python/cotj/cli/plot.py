@@ -1,5 +1,4 @@
-"""``cotj plot``: PNG figures of a DNA and of its plans (:mod:`cotj.plots`), and the README
-gallery (``cotj plot gallery``)."""
+"""``cotj plot``: PNG figures of a DNA and of its plans (:mod:`cotj.plots`)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ DESCRIPTION = """PNG figures (matplotlib; the 'plot' extra). Figures:
   ratio      R(K) against K with tau, the chosen K and the knee marked
   gains      per-level gains, negative gains (steps that undo work) highlighted
   schedules  planned levels against uniform and shifted levels of the same K
-  gallery    the README's figures, regenerated (cotj plot gallery --out docs/gallery)
 
 Examples:
   cotj plot dna tests/data/qwenimage_mean_dna.json tests/data/zimageturbo_mean_dna.json --out dna.png
@@ -28,7 +26,7 @@ Examples:
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("plot", parents=parents, help="PNG figures: DNA, cost heatmap, R(K), gains, schedules, gallery",
+    p = sub.add_parser("plot", parents=parents, help="PNG figures: DNA, cost heatmap, R(K), gains, schedules",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     figures = p.add_subparsers(title="figures", dest="figure", required=True, metavar="<figure>")
     out = argparse.ArgumentParser(add_help=False)
@@ -61,14 +59,6 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     f.add_argument("--budget", type=_io.positive_int, default=8, metavar="K", help="steps (default 8)")
     f.add_argument("--shift", type=_io.finite_float, default=3.0,
                    help="the shifted schedule's shift s (default 3, as SD3)")
-    g = figures.add_parser("gallery", parents=parents, help="regenerate the README gallery",
-                           description="Regenerate the README's figures from the committed real DNA, the analytic "
-                                       "models and (when its weights exist) the testbed generator.")
-    g.add_argument("--out", default="docs/gallery", metavar="DIR", help="folder to write the PNGs to")
-    g.add_argument("--data", metavar="DIR", help="folder of the real mean DNA (default: the checkout's tests/data)")
-    g.add_argument("--weights", metavar="FILE", help="testbed generator weights (default: the shipped file)")
-    g.add_argument("--no-model", action="store_true", help="only the figures that need no torch model")
-    g.set_defaults(run=_gallery, prog=g.prog)
 
 
 def _save(args: argparse.Namespace, fig: Any) -> int:
@@ -131,11 +121,11 @@ def _gains(args: argparse.Namespace) -> int:
 
 
 def schedule_set(dna: np.ndarray, k: int, shift: float, grid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Planned, uniform and shifted levels of K steps (:mod:`cotj.testbed.baselines`), named with
-    their cost C under ``dna``."""
-    from cotj.testbed import baselines
+    """Planned, uniform and shifted levels of K steps (:func:`cotj.schedules.uniform`,
+    :func:`~cotj.schedules.shifted`), named with their cost C under ``dna``."""
+    from cotj.schedules import shifted as shifted_levels, uniform as uniform_levels
 
-    uniform, shifted = baselines.uniform(k), baselines.shifted(k, shift)
+    uniform, shifted = uniform_levels(k), shifted_levels(k, shift)
     planned = cotj.plan(dna, k, grid=grid).levels
 
     def cost(levels: np.ndarray) -> str:
@@ -151,11 +141,3 @@ def _schedules(args: argparse.Namespace) -> int:
     dna, grid = _one(args)
     named = schedule_set(dna, args.budget, args.shift, grid)
     return _save(args, plots.schedule_comparison(named, title=f"Schedules of K = {args.budget} steps", **_size(args)))
-
-
-def _gallery(args: argparse.Namespace) -> int:
-    from cotj.cli import gallery
-
-    for path in gallery.make(args):
-        print(f"wrote {path}")
-    return 0

@@ -89,7 +89,7 @@ def _load(args: argparse.Namespace) -> Any:
     if directory is None:
         from cotj.cli import _models
 
-        directory = _models.shipped_predictor(args)
+        directory = _models.shipped_predictor(_io.model_spec(args))
         if directory is None:
             raise ValueError("give --predictor DIR or --from-official: the shipped predictor is only for --model "
                              "testbed with its shipped weights at --guidance 2")
@@ -156,7 +156,7 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         from cotj.cli import _models
 
-        emb = _models.embeddings(args, _io.read_lines(args.prompts))
+        emb = _models.embeddings(_io.model_spec(args), _io.read_lines(args.prompts))
     dna = np.atleast_2d(model.predict(emb, align=not args.raw))
     if args.dna:
         report = cosine_scores(model, np.atleast_2d(emb), _io.read_array(args.dna))

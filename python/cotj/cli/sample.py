@@ -1,4 +1,4 @@
-"""``cotj sample``: prompt -> PNG with the testbed model, Predict -> Plan -> Execute
+"""``cotj sample``: prompt -> PNG with the shipped shapes generator, Predict -> Plan -> Execute
 (:func:`cotj.execute.sample`), printing the plan and the time each stage took."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cotj.cli import _io
 
 __all__ = ["add_parser", "run"]
 
-DESCRIPTION = """Sample one prompt with the testbed model (24x24 shapes) and write a PNG.
+DESCRIPTION = """Sample one prompt with the shipped shapes generator (24x24 shapes) and write a PNG.
 
 By default the schedule is planned on the shipped generator's teacher cost (its measured jump costs, the
 objective that won the quality benchmark) and replanned after every step from what the sample shows (closed
@@ -29,7 +29,7 @@ that DNA). The shipped teacher cost and predictor belong to the shipped weights 
 --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used and the
 time of each stage.
 
-The prompt must be in the shapes grammar the model was trained on (cotj.testbed.shapes):
+The prompt must be in the shapes grammar the model was trained on (cotj.models.shapes):
   COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background]
 --any-prompt runs any other text (at most 16 MiniLM tokens), which the model has never seen.
 
@@ -41,7 +41,7 @@ Examples:
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the testbed model",
+    p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the shipped shapes generator",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"The shapes grammar: {grammar()}.")
     p.add_argument("prompt", help="a prompt of the shapes grammar, e.g. 'two red circles on the left'")
@@ -68,8 +68,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def grammar() -> str:
-    """The shapes grammar in one line, from :mod:`cotj.testbed.shapes`."""
-    from cotj.testbed import shapes
+    """The shapes grammar in one line, from :mod:`cotj.models.shapes`."""
+    from cotj.models import shapes
 
     counts = "|".join(shapes._COUNT_WORDS)  # noqa: SLF001 - the grammar's own word lists
     positions = "|".join(shapes._POSITION_PHRASES)  # noqa: SLF001
@@ -80,7 +80,7 @@ def grammar() -> str:
 
 def check_prompt(prompt: str, any_prompt: bool) -> None:
     """Refuse an empty prompt, and one outside the shapes grammar unless ``any_prompt``."""
-    from cotj.testbed.shapes import parse_prompt
+    from cotj.models.shapes import parse_prompt
 
     if not prompt.strip():
         raise ValueError("the prompt is empty")
@@ -107,7 +107,7 @@ def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     if args.model != _io.TESTBED:
-        raise ValueError("sample runs the testbed model; the analytic models have no images")
+        raise ValueError("sample runs the shipped shapes generator; the analytic models have no images")
     _io.png_path(args.out)
     check_prompt(args.prompt, args.any_prompt)
     if args.uniform and args.budget is None:
@@ -120,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
     _models.use_threads(args.threads)
     clock = time.perf_counter()
     pipe = _models.shapes_pipeline(args.weights)
-    latents = _models.noise(args, pipe, [args.prompt])
+    latents = _models.noise(_io.model_spec(args), pipe, [args.prompt])
     print(f"model: loaded in {time.perf_counter() - clock:.2f} s")
     run_kwargs = dict(latents=latents, guidance_scale=args.guidance, output_type="np")
     if args.uniform:
-        from cotj.testbed.baselines import uniform
+        from cotj.schedules import uniform
 
         levels = uniform(args.budget)
         clock = time.perf_counter()
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
     """The planning arguments of :func:`cotj.execute.sample` (objective, teacher cost, replanning, DNA); ``what``
     describes them."""
-    teacher = args.teacher or models.shipped_teacher(args)
+    teacher = args.teacher or models.shipped_teacher(_io.model_spec(args))
     from_dna = bool(args.predictor or args.true_dna or args.mean_dna)
     objective = args.objective or ("teacher" if teacher is not None and not from_dna else "paper")
     if objective == "paper":
@@ -174,13 +174,13 @@ def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, A
     """The DNA arguments of :func:`cotj.execute.sample`, and ``what`` describes them."""
     predictor = args.predictor
     if predictor is None and not (args.true_dna or args.mean_dna):
-        predictor = models.shipped_predictor(args)
+        predictor = models.shipped_predictor(_io.model_spec(args))
     if predictor is not None:
         from cotj.predict import DNAPredictor
 
         return dict(predictor=DNAPredictor.load(predictor, device="cpu"), what=f"predicted by {predictor}",
-                    embed=lambda prompts: models.embeddings(args, prompts))
+                    embed=lambda prompts: models.embeddings(_io.model_spec(args), prompts))
     if args.mean_dna:
         return dict(mean_dna=cotj.load_dna(args.mean_dna), what=f"one row from {args.mean_dna}")
     what = f"the prompt's true DNA (100 levels against a {args.reference_steps or 50}-step reference)"
-    return dict(mean_dna=models.prompt_dna(args, args.prompt, pipe), what=what)
+    return dict(mean_dna=models.prompt_dna(_io.model_spec(args), args.prompt, pipe), what=what)

@@ -4,8 +4,10 @@ Every schedule is a descending array of K noise levels in (0, 1] on the linear f
 ``x_t = (1 - t)·x0 + t·eps`` (the sigmas of a flow-matching scheduler): the K levels where the
 model is evaluated; the sampler's last step goes from the last level to 0 (NFE = K).
 
-- :func:`uniform`, :func:`shifted` (SD3), :func:`karras` (EDM's rho-spacing mapped to the flow):
-  fixed formulas;
+The fixed formulas (uniform, SD3's shift, EDM's rho-spacing) are the library's
+(:func:`cotj.schedules.uniform`, :func:`~cotj.schedules.shifted`, :func:`~cotj.schedules.karras`);
+this module adds the teacher-based ones:
+
 - :func:`gits` (one schedule for a data set) and :func:`oss` (one schedule per sample): the
   cheapest K-jump path through a grid of teacher states, by dynamic programming over the
   one-step truncation error (:attr:`cotj.predict.teacher.Trajectories.jump_costs`, :func:`cheapest_path`).
@@ -17,50 +19,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cotj.predict.teacher import Trajectories
+from cotj.schedules import check_steps
 
-__all__ = ["cheapest_path", "gits", "karras", "oss", "shifted", "uniform"]
-
-
-def _steps(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    return int(k)
-
-
-def uniform(k: int) -> NDArray[np.float64]:
-    """``1, (k-1)/k, ..., 1/k``: K evenly spaced levels from the top, (K,) float64."""
-    k = _steps(k)
-    return np.arange(k, 0, -1, dtype=np.float64) / k
-
-
-def shifted(k: int, shift: float = 3.0) -> NDArray[np.float64]:
-    """SD3's static time shift of :func:`uniform`: ``t' = s·t / (1 + (s - 1)·t)``; s > 1 spends
-    more steps at high noise. (K,) float64."""
-    if not shift > 0:
-        raise ValueError(f"shift must be > 0, got {shift}")
-    t = uniform(k)
-    return shift * t / (1.0 + (shift - 1.0) * t)
-
-
-def karras(k: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> NDArray[np.float64]:
-    """EDM's spacing (Karras et al. 2022) mapped to the flow, (K,) float64.
-
-    EDM sigmas ``σ_m = (σ_max^(1/ρ) + m/(K-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ``, m = 0..K-1 (K = 1: σ_max),
-    become flow levels by ``t = σ/(1 + σ)``: the EDM state ``x0 + σ·eps`` divided by ``1 + σ`` is the flow
-    state ``(1 - t)·x0 + t·eps``. With EDM's defaults the first level is t = 80/81 ≈ 0.988 (the flow's
-    t = 1 is σ = ∞) and the last t ≈ 0.002.
-    """
-    k = _steps(k)
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
-    ramp = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-    sigma = (hi + ramp * (lo - hi)) ** rho
-    return sigma / (1.0 + sigma)
+__all__ = ["cheapest_path", "gits", "oss"]
 
 
 def cheapest_path(cost: ArrayLike, k: int) -> NDArray[np.int64]:
@@ -72,7 +33,7 @@ def cheapest_path(cost: ArrayLike, k: int) -> NDArray[np.int64]:
     c = np.asarray(cost, dtype=np.float64)
     if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 2:
         raise ValueError(f"cost must be a square (M, M) matrix with M >= 2, got shape {c.shape}")
-    k, m = _steps(k), c.shape[0]
+    k, m = check_steps(k), c.shape[0]
     if k > m - 1:
         raise ValueError(f"k must be <= M - 1 = {m - 1} (one jump per level at most), got {k}")
     reach = np.full(m, np.inf)

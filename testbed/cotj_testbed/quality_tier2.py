@@ -1,16 +1,15 @@
-"""Tier 2 of the quality benchmark: the shapes text-to-image model (:mod:`cotj.testbed.model`).
+"""Tier 2 of the quality benchmark: the shapes text-to-image model (:mod:`cotj.models.generator`).
 
 Prompts of the shapes grammar are split into training and held-out prompts; the model samples with
 classifier-free guidance, the reference of a noise is its 100-step uniform Euler sample (also the teacher
 trajectory of the GITS/OSS-style schedules), images are compared in [0, 1] (PSNR data range 1), and the
-attribute classifier (:mod:`cotj.testbed.classifier`) scores prompt following. Everything else is
-:mod:`cotj.testbed.quality`'s.
+attribute classifier (:mod:`cotj_testbed.classifier`) scores prompt following. Everything else is
+:mod:`cotj_testbed.quality`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,11 +24,12 @@ from numpy.typing import NDArray
 from cotj.objectives import TeacherCost
 from cotj.predict import DNAPredictor, calibrate, extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
+from cotj.models import generator, seeded_noise
 from cotj.schedules import default_grid
 from cotj.predict.teacher import Trajectories, euler_trajectories
-from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, predictor_report, seeded_noise
+from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, predictor_report
 
-__all__ = ["Tier2Config", "Tier2Setup", "load_shapes_pipeline", "run_tier2", "tier2_calibrate", "tier2_extract"]
+__all__ = ["Tier2Config", "Tier2Setup", "run_tier2", "tier2_calibrate", "tier2_extract"]
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +58,6 @@ class Tier2Config:
     seed: int = 0
 
 
-def load_shapes_pipeline(weights: str | Path | None = None) -> Any:
-    """The shapes ``ShapesPipeline`` from a weights file (default the shipped one) or from a training run
-    directory (its ``checkpoint.safetensors`` EMA weights and ``config.json``)."""
-    from safetensors.torch import load_file
-
-    from cotj.testbed import model as shapes_model
-
-    path = Path(weights) if weights is not None else shapes_model.WEIGHTS
-    if not path.is_dir():
-        return shapes_model.ShapesPipeline.from_shipped(path)
-    ckpt, config = path / "checkpoint.safetensors", path / "config.json"
-    if not ckpt.exists():
-        raise FileNotFoundError(f"no checkpoint.safetensors in the run directory {path}")
-    unet = shapes_model.build_unet(json.loads(config.read_text())["unet"])
-    ema = {k[len("ema."):]: v.float() for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
-    unet.load_state_dict(ema)
-    return shapes_model.ShapesPipeline(unet.eval(), shapes_model.flow_scheduler())
-
-
 def _images(x: torch.Tensor) -> torch.Tensor:
     """Pixel states in [-1, 1] -> images in [0, 1] (clamped), as the pipeline post-processes them."""
     return (x.clamp(-1.0, 1.0) + 1.0) / 2.0
@@ -90,7 +71,7 @@ class Tier2Setup:
     """
 
     def __init__(self, cfg: Tier2Config, pipe: Any, encode: Callable[[list[str]], torch.Tensor] | None) -> None:
-        from cotj.testbed import shapes
+        from cotj.models import shapes
 
         self.cfg, self.pipe = cfg, pipe
         self.encode = encode or pipe.encode_prompt
@@ -129,7 +110,7 @@ def tier2_extract(cfg: Tier2Config, weights: str | Path | None = None, out: str 
     sharded when launched by torchrun; each rank loads the pipeline (``pipe`` or ``weights``)."""
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(weights), encode)
+    tier = Tier2Setup(cfg, pipe if pipe is not None else generator.load_pipeline(weights), encode)
     return extract_sharded(lambda: tier.velocity, tier.train, tier.inputs, out, grid=default_grid(cfg.grid_size),
                            chunk_size=cfg.batch_size, batch_size=cfg.batch_size, progress=progress,
                            prediction="flow", reference_steps=cfg.grid_size)  # fmt: skip
@@ -139,7 +120,7 @@ def tier2_calibrate(cfg: Tier2Config, pipe: Any = None, encode: Callable[[list[s
                     progress: bool = True) -> TeacherCost:
     """The shapes model's teacher cost: :func:`cotj.predict.calibrate` on the first ``cfg.teacher_prompts``
     training prompts (their seeded noise, guidance ``cfg.guidance``, the ``grid_size`` grid)."""
-    tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
+    tier = Tier2Setup(cfg, pipe if pipe is not None else generator.load_pipeline(), encode)
     prompts = tier.train[: cfg.teacher_prompts]
     return calibrate(tier.velocity, tier.noise(prompts), tier.encode(prompts), default_grid(cfg.grid_size),
                      prediction="flow", batch_size=cfg.batch_size, progress=progress)  # fmt: skip
@@ -167,25 +148,25 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
 
     Args:
-        pipe: a ShapesPipeline (default :func:`load_shapes_pipeline` of the shipped weights).
+        pipe: a ShapesPipeline (default :func:`cotj.models.generator.load_pipeline` of the shipped weights).
         encode: prompts -> token embeddings (B, 16, 384); default the pipeline's MiniLM encoder. The
-            predictor takes their mean over real tokens (:func:`cotj.testbed.text.pool`).
+            predictor takes their mean over real tokens (:func:`cotj.models.text.pool`).
         classifier: an AttributeClassifier for the attribute accuracy; default the shipped one, and no
             accuracy (logged) if there is none.
         dna_dir: training DNA written by :func:`tier2_extract`; else extracted here.
         samples: see :func:`evaluate` (also receives ``reference``, ``dna``, ``predicted`` and ``grid``).
         predictor_out: if given, the DNA predictor trained here is saved into this directory
-            (:meth:`~cotj.predict.DNAPredictor.save`; the shipped one is :data:`cotj.testbed.model.PREDICTOR`).
+            (:meth:`~cotj.predict.DNAPredictor.save`; the shipped one is :data:`cotj.models.generator.PREDICTOR`).
         predictor: a saved DNA predictor to use instead of training one (then no training DNA is needed; the mean
             DNA is the predictor's alignment reference).
         teacher: the model's teacher cost (a :class:`~cotj.objectives.TeacherCost` or its JSON file) for the
             teacher, calibrated and closed-loop schedules; default :func:`tier2_calibrate` here.
     """
-    from cotj.testbed import classifier as attributes
-    from cotj.testbed.text import pool
+    from cotj_testbed import classifier as attributes
+    from cotj.models.text import pool
 
     clock = time.perf_counter()
-    tier = Tier2Setup(cfg, pipe if pipe is not None else load_shapes_pipeline(), encode)
+    tier = Tier2Setup(cfg, pipe if pipe is not None else generator.load_pipeline(), encode)
     grid, cond, noise = default_grid(cfg.grid_size), tier.encode(tier.test), tier.noise(tier.test)
     teacher_traj = tier.trajectories(tier.test)
     reference = torch.from_numpy(teacher_traj.states[:, 0].copy()).float().reshape(noise.shape)

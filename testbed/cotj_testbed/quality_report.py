@@ -1,4 +1,4 @@
-"""Report of a quality benchmark run (:mod:`cotj.testbed.quality`): JSON, markdown tables and two figures
+"""Report of a quality benchmark run (:mod:`cotj_testbed.quality`): JSON, markdown tables and two figures
 (PSNR against NFE; the jump costs and where each schedule puts its steps)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from cotj.testbed.quality import MATCH_STEPS, SCHEDULES
+from cotj_testbed.quality import MATCH_STEPS, SCHEDULES
 
 __all__ = ["cost_figure", "markdown", "psnr_figure", "write_report"]
 

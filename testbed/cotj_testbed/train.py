@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m cotj.testbed.train --out runs/shapes --hours 2          # starts, or resumes from runs/shapes
-    python -m cotj.testbed.train export --out runs/shapes --to python/cotj/testbed/weights/shapes_unet.safetensors
+    python -m cotj_testbed.train --out runs/shapes --hours 2          # starts, or resumes from runs/shapes
+    python -m cotj_testbed.train export --out runs/shapes --to python/cotj/models/weights/shapes_unet.safetensors
 
-Each step renders a fresh batch of procedural scenes (:mod:`cotj.testbed.shapes`), draws ``t ~ U(0, 1)`` and noise,
+Each step renders a fresh batch of procedural scenes (:mod:`cotj.models.shapes`), draws ``t ~ U(0, 1)`` and noise,
 and regresses the UNet's output on the velocity ``eps - x0`` at ``x_t = (1 - t)·x0 + t·eps``. A fraction
 ``p_uncond`` of the prompts is replaced by the empty prompt (condition dropout, for classifier-free guidance).
 An EMA of the weights is kept and is what gets exported. The run directory holds ``checkpoint.safetensors``
@@ -29,9 +29,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from cotj.testbed import shapes
-from cotj.testbed.model import NULL_PROMPT, RESOLUTION, build_unet, unet_config
-from cotj.testbed.text import PromptEncoder
+from cotj.models import shapes
+from cotj.models.generator import NULL_PROMPT, RESOLUTION, build_unet, unet_config
+from cotj.models.text import PromptEncoder
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +217,8 @@ def export(out: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry: ``python -m cotj.testbed.train [export] --out DIR ...``."""
-    parser = argparse.ArgumentParser(prog="python -m cotj.testbed.train", description=__doc__.split("\n\n")[0])
+    """Command-line entry: ``python -m cotj_testbed.train [export] --out DIR ...``."""
+    parser = argparse.ArgumentParser(prog="python -m cotj_testbed.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", choices=["train", "export"], default="train")
     parser.add_argument("--out", required=True, help="run directory (created, or resumed from)")
     parser.add_argument("--hours", type=float, default=None, help="stop after this much wall time")

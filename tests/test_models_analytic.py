@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cotj.testbed.analytic import (  # noqa: E402
+from cotj.models.analytic import (  # noqa: E402
     FlowMixtureModel,
     GaussianMixture,
     MixtureFamily,

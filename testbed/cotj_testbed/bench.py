@@ -1,5 +1,5 @@
-"""``cotj bench``: the benchmark tables of the repository's ``benches/`` folder (thin: the
-benchmarks themselves live there, not in the package)."""
+"""``python -m cotj_testbed.bench``: the benchmark tables of the repository's ``benches/`` folder in one call
+(thin: the benchmarks themselves live there)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-from cotj.cli import _io
+__all__ = ["main", "run"]
 
-__all__ = ["add_parser", "run"]
+BENCHES = Path(__file__).resolve().parents[2] / "benches"
+"""The checkout's benches/ folder (this distribution is installed from the checkout)."""
 
 DESCRIPTION = """Run the benchmarks of the repository's benches/ folder and print (or write) their tables.
 
@@ -22,37 +22,17 @@ on both cores and with RAYON_NUM_THREADS=1 (pytest-benchmark; the 'bench' extra)
 Quality (--quality): runs benches/quality.py --tier T (1: the exact Gaussian-mixture model,
 2: the shapes model, with --weights) and prints its table; it also writes its report files
 (JSON, markdown, PSNR plot) into benches/results/.
-benches/ is found next to the installed source checkout, else in the working directory; or give
---benches DIR.
+benches/ is the checkout's, or give --benches DIR.
 
 Examples:
-  cotj bench --quick
-  cotj bench --no-speed --quality --tier 1 --out tables.md"""
-
-
-def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("bench", parents=parents, help="run the speed (and quality) benchmarks, print their tables",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--benches", metavar="DIR", help="the benches/ folder (default: found from the checkout or cwd)")
-    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
-    p.add_argument("--no-speed", action="store_true", help="skip the speed benchmark")
-    p.add_argument("--quality", action="store_true", help="run the quality benchmark (benches/quality.py)")
-    p.add_argument("--tier", type=int, choices=(1, 2), default=1, help="quality benchmark tier (default 1)")
-    p.add_argument("--weights", metavar="PATH", help="tier 2: the shapes generator's weights (file or run folder)")
-    p.add_argument("--out", metavar="FILE", help="write the tables (markdown) here instead of printing them")
-    p.set_defaults(run=run, prog=p.prog)
+  python -m cotj_testbed.bench --quick
+  python -m cotj_testbed.bench --no-speed --quality --tier 1 --out tables.md"""
 
 
 def _folder(given: str | None) -> Path:
-    if given is not None:
-        folder = Path(given)
-    else:
-        root = _io.repo_root()
-        candidates = [root / "benches"] if root is not None else []
-        folder = next((c for c in [*candidates, Path.cwd() / "benches"] if (c / "speed.py").is_file()), Path("benches"))
+    folder = Path(given) if given is not None else BENCHES
     if not (folder / "speed.py").is_file():
-        missing = str(folder / "speed.py")
-        raise FileNotFoundError(2, "no speed benchmark (benches/speed.py); give --benches DIR", missing)
+        raise FileNotFoundError(2, "no speed benchmark (benches/speed.py); give --benches DIR", str(folder / "speed.py"))
     return folder
 
 
@@ -91,3 +71,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cotj_testbed.bench", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--benches", metavar="DIR", help=f"the benches/ folder (default {BENCHES})")
+    p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    p.add_argument("--no-speed", action="store_true", help="skip the speed benchmark")
+    p.add_argument("--quality", action="store_true", help="run the quality benchmark (benches/quality.py)")
+    p.add_argument("--tier", type=int, choices=(1, 2), default=1, help="quality benchmark tier (default 1)")
+    p.add_argument("--weights", metavar="PATH", help="tier 2: the shapes generator's weights (file or run folder)")
+    p.add_argument("--out", metavar="FILE", help="write the tables (markdown) here instead of printing them")
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except (OSError, ValueError, ChildProcessError) as exc:
+        p.exit(2, f"{p.prog}: error: {exc}\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

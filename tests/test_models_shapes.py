@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cotj.testbed import shapes
+from cotj.models import shapes
 
 
 def _rgb(name: str, table: dict) -> np.ndarray:

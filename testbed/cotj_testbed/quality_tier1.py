@@ -1,8 +1,8 @@
-"""Tier 1 of the quality benchmark: exact Gaussian-mixture flow models (:mod:`cotj.testbed.analytic`).
+"""Tier 1 of the quality benchmark: exact Gaussian-mixture flow models (:mod:`cotj.models.analytic`).
 
 Conditions are mixture ids of a seeded family; the reference endpoint of a noise is the exact probability-flow ODE
 solution (RK4), also the teacher trajectory of the GITS/OSS-style schedules. Everything else is
-:mod:`cotj.testbed.quality`'s.
+:mod:`cotj_testbed.quality`'s.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from cotj.predict import extract_dna
-from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
+from cotj.predict.shard import ShardedDNA, load_sharded
+from cotj.models import analytic, seeded_noise
 from cotj.schedules import default_grid
-from cotj.testbed.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint, integrate
+from cotj.models.analytic import FlowMixtureModel, MixtureFamily, integrate
 from cotj.objectives import TeacherCost
 from cotj.predict.teacher import Trajectories, fit_teacher_cost
-from cotj.testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, seeded_noise
+from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna
 
 __all__ = ["Tier1Config", "ode_trajectories", "run_tier1", "tier1_extract", "tier1_model", "tier1_teacher_cost"]
 
@@ -34,7 +35,7 @@ def ode_trajectories(model: FlowMixtureModel, noise: torch.Tensor, cond: torch.T
     """The exact probability-flow trajectory of each noise (B, D) through ``grid`` (N,) ascending, top 1,
     down to 0: RK4 with ``substeps`` steps between neighbouring levels (float64), the state and the exact
     ``x0`` at each level. The Tier 1 teacher; ``states[:, 0]`` is the reference endpoint (the same
-    integration as :func:`cotj.testbed.analytic.exact_endpoint`, stopping at every grid level)."""
+    integration as :func:`cotj.models.analytic.exact_endpoint`, stopping at every grid level)."""
     g = np.asarray(grid, dtype=np.float64)
     if g[-1] != 1.0:
         raise ValueError(f"grid must end at the top level 1 (where the noise lives), got {g[-1]}")
@@ -92,21 +93,14 @@ def tier1_model(cfg: Tier1Config) -> FlowMixtureModel:
     return FlowMixtureModel(MixtureFamily(cfg.dim, cfg.family_seed))
 
 
-def _tier1_inputs(cfg: Tier1Config, model: FlowMixtureModel, items: list[int]) -> DNAInputs:
-    """Condition ids, their seeded noise and the exact ODE endpoint (``dna_reference_steps`` RK4 steps)."""
-    cond = torch.tensor(items)
-    noise = seeded_noise(items, (cfg.dim,), cfg.noise_seed)
-    return DNAInputs(cond, noise, exact_endpoint(model, noise, cond, steps=cfg.dna_reference_steps))
-
-
 def tier1_extract(cfg: Tier1Config, items: Sequence[int] | None = None, out: str | Path | None = None, *,
                   num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
-    """DNA of Tier 1 conditions (default: train and held-out), sharded when launched by torchrun."""
+    """DNA of Tier 1 conditions (default: train and held-out), sharded when launched by torchrun
+    (:func:`cotj.models.analytic.extract`)."""
     items = list(items) if items is not None else cfg.train_items + cfg.test_items
-    model = tier1_model(cfg)
-    return extract_sharded(lambda: model, items, lambda block: _tier1_inputs(cfg, model, block), out,
-                           grid=default_grid(cfg.grid_size), chunk_size=64, batch_size=8 * cfg.grid_size,
-                           num_threads=num_threads, progress=progress)  # fmt: skip
+    return analytic.extract(tier1_model(cfg), items, default_grid(cfg.grid_size), noise_seed=cfg.noise_seed,
+                            reference_steps=cfg.dna_reference_steps, out=out,
+                            num_threads=num_threads, progress=progress)
 
 
 def _train_dna(cfg: Tier1Config, dna_dir: str | Path | None, progress: bool) -> tuple[NDArray[np.float64], str]:

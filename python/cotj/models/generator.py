@@ -2,7 +2,7 @@
 
 Flow convention (rectified flow): ``x_t = (1 - t)·x0 + t·eps``, the UNet predicts the velocity ``v = eps - x0``
 and receives the timestep ``t·1000``. Conditioning is MiniLM token embeddings ``(B, 16, 384)``
-(:mod:`cotj.testbed.text`); the null condition for classifier-free guidance is the empty prompt ``""``.
+(:mod:`cotj.models.text`); the null condition for classifier-free guidance is the empty prompt ``""``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from cotj.testbed.text import EMBED_DIM, default_encoder
+from cotj.models.text import EMBED_DIM, default_encoder
 
 RESOLUTION = 24
 """Side of the generated images, pixels."""
@@ -64,7 +64,7 @@ class ShapesPipeline(DiffusionPipeline):
     """Text-to-image sampling of the shapes model with classifier-free guidance.
 
     Components: ``unet`` (:class:`UNet2DConditionModel`), ``scheduler`` (a flow-matching scheduler whose sigmas
-    are the levels t). Prompts are encoded with :func:`cotj.testbed.text.default_encoder` unless ``prompt_embeds``
+    are the levels t). Prompts are encoded with :func:`cotj.models.text.default_encoder` unless ``prompt_embeds``
     are given.
     """
 
@@ -155,3 +155,20 @@ class ShapesPipeline(DiffusionPipeline):
             x = self.scheduler.step(v, t, x).prev_sample
         images = self.image_processor.postprocess(x.clamp(-1, 1), output_type=output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+def load_pipeline(weights: str | Path | None = None) -> "ShapesPipeline":
+    """The shapes ``ShapesPipeline`` from a weights file (default the shipped one) or from a training run
+    directory (its ``checkpoint.safetensors`` EMA weights and ``config.json``)."""
+    from safetensors.torch import load_file
+
+    path = Path(weights) if weights is not None else WEIGHTS
+    if not path.is_dir():
+        return ShapesPipeline.from_shipped(path)
+    ckpt, config = path / "checkpoint.safetensors", path / "config.json"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"no checkpoint.safetensors in the run directory {path}")
+    unet = build_unet(json.loads(config.read_text())["unet"])
+    ema = {k[len("ema."):]: v.float() for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
+    unet.load_state_dict(ema)
+    return ShapesPipeline(unet.eval(), flow_scheduler())

@@ -1,4 +1,4 @@
-"""Tier 1 testbed: Gaussian-mixture data whose optimal denoiser is known in closed form.
+"""Gaussian-mixture data whose optimal denoiser is known in closed form (the Tier 1 benchmark's model).
 
 For data ``x0 ~ sum_k w_k N(mu_k, diag(sd_k²))`` on a Gaussian path ``x_t = a(t)·x0 + s(t)·eps``, the marginal
 at level t is the mixture ``sum_k w_k N(a·mu_k, diag(a²·sd_k² + s²))`` and, with
@@ -14,7 +14,8 @@ anisotropy of the components, weights), so conditions have genuinely different D
 (epsilon output, VP path ``a = sqrt(alpha_bar)``, ``s = sqrt(1 - alpha_bar)``). Both are plain callables
 ``model(x_t (n, D), t (n,), cond (n,) int) -> prediction (n, D)`` with ``prediction`` and ``schedule(grid)``
 attributes, as :func:`cotj.predict.extract_dna` expects. :func:`exact_endpoint` integrates the probability-flow ODE
-with many RK4 steps in float64: the reference endpoint of a noise.
+with many RK4 steps in float64: the reference endpoint of a noise; :func:`extract` gives the true DNA of
+conditions against it.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from cotj.models import seeded_noise
+from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded
 from cotj.schedules import Schedule, linear_flow
 
 
@@ -254,3 +258,22 @@ def exact_endpoint(
     if not 0.0 < t_start <= 1.0:
         raise ValueError(f"t_start must be in (0, 1], got {t_start}")
     return integrate(model, x, cond, t_start, 0.0, steps)
+
+
+def inputs(model: _MixtureModel, items: list[int], noise_seed: int, reference_steps: int = 200) -> DNAInputs:
+    """What DNA extraction needs for condition ids ``items``: the conditions (B,), their seeded noise (B, D)
+    (:func:`cotj.models.seeded_noise`) and its exact ODE endpoint (B, D) (``reference_steps`` RK4 steps)."""
+    cond = torch.tensor(items)
+    noise = seeded_noise(items, (model.family.dim,), noise_seed)
+    return DNAInputs(cond, noise, exact_endpoint(model, noise, cond, steps=reference_steps))
+
+
+def extract(model: _MixtureModel, items: list[int], grid: ArrayLike, *, noise_seed: int, reference_steps: int = 200,
+            out: str | Path | None = None, num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
+    """True DNA (B, N) of condition ids ``items`` on ``grid`` (N,) against the exact endpoint of each one's seeded
+    noise, sharded over processes when launched by torchrun (:func:`cotj.predict.shard.extract_sharded`): the
+    :class:`~cotj.predict.shard.ShardedDNA` on rank 0, None elsewhere; written to ``out`` if given."""
+    n = np.asarray(grid).size
+    return extract_sharded(lambda: model, items, lambda block: inputs(model, block, noise_seed, reference_steps), out,
+                           grid=grid, chunk_size=64, batch_size=8 * n, num_threads=num_threads,
+                           progress=progress)  # fmt: skip

