@@ -13,6 +13,7 @@ from cotj.execute import (  # noqa: E402
     InexactScheduleError,
     dynamic_mu,
     neutral_scheduler,
+    planned_scheduler,
     scheduler_args,
     seen_levels,
     timestep_grid,
@@ -200,3 +201,27 @@ def test_bad_inputs():
         scheduler_args(np.zeros((2, 2)), sched)
     with pytest.raises(ValueError, match="n must be an int"):
         timestep_grid(diffusers.DDPMScheduler(), 1000)
+
+
+def test_planned_scheduler_pickles_with_its_plan():
+    import pickle
+
+    planned = planned_scheduler(diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), [1.0, 0.6, 0.2])
+    back = pickle.loads(pickle.dumps(planned))
+    assert type(back) is type(planned) and isinstance(back, diffusers.FlowMatchEulerDiscreteScheduler)
+    back.set_timesteps(num_inference_steps=50)  # the pipeline's request is ignored: the plan is set
+    np.testing.assert_allclose(seen_levels(back)[0], [1.0, 0.6, 0.2], atol=1e-6)
+
+
+def test_flow_schedulers_are_recognised_by_capability_not_by_name():
+    from cotj.predict.prediction import is_flow_scheduler, prediction_of
+
+    class Renamed(diffusers.FlowMatchEulerDiscreteScheduler):  # a flow scheduler whose name says nothing
+        pass
+
+    assert is_flow_scheduler(Renamed()) and prediction_of(Renamed()) == "flow"
+    planned = planned_scheduler(Renamed(shift=3.0), [1.0, 0.5])  # its shift 3 is inverted, as for FlowMatch*
+    planned.set_timesteps(num_inference_steps=2)
+    np.testing.assert_allclose(seen_levels(planned)[0], [1.0, 0.5], atol=1e-6)
+    assert not is_flow_scheduler(diffusers.DDIMScheduler())
+    assert is_flow_scheduler(diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction"))

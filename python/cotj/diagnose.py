@@ -21,16 +21,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from cotj.dna import gains
 from cotj.planning import Plan, plan
-from cotj.schedules import default_grid
+from cotj.schedules import dna_grid
 
 __all__ = ["Diagnosis", "RunSignature", "diagnose", "knee", "negative_gains", "run_signature"]
-
-
-def _grid(grid: ArrayLike | None, n: int) -> NDArray[np.float64]:
-    g = default_grid(n) if grid is None else np.asarray(grid, dtype=np.float64)
-    if g.shape != (n,):
-        raise ValueError(f"grid must have one level per DNA entry, shape ({n},), got {g.shape}")
-    return g
 
 
 def negative_gains(dna: ArrayLike) -> NDArray[np.int64]:
@@ -134,7 +127,7 @@ def diagnose(
     if g.ndim != 1:
         raise ValueError(f"dna must be one row (N,), got shape {np.shape(dna)}")
     d = np.asarray(dna, dtype=np.float64)
-    t = _grid(grid, d.shape[0])
+    t = dna_grid(grid, d.shape[0])
     adaptive = plan(d, tau=tau, max_steps=max_steps, grid=grid)
     assert adaptive.ratio is not None
     return Diagnosis(t, d, g, negative_gains(d), adaptive, float(tau), knee(adaptive.ratio))
@@ -175,7 +168,7 @@ def run_signature(latents: Any, levels: ArrayLike, dna: ArrayLike, grid: ArrayLi
     sig = acceleration_signature(latents, lv)
     mid = 0.5 * (lv[1:-2] + lv[2:-1])
     d = np.atleast_2d(np.asarray(dna, dtype=np.float64))
-    t = _grid(grid, d.shape[1])
+    t = dna_grid(grid, d.shape[1])
     corr = compare_with_dna(mid, sig, d, t)
     at = np.stack([np.interp(mid, t, row) for row in np.broadcast_to(d, (sig.shape[0], d.shape[1]))])
     return RunSignature(mid, sig, at, corr)

@@ -23,7 +23,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.schedules import default_grid
+from cotj.schedules import dna_grid
 
 __all__ = [
     "cost_heatmap",
@@ -48,13 +48,6 @@ def _array(name: str, value: ArrayLike, ndim: tuple[int, ...]) -> NDArray[np.flo
     return arr.astype(np.float64)
 
 
-def _grid(grid: ArrayLike | None, n: int) -> NDArray[np.float64]:
-    g = default_grid(n) if grid is None else _array("grid", grid, (1,))
-    if g.shape != (n,):
-        raise ValueError(f"grid must have one level per DNA entry, shape ({n},), got {g.shape}")
-    return g
-
-
 def _figure(figsize: tuple[float, float]) -> Figure:
     return Figure(figsize=figsize, layout="constrained")
 
@@ -75,7 +68,7 @@ def dna_curves(
         grid: (N,) ascending levels; default ``t_i = (i + 1)/N``.
     """
     d = np.atleast_2d(_array("dna", dna, (1, 2)))
-    t = _grid(grid, d.shape[1])
+    t = dna_grid(grid, d.shape[1])
     names = [f"row {b}" for b in range(d.shape[0])] if labels is None else list(labels)
     if len(names) != d.shape[0]:
         raise ValueError(f"labels must name each of the {d.shape[0]} rows, got {len(names)}")
@@ -120,7 +113,7 @@ def cost_heatmap(
     c = _array("costs", costs, (2,))
     if c.shape[0] != c.shape[1]:
         raise ValueError(f"costs must be square (N, N), got shape {c.shape}")
-    t = _grid(grid, c.shape[0])
+    t = dna_grid(grid, c.shape[0])
     shown = np.where(np.isfinite(c) & (c > 0), c, np.nan)
     if np.all(np.isnan(shown)):
         raise ValueError("costs has no finite positive entry to show")
@@ -213,7 +206,7 @@ def gain_bars(
         grid: (N,) the DNA's ascending levels; default ``t_i = (i + 1)/N``.
     """
     g = _array("gains", gains, (1,))
-    t = _grid(grid, len(g) + 1)
+    t = dna_grid(grid, len(g) + 1)
     upper = t[1:]
     width = np.diff(t)
     neg = g < 0

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Schedule", "check_schedule", "check_steps", "default_grid", "karras", "linear_flow", "shifted", "uniform", "vp", "ve"]
+__all__ = ["Schedule", "check_schedule", "check_steps", "default_grid", "dna_grid", "karras", "linear_flow", "shifted", "uniform", "vp", "ve"]
 
 
 class Schedule(NamedTuple):
@@ -53,6 +53,19 @@ def default_grid(n: int = 100) -> NDArray[np.float64]:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     return np.arange(1, n + 1, dtype=np.float64) / n
+
+
+def dna_grid(grid: ArrayLike | None, n: int) -> NDArray[np.float64]:
+    """The noise levels (n,) float64 of an n-entry DNA: ``grid``, or :func:`default_grid` when None. Raises
+    TypeError for a non-numeric ``grid`` and ValueError unless it has one level per DNA entry."""
+    if grid is None:
+        return default_grid(n)
+    g = np.asarray(grid)
+    if g.dtype.kind not in "fiu":
+        raise TypeError(f"grid must be a real numeric array, got dtype {g.dtype}")
+    if g.shape != (n,):
+        raise ValueError(f"grid must have one level per DNA entry, shape ({n},), got {g.shape}")
+    return g.astype(np.float64)
 
 
 def linear_flow(grid: ArrayLike) -> Schedule:

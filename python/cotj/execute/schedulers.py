@@ -37,6 +37,8 @@ from typing import Any, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cotj.predict.prediction import flow_matching, is_flow_scheduler
+
 __all__ = [
     "InexactScheduleError",
     "dynamic_mu",
@@ -119,10 +121,6 @@ def _shift_scale(scheduler: Any, mu: float) -> float:
     return scale
 
 
-def _is_flow(scheduler: Any) -> bool:
-    return _name(scheduler).startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
-
-
 def _accepts(scheduler: Any, arg: str) -> bool:
     return arg in inspect.signature(_base(scheduler).set_timesteps).parameters
 
@@ -158,7 +156,7 @@ def seen_levels(scheduler: Any) -> tuple[NDArray[np.float64], float]:
     if _is_edm(scheduler):  # the model sees sigma (its timestep is c_noise(sigma)): back to t on the Karras path
         lo, hi, rho = _edm_path(scheduler)
         return (np.asarray(sigmas[:-1].cpu(), dtype=np.float64) ** (1 / rho) - lo) / (hi - lo), last
-    if _is_flow(scheduler):
+    if is_flow_scheduler(scheduler):
         if scheduler.config.get("invert_sigmas", False):
             return 1.0 - ts / _train_steps(scheduler), 1.0 - last
         return ts / _train_steps(scheduler), last
@@ -195,7 +193,7 @@ def _flow_preimage(scheduler: Any, levels: NDArray[np.float64], mu: float | None
                 f"{_name(scheduler)} uses dynamic shifting: give mu, as the pipeline computes it (cotj.execute.dynamic_mu)"
             )
         return 1.0 / (1.0 + _shift_scale(scheduler, mu) * (1.0 / levels - 1.0))
-    if "flow_shift" in config and not _name(scheduler).startswith("FlowMatch"):
+    if "flow_shift" in config and not flow_matching(scheduler):
         option, shift = "flow_shift", float(config.flow_shift)
     else:
         option, shift = "shift", float(getattr(scheduler, "shift", config.get("shift", 1.0)))
@@ -207,7 +205,7 @@ def _flow_preimage(scheduler: Any, levels: NDArray[np.float64], mu: float | None
 def _raw_args(scheduler: Any, levels: NDArray[np.float64], mu: float | None, atol: float) -> dict[str, ScheduleArg]:
     """The ``set_timesteps`` arguments that map ``levels`` onto ``scheduler`` (``mu``: checked finite)."""
     _check_options(scheduler, levels, atol)
-    if _is_flow(scheduler):
+    if is_flow_scheduler(scheduler):
         if not _accepts(scheduler, "sigmas"):
             raise InexactScheduleError(
                 f"{_name(scheduler)}.set_timesteps takes no sigmas (flow), so it cannot run a plan; "
@@ -249,7 +247,7 @@ def _rounding_hint(scheduler: Any) -> str:
     """Why a scheduler with integer timesteps misses a plan, and what to do."""
     if scheduler.timesteps.dtype.is_floating_point:
         return ""
-    if _is_flow(scheduler):
+    if is_flow_scheduler(scheduler):
         return (
             f" {_name(scheduler)} casts timesteps to int64 (floor of sigma·T, and sigma = 1 is nudged below 1): the "
             "model sees up to 1/T below the plan while the sigmas stepped through are exact; pass atol=1.5/T to accept."
@@ -278,7 +276,7 @@ def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
     if not abs(last) <= atol:
         raise InexactScheduleError(f"{_name(scheduler)} ends sampling at level {last:.6g}, not at 0")
     sigmas = getattr(scheduler, "sigmas", None)
-    if _is_flow(scheduler) and sigmas is not None:
+    if is_flow_scheduler(scheduler) and sigmas is not None:
         states = np.asarray(sigmas[:-1], dtype=np.float64)
         states = 1.0 - states if scheduler.config.get("invert_sigmas", False) else states
         if not np.max(np.abs(states - levels)) <= atol:
@@ -329,7 +327,7 @@ _PLANNED: dict[type, type] = {}
 
 
 def _planned_class(cls: type) -> type:
-    """A subclass of ``cls`` whose ``set_timesteps`` always sets the stored plan."""
+    """A subclass of ``cls`` whose ``set_timesteps`` always sets the stored plan (made once per class)."""
     if cls not in _PLANNED:
 
         def set_timesteps(self: Any, num_inference_steps: int | None = None, device: Any = None,
@@ -342,8 +340,19 @@ def _planned_class(cls: type) -> type:
             _set(self, args, mu, device)
             _verify(self, self.cotj_levels, self.cotj_atol)
 
-        _PLANNED[cls] = type(f"Planned{cls.__name__}", (cls,), {"set_timesteps": set_timesteps, "_cotj_base": cls})
+        def __reduce__(self: Any) -> tuple[Any, ...]:  # pickles name the Diffusers class, not this generated one
+            return _restore_planned, (cls, self.__dict__)
+
+        _PLANNED[cls] = type(f"Planned{cls.__name__}", (cls,),
+                             {"set_timesteps": set_timesteps, "__reduce__": __reduce__, "_cotj_base": cls})
     return _PLANNED[cls]
+
+
+def _restore_planned(cls: type, state: dict[str, Any]) -> Any:
+    """Unpickle a planned scheduler: an instance of the planned subclass of ``cls`` with ``state``."""
+    planned = object.__new__(_planned_class(cls))
+    planned.__dict__.update(state)
+    return planned
 
 
 def planned_scheduler(scheduler: Any, plan: PlanLike, *, atol: float = 1e-5) -> Any:
@@ -359,7 +368,7 @@ def planned_scheduler(scheduler: Any, plan: PlanLike, *, atol: float = 1e-5) -> 
     :class:`InexactScheduleError` at once for options that can never be exact.
     """
     levels, atol = _levels(plan), _tolerance(atol)
-    if _is_flow(scheduler) and not scheduler.config.get("use_dynamic_shifting", False):
+    if is_flow_scheduler(scheduler) and not scheduler.config.get("use_dynamic_shifting", False):
         scheduler_args(levels, scheduler, atol=atol)
     else:
         _check_options(scheduler, levels, atol)

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import tqdm
 
 from cotj import gains
-from cotj.predict.prediction import PREDICTIONS, to_x0
+from cotj.predict.prediction import PREDICTIONS, ddim_update, to_x0
 from cotj.schedules import Schedule, default_grid, linear_flow
 
 __all__ = ["DNAResult", "Denoiser", "Guidance", "Metric", "cfg", "cfg_renorm", "extract_dna", "mse"]
@@ -154,15 +154,15 @@ class _Runner:
         return to_x0(pred.float(), x, self.coef(p.a, level), self.coef(p.s, level), self.prediction, da, ds)
 
     def step(self, x: torch.Tensor, x0: torch.Tensor, level: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        """One deterministic first-order (DDIM / flow Euler) step from grid levels ``level`` to
-        ``nxt`` (-1 means t = 0, where the state is x0)."""
-        a, s = self.coef(self.path.a, level), self.coef(self.path.s, level)
+        """One deterministic first-order step (:func:`cotj.predict.prediction.ddim_update`) from grid levels
+        ``level`` to ``nxt`` (-1 means t = 0, where ``a = 1, s = 0`` and the state is x0)."""
         shape = (-1, *([1] * (x.ndim - 1)))
-        eps = (x - a.reshape(shape) * x0) / s.reshape(shape)
+        a, s = self.coef(self.path.a, level).reshape(shape), self.coef(self.path.s, level).reshape(shape)
+        clean = (nxt < 0).to(self.device)
         clamp = nxt.clamp(min=0)
-        a_n, s_n = self.coef(self.path.a, clamp), self.coef(self.path.s, clamp)
-        done = (nxt < 0).to(self.device).reshape(shape)
-        return torch.where(done, x0, a_n.reshape(shape) * x0 + s_n.reshape(shape) * eps)
+        a_n = torch.where(clean, 1.0, self.coef(self.path.a, clamp)).reshape(shape)
+        s_n = torch.where(clean, 0.0, self.coef(self.path.s, clamp)).reshape(shape)
+        return ddim_update(x, x0, a, s, a_n, s_n)
 
     def descend(self, x: torch.Tensor, paths: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Run each row along its path of grid indices (n, m), -1 padded; returns the final x0."""

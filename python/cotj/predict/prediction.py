@@ -1,11 +1,14 @@
 """Model output -> clean estimate ``x0_hat`` on a Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (docs/method.md §2).
 
-One function, :func:`to_x0`, covers the four things a denoiser may predict:
+:func:`to_x0` covers the four things a denoiser may predict:
 
 - ``"flow"``: the velocity ``v = dx_t/dt = a'(t)·x0 + s'(t)·eps`` (rectified flow: ``v = eps - x0``);
 - ``"epsilon"``: the noise ``eps``;
 - ``"v"``: v-prediction ``v = a·eps - s·x0`` (Salimans & Ho; for a VP path ``a² + s² = 1``);
 - ``"sample"``: ``x0`` itself.
+
+:func:`ddim_update` is the one first-order step every sampler of the package takes (DNA extraction, teacher runs,
+the quality benchmark, the solvers' first step): DDIM on any Gaussian path, Euler on the linear flow.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Literal, Union
 
 import torch
 
-__all__ = ["PREDICTIONS", "Prediction", "prediction_of", "to_x0"]
+__all__ = ["PREDICTIONS", "Prediction", "ddim_update", "flow_matching", "is_flow_scheduler", "prediction_of", "to_x0"]
 
 Prediction = Literal["flow", "epsilon", "v", "sample"]
 PREDICTIONS: tuple[str, ...] = ("flow", "epsilon", "v", "sample")
@@ -90,13 +93,35 @@ def to_x0(
     return _divide(s_ * pred - ds_ * x_t, s_ * da_ - ds_ * a_, "flow")
 
 
+def flow_matching(scheduler: Any) -> bool:
+    """Whether a Diffusers scheduler is a flow-matching one by what it can do: it has the flow's forward
+    process ``scale_noise`` (``x = sigma·noise + (1 - sigma)·x0``), so its sigmas are the levels t."""
+    return callable(getattr(scheduler, "scale_noise", None))
+
+
+def is_flow_scheduler(scheduler: Any) -> bool:
+    """Whether a Diffusers scheduler runs its model on the linear flow (sigmas are the levels t, the model
+    predicts the velocity): a flow-matching scheduler (:func:`flow_matching`) or one configured with
+    ``use_flow_sigmas`` (DPM-Solver, UniPC, DEIS...)."""
+    return flow_matching(scheduler) or bool(scheduler.config.get("use_flow_sigmas", False))
+
+
 def prediction_of(scheduler: Any) -> str:
-    """The prediction type of a Diffusers scheduler's model: ``"flow"`` for flow-matching
-    schedulers, else its ``config.prediction_type`` in this module's names."""
+    """The prediction type of a Diffusers scheduler's model: ``"flow"`` for schedulers on the linear flow
+    (:func:`is_flow_scheduler`), else its ``config.prediction_type`` in this module's names."""
     config = scheduler.config
-    if type(scheduler).__name__.startswith("FlowMatch") or config.get("use_flow_sigmas", False):
+    if is_flow_scheduler(scheduler):
         return "flow"
     name = config.get("prediction_type")
     if name not in _DIFFUSERS_NAMES:
         raise ValueError(f"{type(scheduler).__name__} has prediction_type {name!r}, which cotj does not convert")
     return _DIFFUSERS_NAMES[name]
+
+
+def ddim_update(x: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, s: torch.Tensor, a_next: torch.Tensor,
+              s_next: torch.Tensor) -> torch.Tensor:
+    """The deterministic first-order step from ``x`` (n, ...) on the path at ``(a, s)`` to ``(a_next, s_next)``,
+    given the clean estimate ``x0`` (n, ...): ``a_next·x0 + s_next·eps_hat`` with ``eps_hat = (x - a·x0)/s``
+    (DDIM; on the linear flow ``x + (t_next - t)·v``, Euler). The coefficients broadcast against ``x`` (per-row
+    columns (n, 1, ...)); ``a_next = 1, s_next = 0`` lands on ``x0``."""
+    return a_next * x0 + s_next * (x - a * x0) / s

@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import tqdm
 
 from cotj.objectives import RowModel, TeacherCost, row_features
-from cotj.predict.prediction import to_x0
+from cotj.predict.prediction import ddim_update, to_x0
 from cotj.schedules import default_grid
 
 __all__ = [
@@ -55,12 +55,12 @@ def clean_estimate(denoiser: Any, x: torch.Tensor, t: torch.Tensor, cond: Any, p
 
 def ddim_step(denoiser: Any, x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
               prediction: str) -> torch.Tensor:
-    """The first-order step from ``x`` at levels ``t`` to ``t_next`` (n,) float64 (0 = clean) given the clean
-    estimate ``x0`` there: ``a(t_next)·x0 + s(t_next)·eps_hat`` (DDIM; ``x + (t_next - t)·v`` on the linear flow)."""
+    """The first-order step (:func:`cotj.predict.prediction.ddim_update`) from ``x`` at levels ``t`` to ``t_next``
+    (n,) float64 (0 = clean) on the denoiser's path, given the clean estimate ``x0`` there."""
     shape = (-1, *([1] * (x.ndim - 1)))
     a, s = (v.to(x.dtype).reshape(shape) for v in path_of(denoiser, t, prediction))
     a_n, s_n = (v.to(x.dtype).reshape(shape) for v in path_of(denoiser, t_next, prediction))
-    return a_n * x0 + s_n * (x - a * x0) / s
+    return ddim_update(x, x0, a, s, a_n, s_n)
 
 
 def first_order_step(denoiser: Any, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cond: Any,
