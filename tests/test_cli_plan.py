@@ -150,3 +150,14 @@ def test_console_script_and_python_m_agree():
     assert by_script.returncode == 0 and by_script.stdout == by_module.stdout
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert version.stdout.strip() == f"cotj {cotj.__version__}"
+
+
+def test_shipped_mean_dna_by_name_from_any_directory(tmp_path):
+    done = run_cotj("plan", "z-image-turbo", "--budget", "6", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (rec,) = json.loads(done.stdout)
+    want = cotj.plan(cotj.mean_dna("z-image-turbo"), 6)
+    assert rec["steps"] == want.steps.tolist() and rec["cost"] == pytest.approx(want.cost)
+    missing = run_cotj("plan", "qwen-imag", "--budget", "6", cwd=tmp_path)
+    line = one_line_error(missing, "plan")
+    assert "qwen-imag" in line and "qwen-image" in line and "z-image-turbo" in line

@@ -50,13 +50,17 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
 
 def read_array(source: str, what: str = "DNA") -> NDArray[np.float64]:
-    """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`) or ``-`` (stdin,
-    :func:`cotj.dna.parse_dna`): every malformed input is a ValueError or TypeError naming it."""
+    """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`), ``-`` (stdin,
+    :func:`cotj.dna.parse_dna`) or, for a DNA, the name of a mean DNA the package ships (:func:`cotj.mean_dna`):
+    every malformed input is a ValueError or TypeError naming it."""
     if source == STDIN:
         return parse_dna(sys.stdin.read(), "stdin")
+    if what == "DNA" and source in cotj.mean_dna_names():
+        return cotj.mean_dna(source)
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(2, f"no {what} file", source)
+        shipped = f" or a shipped mean DNA ({', '.join(cotj.mean_dna_names())})" if what == "DNA" else ""
+        raise FileNotFoundError(2, f"no {what} file{shipped}", source)
     return load_dna(path)
 
 

@@ -23,7 +23,7 @@ acceleration signature (mean squared third finite difference of the states, the 
 set against the DNA at the same levels, with their Spearman rank correlation.
 
 Examples:
-  cotj diagnose tests/data/zimageturbo_mean_dna.json --max-steps 8
+  cotj diagnose z-image-turbo --max-steps 8
   cotj diagnose --model analytic --prompt 3 --format json"""
 
 
@@ -31,7 +31,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("diagnose", parents=parents, help="negative gains, the knee of R(K), a run's signature",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("dna", nargs="?", help="DNA file (.npy, .json, .csv; every row is diagnosed) or - for stdin")
+    source.add_argument("dna", nargs="?", help="DNA file (.npy, .json, .csv; every row is diagnosed), - for stdin, or a shipped mean DNA name")
     source.add_argument("--prompt", help="a prompt (testbed) or condition id (analytic): extract its DNA and run it")
     p.add_argument("--tau", type=_io.probability, default=0.99, help="explained-gain target (default 0.99)")
     p.add_argument("--max-steps", type=_io.positive_int, metavar="K", help="longest plan (default N // 2)")

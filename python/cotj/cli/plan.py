@@ -19,7 +19,7 @@ Output: a table, or with --format json a list with one object per row:
 {"steps", "levels", "cost", "budget"} and, for adaptive runs (--tau), "curve" (C*_K) and
 "ratio" (R(K)) for K = 1..max_steps (null where no plan of that length exists).
 
-Example: cotj plan tests/data/qwenimage_mean_dna.json --budget 10
+Example: cotj plan qwen-image --budget 10
          cotj plan dna.npy --tau 0.99 --max-steps 50 --format json"""
 
 
@@ -27,7 +27,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plan", parents=parents, help="DNA -> plan(s), as a table or JSON",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_plan_flags(p)
-    p.add_argument("dna", help="DNA file (.npy, .json, .csv) or - for stdin")
+    p.add_argument("dna", help="DNA file (.npy, .json, .csv), - for stdin, or a shipped mean DNA: qwen-image, z-image-turbo")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default table)")
     p.set_defaults(run=run, prog=p.prog)
 

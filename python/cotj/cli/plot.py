@@ -21,8 +21,8 @@ DESCRIPTION = """PNG figures (matplotlib; the 'plot' extra). Figures:
   schedules  planned levels against uniform and shifted levels of the same K
 
 Examples:
-  cotj plot dna tests/data/qwenimage_mean_dna.json tests/data/zimageturbo_mean_dna.json --out dna.png
-  cotj plot cost tests/data/qwenimage_mean_dna.json --budget 10 --out cost.png"""
+  cotj plot dna qwen-image z-image-turbo --out dna.png
+  cotj plot cost qwen-image --budget 10 --out cost.png"""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -34,7 +34,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     out.add_argument("--dpi", type=_io.int_in(1, 1200), default=100, help="pixels per inch, 1..1200 (default 100)")
     out.add_argument("--size", type=_io.figsize, metavar="WxH", help="figure size in inches (default per figure)")
     one = argparse.ArgumentParser(add_help=False)
-    one.add_argument("dna", help="DNA file (.npy, .json, .csv) or - for stdin")
+    one.add_argument("dna", help="DNA file (.npy, .json, .csv), - for stdin, or a shipped mean DNA: qwen-image, z-image-turbo")
     one.add_argument("--row", type=int, default=0, help="which row of a (B, N) file (default 0)")
     one.add_argument("--grid", metavar="FILE", help="the DNA's noise levels (N,); default (i+1)/N")
     common = [*parents, out]
@@ -45,7 +45,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         return f
 
     f = figure("dna", "DNA curves of every row of one or more files (log scale)", _dna, [])
-    f.add_argument("files", nargs="+", help="DNA files (.npy, .json, .csv) or - for stdin")
+    f.add_argument("files", nargs="+", help="DNA files (.npy, .json, .csv), - for stdin, or shipped mean DNA names")
     f.add_argument("--labels", help="comma list, one legend entry per row (default: file names)")
     f.add_argument("--grid", metavar="FILE", help="the DNA's noise levels (N,); default (i+1)/N")
     f = figure("cost", "the cost matrix d_j·L(j, i) as a heatmap, with the plan's path", _cost, [one])

@@ -181,6 +181,6 @@ def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, A
         return dict(predictor=DNAPredictor.load(predictor, device="cpu"), what=f"predicted by {predictor}",
                     embed=lambda prompts: models.embeddings(_io.model_spec(args), prompts))
     if args.mean_dna:
-        return dict(mean_dna=cotj.load_dna(args.mean_dna), what=f"one row from {args.mean_dna}")
+        return dict(mean_dna=_io.read_array(args.mean_dna), what=f"one row from {args.mean_dna}")
     what = f"the prompt's true DNA (100 levels against a {args.reference_steps or 50}-step reference)"
     return dict(mean_dna=models.prompt_dna(_io.model_spec(args), args.prompt, pipe), what=what)
