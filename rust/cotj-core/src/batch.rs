@@ -7,6 +7,7 @@ use crate::error::{CotjError, Result};
 use crate::memory;
 use crate::planner::{AdaptivePlan, Plan, Planner, Workspace};
 use crate::stop::Stop;
+use crate::triangle::Triangle;
 
 /// Below this many rows a batch is planned on the calling thread: handing work to the rayon
 /// pool costs more than planning a few rows.
@@ -138,14 +139,25 @@ fn first_error(
     found.map_or(Ok(()), Err)
 }
 
-/// `plan_row(b, state)` for every row, in parallel for large batches; each thread keeps one
-/// workspace and one row buffer. The error is the first failing row's, whatever the threads;
-/// `stop` is polled before each row (and by `plan_row` between layers).
+/// What one planning thread reuses across the rows of a batch.
+#[derive(Default)]
+struct Scratch {
+    /// The DP layers and start costs.
+    ws: Workspace,
+    /// A DNA row as f64, or the weights of a dense row.
+    row: Vec<f64>,
+    /// The edge rows of a dense row's own cost matrix.
+    edges: Triangle,
+}
+
+/// `plan_row(b, scratch)` for every row, in parallel for large batches; each thread keeps one
+/// [`Scratch`]. The error is the first failing row's, whatever the threads; `stop` is polled
+/// before each row (and by `plan_row` between layers).
 fn run_rows<F>(rows: usize, stop: &Stop, plan_row: F) -> Result<Vec<Row>>
 where
-    F: Fn(usize, &mut (Workspace, Vec<f64>)) -> Result<Row> + Sync + Send,
+    F: Fn(usize, &mut Scratch) -> Result<Row> + Sync + Send,
 {
-    let init = || (Workspace::default(), Vec::new());
+    let init = Scratch::default;
     let row = |state: &mut _, b| stop.poll().and_then(|()| plan_row(b, state));
     if rows >= PARALLEL_MIN_ROWS {
         stop.parallel(|| {
@@ -192,7 +204,7 @@ impl Planner {
         let row = |b: usize| &dna[b * n..(b + 1) * n];
         first_error(rows, stop, |b| self.check_dna(b, row(b)))?;
         let req = self.request(rows, budget, current)?;
-        let out = run_rows(rows, stop, |b, (ws, d)| {
+        let out = run_rows(rows, stop, |b, Scratch { ws, row: d, .. }| {
             d.clear();
             memory::reserve("a dna row", d, n)?;
             d.extend(row(b).iter().map(|&v| v.into()));
@@ -230,10 +242,19 @@ impl Planner {
         let rows = cost.rows();
         first_error(rows, stop, |b| cost.check_row(b))?;
         let req = self.request(rows, budget, current)?;
-        let out = run_rows(rows, stop, |b, (ws, w)| {
+        let mut shared = Triangle::default();
+        if cost.shared_matrix() {
+            cost.edges(0, &mut shared)?;
+        }
+        let out = run_rows(rows, stop, |b, Scratch { ws, row: w, edges }| {
             cost.weights(b, w)?;
-            let matrix = cost.matrix(b);
-            let costs = cost.costs(b, &matrix, w);
+            let edges = if cost.shared_matrix() {
+                &shared
+            } else {
+                cost.edges(b, edges)?;
+                edges
+            };
+            let costs = cost.costs(b, edges, w);
             let (k, current) = (req.budgets[b], req.current[b]);
             let row = match req.adaptive {
                 None => self

@@ -4,24 +4,12 @@
 //! `w` a per-level scaling of the source level and `+inf` marking a missing edge, start or end.
 //! The DNA form is `M = L`, `w = d`, `start = -d`, `end = d`.
 
-use crate::dp::{Costs, Edges};
+use crate::dp::Costs;
 use crate::error::{CotjError, Result};
 use crate::lever::check_levels;
 use crate::memory;
 use crate::planner::{check_steps, path_cost};
-
-/// One (N, N) row-major matrix seen as edge rows: row `j` is `M[j, 0..j]`.
-pub(crate) struct Matrix<'a> {
-    n: usize,
-    m: &'a [f64],
-}
-
-impl Edges for Matrix<'_> {
-    #[inline]
-    fn row(&self, j: usize) -> &[f64] {
-        &self.m[j * self.n..j * self.n + j]
-    }
-}
+use crate::triangle::Triangle;
 
 /// Dense costs of a batch of plans over N levels, borrowed and validated.
 ///
@@ -101,7 +89,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
     ) -> Result<Self> {
         check_levels("cost", n)?;
         let count = |name, got: usize, unit: usize| {
-            if got > 0 && got % unit == 0 {
+            if got > 0 && got.is_multiple_of(unit) {
                 Ok((name, got / unit))
             } else {
                 Err(CotjError::DenseLength { name, got, unit })
@@ -197,23 +185,21 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         Ok(())
     }
 
-    /// The edge matrix of row `b`.
-    pub(crate) fn matrix(&self, b: usize) -> Matrix<'a> {
-        Matrix {
-            n: self.n,
-            m: pick(self.cost, self.n * self.n, b),
-        }
+    /// True when every plan has the same cost matrix.
+    pub(crate) fn shared_matrix(&self) -> bool {
+        self.cost.len() == self.n * self.n
     }
 
-    /// The costs of row `b` over its `matrix` and weights `w`.
-    pub(crate) fn costs<'s>(
-        &'s self,
-        b: usize,
-        matrix: &'s Matrix<'a>,
-        w: &'s [f64],
-    ) -> Costs<'s, Matrix<'a>> {
+    /// Writes the edge rows of row `b`'s cost matrix (its lower triangle) into `edges`.
+    pub(crate) fn edges(&self, b: usize, edges: &mut Triangle) -> Result<()> {
+        let (n, m) = (self.n, pick(self.cost, self.n * self.n, b));
+        edges.refill(n, |j, row| row.copy_from_slice(&m[j * n..j * n + j]))
+    }
+
+    /// The costs of row `b` over its edge rows and weights `w`.
+    pub(crate) fn costs<'s>(&'s self, b: usize, edges: &'s Triangle, w: &'s [f64]) -> Costs<'s> {
         Costs {
-            edges: matrix,
+            edges,
             w,
             start: pick(self.start, self.n, b),
             end: pick(self.end, self.n, b),
@@ -227,8 +213,9 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         check_steps(self.n, steps)?;
         let mut w = Vec::new();
         self.weights(b, &mut w)?;
-        let matrix = self.matrix(b);
-        let cost = path_cost(&self.costs(b, &matrix, &w), steps);
+        let mut edges = Triangle::default();
+        self.edges(b, &mut edges)?;
+        let cost = path_cost(&self.costs(b, &edges, &w), steps);
         if cost > f64::NEG_INFINITY {
             Ok(cost)
         } else {

@@ -8,13 +8,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::dp::Edges;
 use crate::error::{CotjError, Result};
 use crate::memory;
+use crate::triangle::Triangle;
 
 /// The most levels a grid (and so a DNA row or a dense cost) may have. Planning memory grows as
-/// N²: the lever takes 4·N² bytes (400 MB at this bound), a dense cost 8·N², the DP layers
-/// 8·K·N per thread. Checked before anything of that size is allocated.
+/// N²: the lever takes 4·N² bytes (400 MB at this bound), a dense cost 8·N² (and its lower
+/// triangle, copied for the DP, 4·N²), the DP layers 8·K·N per thread. Checked before anything of that size is allocated.
 pub const MAX_LEVELS: usize = 10_000;
 
 /// Checks that `n` levels (of the argument `name`: grid, dna, cost...) lie in 2..=[`MAX_LEVELS`].
@@ -57,14 +57,12 @@ pub fn check_grid(grid: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Grid levels with the lower triangle of the lever, packed row by row.
-///
-/// Row `j` holds `L(j, i)` for `i = 0..j` at offset `j (j - 1) / 2`; only the triangle
-/// `i < j` carries edges.
+/// Grid levels with the lower triangle of the lever, row by row: row `j` holds `L(j, i)` for
+/// `i = 0..j` (only the triangle `i < j` carries edges), laid out for the DP kernels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lever {
     levels: Vec<f64>,
-    tri: Vec<f64>,
+    tri: Triangle,
 }
 
 impl Lever {
@@ -120,31 +118,26 @@ impl Lever {
             let r = a[i] - s[i] * a[j] / s[j];
             r * r
         })?;
-        match lever.tri.iter().position(|l| !l.is_finite()) {
+        // The noisier level of the first pair whose lever is not finite.
+        match (1..grid.len()).find(|&j| lever.row(j).iter().any(|l| !l.is_finite())) {
             None => Ok(lever),
-            Some(p) => {
-                // Row j starts at j (j - 1) / 2: find the noisier level of the offending pair.
-                let index = (1..grid.len())
-                    .take_while(|j| j * (j - 1) / 2 <= p)
-                    .last()
-                    .unwrap_or(1);
-                Err(CotjError::ScheduleValue {
-                    name: "s",
-                    index,
-                    value: s[index],
-                    rule: "large enough that the lever (a_i - s_i a_j / s_j)^2 stays finite",
-                })
-            }
+            Some(index) => Err(CotjError::ScheduleValue {
+                name: "s",
+                index,
+                value: s[index],
+                rule: "large enough that the lever (a_i - s_i a_j / s_j)^2 stays finite",
+            }),
         }
     }
 
-    /// The packed triangle of `lever(j, i)` over a checked grid.
+    /// The triangle of `lever(j, i)` over a checked grid.
     fn build(grid: &[f64], lever: impl Fn(usize, usize) -> f64) -> Result<Self> {
         let n = grid.len();
-        let mut tri = memory::with_capacity("the lever (N (N - 1) / 2 floats)", n * (n - 1) / 2)?;
-        for j in 0..n {
-            tri.extend((0..j).map(|i| lever(j, i)));
-        }
+        let tri = Triangle::new(n, |j, row| {
+            for (i, l) in row.iter_mut().enumerate() {
+                *l = lever(j, i);
+            }
+        })?;
         Ok(Self {
             levels: memory::collect("the grid", n, grid.iter().copied())?,
             tri,
@@ -161,9 +154,9 @@ impl Lever {
         Ok(out)
     }
 
-    /// Bytes held by this lever (its grid and packed triangle).
+    /// Bytes held by this lever (its grid and triangle).
     pub fn bytes(&self) -> usize {
-        (self.levels.len() + self.tri.len()) * std::mem::size_of::<f64>()
+        self.levels.len() * std::mem::size_of::<f64>() + self.tri.bytes()
     }
 
     /// Number of grid levels N.
@@ -179,8 +172,12 @@ impl Lever {
     /// `L(j, i)` for `i = 0..j` (length `j`).
     #[inline]
     pub fn row(&self, j: usize) -> &[f64] {
-        let start = j * j.saturating_sub(1) / 2;
-        &self.tri[start..start + j]
+        self.tri.row(j)
+    }
+
+    /// The rows as the DP kernels read them.
+    pub(crate) fn triangle(&self) -> &Triangle {
+        &self.tri
     }
 
     /// `L(j, i)` for one pair `i < j`.
@@ -188,13 +185,6 @@ impl Lever {
     pub fn get(&self, j: usize, i: usize) -> f64 {
         debug_assert!(i < j);
         self.row(j)[i]
-    }
-}
-
-impl Edges for Lever {
-    #[inline]
-    fn row(&self, j: usize) -> &[f64] {
-        Lever::row(self, j)
     }
 }
 
@@ -211,7 +201,8 @@ pub struct LeverCache {
 impl LeverCache {
     /// Most levers kept.
     pub const MAX_ENTRIES: usize = 8;
-    /// Most bytes of levers kept (a lever of N levels takes 4·N·(N + 1) bytes: N <= 2895 fits).
+    /// Most bytes of levers kept (a lever of N levels takes about 4·N² + 136·N bytes: N <= 2883
+    /// fits).
     pub const MAX_BYTES: usize = 32 << 20;
 
     /// An empty cache (usable in a `static`).

@@ -40,6 +40,7 @@ mod lever;
 mod memory;
 mod planner;
 mod stop;
+mod triangle;
 
 pub use batch::{BatchPlans, Budget, Current};
 pub use dense::DenseCost;

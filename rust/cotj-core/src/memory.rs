@@ -31,20 +31,6 @@ pub(crate) fn filled<T: Clone>(what: &'static str, len: usize, value: T) -> Resu
     Ok(v)
 }
 
-/// `v[..len]`, grown with `value` if `v` is shorter.
-pub(crate) fn grown<'a, T: Clone>(
-    what: &'static str,
-    v: &'a mut Vec<T>,
-    len: usize,
-    value: T,
-) -> Result<&'a mut [T]> {
-    if v.len() < len {
-        reserve(what, v, len - v.len())?;
-        v.resize(len, value);
-    }
-    Ok(&mut v[..len])
-}
-
 /// The `len` items of `items` in a new vector.
 pub(crate) fn collect<T>(
     what: &'static str,
@@ -74,7 +60,6 @@ mod tests {
             .to_string()
             .starts_with("out of memory: the test buffer needs"));
         let mut v = vec![1u8; 3];
-        assert!(grown("v", &mut v, 1 << 62, 0).is_err());
-        assert_eq!(grown("v", &mut v, 5, 0).unwrap(), &[1, 1, 1, 0, 0]);
+        assert!(reserve("v", &mut v, usize::MAX).is_err());
     }
 }

@@ -4,11 +4,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::dp::{backtrack, best_end, forward, Costs, Edges, Ends};
+use crate::dp::{backtrack, best_end, forward, stride, Costs, Ends};
 use crate::error::{CotjError, Result};
 use crate::lever::Lever;
 use crate::memory;
 use crate::stop::Stop;
+use crate::triangle::Aligned;
 
 /// A plan: grid indices in sampling order (noisiest first) and its cost `C` (docs/method.md §3–4).
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +36,7 @@ pub struct AdaptivePlan {
 /// the start costs of a DNA row (N floats).
 #[derive(Debug, Default, Clone)]
 pub struct Workspace {
-    pub(crate) layers: Vec<f64>,
+    pub(crate) layers: Aligned,
     start: Vec<f64>,
 }
 
@@ -188,26 +189,21 @@ impl Planner {
 
     /// The best `k`-level plan of `costs` starting at `current` (else in the `first` window);
     /// `None` when no plan of that length has a finite cost. Inputs must be validated.
-    pub(crate) fn fixed<E: Edges + ?Sized>(
+    pub(crate) fn fixed(
         &self,
-        costs: &Costs<'_, E>,
+        costs: &Costs<'_>,
         current: Option<usize>,
         k: usize,
-        layers: &mut Vec<f64>,
+        layers: &mut Aligned,
         stop: &Stop,
     ) -> Result<Option<Plan>> {
-        let layers = memory::grown(LAYERS, layers, k * self.n(), 0.0)?;
+        let layers = layers.grown(LAYERS, k * stride(self.n()), 0.0)?;
         forward(costs, self.starts(current), k, true, layers, stop)?;
         Ok(self.extract(costs, k, layers))
     }
 
     /// The best `k`-level plan from the layers, if its cost is finite.
-    fn extract<E: Edges + ?Sized>(
-        &self,
-        costs: &Costs<'_, E>,
-        k: usize,
-        layers: &[f64],
-    ) -> Option<Plan> {
+    fn extract(&self, costs: &Costs<'_>, k: usize, layers: &[f64]) -> Option<Plan> {
         let (cost, end) = best_end(self.ends.last, costs.end, layers, k);
         if !cost.is_finite() {
             return None;
@@ -226,16 +222,16 @@ impl Planner {
     /// free ends where `C*_1 = 0`, and `kmax`); `R` is `NaN` where `C*_K` is infinite. When longer
     /// plans explain no gain (denominator <= 0), `R = 1` for every finite K and the shortest plan
     /// is chosen.
-    pub(crate) fn adaptive<E: Edges + ?Sized>(
+    pub(crate) fn adaptive(
         &self,
-        costs: &Costs<'_, E>,
+        costs: &Costs<'_>,
         current: Option<usize>,
         tau: f64,
         kmax: usize,
-        layers: &mut Vec<f64>,
+        layers: &mut Aligned,
         stop: &Stop,
     ) -> Result<Option<AdaptivePlan>> {
-        let layers = memory::grown(LAYERS, layers, kmax * self.n(), 0.0)?;
+        let layers = layers.grown(LAYERS, kmax * stride(self.n()), 0.0)?;
         forward(costs, self.starts(current), kmax, false, layers, stop)?;
         let curve = memory::collect(
             "the adaptive curve",
@@ -267,12 +263,12 @@ impl Planner {
     }
 
     /// The DNA form of one row: `w = d`, `start = -d` (kept in `start`), `end = d`.
-    fn dna_costs<'a>(&'a self, d: &'a [f64], start: &'a mut Vec<f64>) -> Result<Costs<'a, Lever>> {
+    fn dna_costs<'a>(&'a self, d: &'a [f64], start: &'a mut Vec<f64>) -> Result<Costs<'a>> {
         start.clear();
         memory::reserve("the start costs", start, d.len())?;
         start.extend(d.iter().map(|v| -v));
         Ok(Costs {
-            edges: self.lever.as_ref(),
+            edges: self.lever.triangle(),
             w: d,
             start,
             end: d,
@@ -396,7 +392,7 @@ pub(crate) fn check_steps(n: usize, steps: &[usize]) -> Result<()> {
 
 /// `start[j_1] + sum_m w[j_m] M[j_m, j_{m+1}] + end[j_K]` of checked `steps`; a jump with
 /// `M = +inf` is missing and costs `+inf` whatever its weight.
-pub(crate) fn path_cost<E: Edges + ?Sized>(costs: &Costs<'_, E>, steps: &[usize]) -> f64 {
+pub(crate) fn path_cost(costs: &Costs<'_>, steps: &[usize]) -> f64 {
     let inner: f64 = steps
         .windows(2)
         .map(|p| match costs.edges.row(p[0])[p[1]] {
