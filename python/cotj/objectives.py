@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cotj.multistep import SolverCost, plan_pairs, solver_costs
+
 __all__ = ["OBJECTIVES", "RowModel", "TeacherCost", "objective"]
 
 OBJECTIVES = ("paper", "teacher", "calibrated")
@@ -83,6 +85,9 @@ class TeacherCost:
         end: (N,) the same for the final step from level j to t = 0.
         n_samples: size of the calibration batch.
         rows: the closed-loop row model, if fitted.
+        gram: (2N + 2, 2N + 2) the mean Gram matrix of the teacher's states and clean estimates at the N + 1
+            nodes (t = 0 and the grid; :meth:`cotj.predict.teacher.Trajectories.gram`), if recorded: from it
+            :meth:`solver_cost` gives the local errors of any solver of :mod:`cotj.multistep`.
     """
 
     grid: NDArray[np.float64]
@@ -90,6 +95,7 @@ class TeacherCost:
     end: NDArray[np.float64]
     n_samples: int
     rows: RowModel | None = None
+    gram: NDArray[np.float64] | None = None
 
     def __post_init__(self) -> None:
         n = self.grid.shape[0]
@@ -99,6 +105,40 @@ class TeacherCost:
         below = np.tril(np.ones((n, n), dtype=bool), -1)
         if np.any(np.isnan(self.edges[below])) or np.any(self.edges[below] < 0) or np.any(~(self.end >= 0)):
             raise ValueError("edges (below the diagonal) and end must be non-negative and not NaN")
+        if self.gram is not None and (self.gram.shape != (2 * n + 2, 2 * n + 2) or not np.all(np.isfinite(self.gram))):
+            raise ValueError(f"gram must be finite with shape ({2 * n + 2}, {2 * n + 2}), got {self.gram.shape}")
+
+    def solver_cost(self, solver: str) -> SolverCost:
+        """The mean local errors of ``solver``'s steps on the teacher trajectories (:func:`cotj.multistep.solver_costs`
+        on :attr:`gram`, the linear flow), on nodes 0..N (node 0 is t = 0, node n the grid level n - 1)."""
+        if self.gram is None:
+            raise ValueError("this teacher cost has no Gram matrix: recalibrate (cotj.predict.calibrate records it)")
+        cost = solver_costs(solver, self.gram, np.append(0.0, self.grid))
+        floor = 1e-12  # the teacher's own steps land on it: 0 up to rounding of the quadratic form
+        pairs = None if cost.pairs is None else np.maximum(cost.pairs, floor)
+        return SolverCost(solver, np.maximum(cost.first, floor), pairs, np.maximum(cost.end, floor))
+
+    def plan(self, solver: str, budget: int, *, current: int | None = None, previous: int | None = None,
+             log_scale: ArrayLike | None = None) -> NDArray[np.float64]:
+        """The cheapest ``budget`` levels (K,) descending for ``solver`` from grid level ``current`` (default the
+        top), after an evaluation at grid level ``previous`` (multistep solvers), rows scaled by
+        ``exp(log_scale)`` (N,) (closed loop): the single-step solvers through :func:`cotj.plan_batch`, the
+        multistep ones through :func:`cotj.multistep.plan_pairs`."""
+        from cotj.planning import plan_batch
+
+        cost = self.solver_cost(solver)
+        n = self.grid.size
+        top = n - 1 if current is None else int(current)
+        w = np.ones(n) if log_scale is None else np.exp(np.asarray(log_scale, dtype=np.float64))
+        if cost.pairs is None:
+            if previous is not None:
+                raise ValueError(f"{solver} is a single-step solver: it takes no previous level")
+            plans = plan_batch(None, budget, cost=cost.first[1:, 1:], end=cost.end[1:] * w, scale=w, grid=self.grid,
+                               current=top)
+            return plans.levels[0]
+        nodes = plan_pairs(cost, budget, current=top + 1, previous=None if previous is None else int(previous) + 1,
+                           scale=np.append(1.0, w))
+        return self.grid[nodes - 1]
 
     def plan_kwargs(self, log_scale: ArrayLike | None = None) -> dict[str, Any]:
         """Keyword arguments of :func:`cotj.plan_batch`: ``cost``, ``end`` and ``grid``; with ``log_scale`` (B, N)
@@ -127,6 +167,8 @@ class TeacherCost:
                                "end": _digits(self.end), "n_samples": self.n_samples}  # fmt: skip
         if self.rows is not None:
             doc["rows"] = {k: _digits(getattr(self.rows, k)) for k in ("base", "center", "spread", "beta", "var")}
+        if self.gram is not None:  # full precision: local errors are small differences of its entries
+            doc["gram_upper"] = self.gram[np.triu_indices(self.gram.shape[0])].tolist()
         Path(path).write_text(json.dumps(doc))
 
     @classmethod
@@ -150,7 +192,13 @@ class TeacherCost:
                 if (rows.base.shape, rows.center.shape, rows.spread.shape, rows.beta.shape, rows.var.shape) != (
                         (n,), (n, f), (n, f), (n, f, n), (n, n)):
                     raise ValueError("the row model's shapes do not match the grid")
-            return cls(grid, edges, np.asarray(doc["end"], dtype=np.float64), int(doc["n_samples"]), rows)
+            gram = None
+            if "gram_upper" in doc:
+                upper = np.triu_indices(2 * n + 2)
+                gram = np.zeros((2 * n + 2, 2 * n + 2))
+                gram[upper] = np.asarray(doc["gram_upper"], dtype=np.float64)
+                gram = gram + np.triu(gram, 1).T
+            return cls(grid, edges, np.asarray(doc["end"], dtype=np.float64), int(doc["n_samples"]), rows, gram)
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"{path}: not a valid teacher cost file ({exc})") from None
 

@@ -13,15 +13,18 @@ the quality benchmark, the solvers' first step): DDIM on any Gaussian path, Eule
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 __all__ = ["PREDICTIONS", "Prediction", "ddim_update", "flow_matching", "is_flow_scheduler", "prediction_of", "to_x0"]
 
 Prediction = Literal["flow", "epsilon", "v", "sample"]
 PREDICTIONS: tuple[str, ...] = ("flow", "epsilon", "v", "sample")
 Coefficient = Union[float, torch.Tensor]
+ArrayT = TypeVar("ArrayT", torch.Tensor, NDArray[np.float64])
 
 _DIFFUSERS_NAMES = {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample", "flow_prediction": "flow"}
 
@@ -118,10 +121,9 @@ def prediction_of(scheduler: Any) -> str:
     return _DIFFUSERS_NAMES[name]
 
 
-def ddim_update(x: torch.Tensor, x0: torch.Tensor, a: torch.Tensor, s: torch.Tensor, a_next: torch.Tensor,
-              s_next: torch.Tensor) -> torch.Tensor:
+def ddim_update(x: ArrayT, x0: ArrayT, a: Any, s: Any, a_next: Any, s_next: Any) -> ArrayT:
     """The deterministic first-order step from ``x`` (n, ...) on the path at ``(a, s)`` to ``(a_next, s_next)``,
     given the clean estimate ``x0`` (n, ...): ``a_next·x0 + s_next·eps_hat`` with ``eps_hat = (x - a·x0)/s``
     (DDIM; on the linear flow ``x + (t_next - t)·v``, Euler). The coefficients broadcast against ``x`` (per-row
-    columns (n, 1, ...)); ``a_next = 1, s_next = 0`` lands on ``x0``."""
+    columns (n, 1, ...)); ``a_next = 1, s_next = 0`` lands on ``x0``. Torch tensors or numpy arrays alike."""
     return a_next * x0 + s_next * (x - a * x0) / s

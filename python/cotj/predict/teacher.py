@@ -100,20 +100,34 @@ class Trajectories:
                 raise ValueError(f"{name} must have the shape of levels {lv.shape}, got {np.shape(v)}")
 
     @functools.cached_property
+    def path(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """``(a, s)`` (M,) at the levels: the given path, else the linear flow."""
+        t = np.asarray(self.levels, dtype=np.float64)
+        return (1.0 - t if self.a is None else np.asarray(self.a, dtype=np.float64),
+                t if self.s is None else np.asarray(self.s, dtype=np.float64))  # fmt: skip
+
+    @functools.cached_property
     def jump_costs(self) -> NDArray[np.float64]:
         """(B, M, M) float64: ``[b, j, i]`` is the mean squared distance between one first-order
-        (Euler / DDIM) step from sample b's teacher state at level j down to level i and the
-        teacher's own state at level i; ``inf`` where i >= j (no such jump)."""
-        t = np.asarray(self.levels, dtype=np.float64)
-        a = 1.0 - t if self.a is None else np.asarray(self.a, dtype=np.float64)
-        s = t if self.s is None else np.asarray(self.s, dtype=np.float64)
+        (Euler / DDIM, :func:`cotj.predict.prediction.ddim_update`) step from sample b's teacher state at level j
+        down to level i and the teacher's own state at level i; ``inf`` where i >= j (no such jump)."""
+        a, s = self.path
         x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
-        cost = np.full((x.shape[0], t.size, t.size), np.inf)
-        for j in range(1, t.size):
-            eps = (x[:, j] - a[j] * x0[:, j]) / s[j]  # (B, D)
-            landed = a[:j, None] * x0[:, j, None] + s[:j, None] * eps[:, None]  # (B, j, D)
+        cost = np.full((x.shape[0], a.size, a.size), np.inf)
+        for j in range(1, a.size):
+            landed = ddim_update(x[:, j, None], x0[:, j, None], a[j], s[j], a[:j, None], s[:j, None])  # (B, j, D)
             cost[:, j, :j] = ((landed - x[:, :j]) ** 2).mean(-1)
         return cost
+
+    def gram(self) -> NDArray[np.float64]:
+        """(2M, 2M) float64: the mean over samples of ``V·Vᵀ/D``, ``V`` the (2M, D) stack of a sample's states at
+        the M levels then its clean estimates there (column 0 of the estimates: the endpoint itself). Every
+        solver's mean local error on these trajectories is a quadratic form in it (:func:`cotj.multistep.solver_costs`)."""
+        x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
+        x0 = x0.copy()
+        x0[:, 0] = x[:, 0]
+        v = np.concatenate([x, x0], axis=1)  # (B, 2M, D)
+        return np.einsum("bmd,bnd->mn", v, v) / (v.shape[0] * v.shape[2])
 
     @functools.cached_property
     def features(self) -> NDArray[np.float64]:
@@ -157,12 +171,13 @@ def _chunks(noise: torch.Tensor, cond: Any, size: int) -> Iterator[tuple[torch.T
 
 
 def fit_teacher_cost(costs: NDArray[np.float64], features: NDArray[np.float64], grid: ArrayLike,
-                     ridge: float = 10.0) -> TeacherCost:
+                     ridge: float = 10.0, gram: NDArray[np.float64] | None = None) -> TeacherCost:
     """The :class:`TeacherCost` of per-sample jump costs ``costs`` (C, N + 1, N + 1) (node 0 = t = 0, node n =
     grid level n - 1) and the features ``features`` (C, N, F) seen at each grid level.
 
     The data-set cost is the mean over samples. The row model regresses, level by level, each sample's log row
     scale ``log mean_i(costs[c, j, i] / mean[j, i])`` on the standardised features, with ridge penalty ``ridge``.
+    ``gram`` (2N + 2, 2N + 2), the trajectories' mean Gram matrix, is kept for the solver-aware costs.
     """
     g = np.asarray(grid, dtype=np.float64)
     if ridge < 0 or not np.isfinite(ridge):
@@ -182,7 +197,7 @@ def fit_teacher_cost(costs: NDArray[np.float64], features: NDArray[np.float64], 
         beta[j] = np.linalg.solve(z.T @ z + ridge * np.eye(f), z.T @ centered)
         var[j] = (centered - z @ beta[j]).var(0)
     edges = np.where(below[1:, 1:], mean[1:, 1:], np.inf)
-    return TeacherCost(g, edges, mean[1:, 0].copy(), int(costs.shape[0]), RowModel(base, center, spread, beta, var))
+    return TeacherCost(g, edges, mean[1:, 0].copy(), int(costs.shape[0]), RowModel(base, center, spread, beta, var), gram)
 
 
 def calibrate(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike | None = None, *,
@@ -207,10 +222,12 @@ def calibrate(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike | N
     g = default_grid(100) if grid is None else np.asarray(grid, dtype=np.float64)
     if noise.shape[0] < 2:
         raise ValueError(f"calibrate needs at least 2 samples, got {noise.shape[0]}")
-    costs, feats = [], []
+    costs, feats, grams = [], [], []
     chunks = _chunks(noise, cond, batch_size)
     for x, c in tqdm(chunks, total=-(-noise.shape[0] // batch_size), desc="teacher runs", disable=not progress):
         traj = euler_trajectories(denoiser, x, c, g, prediction=prediction)
         costs.append(traj.jump_costs)
         feats.append(traj.features)
-    return fit_teacher_cost(np.concatenate(costs), np.concatenate(feats), g, ridge)
+        grams.append(traj.gram() * x.shape[0])
+    gram = np.sum(grams, axis=0) / noise.shape[0]
+    return fit_teacher_cost(np.concatenate(costs), np.concatenate(feats), g, ridge, gram)

@@ -1,0 +1,258 @@
+"""Plans for the solver that runs them (docs/method.md §11). numpy only.
+
+The plan graph's edge cost (:mod:`cotj.objectives`) models one first-order step. A solver's step from level
+``t_j`` to ``t_i`` is a linear combination of the state ``x_j`` and of clean estimates ``m = x0_hat``:
+
+- ``"euler"`` (DDIM on any Gaussian path ``x_t = a·x0 + s·eps``): ``x_i = (s_i/s_j)·x_j + (a_i - a_j·s_i/s_j)·m_j``;
+- ``"dpmpp_2m"`` (DPM-Solver++(2M), midpoint form, ``λ = log(a/s)``, ``h = λ_i - λ_j``, ``r = (λ_j - λ_k)/h``,
+  ``φ = e^(-h) - 1``): ``x_i = (s_i/s_j)·x_j - a_i·φ·(1 + 1/(2r))·m_j + a_i·φ/(2r)·m_k`` with ``m_k`` the estimate
+  at the previous level ``t_k``;
+- ``"unipc"`` (UniPC, B(h) = e^(-h) - 1, data prediction): the same predictor, then the UniC corrector, which
+  reuses the evaluation at the new state: ``x_i`` also weighs ``m_i``; first step and corrector of order 1, then
+  order 2 (:func:`unipc_weights`);
+- ``"heun"`` (flow only): ``x_i = x_j + (t_i - t_j)/2·(v_j + v_i)``, ``v = (x - m)/t``.
+
+Every solver's first step (no previous level yet) and last step (to ``t = 0``, where the state is ``m``) are first
+order, as Diffusers' schedulers take them with ``final_sigmas_type="zero"``.
+
+Because each step is linear in the vectors of a teacher trajectory, its local error on the trajectory,
+``mean ||x_i_hat - x_i||²/D``, is a quadratic form in the trajectory's Gram matrix of states and estimates: the
+mean Gram over calibration samples (:attr:`cotj.objectives.TeacherCost.gram`) gives the exact mean local error of
+every jump ``(k, j) -> i`` at once (:func:`solver_costs`). Heun's second evaluation is at the Euler-predicted
+state; its cost takes the teacher's state there instead (a proxy: no extra model calls).
+
+Single-step solvers plan with the layered DP of the core on an (N, N) cost. A multistep solver's cost depends on
+the previous level too, so :func:`plan_pairs` runs the DP over (previous, current) pairs, O(K·N³) in numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "MULTISTEP",
+    "SOLVERS",
+    "SolverCost",
+    "ddim_weights",
+    "dpmpp_2m_weights",
+    "plan_pairs",
+    "solver_costs",
+    "unipc_weights",
+]
+
+SOLVERS = ("euler", "heun", "dpmpp_2m", "unipc")
+"""The solvers whose steps this module models (the names of :mod:`cotj.execute.solvers`)."""
+MULTISTEP = ("dpmpp_2m", "unipc")
+"""The solvers whose step reuses the previous level's estimate."""
+
+Weights = dict[str, NDArray[np.float64]]
+"""Coefficients of one step on named vectors: ``x_j`` (the state), ``m_k``, ``m_j``, ``m_i`` (clean estimates at
+the previous, current and next level) and ``x_i`` (the teacher's next state, Heun's proxy)."""
+
+
+def _lam(a: NDArray[np.float64], s: NDArray[np.float64]) -> NDArray[np.float64]:
+    with np.errstate(divide="ignore"):
+        return np.log(a) - np.log(s)
+
+
+def ddim_weights(a_j: ArrayLike, s_j: ArrayLike, a_i: ArrayLike, s_i: ArrayLike) -> Weights:
+    """The first-order step j -> i (broadcasting arrays): ``x_j`` and ``m_j`` weights."""
+    a_j, s_j, a_i, s_i = (np.asarray(v, dtype=np.float64) for v in (a_j, s_j, a_i, s_i))
+    return {"x_j": s_i / s_j, "m_j": a_i - a_j * s_i / s_j}
+
+
+def dpmpp_2m_weights(a_k: ArrayLike, s_k: ArrayLike, a_j: ArrayLike, s_j: ArrayLike, a_i: ArrayLike,
+                     s_i: ArrayLike) -> Weights:
+    """DPM-Solver++(2M) from j to i with the previous level k (midpoint form, as Diffusers' default)."""
+    a_k, s_k, a_j, s_j, a_i, s_i = (np.asarray(v, dtype=np.float64) for v in (a_k, s_k, a_j, s_j, a_i, s_i))
+    lam_k, lam_j, lam_i = _lam(a_k, s_k), _lam(a_j, s_j), _lam(a_i, s_i)
+    h = lam_i - lam_j
+    r = (lam_j - lam_k) / h
+    phi = np.expm1(-h)
+    return {"x_j": s_i / s_j, "m_j": -a_i * phi * (1.0 + 0.5 / r), "m_k": a_i * phi * 0.5 / r}
+
+
+def unipc_weights(a_k: ArrayLike | None, s_k: ArrayLike | None, a_j: ArrayLike, s_j: ArrayLike, a_i: ArrayLike,
+                  s_i: ArrayLike) -> Weights:
+    """UniPC (bh2, data prediction) from j to i: the predictor and the UniC corrector that uses the estimate
+    ``m_i`` at the new state. Without a previous level (``a_k = s_k = None``) both are of order 1, else of order 2
+    (the corrector's ``rho`` solves the order conditions ``R·rho = b`` of UniPC, as Diffusers does)."""
+    a_j, s_j, a_i, s_i = (np.asarray(v, dtype=np.float64) for v in (a_j, s_j, a_i, s_i))
+    lam_j, lam_i = _lam(a_j, s_j), _lam(a_i, s_i)
+    h = lam_i - lam_j
+    b_h = np.expm1(-h)  # B(h) of bh2, also phi_1
+    base = {"x_j": s_i / s_j, "m_j": -a_i * b_h}
+    if a_k is None or s_k is None:  # order 1: rho_c = 1/2 on D1_t = m_i - m_j
+        return {"x_j": base["x_j"], "m_j": base["m_j"] + 0.5 * a_i * b_h, "m_i": -0.5 * a_i * b_h}
+    rk = (_lam(np.asarray(a_k, dtype=np.float64), np.asarray(s_k, dtype=np.float64)) - lam_j) / h  # < 0
+    hh = -h
+    phi_k = b_h / hh - 1.0
+    b0 = phi_k / b_h
+    b1 = (phi_k / hh - 0.5) * 2.0 / b_h
+    # R = [[1, 1], [rk, 1]]; rho = R^-1 b. A previous level at t = 1 (a = 0) has rk = -inf: the limit is
+    # rho0 = 0, rho1 = b0 (the previous estimate drops out), where Diffusers' own solve would give NaN.
+    far = np.isinf(rk)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho0 = np.where(far, 0.0, (b0 - b1) / (1.0 - rk))
+        rho1 = np.where(far, b0, (b1 - rk * b0) / (1.0 - rk))
+        over_rk = np.where(far, 0.0, rho0 / rk)
+    # corrector: x_i = x_i_ - a_i·B(h)·(rho0·(m_k - m_j)/rk + rho1·(m_i - m_j))
+    return {"x_j": base["x_j"], "m_k": -a_i * b_h * over_rk,
+            "m_j": base["m_j"] + a_i * b_h * (over_rk + rho1), "m_i": -a_i * b_h * rho1}
+
+
+def _heun_weights(t_j: NDArray[np.float64], t_i: NDArray[np.float64]) -> Weights:
+    """Heun on the linear flow with the second velocity taken at the teacher's state ``x_i`` (the proxy)."""
+    half = 0.5 * (t_i - t_j)
+    return {"x_j": 1.0 + half / t_j, "m_j": -half / t_j, "x_i": half / t_i, "m_i": -half / t_i}
+
+
+def _first_weights(solver: str, t: NDArray[np.float64], a: NDArray[np.float64], s: NDArray[np.float64],
+                   j: NDArray[np.int64], i: NDArray[np.int64]) -> Weights:
+    """The weights of a solver's step j -> i (i >= 1) taken without a previous evaluation."""
+    if solver == "unipc":
+        return unipc_weights(None, None, a[j], s[j], a[i], s[i])
+    if solver == "heun":
+        return _heun_weights(t[j], t[i])
+    return ddim_weights(a[j], s[j], a[i], s[i])
+
+
+@dataclass(frozen=True)
+class SolverCost:
+    """A solver's mean local errors on teacher trajectories, on nodes ``0..M-1`` (node 0 is t = 0, node n is the
+    grid level n - 1).
+
+    Attributes:
+        solver: a :data:`SOLVERS` name.
+        first: (M, M) ``[j, i]`` the step j -> i taken without a previous level (a solver's first step; for the
+            single-step solvers every step); ``inf`` unless i < j, column 0 the first-order step to t = 0.
+        pairs: (M, M, M) ``[k, j, i]`` the step j -> i after an evaluation at k (multistep solvers; ``inf`` unless
+            k > j > i >= 1); None for single-step solvers.
+        end: (M,) ``[j]`` the last step, from j to t = 0 (first order: the state becomes ``m_j``).
+    """
+
+    solver: str
+    first: NDArray[np.float64]
+    pairs: NDArray[np.float64] | None
+    end: NDArray[np.float64]
+
+
+def _quadratic(gram: NDArray[np.float64], slots: dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]) -> NDArray[np.float64]:
+    """``sum_pq w_p·w_q·G[idx_p, idx_q]`` over the named slots (index array, weight array), elementwise."""
+    items = list(slots.values())
+    out = np.zeros(np.broadcast(*[w for _, w in items]).shape)
+    for ip, wp in items:
+        for iq, wq in items:
+            out = out + wp * wq * gram[ip, iq]
+    return out
+
+
+def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike | None = None,
+                 s: ArrayLike | None = None) -> SolverCost:
+    """The :class:`SolverCost` of ``solver`` from the mean Gram matrix of teacher trajectories.
+
+    Args:
+        solver: a :data:`SOLVERS` name.
+        gram: (2M, 2M) mean over calibration samples of ``V·Vᵀ/D``, ``V`` the (2M, D) stack of the states at the M
+            nodes then the clean estimates at them (:meth:`cotj.predict.teacher.Trajectories.gram`).
+        levels: (M,) ascending node levels, ``levels[0] = 0``.
+        a, s: (M,) the Gaussian path at the nodes; default the linear flow ``a = 1 - t``, ``s = t``.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
+    t = np.asarray(levels, dtype=np.float64)
+    g = np.asarray(gram, dtype=np.float64)
+    m = t.size
+    if t.ndim != 1 or m < 2 or t[0] != 0 or np.any(np.diff(t) <= 0):
+        raise ValueError("levels must be 1-D, ascending, start at 0 and hold at least 2 levels")
+    if g.shape != (2 * m, 2 * m):
+        raise ValueError(f"gram must have shape ({2 * m}, {2 * m}) for {m} levels, got {g.shape}")
+    flow = a is None and s is None
+    if solver == "heun" and not flow:
+        raise ValueError("the heun cost is defined on the linear flow only (give no a and s)")
+    av = 1.0 - t if a is None else np.asarray(a, dtype=np.float64)
+    sv = t if s is None else np.asarray(s, dtype=np.float64)
+    nodes = np.arange(m)
+
+    def slots(w: Weights, k: NDArray[np.int64], j: NDArray[np.int64], i: NDArray[np.int64]) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+        where = {"x_j": j, "m_k": m + k, "m_j": m + j, "m_i": m + i, "x_i": i}
+        out = {name: (where[name], weight) for name, weight in w.items()}
+        ix, wx = out.get("x_i", (i, np.zeros(())))
+        out["x_i"] = (ix, wx - 1.0)  # the error against the teacher's next state
+        return out
+
+    j2, i2 = nodes[:, None], nodes[None, :]
+    below = (i2 < j2) & (j2 >= 1)
+    jj, ii = np.where(below, j2, 1), np.where(below, i2, 0)
+    inner = ii >= 1  # a step that lands on a level above t = 0: the solver's own first step there
+    w1 = _first_weights(solver, t, av, sv, jj, np.maximum(ii, 1))
+    w1 = {name: np.where(inner, w, 0.0) for name, w in w1.items()}
+    for name, w in ddim_weights(av[jj], sv[jj], av[ii], sv[ii]).items():  # the last step, to t = 0: first order
+        w1[name] = np.where(inner, w1[name], w)
+    first = np.where(below, _quadratic(g, slots(w1, jj, jj, ii)), np.inf)
+    end = np.full(m, np.inf)
+    end[1:] = first[1:, 0]
+    pairs = None
+    if solver in MULTISTEP:
+        k3, j3, i3 = nodes[:, None, None], nodes[None, :, None], nodes[None, None, :]
+        valid = (k3 > j3) & (j3 > i3) & (i3 >= 1)
+        pairs = np.full((m, m, m), np.inf)
+        if valid.any():  # evaluate the weights at a valid stand-in where the triple is not one
+            k0, j0, i0 = (int(v[0]) for v in np.nonzero(valid))
+            kk, jj3, ii3 = np.where(valid, k3, k0), np.where(valid, j3, j0), np.where(valid, i3, i0)
+            args = (av[kk], sv[kk], av[jj3], sv[jj3], av[ii3], sv[ii3])
+            w3 = dpmpp_2m_weights(*args) if solver == "dpmpp_2m" else unipc_weights(*args)
+            pairs = np.where(valid, _quadratic(g, slots(w3, kk, jj3, ii3)), np.inf)
+    return SolverCost(solver, first, pairs, end)
+
+
+def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | None = None,
+               scale: ArrayLike | None = None) -> NDArray[np.int64]:
+    """The cheapest K-evaluation plan of a multistep solver from node ``current`` (evaluated next), over
+    (previous, current) pairs: nodes (budget,) descending, starting with ``current``.
+
+    The cost of a plan ``e_1 = current > e_2 > ... > e_K`` is ``step(e_1 -> e_2) + sum pairs[e_(n-1), e_n, e_(n+1)]
+    + end[e_K]``, the first step from ``first`` when there is no ``previous`` evaluation, else from ``pairs``.
+    ``scale`` (M,) multiplies every step by a factor of its source node (closed-loop row scales). O(K·M³) time,
+    O(K·M²) memory.
+    """
+    if cost.pairs is None:
+        raise ValueError(f"{cost.solver} is a single-step solver: plan it with cotj.plan_batch(cost=...)")
+    m = cost.end.size
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget must be an int >= 1, got {budget!r}")
+    if not 1 <= current < m or (previous is not None and not current < previous < m):
+        raise ValueError(f"need 1 <= current < previous < {m}, got current={current}, previous={previous}")
+    if budget > current:
+        raise ValueError(f"budget {budget} needs more levels than the {current} at or below node {current}")
+    w = np.ones(m) if scale is None else np.asarray(scale, dtype=np.float64)
+    if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"scale must be ({m},) finite and > 0")
+    pairs = cost.pairs * w[None, :, None]
+    end = cost.end * w
+    if budget == 1:
+        return np.array([current])
+    # value[k, j]: the cheapest way to have evaluated at k then j (j the latest), after the steps so far
+    value = np.full((m, m), np.inf)
+    if previous is None:
+        value[current, :] = cost.first[current] * w[current]
+    else:
+        value[current, :] = pairs[previous, current]
+    value[current, 0] = np.inf  # a step to t = 0 ends the run: only the end term goes there
+    back = []
+    for _ in range(budget - 2):
+        total = value[:, :, None] + pairs  # [k, j, i]
+        arg = np.argmin(total, axis=0)  # (M, M): best k for (j, i)
+        back.append(arg)
+        value = np.take_along_axis(total, arg[None], axis=0)[0]
+    final = value + end[None, :]
+    k, j = np.unravel_index(int(np.argmin(final)), final.shape)
+    if not np.isfinite(final[k, j]):
+        raise ValueError(f"no plan of {budget} evaluations from node {current}")
+    path = [int(j), int(k)]
+    for arg in reversed(back):
+        path.append(int(arg[path[-1], path[-2]]))
+    return np.array(path[::-1])

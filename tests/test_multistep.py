@@ -1,0 +1,232 @@
+"""Solver-aware plans (cotj.multistep): the step weights against Diffusers' own schedulers, the Gram-matrix local
+errors against errors measured directly on teacher trajectories, and the pair DP against exhaustive search."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cotj.multistep import SOLVERS, SolverCost, ddim_weights, dpmpp_2m_weights, plan_pairs, solver_costs, unipc_weights
+
+
+def _combine(w: dict[str, np.ndarray], vec: dict[str, np.ndarray]) -> np.ndarray:
+    return sum(np.asarray(c) * vec[name] for name, c in w.items())
+
+
+# ------------------------------------------------------------------ the weights are Diffusers' updates
+
+
+def _diffusers_run(scheduler, levels, x, denoise):
+    """Run ``scheduler``'s own update on flow ``levels`` with a model whose clean estimate is ``denoise(x)``: the
+    state before each step and the estimate there, and the result. The levels are written into the scheduler
+    after ``set_timesteps`` (this checks the update formula, not how a plan is handed over)."""
+    torch = pytest.importorskip("torch")
+    scheduler.set_timesteps(num_inference_steps=len(levels))
+    scheduler.sigmas = torch.tensor([*levels, 0.0], dtype=torch.float64)
+    scheduler.timesteps = torch.tensor(levels, dtype=torch.float64) * 1000
+    states, estimates = [], []
+    x = torch.as_tensor(x, dtype=torch.float64)
+    for n, t in enumerate(scheduler.timesteps):
+        sigma = float(scheduler.sigmas[n])
+        m = denoise(x)
+        states.append(x.clone())
+        estimates.append(m.clone())
+        v = (x - m) / sigma  # flow prediction: x0 = x - sigma·v
+        x = scheduler.step(v, t, x).prev_sample
+    return [s.numpy() for s in states], [m.numpy() for m in estimates], x.numpy()
+
+
+def _denoise(x):
+    return 0.6 * x - 0.1 * x**3  # any smooth map: the update is linear in its values, not in x
+
+
+def test_dpmpp_2m_weights_are_diffusers_update():
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
+                                                  final_sigmas_type="zero", algorithm_type="dpmsolver++", solver_order=2)
+    levels = np.array([0.9, 0.55, 0.3, 0.12])
+    x = np.random.default_rng(0).standard_normal((2, 5))
+    states, m, out = _diffusers_run(sched, levels, x, _denoise)
+    a, s = 1.0 - levels, levels
+    for n in range(1, 3):  # second-order steps: from level n to n + 1 with the previous level n - 1
+        w = dpmpp_2m_weights(a[n - 1], s[n - 1], a[n], s[n], a[n + 1], s[n + 1])
+        np.testing.assert_allclose(_combine(w, {"x_j": states[n], "m_j": m[n], "m_k": m[n - 1]}), states[n + 1],
+                                   rtol=1e-6, atol=1e-9)
+    w0 = ddim_weights(a[0], s[0], a[1], s[1])  # the first step is first order
+    np.testing.assert_allclose(_combine(w0, {"x_j": states[0], "m_j": m[0]}), states[1], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(out, m[-1], rtol=1e-6, atol=1e-9)  # the last step, to 0, lands on the estimate
+
+
+def test_unipc_weights_are_diffusers_predictor_and_corrector():
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
+                                              final_sigmas_type="zero", solver_type="bh2", solver_order=2,
+                                              predict_x0=True)
+    levels = np.array([0.9, 0.55, 0.3, 0.12])
+    x = np.random.default_rng(1).standard_normal((2, 5))
+    states, m, _ = _diffusers_run(sched, levels, x, _denoise)
+    a, s = 1.0 - levels, levels
+    # Diffusers applies the corrector of step j -> i when it is handed m_i: the corrected state is the x_j of the
+    # next step. Our weights give that corrected state directly from x_j (corrected), m_k, m_j and m_i.
+    corrected = [states[0]]
+    w0 = unipc_weights(None, None, a[0], s[0], a[1], s[1])
+    corrected.append(_combine(w0, {"x_j": corrected[0], "m_j": m[0], "m_i": m[1]}))
+    for n in range(1, 3):
+        w = unipc_weights(a[n - 1], s[n - 1], a[n], s[n], a[n + 1], s[n + 1])
+        corrected.append(_combine(w, {"x_j": corrected[n], "m_k": m[n - 1], "m_j": m[n], "m_i": m[n + 1]}))
+    # the predictor of step n starts from the corrected state; check it reproduces Diffusers' next state
+    for n in range(1, 3):
+        w = dpmpp_2m_weights(a[n - 1], s[n - 1], a[n], s[n], a[n + 1], s[n + 1])  # UniP-2 (bh2) is 2M's midpoint
+        np.testing.assert_allclose(_combine(w, {"x_j": corrected[n], "m_j": m[n], "m_k": m[n - 1]}), states[n + 1],
+                                   rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------ Gram costs equal measured local errors
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch = pytest.importorskip("torch")
+    from cotj.models.analytic import FlowMixtureModel, MixtureFamily
+    from cotj.predict.teacher import euler_trajectories
+
+    model = FlowMixtureModel(MixtureFamily(dim=6, seed=3))
+    noise = torch.randn(12, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return euler_trajectories(model, noise, torch.arange(12) % 4, np.arange(1, 13) / 12, prediction="flow")
+
+
+def test_euler_gram_cost_equals_the_measured_jump_costs(teacher):
+    cost = solver_costs("euler", teacher.gram(), teacher.levels)
+    measured = teacher.jump_costs.mean(0)
+    below = np.isfinite(measured)
+    np.testing.assert_allclose(cost.first[below], measured[below], rtol=1e-7, atol=1e-12)
+    assert np.all(np.isinf(cost.first[~below])) and cost.pairs is None
+    np.testing.assert_allclose(cost.end[1:], measured[1:, 0], rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+def test_multistep_gram_cost_equals_the_measured_error(teacher, solver):
+    cost = solver_costs(solver, teacher.gram(), teacher.levels)
+    a, s = teacher.path
+    x, m0 = teacher.states, teacher.x0
+    for k, j, i in [(12, 9, 4), (5, 4, 1), (11, 10, 9), (8, 3, 2)]:
+        args = (a[k], s[k], a[j], s[j], a[i], s[i])
+        w = dpmpp_2m_weights(*args) if solver == "dpmpp_2m" else unipc_weights(*args)
+        landed = _combine(w, {"x_j": x[:, j], "m_k": m0[:, k], "m_j": m0[:, j], "m_i": m0[:, i]})
+        assert cost.pairs[k, j, i] == pytest.approx(((landed - x[:, i]) ** 2).mean(), rel=1e-7, abs=1e-13)
+    assert np.isinf(cost.pairs[4, 9, 2]) and np.isinf(cost.pairs[9, 4, 0])
+
+
+def test_solver_costs_refuse_what_they_cannot_model(teacher):
+    with pytest.raises(ValueError, match="unknown solver 'rk4'; known: euler, heun, dpmpp_2m, unipc"):
+        solver_costs("rk4", teacher.gram(), teacher.levels)
+    with pytest.raises(ValueError, match="gram must have shape"):
+        solver_costs("euler", teacher.gram()[1:], teacher.levels)
+    with pytest.raises(ValueError, match="linear flow only"):
+        solver_costs("heun", teacher.gram(), teacher.levels, a=1.0 - teacher.levels, s=teacher.levels)
+
+
+# ------------------------------------------------------------------ the pair DP is exhaustive search
+
+
+def _brute(cost: SolverCost, budget: int, current: int, previous: int | None, scale: np.ndarray) -> float:
+    best = np.inf
+    for rest in itertools.combinations(range(current - 1, 0, -1), budget - 1):
+        plan = (current, *rest)
+        total = 0.0
+        for n in range(budget - 1):
+            j, i = plan[n], plan[n + 1]
+            k = plan[n - 1] if n else previous
+            total += (cost.first[j, i] if k is None else cost.pairs[k, j, i]) * scale[j]
+        best = min(best, total + cost.end[plan[-1]] * scale[plan[-1]])
+    return best
+
+
+def _plan_cost(cost: SolverCost, plan: np.ndarray, previous: int | None, scale: np.ndarray) -> float:
+    total = 0.0
+    for n in range(len(plan) - 1):
+        j, i = plan[n], plan[n + 1]
+        k = plan[n - 1] if n else previous
+        total += (cost.first[j, i] if k is None else cost.pairs[k, j, i]) * scale[j]
+    return total + cost.end[plan[-1]] * scale[plan[-1]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(3, 8), seed=st.integers(0, 2**16), data=st.data())
+def test_pair_dp_is_optimal(m, seed, data):
+    rng = np.random.default_rng(seed)
+    first = np.where(np.tril(np.ones((m, m), bool), -1), rng.random((m, m)), np.inf)
+    idx = np.arange(m)
+    valid = (idx[:, None, None] > idx[None, :, None]) & (idx[None, :, None] > idx[None, None, :]) & (idx[None, None, :] >= 1)
+    pairs = np.where(valid, rng.random((m, m, m)), np.inf)
+    cost = SolverCost("dpmpp_2m", first, pairs, np.append(np.inf, rng.random(m - 1)))
+    current = data.draw(st.integers(1, m - 1))
+    previous = data.draw(st.one_of(st.none(), st.integers(current + 1, m - 1))) if current < m - 1 else None
+    budget = data.draw(st.integers(1, current))
+    scale = rng.uniform(0.5, 2.0, m)
+    plan = plan_pairs(cost, budget, current=current, previous=previous, scale=scale)
+    assert plan[0] == current and len(plan) == budget and np.all(np.diff(plan) < 0) and plan[-1] >= 1
+    assert _plan_cost(cost, plan, previous, scale) == pytest.approx(_brute(cost, budget, current, previous, scale))
+
+
+def test_plan_pairs_bad_input():
+    cost = SolverCost("euler", np.zeros((4, 4)), None, np.zeros(4))
+    with pytest.raises(ValueError, match="single-step solver"):
+        plan_pairs(cost, 2, current=3)
+    pairs = SolverCost("unipc", np.zeros((4, 4)), np.zeros((4, 4, 4)), np.zeros(4))
+    with pytest.raises(ValueError, match="budget must be an int >= 1"):
+        plan_pairs(pairs, 0, current=3)
+    with pytest.raises(ValueError, match="budget 4 needs more levels"):
+        plan_pairs(pairs, 4, current=3)
+    with pytest.raises(ValueError, match="current < previous"):
+        plan_pairs(pairs, 2, current=3, previous=2)
+    assert set(SOLVERS) == {"euler", "heun", "dpmpp_2m", "unipc"}
+
+
+# ------------------------------------------------------------------ through TeacherCost
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    torch = pytest.importorskip("torch")
+    from cotj.models.analytic import FlowMixtureModel, MixtureFamily
+    from cotj.predict import calibrate
+
+    model = FlowMixtureModel(MixtureFamily(dim=6, seed=3))
+    noise = torch.randn(16, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return calibrate(model, noise, torch.arange(16) % 4, np.arange(1, 21) / 20, batch_size=5, progress=False)
+
+
+def test_teacher_cost_keeps_its_gram_through_a_file(calibrated, tmp_path):
+    from cotj.objectives import TeacherCost
+
+    assert calibrated.gram is not None and calibrated.gram.shape == (42, 42)
+    np.testing.assert_allclose(calibrated.solver_cost("euler").first[1:, 1:][np.isfinite(calibrated.edges)],
+                               calibrated.edges[np.isfinite(calibrated.edges)], rtol=1e-6)
+    calibrated.save(tmp_path / "tc.json")
+    back = TeacherCost.load(tmp_path / "tc.json")
+    np.testing.assert_array_equal(back.gram, calibrated.gram)  # full precision, symmetric
+    for solver in SOLVERS:
+        np.testing.assert_array_equal(back.plan(solver, 5), calibrated.plan(solver, 5))
+
+
+def test_teacher_cost_plans_each_solver_optimally(calibrated):
+    import cotj
+    from cotj.objectives import objective
+
+    n = calibrated.grid.size
+    euler = cotj.plan_batch(**objective("teacher", teacher=calibrated), budget=5, current=n - 1).levels[0]
+    np.testing.assert_array_equal(calibrated.plan("euler", 5), euler)
+    for solver in ("dpmpp_2m", "unipc"):
+        cost = calibrated.solver_cost(solver)
+        levels = calibrated.plan(solver, 4, current=n - 3, previous=n - 1)
+        nodes = np.searchsorted(np.append(0.0, calibrated.grid), levels)
+        assert _plan_cost(cost, nodes, n, np.ones(n + 1)) == pytest.approx(_brute(cost, 4, n - 2, n, np.ones(n + 1)))
+    with pytest.raises(ValueError, match="no Gram matrix"):
+        from dataclasses import replace
+
+        replace(calibrated, gram=None).plan("unipc", 4)
