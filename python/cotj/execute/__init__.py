@@ -8,7 +8,10 @@
 - :func:`sample`: prompts in, images out, Predict -> Plan -> Execute in one call (with a teacher cost: replanned
   after every step);
 - :class:`ReplanningScheduler`, :class:`Replanner`, :func:`replan_sample`: closed-loop replanning;
-- :class:`LatentRecorder`, :func:`acceleration_signature`: an online difficulty probe.
+- :class:`LatentRecorder`, :func:`acceleration_signature`: an online difficulty probe;
+- :func:`solve`, :data:`SOLVERS`, :func:`nfe`: Euler, Heun, DPM-Solver++(2M) and UniPC on given levels, batched,
+  with their NFE rules; :func:`solver_scheduler`: the Diffusers scheduler that runs each one exactly in a pipeline
+  (:mod:`cotj.execute.solvers`, :mod:`cotj.execute.flow_schedulers`).
 """
 
 from cotj.execute.pipeline import SampleResult, sample
@@ -23,21 +26,39 @@ from cotj.execute.schedulers import (
     seen_levels,
     timestep_grid,
 )
+from cotj.execute.solvers import (
+    SOLVERS,
+    Evaluation,
+    Solver,
+    budget_for,
+    evaluation_levels,
+    nfe,
+    solve,
+    solver_scheduler,
+)
 
 __all__ = [
+    "SOLVERS",
+    "Evaluation",
     "InexactScheduleError",
     "LatentRecorder",
     "Replanner",
     "ReplanningScheduler",
     "SampleResult",
+    "Solver",
     "acceleration_signature",
+    "budget_for",
     "compare_with_dna",
     "dynamic_mu",
+    "evaluation_levels",
     "neutral_scheduler",
+    "nfe",
     "planned_scheduler",
     "replan_sample",
     "sample",
     "scheduler_args",
     "seen_levels",
+    "solve",
+    "solver_scheduler",
     "timestep_grid",
 ]
