@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-samples", type=Path, metavar="NPZ", help="also save every final sample, level and the references")
     parser.add_argument("--ks", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="K,K,...",
                         help="step budgets (default 2,3,4,5,6,8,10,15,20,25,30,40,50)")
+    parser.add_argument("--solvers", type=lambda v: tuple(v.split(",")), metavar="NAME,...",
+                        help="run the solver study instead (euler,heun,dpmpp_2m,unipc): every solver on the same plans at "
+                             "equal NFE; --schedules then picks from cotj_testbed.quality_solvers.SCHEDULES")
+    parser.add_argument("--nfes", type=lambda v: tuple(int(k) for k in v.split(",")), metavar="N,N,...",
+                        help="NFE budgets of the solver study (default 2,3,4,5,6,8,10,15,20,30)")
     parser.add_argument("--n-test", type=int, help="held-out conditions / prompts (default Tier 1: 256, Tier 2: 64)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     parser.add_argument("--no-progress", action="store_true")
@@ -113,13 +118,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("under torchrun only --extract runs; run the benchmark itself in one process")
     samples: dict[str, np.ndarray] | None = {} if args.save_samples else None
     if args.tier == 1:
-        results = quality_tier1.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples, schedules=args.schedules)
+        results = quality_tier1.run_tier1(cfg, dna_dir=args.dna, progress=progress, samples=samples, schedules=args.schedules,
+                                          solvers=args.solvers, nfes=args.nfes)
     else:
         pipe = generator.load_pipeline(args.weights)
         results = quality_tier2.run_tier2(cfg, pipe=pipe, dna_dir=args.dna, progress=progress, samples=samples,
                                           predictor_out=args.save_predictor, predictor=args.predictor, teacher=args.teacher,
-                                          schedules=args.schedules)
-    stem = args.stem or f"quality_tier{args.tier}" + ("_quick" if args.quick else "") + ("_validation" if args.validation else "")
+                                          schedules=args.schedules, solvers=args.solvers, nfes=args.nfes)
+    stem = args.stem or (f"quality_tier{args.tier}" + ("_solvers" if args.solvers else "") + ("_quick" if args.quick else "")
+                         + ("_validation" if args.validation else ""))
     paths = quality_report.write_report(results, args.out, stem)
     if samples is not None:
         args.save_samples.parent.mkdir(parents=True, exist_ok=True)

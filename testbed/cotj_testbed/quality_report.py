@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from cotj_testbed.quality import MATCH_STEPS, SCHEDULES
 
-__all__ = ["cost_figure", "markdown", "psnr_figure", "write_report"]
+__all__ = ["cost_figure", "markdown", "psnr_figure", "solver_figure", "solver_markdown", "write_report"]
 
 _STYLES = {"uniform": ("k", "o", "-"), "shift3": ("tab:gray", "s", "-"), "karras": ("tab:brown", "^", "-"),
            "gits": ("tab:purple", "D", "-"), "oss": ("tab:olive", "v", ":"), "cotj_mean": ("tab:blue", "o", "--"),
@@ -182,11 +182,95 @@ def cost_figure(results: dict[str, Any], k: int = 10) -> Figure:
     return fig
 
 
+_SOLVER_NAMES = {"euler": "Euler", "heun": "Heun", "dpmpp_2m": "DPM-Solver++(2M)", "unipc": "UniPC (bh2)"}
+_SOLVER_STYLES = {"euler": ("k", "o"), "heun": ("tab:green", "s"), "dpmpp_2m": ("tab:blue", "D"), "unipc": ("tab:red", "^")}
+
+
+def _setting(results: dict[str, Any]) -> str:
+    n = results["predictor"]["n_heldout"]
+    which = "validation samples" if results.get("config", {}).get("validation") else "held-out samples"
+    return (f"Model: {results['model']}. {n} {which}, the same noise and reference as the main benchmark; PSNR "
+            f"(dB, data range R = {results['data_range']:.4g}) is the mean of per-sample PSNR to the reference endpoint.")
+
+
+def solver_markdown(results: dict[str, Any]) -> str:
+    """The solver study as markdown: PSNR per solver (rows schedules, columns NFE), the best pairing at each NFE,
+    NFE to match uniform Euler at 50 steps, and each higher-order solver's gain over Euler."""
+    nfes, f = results["nfes"], results["findings"]
+    names = results["schedule_names"]
+    head = "| schedule | " + " | ".join(f"NFE={n}" for n in nfes) + " |\n|---|" + "---|" * len(nfes)
+    lines = [f"# Solver study, Tier {results['tier']}\n", _setting(results),
+             "Each solver runs each schedule at the most levels its NFE allows (Heun spends two evaluations per level, "
+             "one on its last step: K = (NFE + 1) // 2; the others K = NFE). \"solver-aware\" plans with the teacher "
+             "cost of that solver's own steps (docs/method.md §11); for Euler it is the default objective.\n",
+             f"Reference: uniform Euler at {MATCH_STEPS} steps, {f['target_psnr']:.2f} dB.\n"]
+    for solver, by_name in results["solvers"].items():
+        lines += [f"## {_SOLVER_NAMES.get(solver, solver)}: PSNR (dB)\n", head]
+        for name, by_n in by_name.items():
+            if by_n:
+                lines.append(f"| {names[name]} | " + " | ".join(_fmt(by_n.get(str(n), {}).get("psnr")) for n in nfes) + " |")
+        lines.append("")
+    lines += ["## Best pairing at each NFE\n", "| NFE | solver | schedule | PSNR |", "|---|---|---|---|"]
+    lines += [f"| {n} | {_SOLVER_NAMES.get(b['solver'], b['solver'])} | {names[b['schedule']]} | {b['psnr']:.2f} |"
+              for n, b in f["best"].items()]  # fmt: skip
+    last = nfes[-1]
+    lines += ["", f"## NFE to match uniform Euler at {MATCH_STEPS} steps ({f['target_psnr']:.2f} dB; interpolated)\n",
+              "| schedule | " + " | ".join(_SOLVER_NAMES.get(s, s) for s in results["solvers"]) + " |",
+              "|---|" + "---|" * len(results["solvers"])]
+    for name in names:
+        cells = [f["nfe_to_match_uniform_50"][s].get(name, "n/a") for s in results["solvers"]]
+        lines.append(f"| {names[name]} | " + " | ".join("–" if c == "n/a" else (f"> {last}" if c is None else f"{c:.1f}")
+                                                        for c in cells) + " |")  # fmt: skip
+    if f["gain_over_euler"]:
+        lines += ["", "## Gain of each solver's best schedule over Euler's best schedule (dB)\n",
+                  "| solver | " + " | ".join(f"NFE={n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
+        lines += [f"| {_SOLVER_NAMES.get(s, s)} | " + " | ".join(_fmt(g[str(n)]) for n in nfes) + " |"
+                  for s, g in f["gain_over_euler"].items()]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def solver_figure(results: dict[str, Any]) -> Figure:
+    """PSNR against NFE: one panel per schedule, one line per solver, uniform Euler at 50 steps as a line."""
+    names = [n for n in results["schedule_names"] if any(results["solvers"][s][n] for s in results["solvers"])]
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True)).ravel()
+    nfes = results["nfes"]
+    for ax, name in zip(axes, names):
+        for solver, by_name in results["solvers"].items():
+            by_n = by_name[name] or (by_name["teacher"] if name == "solver_aware" else {})
+            pts = [(n, by_n[str(n)]["psnr"]) for n in nfes if str(n) in by_n]
+            if pts:
+                colour, marker = _SOLVER_STYLES.get(solver, ("tab:gray", "o"))
+                ax.plot(*zip(*pts), color=colour, marker=marker, markersize=3.5, linewidth=1.4,
+                        label=_SOLVER_NAMES.get(solver, solver))  # fmt: skip
+        ax.axhline(results["findings"]["target_psnr"], color="k", linewidth=0.8, linestyle="-.")
+        ax.set_xscale("log")
+        ax.set_xticks(nfes, [str(n) for n in nfes])
+        ax.minorticks_off()
+        ax.set_title(results["schedule_names"][name], fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("NFE")
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("PSNR (dB)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Tier {results['tier']}: solvers on the same plans at equal NFE (dash-dot: uniform Euler, {MATCH_STEPS} steps)")
+    return fig
+
+
 def write_report(results: dict[str, Any], out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_psnr.png`` and ``{stem}_costs.png`` into ``out_dir``;
-    returns the paths by kind ("json", "md", "png", "costs")."""
+    """Write ``{stem}.json``, ``{stem}.md``, ``{stem}_psnr.png`` and ``{stem}_costs.png`` into ``out_dir`` (a solver
+    study: the JSON, markdown and ``{stem}_psnr.png``); returns the paths by kind ("json", "md", "png", "costs")."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if "solvers" in results:
+        paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}_psnr.png"}
+        paths["json"].write_text(json.dumps(results, indent=1) + "\n")
+        paths["md"].write_text(solver_markdown(results))
+        solver_figure(results).savefig(paths["png"], dpi=120)
+        return paths
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}_psnr.png",
              "costs": out / f"{stem}_costs.png"}  # fmt: skip
     paths["json"].write_text(json.dumps(results, indent=1) + "\n")

@@ -26,6 +26,7 @@ from cotj.models.analytic import FlowMixtureModel, MixtureFamily, integrate
 from cotj.objectives import TeacherCost
 from cotj.predict.teacher import Trajectories, fit_teacher_cost
 from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna
+from cotj_testbed.quality_solvers import NFES, SCHEDULES as SOLVER_SCHEDULES, evaluate_solvers
 
 __all__ = ["Tier1Config", "ode_trajectories", "run_tier1", "tier1_extract", "tier1_model", "tier1_teacher_cost"]
 
@@ -122,13 +123,15 @@ def tier1_teacher_cost(cfg: Tier1Config, model: FlowMixtureModel) -> TeacherCost
     items = cfg.train_items[: cfg.teacher_conditions]
     traj = ode_trajectories(model, seeded_noise(items, (cfg.dim,), cfg.noise_seed), torch.tensor(items),
                             default_grid(cfg.grid_size), cfg.substeps)  # fmt: skip
-    return fit_teacher_cost(traj.jump_costs, traj.features, default_grid(cfg.grid_size))
+    return fit_teacher_cost(traj.jump_costs, traj.features, default_grid(cfg.grid_size), gram=traj.gram())
 
 
 def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = None, progress: bool = True,
               samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True,
-              schedules: Sequence[str] | None = None) -> dict[str, Any]:
-    """The Tier 1 benchmark on the exact Gaussian-mixture flow model.
+              schedules: Sequence[str] | None = None, solvers: Sequence[str] | None = None,
+              nfes: Sequence[int] | None = None) -> dict[str, Any]:
+    """The Tier 1 benchmark on the exact Gaussian-mixture flow model; with ``solvers``, its solver study instead
+    (:func:`cotj_testbed.quality_solvers.evaluate_solvers` at ``nfes``, its schedules ``schedules``).
 
     Training DNA comes from ``dna_dir`` (:func:`tier1_extract` output, e.g. a torchrun run) or is extracted
     here. The held-out conditions' true DNA is extracted against the very reference endpoints the metrics
@@ -156,7 +159,11 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     data_range = float(reference.max() - reference.min())
     problem = Problem(model, "flow", noise, cond, reference, teacher, calibration, grid, dna_test,
                       dna_train.mean(0), predicted, lambda x: x, data_range, teacher_cost=teacher_cost)  # fmt: skip
-    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples, schedules=schedules)
+    if solvers is not None:
+        results = evaluate_solvers(problem, nfes or NFES, solvers, schedules or tuple(SOLVER_SCHEDULES), progress=progress)
+        time_planning = False
+    else:
+        results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples, schedules=schedules)
     if samples is not None:
         samples.update(reference=reference.numpy(), dna=dna_test, grid=grid)
     results.update(

@@ -28,6 +28,7 @@ from cotj.models import generator, seeded_noise
 from cotj.schedules import default_grid
 from cotj.predict.teacher import Trajectories, euler_trajectories
 from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, predictor_report
+from cotj_testbed.quality_solvers import NFES, SCHEDULES as SOLVER_SCHEDULES, evaluate_solvers
 
 __all__ = ["Tier2Config", "Tier2Setup", "run_tier2", "tier2_calibrate", "tier2_extract"]
 
@@ -144,8 +145,10 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
               classifier: Any = None, dna_dir: str | Path | None = None, progress: bool = True,
               samples: dict[str, NDArray[np.float64]] | None = None, time_planning: bool = True,
               predictor_out: str | Path | None = None, predictor: str | Path | None = None,
-              teacher: str | Path | TeacherCost | None = None, schedules: Sequence[str] | None = None) -> dict[str, Any]:
-    """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``).
+              teacher: str | Path | TeacherCost | None = None, schedules: Sequence[str] | None = None,
+              solvers: Sequence[str] | None = None, nfes: Sequence[int] | None = None) -> dict[str, Any]:
+    """The Tier 2 benchmark on the shapes text-to-image model (flow, guidance ``cfg.guidance``); with ``solvers``,
+    its solver study instead (:func:`cotj_testbed.quality_solvers.evaluate_solvers` at ``nfes``).
 
     Args:
         pipe: a ShapesPipeline (default :func:`cotj.models.generator.load_pipeline` of the shipped weights).
@@ -197,7 +200,11 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher_traj, tier.trajectories(tier.train[: cfg.calibration]),
                       grid, dna_test, mean_dna, predicted, _images, 1.0, accuracy, cfg.batch_size, teacher)  # fmt: skip
     setup_s = time.perf_counter() - clock
-    results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples, schedules=schedules)
+    if solvers is not None:
+        results = evaluate_solvers(problem, nfes or NFES, solvers, schedules or tuple(SOLVER_SCHEDULES), progress=progress)
+        time_planning = False
+    else:
+        results = evaluate(problem, cfg.ks, cfg.tau, progress=progress, samples=samples, schedules=schedules)
     if samples is not None:
         samples.update(reference=_images(reference).double().numpy(), dna=dna_test, predicted=predicted, grid=grid)
     results.update(

@@ -1,0 +1,130 @@
+"""The solver study of the quality benchmark: every solver on the same plans, at equal NFE.
+
+For each NFE budget n and each solver of :mod:`cotj.execute.solvers` (Euler, Heun, DPM-Solver++(2M), UniPC), the
+solver gets the most levels it can run within n model evaluations (:func:`cotj.execute.solvers.budget_for`: Heun
+spends two per level) and runs every schedule of :data:`SCHEDULES` at that many levels, from the same noise as the
+main benchmark, scored against the same reference (:mod:`cotj_testbed.quality`):
+
+- the fixed "uniform" and "shift3" levels and the "gits" data-set schedule;
+- cotj's default objective ("teacher": the teacher cost, first-order steps) and the paper's ("cotj_pred");
+- "solver_aware": the teacher cost of *this* solver's steps (:meth:`cotj.objectives.TeacherCost.plan`,
+  docs/method.md §11), a data-set schedule made for the solver; for Euler it is "teacher" and is not run twice.
+
+The reference point of "NFE to match" is the main benchmark's: uniform Euler at 50 steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+from cotj.execute.solvers import SOLVERS, budget_for, solve
+from cotj.schedules import uniform
+from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, grid_cost, schedule_levels
+
+__all__ = ["NFES", "SCHEDULES", "evaluate_solvers", "schedule_for_solver", "solver_findings"]
+
+log = logging.getLogger(__name__)
+
+NFES: tuple[int, ...] = (2, 3, 4, 5, 6, 8, 10, 15, 20, 30)
+"""NFE budgets of the solver study."""
+SCHEDULES: dict[str, str] = {
+    "uniform": "uniform",
+    "shift3": "SD3 shift 3",
+    "gits": "GITS-style (data set)",
+    "cotj_pred": "CoTj paper objective (predicted DNA)",
+    "teacher": "cotj default objective (teacher cost, first-order)",
+    "solver_aware": "teacher cost of this solver's steps",
+}
+"""Schedules of the solver study: JSON key -> display name."""
+
+
+def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDArray[np.float64] | None:
+    """(B, K) levels of schedule ``name`` at K levels for ``solver``; None when the run would repeat another
+    ("solver_aware" for Euler is "teacher")."""
+    if name != "solver_aware":
+        return schedule_levels(problem, name, k)
+    if solver == "euler":
+        return None
+    tc = problem.teacher_cost
+    if tc is None or tc.gram is None:
+        raise ValueError("solver_aware needs the problem's teacher cost with its Gram matrix (recalibrate)")
+    return np.tile(tc.plan(solver, k), (problem.noise.shape[0], 1))
+
+
+def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequence[str] = tuple(SOLVERS),
+                     schedules: Sequence[str] = tuple(SCHEDULES), *, progress: bool = True) -> dict[str, Any]:
+    """Run every (solver, schedule, NFE) and score it; returns ``{"solvers": {solver: {schedule: {NFE: summary}}},
+    "uniform_50": summary, "nfes": [...], "findings": ...}`` (:func:`solver_findings`). A summary is the main
+    benchmark's (:func:`cotj_testbed.quality.evaluate`) plus the levels count ``k`` and the NFE actually spent."""
+    unknown = (set(solvers) - set(SOLVERS)) | (set(schedules) - set(SCHEDULES))
+    if unknown:
+        raise ValueError(f"unknown solvers or schedules {sorted(unknown)}; solvers: {list(SOLVERS)}, schedules: {list(SCHEDULES)}")
+    runs = [(s, name, n) for s in solvers for name in schedules for n in nfes]
+    results: dict[str, Any] = {"solvers": {s: {name: {} for name in schedules} for s in solvers}, "nfes": list(nfes),
+                               "schedule_names": {k: SCHEDULES[k] for k in schedules}}  # fmt: skip
+    reference = [("euler", "uniform_50", MATCH_STEPS)]
+    for solver, name, n in tqdm(reference + runs, desc="solver runs", unit="run", disable=not progress):
+        k = budget_for(solver, n) if name != "uniform_50" else n
+        levels = np.tile(uniform(k), (problem.noise.shape[0], 1)) if name == "uniform_50" else \
+            schedule_for_solver(problem, name, solver, k)  # fmt: skip
+        if levels is None:
+            continue
+        x = solve(problem.denoiser, problem.noise, problem.cond, levels, solver, prediction=problem.prediction,
+                  batch_size=problem.batch_size)
+        summary = _summary(_scores(problem, x), levels, grid_cost(problem.dna, levels, problem.grid), None)
+        summary.update(k=int(k), nfe=int(n))
+        if name == "uniform_50":
+            results["uniform_50"] = summary
+        else:
+            results["solvers"][solver][name][str(n)] = summary
+    results["findings"] = solver_findings(results)
+    return results
+
+
+def _crossing(nfes: Sequence[int], psnr: Sequence[float | None], target: float) -> float | None:
+    """The NFE where the PSNR-against-NFE polyline first reaches ``target`` (linear between budgets), or None."""
+    for i, p in enumerate(psnr):
+        if p is not None and p >= target:
+            prev = psnr[i - 1] if i else None
+            if prev is None or p <= prev:
+                return float(nfes[i])
+            return float(nfes[i - 1] + (target - prev) / (p - prev) * (nfes[i] - nfes[i - 1]))
+    return None
+
+
+def solver_findings(results: dict[str, Any]) -> dict[str, Any]:
+    """What the table says: the best (solver, schedule) pairing at each NFE, each pairing's NFE to match uniform
+    Euler at 50 steps, and for each higher-order solver the gain of its best schedule over Euler's best at each
+    NFE (where it stops paying: the gain falls to 0 or below)."""
+    nfes, by_solver = results["nfes"], results["solvers"]
+    target = results["uniform_50"]["psnr"]
+
+    def psnr(solver: str, name: str, n: int) -> float | None:
+        run = by_solver[solver].get(name, {}).get(str(n))
+        return None if run is None else run["psnr"]
+
+    best: dict[str, Any] = {}
+    for n in nfes:
+        cands = [(p, s, name) for s in by_solver for name in by_solver[s] if (p := psnr(s, name, n)) is not None]
+        p, s, name = max(cands)
+        best[str(n)] = {"solver": s, "schedule": name, "psnr": p}
+    match = {s: {name: _crossing(nfes, [psnr(s, name, n) for n in nfes], target) for name in by_solver[s]
+                 if any(psnr(s, name, n) is not None for n in nfes)} for s in by_solver}  # fmt: skip
+
+    def best_of(solver: str, n: int) -> float | None:
+        vals = [p for name in by_solver[solver] if (p := psnr(solver, name, n)) is not None]
+        return max(vals) if vals else None
+
+    gain = {}
+    if "euler" in by_solver:
+        for s in by_solver:
+            if s != "euler":
+                gain[s] = {str(n): (None if (a := best_of(s, n)) is None or (b := best_of("euler", n)) is None
+                                    else a - b) for n in nfes}  # fmt: skip
+    return {"target_psnr": target, "best": best, "nfe_to_match_uniform_50": match, "gain_over_euler": gain}
