@@ -15,7 +15,8 @@ pytest.importorskip("diffusers")
 pytest.importorskip("sentence_transformers")
 
 import cotj  # noqa: E402
-from cli_helpers import QWEN, cotj as run_cotj, one_line_error, png_size  # noqa: E402
+from cli_helpers import QWEN, one_line_error, png_size  # noqa: E402
+from cli_helpers import cotj as run_cotj  # noqa: E402
 from cotj.cli import main  # noqa: E402
 
 PROMPT = "two red circles on the left"
@@ -94,3 +95,30 @@ def test_gallery_sample_panel_puts_uniform_planned_and_reference_side_by_side(ti
     path = sample_figure(tmp_path, str(tiny_weights), progress=False)
     assert path.name == f"sample_k{SAMPLE_K}.png"
     assert png_size(path) == (780, 320)  # three 2.6-inch panels at 100 dpi
+
+
+def test_sample_solver_runs_the_plan_with_heun_dpmpp_2m_and_unipc(tiny_weights, tmp_path, capsys, one_torch_thread):
+    """--solver: the same plan, run by another solver; the NFE printed is the solver's (Heun 2K - 1)."""
+    out = tmp_path / "heun.png"
+    done = run_cotj("sample", PROMPT, "--budget", "3", "--mean-dna", QWEN, "--solver", "heun", "--out", out,
+                    "--weights", tiny_weights)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    plan_line = next(line for line in lines if line.startswith("plan:"))
+    np.testing.assert_allclose(_levels(plan_line), cotj.plan(cotj.load_dna(QWEN), 3).levels, atol=5e-3)
+    assert "solver: heun, NFE 5 for 3 levels" in lines
+    assert png_size(out) == (64, 64)
+
+    from cotj.cli import build_parser
+    from cotj.execute import SOLVERS
+
+    args = build_parser().parse_args(["sample", PROMPT, "--out", "x.png"])
+    assert args.solver == "euler"  # today's behaviour by default
+    for solver in SOLVERS:  # the CLI offers every solver of the registry
+        assert build_parser().parse_args(["sample", PROMPT, "--out", "x.png", "--solver", solver]).solver == solver
+
+    common = ["--weights", str(tiny_weights), "-q"]
+    for solver, extra in (("dpmpp_2m", ["--mean-dna", str(QWEN)]), ("unipc", ["--uniform"])):
+        assert main(["sample", PROMPT, "--budget", "3", *extra, "--solver", solver, "--out", str(tmp_path / "s.png"),
+                     *common]) == 0
+        assert f"solver: {solver}, NFE 3 for 3 levels" in capsys.readouterr().out.splitlines()

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-import cotj
 from cotj.cli import _io
 
 __all__ = ["add_parser", "run"]
@@ -26,8 +25,14 @@ about 300 model calls); --predictor DIR predicts with another predictor and --me
 every prompt (each of these implies --objective paper unless --objective calibrated scales the teacher cost by
 that DNA). The shipped teacher cost and predictor belong to the shipped weights at guidance 2; with other
 --weights or --guidance give --teacher FILE (cotj.predict.calibrate) or plan from the true DNA, the default then.
---uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used and the
-time of each stage.
+--uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used, the
+solver's model evaluations (NFE) and the time of each stage.
+
+--solver runs the levels with another solver (cotj.execute.solvers, exactly at the planned levels): euler (the
+default, K model evaluations for K levels), heun (2K - 1: a second evaluation at each next level, the step to 0
+Euler), dpmpp_2m (DPM-Solver++(2M)) or unipc (UniPC bh2), both K. The plan is the same whatever the solver. dpmpp_2m
+and unipc replan after each step as Euler does; heun runs open loop (the teacher objective's first plan), because
+replanning counts one model evaluation per level.
 
 The prompt must be in the shapes grammar the model was trained on (cotj.models.shapes):
   COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background]
@@ -37,7 +42,8 @@ Examples:
   cotj sample "two red circles on the left" --budget 4 --out red.png
   cotj sample "two red circles on the left" --budget 4 --objective paper --out red_paper.png
   cotj sample "a small blue square" --tau 0.99 --max-steps 20 --out blue.png
-  cotj sample "a small blue square" --budget 4 --uniform --out blue_uniform.png"""
+  cotj sample "a small blue square" --budget 4 --uniform --out blue_uniform.png
+  cotj sample "two red circles on the left" --budget 4 --solver dpmpp_2m --out red_dpm.png"""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -61,6 +67,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="what a plan minimises (cotj.objectives); default teacher where a teacher cost applies, else paper")
     p.add_argument("--teacher", metavar="JSON", help="the model's teacher cost (default: the shipped one, for the shipped model)")
     p.add_argument("--open-loop", action="store_true", help="do not replan after each step (teacher objective)")
+    p.add_argument("--solver", choices=["euler", "heun", "dpmpp_2m", "unipc"], default="euler",
+                   help="the solver that runs the levels (default euler); heun costs 2K - 1 evaluations and runs open loop")
     p.add_argument("--scale", type=_io.int_in(1, 64), default=8,
                    help="upscale the PNG by this factor, 1..64 (default 8)")
     _io.add_model_flags(p)
@@ -115,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.tau is None:
         raise ValueError("--max-steps goes with --tau")
     from cotj.cli import _models
-    from cotj.execute import sample
+    from cotj.execute import nfe, sample
 
     _models.use_threads(args.threads)
     clock = time.perf_counter()
@@ -128,22 +136,54 @@ def run(args: argparse.Namespace) -> int:
 
         levels = uniform(args.budget)
         clock = time.perf_counter()
+        _use_solver(pipe, args.solver)
         image = pipe(args.prompt, sigmas=levels.tolist(), **run_kwargs).images[0]
         print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
+        k = args.budget
     else:
         clock = time.perf_counter()
         plan_kwargs = _plan_source(args, pipe, _models)
         print(f"plan from: {plan_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
         clock = time.perf_counter()
-        result = sample(pipe, args.prompt, budget=args.budget, tau=args.tau, max_steps=args.max_steps,
-                        **plan_kwargs, **run_kwargs)
-        image, plan = result.images[0], result.plans[0]
+        plan_args = dict(budget=args.budget, tau=args.tau, max_steps=args.max_steps, **plan_kwargs, **run_kwargs)
+        if args.solver == "heun":  # planned copies count one evaluation per level: plan, then run sigmas=
+            plan = sample(_PlanOnly(pipe.scheduler), args.prompt, **plan_args).plans[0]
+            _use_solver(pipe, args.solver)
+            image = pipe(args.prompt, sigmas=plan.levels.tolist(), **run_kwargs).images[0]
+        else:
+            _use_solver(pipe, args.solver)
+            result = sample(pipe, args.prompt, **plan_args)
+            image, plan = result.images[0], result.plans[0]
         extra = f", R(K) = {plan.ratio[plan.budget - 1]:.4f}" if plan.ratio is not None else ""
         how = "replanned after each step, " if plan_kwargs.get("replan") else ""
         print(f"plan: {plan.budget} steps at t = {_io.levels_text(plan.levels)} ({how}cost {plan.cost:.4g}{extra})")
+        k = plan.budget
+    print(f"solver: {args.solver}, NFE {nfe(args.solver, k)} for {k} levels")
     print(f"sampling: {time.perf_counter() - clock:.2f} s")
     print(f"wrote {save_png(image, args.out, args.scale)}")
     return 0
+
+
+def _use_solver(pipe: Any, solver: str) -> None:
+    """Run ``pipe`` with the scheduler of ``solver`` (:func:`cotj.execute.solver_scheduler`); Euler keeps the
+    pipeline's own."""
+    if solver != "euler":
+        from cotj.execute import solver_scheduler
+
+        pipe.scheduler = solver_scheduler(solver)
+
+
+class _PlanOnly:
+    """A stand-in pipeline on which :func:`cotj.execute.sample` plans as usual and runs nothing: the plan of a
+    solver whose 2K - 1 evaluations fit neither its planned copies nor replanning (Heun)."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def __call__(self, prompt: list[str] | None = None, **_: Any) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(images=[None] * len(prompt or [None]))
 
 
 def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
@@ -160,7 +200,7 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
         raise ValueError(f"--objective {objective} needs --teacher FILE: no shipped teacher cost applies to this model")
     if objective == "teacher" and from_dna:
         raise ValueError("--objective teacher plans without a DNA: drop --predictor, --true-dna and --mean-dna")
-    replan = objective == "teacher" and not args.open_loop and args.tau is None
+    replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
     out: dict[str, Any] = dict(teacher=str(teacher), objective=objective, replan=replan)
     if objective == "calibrated":
         dna = _dna_source(args, pipe, models)
