@@ -231,3 +231,32 @@ def test_sample_replans_with_the_default_budget_when_none_is_given(tiny_shapes, 
     out = sample(tiny_shapes, teacher=analytic_teacher, guidance_scale=1.0, prompt_embeds=torch.randn(1, 16, 384),
                  output_type="np")
     assert out.plans[0].budget == DEFAULT_BUDGET
+
+
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+def test_multistep_replanning_takes_the_solvers_steps_at_the_levels_it_reports(analytic_teacher, solver):
+    """Without a row model the loop follows the open-loop plan made for the solver, and its sample is what the
+    solver itself (cotj.execute.solvers.solve) makes on those levels: one set of weights, two samplers."""
+    from dataclasses import replace
+
+    from cotj.execute.solvers import solve
+
+    open_loop = replace(analytic_teacher, rows=None)
+    model = Counting()
+    noise, cond = _inputs(5, 6)
+    x, seen = replan_sample(model, noise, cond, Replanner(open_loop, 5, solver=solver))
+    np.testing.assert_array_equal(seen, np.tile(open_loop.plan(solver, 5), (5, 1)))
+    np.testing.assert_array_equal(np.stack(model.calls, 1), seen)
+    want = solve(FlowMixtureModel(MixtureFamily(dim=6, seed=0)), noise, cond, seen, solver, prediction="flow")
+    torch.testing.assert_close(x, want, rtol=1e-9, atol=1e-10)
+    closed, seen_closed = replan_sample(Counting(), noise, cond, Replanner(analytic_teacher, 5, solver=solver))
+    assert seen_closed.shape == (5, 5) and np.all(np.diff(seen_closed, axis=1) < 0) and torch.isfinite(closed).all()
+
+
+def test_replanner_refuses_solvers_it_cannot_replan(analytic_teacher):
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="heun evaluates twice per level"):
+        Replanner(analytic_teacher, 4, solver="heun")
+    with pytest.raises(ValueError, match="no Gram matrix"):
+        Replanner(replace(analytic_teacher, gram=None), 4, solver="unipc")

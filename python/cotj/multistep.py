@@ -231,21 +231,22 @@ def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | N
     w = np.ones(m) if scale is None else np.asarray(scale, dtype=np.float64)
     if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise ValueError(f"scale must be ({m},) finite and > 0")
-    pairs = cost.pairs * w[None, :, None]
-    end = cost.end * w
     if budget == 1:
         return np.array([current])
+    sub = current + 1  # every later node lies at or below the current one
+    pairs = cost.pairs[:sub, :sub, :sub] * w[None, :sub, None]
+    end = cost.end[:sub] * w[:sub]
     # value[k, j]: the cheapest way to have evaluated at k then j (j the latest), after the steps so far
-    value = np.full((m, m), np.inf)
+    value = np.full((sub, sub), np.inf)
     if previous is None:
-        value[current, :] = cost.first[current] * w[current]
+        value[current, :] = cost.first[current, :sub] * w[current]
     else:
-        value[current, :] = pairs[previous, current]
+        value[current, :] = cost.pairs[previous, current, :sub] * w[current]
     value[current, 0] = np.inf  # a step to t = 0 ends the run: only the end term goes there
     back = []
     for _ in range(budget - 2):
         total = value[:, :, None] + pairs  # [k, j, i]
-        arg = np.argmin(total, axis=0)  # (M, M): best k for (j, i)
+        arg = np.argmin(total, axis=0)  # (sub, sub): best k for (j, i)
         back.append(arg)
         value = np.take_along_axis(total, arg[None], axis=0)[0]
     final = value + end[None, :]

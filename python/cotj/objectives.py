@@ -21,7 +21,7 @@ sample shows (:meth:`TeacherCost.row_scale`), and replans the rest of the trajec
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ class TeacherCost:
     n_samples: int
     rows: RowModel | None = None
     gram: NDArray[np.float64] | None = None
+    _solver_costs: dict[str, SolverCost] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = self.grid.shape[0]
@@ -113,10 +114,12 @@ class TeacherCost:
         on :attr:`gram`, the linear flow), on nodes 0..N (node 0 is t = 0, node n the grid level n - 1)."""
         if self.gram is None:
             raise ValueError("this teacher cost has no Gram matrix: recalibrate (cotj.predict.calibrate records it)")
-        cost = solver_costs(solver, self.gram, np.append(0.0, self.grid))
-        floor = 1e-12  # the teacher's own steps land on it: 0 up to rounding of the quadratic form
-        pairs = None if cost.pairs is None else np.maximum(cost.pairs, floor)
-        return SolverCost(solver, np.maximum(cost.first, floor), pairs, np.maximum(cost.end, floor))
+        if solver not in self._solver_costs:  # computed once per solver (about a second for the pairs at N = 100)
+            cost = solver_costs(solver, self.gram, np.append(0.0, self.grid))
+            floor = 1e-12  # the teacher's own steps land on it: 0 up to rounding of the quadratic form
+            pairs = None if cost.pairs is None else np.maximum(cost.pairs, floor)
+            self._solver_costs[solver] = SolverCost(solver, np.maximum(cost.first, floor), pairs, np.maximum(cost.end, floor))
+        return self._solver_costs[solver]
 
     def plan(self, solver: str, budget: int, *, current: int | None = None, previous: int | None = None,
              log_scale: ArrayLike | None = None) -> NDArray[np.float64]:

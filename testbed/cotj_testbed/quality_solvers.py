@@ -8,7 +8,10 @@ main benchmark, scored against the same reference (:mod:`cotj_testbed.quality`):
 - the fixed "uniform" and "shift3" levels and the "gits" data-set schedule;
 - cotj's default objective ("teacher": the teacher cost, first-order steps) and the paper's ("cotj_pred");
 - "solver_aware": the teacher cost of *this* solver's steps (:meth:`cotj.objectives.TeacherCost.plan`,
-  docs/method.md §11), a data-set schedule made for the solver; for Euler it is "teacher" and is not run twice.
+  docs/method.md §11), a data-set schedule made for the solver; for Euler it is "teacher" and is not run twice;
+- "closed_loop": that cost replanned after every evaluation from what the sample shows
+  (:func:`cotj.execute.replan.replan_sample` with the solver; for Euler cotj's default). Heun, which evaluates
+  twice per level, is not replanned.
 
 The reference point of "NFE to match" is the main benchmark's: uniform Euler at 50 steps.
 """
@@ -23,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
+from cotj.execute.replan import Replanner, replan_sample
 from cotj.execute.solvers import SOLVERS, budget_for, solve
 from cotj.schedules import uniform
 from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, grid_cost, schedule_levels
@@ -40,13 +44,14 @@ SCHEDULES: dict[str, str] = {
     "cotj_pred": "CoTj paper objective (predicted DNA)",
     "teacher": "cotj default objective (teacher cost, first-order)",
     "solver_aware": "teacher cost of this solver's steps",
+    "closed_loop": "solver-aware teacher cost, closed loop",
 }
 """Schedules of the solver study: JSON key -> display name."""
 
 
 def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDArray[np.float64] | None:
-    """(B, K) levels of schedule ``name`` at K levels for ``solver``; None when the run would repeat another
-    ("solver_aware" for Euler is "teacher")."""
+    """(B, K) levels of open-loop schedule ``name`` at K levels for ``solver``; None when the run would repeat
+    another ("solver_aware" for Euler is "teacher")."""
     if name != "solver_aware":
         return schedule_levels(problem, name, k)
     if solver == "euler":
@@ -71,12 +76,18 @@ def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequ
     reference = [("euler", "uniform_50", MATCH_STEPS)]
     for solver, name, n in tqdm(reference + runs, desc="solver runs", unit="run", disable=not progress):
         k = budget_for(solver, n) if name != "uniform_50" else n
-        levels = np.tile(uniform(k), (problem.noise.shape[0], 1)) if name == "uniform_50" else \
-            schedule_for_solver(problem, name, solver, k)  # fmt: skip
-        if levels is None:
-            continue
-        x = solve(problem.denoiser, problem.noise, problem.cond, levels, solver, prediction=problem.prediction,
-                  batch_size=problem.batch_size)
+        if name == "closed_loop":
+            if solver == "heun" or problem.teacher_cost is None:
+                continue
+            replanner = Replanner(problem.teacher_cost, k, solver=solver)
+            x, levels = replan_sample(problem.denoiser, problem.noise, problem.cond, replanner, prediction=problem.prediction)
+        else:
+            levels = np.tile(uniform(k), (problem.noise.shape[0], 1)) if name == "uniform_50" else \
+                schedule_for_solver(problem, name, solver, k)  # fmt: skip
+            if levels is None:
+                continue
+            x = solve(problem.denoiser, problem.noise, problem.cond, levels, solver, prediction=problem.prediction,
+                      batch_size=problem.batch_size)
         summary = _summary(_scores(problem, x), levels, grid_cost(problem.dna, levels, problem.grid), None)
         summary.update(k=int(k), nfe=int(n))
         if name == "uniform_50":

@@ -6,8 +6,13 @@ model (:class:`cotj.objectives.RowModel`) turns it into how much harder than the
 jumps are, level by level; the cheapest plan of the remaining evaluations that starts at the current level
 (``cotj.plan_batch(..., current=level)``) gives the next level. The budget K is fixed: exactly K evaluations.
 
+With a multistep solver (DPM-Solver++(2M), UniPC) the plan is made for that solver's steps
+(:meth:`cotj.objectives.TeacherCost.plan`, docs/method.md §11) from the (previous, current) pair of levels, and the
+sampler takes that solver's steps, with the weights of :mod:`cotj.multistep`.
+
 - :class:`Replanner`: the policy, numpy only: current levels and what the model said -> next levels.
-- :func:`replan_sample`: a first-order sampler for any denoiser ``model(x_t, t, cond)``, one plan per row.
+- :func:`replan_sample`: a sampler for any denoiser ``model(x_t, t, cond)`` (Euler, DPM-Solver++(2M) or UniPC),
+  one plan per row.
 - :class:`ReplanningScheduler`: wraps a Diffusers flow-matching scheduler, so an unchanged pipeline replans.
 """
 
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cotj.multistep import MULTISTEP, ddim_weights, dpmpp_2m_weights, unipc_weights
 from cotj.objectives import TeacherCost
 from cotj.planning import plan_batch
 
@@ -36,11 +42,14 @@ class Replanner:
         budget: model evaluations per sample, K >= 1 (NFE).
         prior: (N,) or (B, N) log row scale known before sampling, added to the row model's: ``log(d / dbar)`` of
             a prompt's DNA makes the loop closed on the "calibrated" objective. None: 0 (the teacher objective).
+        solver: the solver whose steps are planned and taken: "euler" (first order), "dpmpp_2m" or "unipc" (their
+            costs need the teacher cost's Gram matrix).
     """
 
     teacher: TeacherCost
     budget: int
     prior: NDArray[np.float64] | None = None
+    solver: str = "euler"
 
     def __post_init__(self) -> None:
         n = self.teacher.grid.size
@@ -48,25 +57,33 @@ class Replanner:
             raise ValueError(f"budget must be an int in 1..{n} (the teacher grid's levels), got {self.budget!r}")
         if self.prior is not None and (np.shape(self.prior)[-1:] != (n,) or not np.all(np.isfinite(self.prior))):
             raise ValueError(f"prior must be finite, (N,) or (B, N) with N = {n}, got shape {np.shape(self.prior)}")
+        if self.solver not in ("euler", *MULTISTEP):
+            raise ValueError(f"solver must be one of euler, {', '.join(MULTISTEP)} (heun evaluates twice per level), "
+                             f"got {self.solver!r}")
+        if self.solver != "euler":
+            self.teacher.solver_cost(self.solver)  # needs the Gram matrix: fail now, not mid-sampling
 
     @property
     def top(self) -> int:
         """The grid index every sample starts at (the grid's top level)."""
         return self.teacher.grid.size - 1
 
-    def next(self, level: ArrayLike, done: int, x: ArrayLike, x0_hat: ArrayLike) -> NDArray[np.int64]:
+    def next(self, level: ArrayLike, done: int, x: ArrayLike, x0_hat: ArrayLike,
+             previous: ArrayLike | None = None) -> NDArray[np.int64]:
         """(B,) the next grid index of each sample, -1 for the final step to t = 0.
 
         Args:
             level: (B,) grid indices the samples were just evaluated at.
             done: evaluations made so far, including this one (1..K).
             x: (B, ...) the states at ``level``; x0_hat: (B, ...) the model's clean estimates there.
+            previous: (B,) grid indices of the evaluations before, -1 for none (multistep solvers).
         """
         lv = np.asarray(level, dtype=np.int64).reshape(-1)
         scale = self.teacher.row_scale(lv, x, x0_hat)
-        return self.next_scaled(lv, done, scale if self.prior is None else scale + self.prior)
+        return self.next_scaled(lv, done, scale if self.prior is None else scale + self.prior, previous)
 
-    def next_scaled(self, level: NDArray[np.int64], done: int, log_scale: NDArray[np.float64]) -> NDArray[np.int64]:
+    def next_scaled(self, level: NDArray[np.int64], done: int, log_scale: NDArray[np.float64],
+                    previous: ArrayLike | None = None) -> NDArray[np.int64]:
         """:meth:`next` from the row scales (B, N) (:meth:`TeacherCost.row_scale`) instead of the states."""
         left = self.budget - int(done)
         if left < 0:
@@ -75,18 +92,26 @@ class Replanner:
             return np.full(level.size, -1, dtype=np.int64)
         if np.any(level < left):
             raise ValueError(f"levels {level.min()} leave no room for {left} more evaluations")
-        plans = plan_batch(None, left + 1, current=level, **self.teacher.plan_kwargs(log_scale))
-        return plans.steps[:, 1].astype(np.int64)
+        if self.solver == "euler":
+            plans = plan_batch(None, left + 1, current=level, **self.teacher.plan_kwargs(log_scale))
+            return plans.steps[:, 1].astype(np.int64)
+        prev = np.full(level.size, -1) if previous is None else np.asarray(previous, dtype=np.int64).reshape(-1)
+        rows = np.broadcast_to(log_scale, (level.size, self.teacher.grid.size))
+        grid = self.teacher.grid
+        return np.array([np.searchsorted(grid, self.teacher.plan(self.solver, left + 1, current=int(j),
+                                                                 previous=None if p < 0 else int(p), log_scale=r)[1])
+                         for j, p, r in zip(level, prev, rows)], dtype=np.int64)  # fmt: skip
 
 
 def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *, prediction: str | None = None,
                   ) -> tuple[Any, NDArray[np.float64]]:
-    """Sample every row from its noise with first-order steps, replanning after each evaluation.
+    """Sample every row from its noise with the replanner's solver, replanning after each evaluation.
 
     Args:
         denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction`` (linear flow unless it has ``path``).
         noise: (B, ...) torch tensor, the state at the grid's top level. cond: (B, ...) per-row conditions.
-        replanner: the policy and the budget K.
+        replanner: the policy, the budget K and the solver (its steps: :mod:`cotj.multistep`; the first step and
+            the last, to t = 0, are first order; UniPC corrects each state with the evaluation made there).
         prediction: what the denoiser predicts; default its ``prediction`` attribute.
 
     Returns:
@@ -94,24 +119,46 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     """
     import torch
 
-    from cotj.predict.teacher import clean_estimate, ddim_step
+    from cotj.predict.teacher import clean_estimate, path_of
 
     prediction = prediction or getattr(denoiser, "prediction", None)
     if prediction is None:
         raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
-    grid = replanner.teacher.grid
+    grid, solver = replanner.teacher.grid, replanner.solver
     b, k = noise.shape[0], replanner.budget
+    nodes = np.append(0.0, grid)  # node n + 1 = grid index n, node 0 = t = 0
+
+    def path(idx: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        a, s = path_of(denoiser, torch.from_numpy(nodes[idx + 1]), prediction)
+        return a.double().numpy(), s.double().numpy()
+
+    def combine(weights: dict[str, NDArray[np.float64]], vectors: dict[str, Any]) -> Any:
+        shape = (-1, *([1] * (noise.ndim - 1)))
+        return sum(torch.from_numpy(np.asarray(w, dtype=np.float64)).reshape(shape).to(noise.dtype) * vectors[name]
+                   for name, w in weights.items())  # fmt: skip
+
     level = np.full(b, replanner.top, dtype=np.int64)
+    prev, prev2 = np.full(b, -1), np.full(b, -1)
     seen = np.empty((b, k))
     x = noise.clone()
+    x_last = m_prev = m_prev2 = None
     with torch.inference_mode():
-        for m in range(k):
-            seen[:, m] = grid[level]
-            t = torch.from_numpy(grid[level])
-            x0 = clean_estimate(denoiser, x, t, cond, prediction)
-            nxt = replanner.next(level, m + 1, x.flatten(1).double().numpy(), x0.flatten(1).double().numpy())
-            x = ddim_step(denoiser, x, x0, t, torch.from_numpy(np.where(nxt >= 0, grid[np.maximum(nxt, 0)], 0.0)), prediction)
-            level = nxt
+        for n in range(k):
+            seen[:, n] = grid[level]
+            m = clean_estimate(denoiser, x, torch.from_numpy(grid[level]), cond, prediction)
+            if solver == "unipc" and n > 0:  # UniC: re-take the last step with the evaluation just made
+                a_k, s_k = path(prev2) if n > 1 else (None, None)
+                w = unipc_weights(a_k, s_k, *path(prev), *path(level))
+                x = combine(w, {"x_j": x_last, "m_k": m_prev2, "m_j": m_prev, "m_i": m})
+            nxt = replanner.next(level, n + 1, x.flatten(1).double().numpy(), m.flatten(1).double().numpy(), prev)
+            if n == 0 or nxt[0] < 0 or solver == "euler":
+                w = ddim_weights(*path(level), *path(nxt))
+                x_new = combine(w, {"x_j": x, "m_j": m})
+            else:
+                w = dpmpp_2m_weights(*path(prev), *path(level), *path(nxt))
+                x_new = combine(w, {"x_j": x, "m_j": m, "m_k": m_prev})
+            x_last, m_prev2, m_prev = x, m_prev, m
+            prev2, prev, level, x = prev, level, nxt, x_new
     return x, seen
 
 
