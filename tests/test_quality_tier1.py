@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
+from cotj.execute.solvers import solve  # noqa: E402
 from cotj.predict.teacher import Trajectories  # noqa: E402
 from cotj import schedules  # noqa: E402
 from cotj.models import seeded_noise  # noqa: E402
@@ -119,33 +120,19 @@ def test_gits_and_oss_are_the_brute_force_optima_of_their_costs():
 # ------------------------------------------------------------------------------------------- samplers
 
 
-def test_first_order_sample_is_diffusers_flow_match_euler():
-    model = FlowMixtureModel(MixtureFamily(dim=6, seed=0))
-    noise = torch.randn(4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    cond = torch.tensor([0, 1, 2, 3])
-    levels = np.array([1.0, 0.7, 0.33, 0.1])
-    ours = quality.first_order_sample(model, noise, cond, levels)
-    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-    scheduler.set_timesteps(sigmas=levels.tolist())
-    x = noise.clone()
-    for i, t in enumerate(scheduler.timesteps):
-        x = scheduler.step(model(x, torch.full((4,), float(scheduler.sigmas[i]), dtype=torch.float64), cond), t, x).prev_sample
-    torch.testing.assert_close(ours, x, rtol=0, atol=1e-5)  # the scheduler stores sigmas in float32
-
-
-def test_first_order_sample_runs_ragged_rows_like_separate_runs():
+def test_the_benchmark_sampler_runs_ragged_rows_like_separate_runs():
     model = VPMixtureModel(MixtureFamily(dim=4, seed=2))  # a DDIM step on the VP path
     noise = torch.randn(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     cond = torch.tensor([5, 6])
     rows = np.array([[1.0, 0.6, 0.2], [0.9, 0.4, np.nan]])
-    both = quality.first_order_sample(model, noise, cond, rows)
+    both = solve(model, noise, cond, rows)
     for b, row in enumerate(rows):
-        alone = quality.first_order_sample(model, noise[b : b + 1], cond[b : b + 1], row[np.isfinite(row)])
+        alone = solve(model, noise[b : b + 1], cond[b : b + 1], row[np.isfinite(row)])
         torch.testing.assert_close(both[b : b + 1], alone, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="strictly decreasing"):
-        quality.first_order_sample(model, noise, cond, [0.5, 0.7])
+        solve(model, noise, cond, [0.5, 0.7])
     with pytest.raises(ValueError, match="NaN padding"):
-        quality.first_order_sample(model, noise, cond, np.array([[1.0, np.nan, 0.2], [1.0, 0.5, 0.2]]))
+        solve(model, noise, cond, np.array([[1.0, np.nan, 0.2], [1.0, 0.5, 0.2]]))
 
 
 def test_ode_trajectories_end_at_the_exact_endpoint():

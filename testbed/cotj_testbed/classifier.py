@@ -86,7 +86,7 @@ def train_classifier(steps: int = 3000, batch: int = 128, lr: float = 2e-3, seed
         x = torch.from_numpy(_augment(shapes.render(scenes, rng, model.resolution), rng))
         logits = model(x)
         labels = torch.from_numpy(scenes.labels)
-        loss = sum(nn.functional.cross_entropy(logits[a], labels[:, i]) for i, a in enumerate(shapes.ATTRIBUTES))
+        loss = torch.stack([nn.functional.cross_entropy(logits[a], labels[:, i]) for i, a in enumerate(shapes.ATTRIBUTES)]).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,8 @@ def sample_figure(out: Path, weights: str | None, progress: bool) -> Path:
 
     spec = ModelSpec(_io.TESTBED, weights=weights, progress=progress)
     pipe = _models.shapes_pipeline(weights)
-    kw = dict(latents=_models.noise(spec, pipe, [SAMPLE_PROMPT]), guidance_scale=spec.guidance, output_type="np")
+    kw: dict[str, Any] = dict(latents=_models.noise(spec, pipe, [SAMPLE_PROMPT]), guidance_scale=spec.guidance,
+                              output_type="np")
     images = [pipe(SAMPLE_PROMPT, sigmas=uniform(SAMPLE_K).tolist(), **kw).images[0]]
     dna = _models.prompt_dna(spec, SAMPLE_PROMPT, pipe)
     images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, mean_dna=dna, **kw).images[0])
@@ -89,7 +91,7 @@ def sample_figure(out: Path, weights: str | None, progress: bool) -> Path:
         from cotj.models.text import predictor_input
 
         predictor = DNAPredictor.load(shipped, device="cpu")
-        images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, predictor=predictor, embed=predictor_input,
+        images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, predictor=predictor, embed=lambda p: predictor_input(list(p)),
                              **kw).images[0])  # fmt: skip
         titles.append(f"predicted DNA plan, K = {SAMPLE_K}")
     images.append(pipe(SAMPLE_PROMPT, sigmas=uniform(50).tolist(), **kw).images[0])

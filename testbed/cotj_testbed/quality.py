@@ -1,7 +1,7 @@
 """The quality benchmark (issue 5): schedules of K steps against the reference endpoint of the same noise.
 
 For each held-out condition one noise is drawn (seeded by the condition alone) and every schedule samples
-from it with a first-order solver (Euler on the flow, DDIM on a VP path: :func:`first_order_sample`). The
+from it with a first-order solver (Euler on the flow, DDIM on a VP path: :func:`cotj.execute.solvers.solve`). The
 schedules: uniform in t, SD3's shift 3, EDM's rho = 7 mapped to the flow, a GITS-style data-set schedule and
 an OSS-style per-sample optimum (:mod:`cotj_testbed.baselines`), and CoTj planned from the training set's
 mean DNA, from the predicted DNA, from the true DNA of that very sample (oracle), and adaptive (tau = 0.99,
@@ -27,14 +27,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 import cotj
 from cotj.predict import DNAPredictor, cosine_scores, train_predictor
 from cotj.execute.replan import Replanner, replan_sample
+from cotj.execute.solvers import solve
 from cotj.objectives import TeacherCost, objective
-from cotj.predict.teacher import Trajectories, first_order_step
+from cotj.predict.teacher import Trajectories
 from cotj.schedules import karras, shifted, uniform
 from cotj_testbed import baselines
 
@@ -47,7 +48,6 @@ __all__ = [
     "closed_loop_sample",
     "cost_curves",
     "evaluate",
-    "first_order_sample",
     "grid_cost",
     "planning_time",
     "predict_dna",
@@ -87,53 +87,6 @@ MATCH_STEPS = 50
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-
-
-def _level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
-    lv = np.asarray(levels, dtype=np.float64)
-    lv = np.tile(lv, (batch, 1)) if lv.ndim == 1 else lv
-    if lv.ndim != 2 or lv.shape[0] != batch or lv.shape[1] == 0:
-        raise ValueError(f"levels must be (K,) or ({batch}, K), got shape {np.shape(levels)}")
-    filled = np.isfinite(lv)
-    if not filled[:, 0].all() or np.any(filled[:, 1:] & ~filled[:, :-1]):
-        raise ValueError("each row of levels must be finite levels followed only by NaN padding")
-    if np.any(np.diff(lv, axis=1)[filled[:, 1:]] >= 0) or np.any(lv[filled] <= 0) or np.any(lv[filled] > 1):
-        raise ValueError("levels must be strictly decreasing within (0, 1]")
-    return lv
-
-
-def first_order_sample(denoiser: Any, noise: torch.Tensor, cond: torch.Tensor, levels: ArrayLike, *,
-                       prediction: str | None = None, batch_size: int | None = None) -> torch.Tensor:
-    """Sample each row from its noise through its own levels with first-order steps, then to t = 0.
-
-    Args:
-        denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction``; a ``path(t)`` method gives
-            its Gaussian path (the analytic models), else the linear flow.
-        noise: (B, ...) the state at each row's first level (the noise itself, Diffusers' convention).
-        cond: (B, ...) per-row conditions.
-        levels: (K,) for every row, or (B, K) per row, descending in (0, 1]; rows may end early with NaN
-            padding (adaptive plans).
-        prediction: what the denoiser predicts; default its ``prediction`` attribute.
-        batch_size: rows per model call; default all.
-
-    Returns:
-        (B, ...) the clean samples, in ``noise``'s dtype.
-    """
-    prediction = prediction or getattr(denoiser, "prediction", None)
-    lv = _level_rows(levels, noise.shape[0])
-    out = torch.empty_like(noise)
-    size = batch_size or noise.shape[0]
-    with torch.inference_mode():
-        for start in range(0, noise.shape[0], size):
-            rows = slice(start, start + size)
-            x, block = noise[rows].clone(), np.append(lv[rows], np.full((len(lv[rows]), 1), np.nan), axis=1)
-            for k in range(lv.shape[1]):
-                active = torch.from_numpy(np.isfinite(block[:, k]))
-                t = torch.from_numpy(block[:, k])[active]
-                t_next = torch.from_numpy(np.nan_to_num(block[:, k + 1], nan=0.0))[active]
-                x[active] = first_order_step(denoiser, x[active], t, t_next, cond[rows][active], prediction)[0]
-            out[rows] = x
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -237,7 +190,7 @@ def _scores(problem: Problem, x: torch.Tensor) -> dict[str, Any]:
 
 def _summary(scores: dict[str, Any], levels: NDArray[np.float64], cost: NDArray[np.float64],
              accuracy: dict[str, float] | None) -> dict[str, Any]:
-    out = {"mse": float(scores["mse"].mean()), "psnr": float(scores["psnr"].mean()),
+    out: dict[str, Any] = {"mse": float(scores["mse"].mean()), "psnr": float(scores["psnr"].mean()),
            "psnr_median": float(np.median(scores["psnr"])),
            "cost": float(np.nanmean(cost)) if np.isfinite(cost).any() else None,
            "levels_mean": [float(v) for v in np.nanmean(levels, axis=0)]}  # fmt: skip
@@ -274,8 +227,8 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
         if levels is None:
             x, levels = closed_loop_sample(problem, int(k), name)
         else:
-            x = first_order_sample(problem.denoiser, problem.noise, problem.cond, levels,
-                                   prediction=problem.prediction, batch_size=problem.batch_size)  # fmt: skip
+            x = solve(problem.denoiser, problem.noise, problem.cond, levels, "euler", prediction=problem.prediction,
+                      batch_size=problem.batch_size)
         rows = np.tile(levels, (len(problem.dna), 1)) if levels.ndim == 1 else levels
         acc = problem.accuracy(problem.output(x)) if problem.accuracy is not None else None
         summary = _summary(_scores(problem, x), rows, grid_cost(problem.dna, rows, problem.grid), acc)
@@ -421,7 +374,7 @@ def planning_time(dna: NDArray[np.float64], k: int = 10, tau: float = 0.99, *, p
             v_null, v_cond = pipe.unet(torch.cat([x, x]), torch.full((2,), 500.0), torch.cat([null, tokens])).sample.chunk(2)
         return v_null + 2.0 * (v_cond - v_null)
 
-    out = {"plan_ms": median_ms(lambda: cotj.plan(dna, k), repeats),
+    out: dict[str, Any] = {"plan_ms": median_ms(lambda: cotj.plan(dna, k), repeats),
            "plan_adaptive_ms": median_ms(lambda: cotj.plan(dna, tau=tau), repeats),
            "predictor_ms": median_ms(lambda: predictor.predict(emb), repeats),
            "unet_step_ms": median_ms(step, step_repeats), "k": k, "tau": tau, "threads": torch.get_num_threads(),

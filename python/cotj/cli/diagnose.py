@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--plot draws a run's signature: it needs --prompt")
     if args.prompt is not None:
         dna, report = _signature(args)
-        rows, names, grid, runs = dna[None], [_label(args)], None, [report]
+        rows, names, grid = dna[None], [_label(args)], None
+        runs: list[dict[str, Any] | None] = [report]
     else:
         rows = _io.read_rows(args.dna)
         names = [f"row {b}" for b in range(len(rows))]

@@ -83,6 +83,6 @@ def run(args: argparse.Namespace) -> int:
         ratio = [f"{p.ratio[p.budget - 1]:.4f}"] if adaptive and p.ratio is not None else []
         rows.append([str(b), str(p.budget), f"{p.cost:.6g}", *ratio, _io.levels_text(p.levels)])
     print(_io.table(header, rows))
-    if adaptive:
+    if batch.ratio is not None:
         print(f"adaptive: smallest K with R(K) >= tau = {args.tau:g} (max_steps {batch.ratio.shape[1]})")
     return 0

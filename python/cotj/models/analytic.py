@@ -260,7 +260,7 @@ def exact_endpoint(
     return integrate(model, x, cond, t_start, 0.0, steps)
 
 
-def inputs(model: _MixtureModel, items: list[int], noise_seed: int, reference_steps: int = 200) -> DNAInputs:
+def inputs(model: FlowMixtureModel | VPMixtureModel, items: list[int], noise_seed: int, reference_steps: int = 200) -> DNAInputs:
     """What DNA extraction needs for condition ids ``items``: the conditions (B,), their seeded noise (B, D)
     (:func:`cotj.models.seeded_noise`) and its exact ODE endpoint (B, D) (``reference_steps`` RK4 steps)."""
     cond = torch.tensor(items)
@@ -268,7 +268,7 @@ def inputs(model: _MixtureModel, items: list[int], noise_seed: int, reference_st
     return DNAInputs(cond, noise, exact_endpoint(model, noise, cond, steps=reference_steps))
 
 
-def extract(model: _MixtureModel, items: list[int], grid: ArrayLike, *, noise_seed: int, reference_steps: int = 200,
+def extract(model: FlowMixtureModel | VPMixtureModel, items: list[int], grid: ArrayLike, *, noise_seed: int, reference_steps: int = 200,
             out: str | Path | None = None, num_threads: int | None = None, progress: bool = True) -> ShardedDNA | None:
     """True DNA (B, N) of condition ids ``items`` on ``grid`` (N,) against the exact endpoint of each one's seeded
     noise, sharded over processes when launched by torchrun (:func:`cotj.predict.shard.extract_sharded`): the

@@ -46,6 +46,8 @@ class FluxDenoiser(torch.nn.Module):
     """
 
     prediction = "flow"
+    transformer: Any  # a Diffusers FluxTransformer2DModel (untyped)
+    img_ids: torch.Tensor
 
     def __init__(
         self, transformer: torch.nn.Module, height: int, width: int, vae_scale_factor: int = 8, guidance: float = 3.5

@@ -88,7 +88,7 @@ def to_x0(
         return _divide(a_ * x_t - s_ * pred, a_ * a_ + s_ * s_, "v")
     if (da is None) != (ds is None):
         raise ValueError("give both da and ds (the path's derivatives) or neither")
-    if da is None:
+    if da is None or ds is None:
         if not torch.allclose(a_ + s_, torch.ones_like(a_ + s_), atol=1e-6):
             raise ValueError("a flow prediction on a path other than the linear flow (a + s = 1) needs da and ds")
         return x_t - s_ * pred

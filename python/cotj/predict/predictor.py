@@ -157,6 +157,10 @@ class DNAPredictor(torch.nn.Module):
     than :data:`MAX_PARAMETERS` parameters.
     """
 
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    mean_dna: torch.Tensor
+
     def __init__(self, in_dim: int, n_levels: int = 100, hidden: int = 256, dropout: float = 0.6,
                  target: str = "dna") -> None:
         super().__init__()

@@ -112,7 +112,7 @@ def _check_items(items: Sequence[Item]) -> list[Item]:
 def extract_sharded(
     denoiser_factory: Callable[[], Denoiser],
     items: Sequence[Item],
-    make_inputs: Callable[[list[Item]], DNAInputs],
+    make_inputs: Callable[[list[Any]], DNAInputs],
     out: str | Path | None = None,
     *,
     grid: ArrayLike | None = None,
