@@ -1,5 +1,7 @@
 //! Planning many rows (DNA or dense costs) at once, in parallel over rows (rayon), with padded outputs.
 
+use std::cell::Cell;
+
 use rayon::prelude::*;
 
 use crate::dense::DenseCost;
@@ -12,6 +14,10 @@ use crate::triangle::Triangle;
 /// Below this many rows a batch is planned on the calling thread: handing work to the rayon
 /// pool costs more than planning a few rows.
 const PARALLEL_MIN_ROWS: usize = 16;
+
+/// Steps per plan when the caller sets no length (neither a budget nor `tau`): the one default
+/// of the bindings.
+pub const DEFAULT_BUDGET: i64 = 8;
 
 /// How long each plan is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -86,19 +92,35 @@ pub enum Current<'a> {
     PerRow(&'a [i64]),
 }
 
-/// What the per-row budgets and start levels are called in an out-of-memory error.
-const REQUEST: &str = "the per-row budgets and start levels";
-
 /// A validated batch request: per row, the budget (`max_steps` when adaptive) and start level.
 struct Request<'a> {
     budget: Budget<'a>,
-    budgets: Vec<usize>,
+    /// The budget of every row (`max_steps` when adaptive), unless they are per row.
+    kmax: usize,
     adaptive: Option<f64>,
-    current: Vec<Option<usize>>,
-    per_row_current: bool,
+    current: Current<'a>,
 }
 
 impl Request<'_> {
+    /// Row `b`'s budget (`max_steps` when adaptive).
+    fn budget(&self, b: usize) -> usize {
+        match self.budget {
+            // Checked by `Planner::request`: in 1..=N.
+            Budget::PerRow(ks) => ks[b] as usize,
+            _ => self.kmax,
+        }
+    }
+
+    /// Row `b`'s start level, if pinned.
+    fn current(&self, b: usize) -> Option<usize> {
+        // Checked by `Planner::request`: grid indices.
+        match self.current {
+            Current::Free => None,
+            Current::All(c) => Some(c as usize),
+            Current::PerRow(cs) => Some(cs[b] as usize),
+        }
+    }
+
     /// The name of row `b`'s budget in errors.
     fn budget_name(&self, b: usize) -> String {
         match self.budget {
@@ -115,22 +137,22 @@ impl Request<'_> {
 
     /// The name of row `b`'s current level in errors.
     fn current_name(&self, b: usize) -> String {
-        if self.per_row_current {
-            format!("current[{b}]")
-        } else {
-            "current".into()
+        match self.current {
+            Current::PerRow(_) => format!("current[{b}]"),
+            _ => "current".into(),
         }
     }
 }
 
-/// The first error of `check` over rows `0..rows`, whatever the threads (`Interrupted` when
-/// `stop`, polled before each row, says so first).
+/// The first error of `check` over rows `0..rows` (`work` values each), whatever the threads
+/// (`Interrupted` when `stop`, polled before each row, says so first).
 fn first_error(
     rows: usize,
+    work: usize,
     stop: &Stop,
     check: impl Fn(usize) -> Result<()> + Sync + Send,
 ) -> Result<()> {
-    let bad = |b: usize| stop.poll().and_then(|()| check(b)).err();
+    let bad = |b: usize| stop.poll(work).and_then(|()| check(b)).err();
     let found = if rows >= PARALLEL_MIN_ROWS {
         stop.parallel(|| Ok((0..rows).into_par_iter().find_map_first(bad)))?
     } else {
@@ -150,6 +172,29 @@ struct Scratch {
     edges: Triangle,
 }
 
+impl Scratch {
+    /// Bytes held.
+    fn bytes(&self) -> usize {
+        self.ws.bytes() + self.row.capacity() * std::mem::size_of::<f64>() + self.edges.bytes()
+    }
+}
+
+/// The most bytes of [`Scratch`] a thread keeps between calls (planning N = 1000 levels with
+/// K = 100 needs 0.8 MB); a larger one is freed after its call.
+const KEEP_BYTES: usize = 1 << 20;
+
+/// Runs `work` on the [`Scratch`] this thread kept from its last call (taken out meanwhile: a
+/// nested call starts a new one), so that small calls allocate no scratch memory.
+fn with_kept_scratch<T>(work: impl FnOnce(&mut Scratch) -> T) -> T {
+    thread_local!(static KEPT: Cell<Option<Scratch>> = const { Cell::new(None) });
+    let mut scratch = KEPT.take().unwrap_or_default();
+    let out = work(&mut scratch);
+    if scratch.bytes() <= KEEP_BYTES {
+        KEPT.set(Some(scratch));
+    }
+    out
+}
+
 /// `plan_row(b, scratch)` for every row, in parallel for large batches; each thread keeps one
 /// [`Scratch`]. The error is the first failing row's, whatever the threads; `stop` is polled
 /// before each row (and by `plan_row` between layers).
@@ -157,19 +202,18 @@ fn run_rows<F>(rows: usize, stop: &Stop, plan_row: F) -> Result<Vec<Row>>
 where
     F: Fn(usize, &mut Scratch) -> Result<Row> + Sync + Send,
 {
-    let init = Scratch::default;
-    let row = |state: &mut _, b| stop.poll().and_then(|()| plan_row(b, state));
+    // The DP polls between layers, announcing its work; here a row's own work is small.
+    let row = |state: &mut _, b| stop.poll(1).and_then(|()| plan_row(b, state));
     if rows >= PARALLEL_MIN_ROWS {
         stop.parallel(|| {
             (0..rows)
                 .into_par_iter()
                 .with_min_len(4)
-                .map_init(init, row)
+                .map_init(Scratch::default, row)
                 .collect()
         })
     } else {
-        let mut state = init();
-        (0..rows).map(|b| row(&mut state, b)).collect()
+        with_kept_scratch(|state| (0..rows).map(|b| row(state, b)).collect())
     }
 }
 
@@ -202,13 +246,13 @@ impl Planner {
             return Err(CotjError::EmptyBatch);
         }
         let row = |b: usize| &dna[b * n..(b + 1) * n];
-        first_error(rows, stop, |b| self.check_dna(b, row(b)))?;
+        first_error(rows, n, stop, |b| self.check_dna(b, row(b)))?;
         let req = self.request(rows, budget, current)?;
         let out = run_rows(rows, stop, |b, Scratch { ws, row: d, .. }| {
             d.clear();
             memory::reserve("a dna row", d, n)?;
             d.extend(row(b).iter().map(|&v| v.into()));
-            let (k, current) = (req.budgets[b], req.current[b]);
+            let (k, current) = (req.budget(b), req.current(b));
             match req.adaptive {
                 None => self.plan_fixed_with(d, k, current, ws, stop).map(Row::from),
                 Some(tau) => self
@@ -240,7 +284,7 @@ impl Planner {
             });
         }
         let rows = cost.rows();
-        first_error(rows, stop, |b| cost.check_row(b))?;
+        first_error(rows, cost.n() * cost.n(), stop, |b| cost.check_row(b))?;
         let req = self.request(rows, budget, current)?;
         let mut shared = Triangle::default();
         if cost.shared_matrix() {
@@ -255,7 +299,7 @@ impl Planner {
                 edges
             };
             let costs = cost.costs(b, edges, w);
-            let (k, current) = (req.budgets[b], req.current[b]);
+            let (k, current) = (req.budget(b), req.current(b));
             let row = match req.adaptive {
                 None => self
                     .fixed(&costs, current, k, &mut ws.layers, stop)?
@@ -282,32 +326,30 @@ impl Planner {
         &self,
         rows: usize,
         budget: Budget<'a>,
-        current: Current<'_>,
+        current: Current<'a>,
     ) -> Result<Request<'a>> {
-        let (budgets, adaptive) = self.resolve_budgets(rows, budget)?;
+        let (kmax, adaptive) = self.check_length(rows, budget)?;
+        self.check_starts(rows, current)?;
         let req = Request {
             budget,
-            budgets,
+            kmax,
             adaptive,
-            per_row_current: matches!(current, Current::PerRow(_)),
-            current: self.resolve_current(rows, current)?,
+            current,
         };
-        if req.adaptive.is_none() {
-            for (b, (&k, c)) in req.budgets.iter().zip(&req.current).enumerate() {
-                if let &Some(c) = c {
-                    self.check_budget_from(&req.budget_name(b), k, &req.current_name(b), c)?;
-                }
+        if req.adaptive.is_none() && current != Current::Free {
+            for b in 0..rows {
+                let (k, c) = (req.budget(b), req.current(b).unwrap_or_default());
+                self.check_budget_from(&req.budget_name(b), k, &req.current_name(b), c)?;
             }
         }
         Ok(req)
     }
 
-    fn resolve_current(&self, rows: usize, current: Current<'_>) -> Result<Vec<Option<usize>>> {
+    /// Checks the start levels of `rows` plans.
+    fn check_starts(&self, rows: usize, current: Current<'_>) -> Result<()> {
         match current {
-            Current::Free => memory::filled(REQUEST, rows, None),
-            Current::All(c) => {
-                memory::filled(REQUEST, rows, Some(self.check_current("current", c)?))
-            }
+            Current::Free => Ok(()),
+            Current::All(c) => self.check_current("current", c).map(drop),
             Current::PerRow(cs) => {
                 if cs.len() != rows {
                     return Err(CotjError::Rows {
@@ -316,24 +358,18 @@ impl Planner {
                         expected: rows,
                     });
                 }
-                cs.iter()
-                    .enumerate()
-                    .map(|(b, &c)| Ok(Some(self.check_current(&format!("current[{b}]"), c)?)))
-                    .collect()
+                cs.iter().enumerate().try_for_each(|(b, &c)| {
+                    self.check_current(&format!("current[{b}]"), c).map(drop)
+                })
             }
         }
     }
 
-    fn resolve_budgets(
-        &self,
-        rows: usize,
-        budget: Budget<'_>,
-    ) -> Result<(Vec<usize>, Option<f64>)> {
+    /// Checks the lengths of `rows` plans: the budget of every row (`max_steps` when adaptive;
+    /// unused when per row) and `tau` when adaptive.
+    fn check_length(&self, rows: usize, budget: Budget<'_>) -> Result<(usize, Option<f64>)> {
         match budget {
-            Budget::Fixed(k) => Ok((
-                memory::filled(REQUEST, rows, self.check_budget("budget", k)?)?,
-                None,
-            )),
+            Budget::Fixed(k) => Ok((self.check_budget("budget", k)?, None)),
             Budget::PerRow(ks) => {
                 if ks.len() != rows {
                     return Err(CotjError::BudgetLength {
@@ -341,12 +377,10 @@ impl Planner {
                         got: ks.len(),
                     });
                 }
-                let ks = ks
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &k)| self.check_budget(&format!("budget[{b}]"), k))
-                    .collect::<Result<Vec<_>>>()?;
-                Ok((ks, None))
+                for (b, &k) in ks.iter().enumerate() {
+                    self.check_budget(&format!("budget[{b}]"), k)?;
+                }
+                Ok((0, None))
             }
             Budget::Adaptive { tau, max_steps } => {
                 let tau = Self::check_tau(tau)?;
@@ -354,7 +388,7 @@ impl Planner {
                     Some(k) => self.check_budget("max_steps", k)?,
                     None => self.default_max_steps(),
                 };
-                Ok((memory::filled(REQUEST, rows, kmax)?, Some(tau)))
+                Ok((kmax, Some(tau)))
             }
         }
     }

@@ -40,7 +40,7 @@ fn finite_non_negative(v: f64) -> bool {
 
 /// Index of the first entry of `v` breaking `ok`, scanning in blocks the compiler vectorises
 /// (`ok` must inline: a function pointer here costs a call per entry).
-fn first_bad<T: Copy + Into<f64>>(v: &[T], ok: impl Fn(f64) -> bool) -> Option<usize> {
+pub(crate) fn first_bad<T: Copy + Into<f64>>(v: &[T], ok: impl Fn(f64) -> bool) -> Option<usize> {
     const BLOCK: usize = 64;
     v.chunks(BLOCK).enumerate().find_map(|(c, block)| {
         if block.iter().fold(true, |all, &x| all & ok(x.into())) {

@@ -290,7 +290,7 @@ unsafe fn forward_impl<V: Lanes>(
         };
     }
     for m in 1..kmax {
-        stop.poll()?;
+        stop.poll(n * n / 2)?;
         let (done, rest) = layers.split_at_mut(m * s);
         let prev = &done[(m - 1) * s..];
         // A prefix of m + 1 levels ends at index <= starts.end - 1 - m; its predecessor at
@@ -484,15 +484,23 @@ pub(crate) fn backtrack(
 /// `C*_K = min_i (D_K[i] + end[i])` over the `last` lowest levels, with the arg-min (lowest
 /// index on ties). Returns `(INFINITY, usize::MAX)` when no plan of `k` levels has a finite cost.
 pub(crate) fn best_end(last: usize, end: &[f64], layers: &[f64], k: usize) -> (f64, usize) {
-    let layer = &layers[(k - 1) * stride(end.len())..];
-    let mut best = (f64::INFINITY, usize::MAX);
-    for i in 0..last {
-        let v = layer[i] + end[i];
-        if v < best.0 {
-            best = (v, i);
-        }
+    let (layer, end) = (&layers[(k - 1) * stride(end.len())..][..last], &end[..last]);
+    let sum = |i: usize| layer[i] + end[i];
+    // No sum is NaN (a layer entry is finite or +inf, `end` has no NaN or -inf): the minimum
+    // is taken lane by lane, in code the compiler vectorises, then its first index found.
+    let min = |a: f64, b: f64| if b < a { b } else { a };
+    let mut lanes = [f64::INFINITY; LANES];
+    for (l, e) in layer.chunks_exact(LANES).zip(end.chunks_exact(LANES)) {
+        lanes = std::array::from_fn(|i| min(lanes[i], l[i] + e[i]));
     }
-    best
+    let best = (last / LANES * LANES..last)
+        .map(sum)
+        .chain(lanes)
+        .fold(f64::INFINITY, min);
+    match (0..last).find(|&i| best < f64::INFINITY && sum(i) == best) {
+        Some(i) => (sum(i), i),
+        None => (f64::INFINITY, usize::MAX),
+    }
 }
 
 #[cfg(test)]

@@ -222,7 +222,8 @@ impl LeverCache {
     pub fn default_linear_flow(&self, name: &str, n: usize) -> Result<Arc<Lever>> {
         {
             let mut entries = self.lock();
-            if let Some(p) = entries.iter().position(|l| l.n() == n) {
+            if let Some(p) = entries.iter().rposition(|l| l.n() == n) {
+                // The most recent last (already there in a serving loop on one grid).
                 let lever = entries.remove(p);
                 entries.push(Arc::clone(&lever));
                 return Ok(lever);

@@ -42,7 +42,7 @@ mod planner;
 mod stop;
 mod triangle;
 
-pub use batch::{BatchPlans, Budget, Current};
+pub use batch::{BatchPlans, Budget, Current, DEFAULT_BUDGET};
 pub use dense::DenseCost;
 pub use dp::{kernel, Ends};
 pub use error::{CotjError, Result};

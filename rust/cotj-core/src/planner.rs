@@ -4,6 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::dense::first_bad;
 use crate::dp::{backtrack, best_end, forward, stride, Costs, Ends};
 use crate::error::{CotjError, Result};
 use crate::lever::Lever;
@@ -38,6 +39,13 @@ pub struct AdaptivePlan {
 pub struct Workspace {
     pub(crate) layers: Aligned,
     start: Vec<f64>,
+}
+
+impl Workspace {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.layers.bytes() + self.start.capacity() * std::mem::size_of::<f64>()
+    }
 }
 
 /// A lever (grid and path) with start/end windows: everything a plan depends on but the DNA.
@@ -86,16 +94,15 @@ impl Planner {
                 got: d.len(),
             });
         }
-        for (index, &v) in d.iter().enumerate() {
-            let value: f64 = v.into();
-            if !value.is_finite() {
-                return Err(CotjError::NonFiniteDna { row, index, value });
-            }
-            if value < 0.0 {
-                return Err(CotjError::NegativeDna { row, index, value });
-            }
+        let Some(index) = first_bad(d, |v| (0.0..f64::INFINITY).contains(&v)) else {
+            return Ok(());
+        };
+        let value: f64 = d[index].into();
+        if value.is_finite() {
+            Err(CotjError::NegativeDna { row, index, value })
+        } else {
+            Err(CotjError::NonFiniteDna { row, index, value })
         }
-        Ok(())
     }
 
     /// Checks that a budget (`name` labels the error: `budget` or `max_steps`) lies in 1..=N and
