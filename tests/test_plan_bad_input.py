@@ -1,4 +1,5 @@
-"""Every kind of bad input gets a ValueError or TypeError naming the argument; none crashes."""
+"""Every kind of bad input gets a ValueError (cotj.PlanError from the planner) or TypeError naming the
+argument; none crashes."""
 
 from __future__ import annotations
 
@@ -136,6 +137,74 @@ def test_bad_dense_costs_and_current_levels_are_refused_clearly(call, error, mat
         call()
 
 
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: cotj.plan(D, 0), "budget"),
+        (lambda: cotj.plan(D, 21, first="top"), "budget"),
+        (lambda: cotj.plan(D, 1, first="top", last="bottom"), "budget"),
+        (lambda: cotj.plan_batch(B, [3, 0, 4]), "budget[1]"),
+        (lambda: cotj.plan_batch(B, [3, 4]), "budget"),
+        (lambda: cotj.plan_batch(B, np.ones((3, 1), dtype=int)), "budget"),
+        (lambda: cotj.plan(D, 4, tau=0.9), "budget"),
+        (lambda: cotj.plan(D, tau=0.0), "tau"),
+        (lambda: cotj.plan_batch(B, tau=float("nan")), "tau"),
+        (lambda: cotj.plan(D, tau=0.9, max_steps=21), "max_steps"),
+        (lambda: cotj.plan(D, 4, max_steps=3), "max_steps"),
+        (lambda: cotj.plan(-D, 3), "dna"),
+        (lambda: cotj.plan_batch(np.where(np.arange(20) == 4, np.nan, B), 4), "dna"),
+        (lambda: cotj.plan_batch(D, 3), "dna"),
+        (lambda: cotj.plan(B, 3), "dna"),
+        (lambda: cotj.plan(np.ones(1), 1), "dna"),
+        (lambda: cotj.plan(D, 4, grid=cotj.default_grid(19)), "dna"),
+        (lambda: cotj.plan(None, 3, cost=NAN_AT_3_1), "cost"),
+        (lambda: cotj.plan(None, 3, cost=M[:, :19]), "cost"),
+        (lambda: cotj.plan(None, 3, cost=np.stack([M, M])), "cost"),
+        (lambda: cotj.plan(None, 3, cost=np.full((20, 20), np.inf)), "budget"),
+        (lambda: cotj.plan(D, 3, cost=M), "cost"),
+        (lambda: cotj.plan(D, 3, start=D), "start"),
+        (lambda: cotj.plan(None, 3, cost=M, scale=-D), "scale"),
+        (lambda: cotj.plan(D, 4, first=0), "first"),
+        (lambda: cotj.plan(D, 4, last="top"), "last"),
+        (lambda: cotj.plan(D, 4, current=20), "current"),
+        (lambda: cotj.plan(D, 4, grid=np.linspace(1, 0.05, 20)), "grid"),
+        (lambda: cotj.plan(D, 4, schedule=(D, D)), "schedule"),
+        (lambda: cotj.plan_cost(D, np.array([5, 7])), "steps"),
+    ],
+)
+def test_planning_errors_are_plan_errors_that_name_the_argument(call, name):
+    """Serving code catches cotj.PlanError for every planning refusal; it is a ValueError, so code that
+    catches ValueError keeps working."""
+    with pytest.raises(cotj.PlanError) as refused:
+        call()
+    assert isinstance(refused.value, ValueError)
+    assert name in str(refused.value), str(refused.value)
+
+
+def test_plan_error_is_one_exception_of_the_binding():
+    assert cotj.PlanError is _core.PlanError is cotj.planning.PlanError
+    assert issubclass(cotj.PlanError, ValueError) and cotj.PlanError.__module__ == "cotj._core"
+    with pytest.raises(ValueError, match="budget must lie in 1..=20"):
+        cotj.plan(D, 0)
+
+
+def test_the_binding_returns_one_shape_per_call():
+    """plan_row gives one plan and plan_batch a batch, whatever the row count: no shape depends on ndim."""
+    steps, levels, cost, curve, ratio = _core.plan_row(D)
+    assert steps.shape == levels.shape == (_core.DEFAULT_BUDGET,) == (cotj.planning.DEFAULT_BUDGET,)
+    assert steps.dtype == np.int64 and levels.dtype == np.float64 and type(cost) is float
+    assert curve is None and ratio is None
+    steps, levels, lengths, costs, curve, ratio = _core.plan_batch(D[None], budget=3)
+    assert steps.shape == levels.shape == (1, 3) and lengths.shape == costs.shape == (1,)
+    assert curve is None and ratio is None
+    *_, curve, ratio = _core.plan_row(D.astype(np.float32), tau=0.9, max_steps=6)
+    assert curve is not None and ratio is not None and curve.shape == ratio.shape == (6,)
+    *_, curve, ratio = _core.plan_batch(B, tau=0.9)
+    assert curve is not None and ratio is not None and curve.shape == ratio.shape == (3, 10)
+    lever = _core.Lever.default(20)
+    np.testing.assert_array_equal(_core.plan_row(D, lever, budget=4, first="top")[0], cotj.plan(D, 4, first="top").steps)
+
+
 def test_awkward_but_valid_layouts_are_read_correctly():
     """Fortran order, strides, byte order, lists and integer or half dtypes are converted, never misread."""
     expect = cotj.plan_batch(B, 5)
@@ -151,31 +220,41 @@ def test_awkward_but_valid_layouts_are_read_correctly():
 
 def test_the_raw_binding_refuses_what_it_cannot_read():
     lever = _core.Lever.default(20)
-    with pytest.raises(ValueError, match="C-contiguous"):
-        _core.plan_batch(np.asfortranarray(B), lever, budget=3, first=20, last=20)
+    with pytest.raises(_core.PlanError, match="C-contiguous"):
+        _core.plan_batch(np.asfortranarray(B), lever, budget=3)
     with pytest.raises(TypeError, match="float32 or float64"):
-        _core.plan_batch(B.astype(np.int64), lever, budget=3, first=20, last=20)
+        _core.plan_batch(B.astype(np.int64), lever, budget=3)
     with pytest.raises(TypeError, match="numpy array"):
-        _core.plan_batch([1.0, 2.0], lever, budget=1, first=2, last=2)
-    with pytest.raises(ValueError, match="either budget or tau"):
-        _core.plan_batch(B, lever, budget=3, tau=0.5, first=20, last=20)
-    with pytest.raises(ValueError, match="first must allow between 1 and 20 levels, got -3"):
-        _core.plan_batch(B, lever, budget=3, first=-3, last=20)
+        _core.plan_row([1.0, 2.0], budget=1)
+    with pytest.raises(_core.PlanError, match=r"dna must be 2-D \(B, N\); use cotj.plan for one \(N,\) row, got shape \(20,\)"):
+        _core.plan_batch(D, lever)
+    with pytest.raises(_core.PlanError, match=r"dna must be 1-D \(N,\); use cotj.plan_batch .* got shape \(3, 20\)"):
+        _core.plan_row(B, lever)
+    with pytest.raises(_core.PlanError, match=r"either budget \(fixed length\) or tau \(adaptive length\), not both"):
+        _core.plan_batch(B, lever, budget=3, tau=0.5)
+    with pytest.raises(_core.PlanError, match="max_steps goes with tau"):
+        _core.plan_row(D, max_steps=3)
+    with pytest.raises(_core.PlanError, match="first must allow between 1 and 20 levels, got -3"):
+        _core.plan_batch(B, lever, budget=3, first=-3)
+    with pytest.raises(_core.PlanError, match="last must be 'any', 'bottom' or an int number of levels, got 'top'"):
+        _core.plan_row(D, last="top")
     with pytest.raises(TypeError, match="got bool"):
-        _core.plan_batch(B, lever, budget=True, first=20, last=20)
-    with pytest.raises(ValueError, match="at least 2 levels"):
+        _core.plan_batch(B, lever, budget=True)
+    with pytest.raises(TypeError, match="budget must be an int for one row, got ndarray"):
+        _core.plan_row(D, budget=np.array([3]))
+    with pytest.raises(_core.PlanError, match="at least 2 levels"):
         _core.Lever.default(1)
-    with pytest.raises(ValueError, match="needs both a and s"):
+    with pytest.raises(_core.PlanError, match="needs both a and s"):
         _core.Lever(cotj.default_grid(20), cotj.default_grid(20))
     m, zeros = np.zeros((20, 20)), np.zeros(20)
     with pytest.raises(TypeError, match="cost must have dtype float64, got float32"):
-        _core.plan_dense(m.astype(np.float32), zeros, zeros, lever, budget=3, first=20, last=20)
-    with pytest.raises(ValueError, match="start must be C-contiguous"):
-        _core.plan_dense(m, np.zeros(40)[::2], zeros, lever, budget=3, first=20, last=20)
+        _core.plan_dense(m.astype(np.float32), zeros, zeros, lever, budget=3)
+    with pytest.raises(_core.PlanError, match="start must be C-contiguous"):
+        _core.plan_dense(m, np.zeros(40)[::2], zeros, lever, budget=3)
     with pytest.raises(TypeError, match="scale must have dtype float32 or float64"):
-        _core.plan_dense(m, zeros, zeros, lever, scale=np.ones(20, dtype=np.int64), budget=3, first=20, last=20)
+        _core.plan_dense(m, zeros, zeros, lever, scale=np.ones(20, dtype=np.int64), budget=3)
     with pytest.raises(TypeError, match="current must be an int or an int64 array, got bool"):
-        _core.plan_dense(m, zeros, zeros, lever, budget=3, first=20, last=20, current=True)
+        _core.plan_dense(m, zeros, zeros, lever, budget=3, current=True)
 
 
 def test_a_schedule_whose_snr_rises_is_refused_by_the_planner():

@@ -131,19 +131,20 @@ def test_memory_stays_bounded_across_many_widths():
     assert grown < cap + 24, f"RSS grew by {grown:.0f} MiB over 60 widths (cache bound {cap:.0f} MiB)"
 
 
-INTERRUPTIBLE = {
-    "one row, adaptive (O(N^3))": "cotj.plan(np.linspace(0.01, 1, 5000) ** 1.5, tau=0.99)",
-    "a batch on the thread pool": "cotj.plan_batch(np.tile(np.linspace(0.01, 1, 2000) ** 1.5, (32, 1)), tau=0.99)",
-    "a dense cost": "cotj.plan(None, tau=0.99, cost=np.tril(np.ones((4000, 4000)), -1))",
+INTERRUPTIBLE = {  # (the input, built before the clock starts; the plan)
+    "one row, adaptive (O(N^3))": ("x = np.linspace(0.01, 1, 5000) ** 1.5", "cotj.plan(x, tau=0.99)"),
+    "a batch on the thread pool": ("x = np.tile(np.linspace(0.01, 1, 2000) ** 1.5, (32, 1))", "cotj.plan_batch(x, tau=0.99)"),
+    "a dense cost": ("x = np.tril(np.ones((4000, 4000)), -1)", "cotj.plan(None, tau=0.99, cost=x)"),
 }
 
 
-@pytest.mark.parametrize("call", INTERRUPTIBLE.values(), ids=INTERRUPTIBLE.keys())
-def test_ctrl_c_stops_a_long_plan(call):
+@pytest.mark.parametrize(("setup", "call"), INTERRUPTIBLE.values(), ids=INTERRUPTIBLE.keys())
+def test_ctrl_c_stops_a_long_plan(setup, call):
     """SIGINT half a second into a plan of several seconds raises KeyboardInterrupt within ~100 ms."""
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time, numpy as np, cotj
         cotj.plan(np.linspace(0.01, 1, 100), 4)
+        {setup}
         print("ready", flush=True)
         try:
             {call}

@@ -18,7 +18,7 @@ from typing import Any
 from cotj._core import MAX_LEVELS, __version__
 from cotj.dna import align_dna, gains, load_dna, mean_dna, mean_dna_names
 from cotj.objectives import OBJECTIVES, TeacherCost, objective
-from cotj.planning import Plan, PlanBatch, Planner, cost_matrix, plan, plan_batch, plan_cost
+from cotj.planning import Plan, PlanBatch, PlanError, Planner, cost_matrix, plan, plan_batch, plan_cost
 from cotj.schedules import Schedule, default_grid
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "__version__",
     "Plan",
     "PlanBatch",
+    "PlanError",
     "Planner",
     "Schedule",
     "TeacherCost",

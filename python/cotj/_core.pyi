@@ -1,13 +1,17 @@
 """Type stubs of the Rust extension ``cotj._core`` (rust/cotj-py). Use :mod:`cotj` instead:
-this layer takes only C-contiguous float32/float64 arrays and raw window sizes.
+this layer takes only C-contiguous float32/float64 arrays and int or int64-array lengths.
 
-Errors: ValueError for a value out of range (a grid of more than ``MAX_LEVELS`` levels is refused
-before anything is allocated), MemoryError naming the buffer when an allocation fails, TypeError
-for a wrong type. Long plans release the GIL and re-take it every 20 ms or so on the main thread to
-run Python's signal handlers: Ctrl-C raises KeyboardInterrupt promptly.
+One call per result shape: :func:`plan_row` returns one plan, :func:`plan_batch` and
+:func:`plan_dense` a padded batch; each result is a tuple of fixed length and types.
+
+Errors: :class:`PlanError` (a ``ValueError``) for a planning argument out of range or of the wrong
+shape, with the argument's name in the message (a grid of more than ``MAX_LEVELS`` levels is refused
+before anything is allocated); MemoryError naming the buffer when an allocation fails; TypeError for
+a wrong type. Long plans release the GIL and re-take it every 20 ms or so on the main thread to run
+Python's signal handlers: Ctrl-C raises KeyboardInterrupt promptly.
 """
 
-from typing import overload
+from typing import Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,9 +19,15 @@ from numpy.typing import NDArray
 __version__: str
 MAX_LEVELS: int
 """Most levels a grid, a DNA row or a dense cost may have (10000): planning memory grows as N^2."""
+DEFAULT_BUDGET: int
+"""Steps per plan when a call gives neither ``budget`` nor ``tau`` (8): the one place it is set."""
 KERNEL: str
-"""The DP kernel of this process: ``"fused"`` (AVX2 + FMA) or ``"portable"`` (forced by the
-environment variable ``COTJ_PORTABLE=1``, read once at import)."""
+"""The DP arithmetic of this process: ``"fused"`` (AVX-512 or AVX2, with FMA) or ``"portable"``
+(forced by the environment variable ``COTJ_PORTABLE=1``, read once at import)."""
+
+class PlanError(ValueError):
+    """A planning argument out of range or of the wrong shape, or no plan of the asked length; the
+    message names the argument. A ``ValueError``: code that catches ValueError keeps working."""
 
 class Lever:
     """A grid of noise levels with its temporal lever L(j, i) (immutable, thread-safe)."""
@@ -47,10 +57,12 @@ class Lever:
     def matrix(self) -> NDArray[np.float64]:
         """(N, N) with ``[j, i] = L(j, i)`` for ``i < j``, 0 elsewhere."""
 
-_Row = tuple[
-    NDArray[np.int64], NDArray[np.float64], int, float, NDArray[np.float64] | None, NDArray[np.float64] | None
+RowPlan: TypeAlias = tuple[
+    NDArray[np.int64], NDArray[np.float64], float, NDArray[np.float64] | None, NDArray[np.float64] | None
 ]
-_Batch = tuple[
+"""``(steps (K,), levels (K,), cost, curve, ratio)``; ``curve`` and ``ratio`` (max_steps,) for
+adaptive plans, else None."""
+BatchPlan: TypeAlias = tuple[
     NDArray[np.int64],
     NDArray[np.float64],
     NDArray[np.int64],
@@ -58,48 +70,53 @@ _Batch = tuple[
     NDArray[np.float64] | None,
     NDArray[np.float64] | None,
 ]
+"""``(steps (B, W) padded with -1, levels (B, W) padded with NaN, lengths (B,), cost (B,), curve,
+ratio)``; ``curve`` and ``ratio`` (B, max_steps) for adaptive runs, else None."""
 
-@overload
-def plan_batch(
+def plan_row(
     dna: NDArray[np.float32] | NDArray[np.float64],
-    lever: Lever,
-    *,
-    budget: int | NDArray[np.int64] | None = None,
-    tau: float | None = None,
-    max_steps: int | None = None,
-    first: int,
-    last: int,
-    current: int | NDArray[np.int64] | None = None,
-) -> _Batch: ...
-@overload
-def plan_batch(
-    dna: NDArray[np.float32] | NDArray[np.float64],
-    lever: Lever,
-    *,
+    lever: Lever | None = None,
     budget: int | None = None,
     tau: float | None = None,
     max_steps: int | None = None,
-    first: int,
-    last: int,
+    first: int | Literal["any", "top"] | None = None,
+    last: int | Literal["any", "bottom"] | None = None,
     current: int | None = None,
-) -> _Row: ...
+) -> RowPlan:
+    """The plan of one DNA row (N,) on ``lever`` (None: the linear flow on the default grid of N
+    levels). At most one of ``budget`` (default :data:`DEFAULT_BUDGET`) and ``tau``; ``max_steps``
+    goes with ``tau`` (default N // 2); ``first`` / ``last`` None mean ``"any"``; ``current`` pins
+    the first level."""
+
+def plan_batch(
+    dna: NDArray[np.float32] | NDArray[np.float64],
+    lever: Lever | None = None,
+    budget: int | NDArray[np.int64] | None = None,
+    tau: float | None = None,
+    max_steps: int | None = None,
+    first: int | Literal["any", "top"] | None = None,
+    last: int | Literal["any", "bottom"] | None = None,
+    current: int | NDArray[np.int64] | None = None,
+) -> BatchPlan:
+    """The plans of every row of ``dna`` (B, N); arguments as in :func:`plan_row`, and ``budget``
+    and ``current`` may hold one value per row ((B,) int64)."""
+
 def plan_dense(
     cost: NDArray[np.float64],
     start: NDArray[np.float64],
     end: NDArray[np.float64],
-    lever: Lever,
-    *,
+    lever: Lever | None = None,
     scale: NDArray[np.float32] | NDArray[np.float64] | None = None,
     budget: int | NDArray[np.int64] | None = None,
     tau: float | None = None,
     max_steps: int | None = None,
-    first: int,
-    last: int,
+    first: int | Literal["any", "top"] | None = None,
+    last: int | Literal["any", "bottom"] | None = None,
     current: int | NDArray[np.int64] | None = None,
-) -> _Batch:
+) -> BatchPlan:
     """Plans on a dense cost: ``cost`` (N, N) or (B, N, N), ``start``/``end`` (N,) or (B, N),
-    ``scale`` (N,) or (B, N) or None (ones); one row shared or one per plan. Always the batch
-    tuple of :func:`plan_batch`."""
+    ``scale`` (N,) or (B, N) or None (ones); one row shared or one per plan; N is the lever's
+    (None: the cost's, on the default grid). Other arguments as in :func:`plan_batch`."""
 
 def plan_cost(dna: NDArray[np.float64], steps: NDArray[np.int64], lever: Lever) -> float:
     """Cost C of a plan (grid indices, strictly decreasing) for one DNA row (N,)."""
@@ -119,7 +136,7 @@ def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:
     """(N, N) edge costs ``[j, i] = d_j L(j, i)`` for ``i < j``, inf elsewhere."""
 
 def check_levels(name: str, n: int) -> None:
-    """ValueError naming ``name`` unless ``n`` lies in 2..MAX_LEVELS."""
+    """PlanError naming ``name`` unless ``n`` lies in 2..MAX_LEVELS."""
 
 def _lever_cache() -> tuple[tuple[int, int], tuple[int, int]]:
     """``((levers kept, their bytes), (max levers, max bytes))`` of the ``Lever.default`` cache."""

@@ -3,7 +3,9 @@
 Conventions: a DNA row is (N,) float, one entry per grid level, grid ascending (index 0 is the
 least noisy level). A plan lists grid indices in *sampling order*, noisiest first; its ``levels``
 are the matching noise levels t (for flow models, the sigmas a scheduler takes). The heavy work
-runs in Rust (``cotj._core``) with the GIL released; this module converts and documents.
+runs in Rust (``cotj._core``) with the GIL released; this module converts and documents. The core
+checks every value and holds the defaults; a planning argument it refuses raises :class:`PlanError`
+(a ``ValueError``), a wrong type ``TypeError``.
 
 Instead of a DNA, every planning call also takes an explicit dense cost (keyword ``cost=``): a
 plan ``j_1 > ... > j_K`` then costs ``start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]``
@@ -20,22 +22,24 @@ plan from where it is (j itself, then k - 1 levels below it).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cotj import _core
+from cotj._core import PlanError
 from cotj.schedules import Schedule, check_schedule
 
-__all__ = ["Plan", "PlanBatch", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
+__all__ = ["Plan", "PlanBatch", "PlanError", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
 
-DEFAULT_BUDGET = 8
-"""Steps per plan when neither ``budget`` nor ``tau`` is given."""
-First = Union[int, Literal["any", "top"]]
-Last = Union[int, Literal["any", "bottom"]]
-ScheduleLike = Union[Schedule, "tuple[ArrayLike, ArrayLike]"]
+DEFAULT_BUDGET: int = _core.DEFAULT_BUDGET
+"""Steps per plan when neither ``budget`` nor ``tau`` is given (the core's default, read from it)."""
+First = int | Literal["any", "top"]
+Last = int | Literal["any", "bottom"]
+ScheduleLike = Schedule | tuple[ArrayLike, ArrayLike]
 
 
 @dataclass(slots=True)
@@ -107,9 +111,12 @@ class PlanBatch:
         return (self[b] for b in range(len(self)))
 
 
-def _float_array(name: str, value: ArrayLike) -> np.ndarray:
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _float_array(name: str, value: object) -> np.ndarray:
     """``value`` as a C-contiguous native float32/float64 array (other real dtypes widened)."""
-    if type(value) is np.ndarray and value.dtype.char in "fd" and value.flags.c_contiguous and value.dtype.isnative:
+    if type(value) is np.ndarray and value.dtype in _FLOATS and value.flags.c_contiguous:
         return value
     arr = np.asarray(value)
     kind = arr.dtype.kind
@@ -134,13 +141,12 @@ def _float64_array(name: str, value: ArrayLike) -> np.ndarray:
     return _float_array(name, value).astype(np.float64, copy=False)
 
 
-def _dna_array(dna: ArrayLike, ndim: int) -> np.ndarray:
-    """``dna`` as a C-contiguous native float32/float64 array of ``ndim`` dimensions."""
+def _dna_row(dna: object) -> np.ndarray:
+    """One DNA row (N,) as float64, for the calls that take float64 only."""
     arr = _float_array("dna", dna)
-    if arr.ndim != ndim:
-        want = "(N,); use cotj.plan_batch for a (B, N) batch" if ndim == 1 else "(B, N); use cotj.plan for one (N,) row"
-        raise ValueError(f"dna must be {ndim}-D {want}, got shape {arr.shape}")
-    return arr
+    if arr.ndim != 1:
+        raise PlanError(f"dna must be 1-D (N,), got shape {arr.shape}")
+    return arr.astype(np.float64, copy=False)
 
 
 @dataclass(slots=True)
@@ -169,7 +175,7 @@ class _Dense:
         e = np.zeros(n) if end is None else _float64_array("end", end)
         w = None if scale is None else _float_array("scale", scale)
         if m.ndim not in matrices or s.ndim not in rows or e.ndim not in rows or (w is not None and w.ndim not in rows):
-            raise ValueError(_dense_shape_error(m, s, e, w, batch))
+            raise PlanError(_dense_shape_error(m, s, e, w, batch))
         return cls(m, s, e, w)
 
 
@@ -184,25 +190,16 @@ def _dense_shape_error(m: np.ndarray, s: np.ndarray, e: np.ndarray, w: np.ndarra
     return f"{name} must be {one}; use cotj.plan_batch for a batch, got shape {a.shape}"
 
 
-def _window(name: str, value: object, n: int, pinned: str) -> int:
-    if isinstance(value, str) and value in ("any", pinned):
-        return n if value == "any" else 1
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        if 1 <= value <= n:
-            return int(value)
-        raise ValueError(f"{name} must allow between 1 and {n} levels, got {value}")
-    raise ValueError(f"{name} must be 'any', {pinned!r} or an int number of levels, got {value!r}")
+def _one_int(name: str, value: object) -> object:
+    """``value`` if it is one int (or None), for ``name`` (budget, current) of one plan."""
+    if value is None or isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return value
+    raise TypeError(f"{name} must be an int for one plan, got {type(value).__name__}")
 
 
-def _int_arg(name: str, value: object) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    return int(value)
-
-
-def _per_row_int(name: str, value: object) -> int | np.ndarray:
-    """An int, or a (B,) int64 array of one value per row, for ``name`` (budget, current)."""
-    if type(value) is int:
+def _per_row_int(name: str, value: object) -> int | np.ndarray | None:
+    """None, an int, or a (B,) int64 array of one value per row, for ``name`` (budget, current)."""
+    if value is None or type(value) is int:
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return int(value)
@@ -212,24 +209,11 @@ def _per_row_int(name: str, value: object) -> int | np.ndarray:
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an int or an int array, got dtype {arr.dtype}")
     if arr.ndim != 1:
-        raise ValueError(f"{name} array must be 1-D (B,), got shape {arr.shape}")
+        raise PlanError(f"{name} array must be 1-D (B,), got shape {arr.shape}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         b = int(np.argmax(arr > np.iinfo(np.int64).max))
-        raise ValueError(f"{name}[{b}] = {arr[b]} is out of range (no grid has more than MAX_LEVELS = {_core.MAX_LEVELS} levels)")
+        raise PlanError(f"{name}[{b}] = {arr[b]} is out of range (no grid has more than MAX_LEVELS = {_core.MAX_LEVELS} levels)")
     return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-def _length(budget: object, tau: object, max_steps: object) -> dict:
-    """The binding's length arguments: ``budget`` (default :data:`DEFAULT_BUDGET`), or ``tau`` with ``max_steps``."""
-    if tau is None:
-        if max_steps is not None:
-            raise ValueError("max_steps goes with tau (adaptive length); give budget alone for a fixed length")
-        return {"budget": DEFAULT_BUDGET if budget is None else _per_row_int("budget", budget)}
-    if budget is not None:
-        raise ValueError("give either budget (fixed length) or tau (adaptive length), not both")
-    if isinstance(tau, (bool, np.bool_)) or not isinstance(tau, (int, float, np.integer, np.floating)):
-        raise TypeError(f"tau must be a float in (0, 1], got {type(tau).__name__}")
-    return {"tau": float(tau), "max_steps": None if max_steps is None else _int_arg("max_steps", max_steps)}
 
 
 class Planner:
@@ -265,11 +249,9 @@ class Planner:
         """The grid (N,), or None for the default grid of each DNA's width."""
         return None if self._lever is None else self._lever.levels
 
-    def _resolve(self, n: int, name: str) -> tuple[_core.Lever, int, int]:
-        """The lever for rows of ``n`` levels (of the argument ``name``: dna or cost) and the windows."""
-        lever = self._lever if self._lever is not None else _core.Lever.default(n, name)
-        n = lever.n
-        return lever, _window("first", self.first, n, "top"), _window("last", self.last, n, "bottom")
+    def _lever_for(self, n: int, name: str) -> _core.Lever:
+        """The lever for rows of ``n`` levels (of the argument ``name``: dna or cost)."""
+        return self._lever if self._lever is not None else _core.Lever.default(n, name)
 
     def plan_batch(
         self,
@@ -285,11 +267,12 @@ class Planner:
         current: int | ArrayLike | None = None,
     ) -> PlanBatch:
         """Plan every row of ``dna`` (B, N), or of a dense ``cost``. See :func:`cotj.plan_batch`."""
-        at = None if current is None else _per_row_int("current", current)
+        k, at = _per_row_int("budget", budget), _per_row_int("current", current)
         if cost is None:
             _no_dense(start, end, scale)
-            return PlanBatch(*self._call(_dna_array(dna, 2), budget, tau, max_steps, at))
-        return PlanBatch(*self._call_dense(dna, _Dense.of(cost, start, end, scale, batch=True), budget, tau, max_steps, at))
+            return PlanBatch(*_core.plan_batch(_float_array("dna", dna), self._lever, budget=k, tau=tau, max_steps=max_steps,
+                                               first=self.first, last=self.last, current=at))
+        return self._plan_dense(dna, _Dense.of(cost, start, end, scale, batch=True), k, tau, max_steps, at)
 
     def plan(
         self,
@@ -305,26 +288,19 @@ class Planner:
         current: int | None = None,
     ) -> Plan:
         """Plan one DNA row (N,), or one dense ``cost`` (N, N). See :func:`cotj.plan`."""
-        if budget is not None and not isinstance(budget, (int, np.integer)):
-            raise TypeError(f"budget must be an int for one row, got {type(budget).__name__}")
-        at = None if current is None else _int_arg("current", current)
         if cost is None:
             _no_dense(start, end, scale)
-            steps, levels, _, c, curve, ratio = self._call(_dna_array(dna, 1), budget, tau, max_steps, at)
-            return Plan(steps, levels, c, curve, ratio)
-        return PlanBatch(*self._call_dense(dna, _Dense.of(cost, start, end, scale, batch=False), budget, tau, max_steps, at))[0]
+            return _plan_row(dna, self._lever, budget, tau, max_steps, self.first, self.last, current)
+        dense = _Dense.of(cost, start, end, scale, batch=False)
+        return self._plan_dense(dna, dense, _one_int("budget", budget), tau, max_steps, _one_int("current", current))[0]
 
-    def _call(self, arr: np.ndarray, budget: object, tau: object, max_steps: object, current: object) -> tuple:
-        lever, first, last = self._resolve(arr.shape[-1], "dna")
-        return _core.plan_batch(arr, lever, first=first, last=last, current=current, **_length(budget, tau, max_steps))
-
-    def _call_dense(self, dna: object, dense: _Dense, budget: object, tau: object, max_steps: object, current: object) -> tuple:
+    def _plan_dense(self, dna: object, dense: _Dense, budget: Any, tau: Any, max_steps: Any, current: Any) -> PlanBatch:
+        """The plans of a dense cost (``dna`` must be None); lengths and ``current`` as the core takes them."""
         if dna is not None:
-            raise ValueError("give either dna or cost=, not both (dna=None with a dense cost)")
+            raise PlanError("give either dna or cost=, not both (dna=None with a dense cost)")
         _no_schedule_with_cost(self._schedule, dense)
-        lever, first, last = self._resolve(dense.n, "cost")
-        return _core.plan_dense(dense.cost, dense.start, dense.end, lever, scale=dense.scale, first=first, last=last,
-                                current=current, **_length(budget, tau, max_steps))
+        return PlanBatch(*_core.plan_dense(dense.cost, dense.start, dense.end, self._lever, scale=dense.scale, budget=budget,
+                                           tau=tau, max_steps=max_steps, first=self.first, last=self.last, current=current))
 
     def plan_cost(
         self,
@@ -342,54 +318,58 @@ class Planner:
         if cost is not None:
             return self._dense_cost(dna, _Dense.of(cost, start, end, scale, batch=False), s)
         _no_dense(start, end, scale)
-        arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
+        arr = _dna_row(dna)
         if s.dtype.kind == "f":
             return self._level_cost(arr, s)
-        lever, _, _ = self._resolve(arr.shape[0], "dna")
-        return _core.plan_cost(arr, _grid_indices(s), lever)
+        return _core.plan_cost(arr, _grid_indices(s), self._lever_for(arr.shape[0], "dna"))
 
     def _dense_cost(self, dna: object, dense: _Dense, steps: np.ndarray) -> float:
         """Cost of a plan given as grid indices on a dense cost: ``inf`` if it uses a missing edge."""
         if dna is not None:
-            raise ValueError("give either dna or cost=, not both (dna=None with a dense cost)")
+            raise PlanError("give either dna or cost=, not both (dna=None with a dense cost)")
         if self.grid is not None and len(self.grid) != dense.n:
-            raise ValueError(f"cost has {dense.n} levels per row but the grid has {len(self.grid)}")
+            raise PlanError(f"cost has {dense.n} levels per row but the grid has {len(self.grid)}")
         w = None if dense.scale is None else dense.scale.astype(np.float64, copy=False)
         return _core.plan_cost_dense(dense.cost, dense.start, dense.end, _grid_indices(steps), scale=w)
 
     def _level_cost(self, d: np.ndarray, levels: np.ndarray) -> float:
         """Cost of a plan given as noise levels: DNA (and a, s) interpolated linearly in t."""
         if levels.ndim != 1 or levels.size == 0 or not np.all(np.isfinite(levels)):
-            raise ValueError("steps as noise levels must be a non-empty 1-D finite array")
+            raise PlanError("steps as noise levels must be a non-empty 1-D finite array")
         if np.any(np.diff(levels) >= 0):
-            raise ValueError("steps as noise levels must be strictly decreasing (noisiest first)")
+            raise PlanError("steps as noise levels must be strictly decreasing (noisiest first)")
         if len(levels) > _core.MAX_LEVELS:
-            raise ValueError(f"steps as noise levels has {len(levels)} levels, more than MAX_LEVELS = {_core.MAX_LEVELS}")
-        grid_lever = self._resolve(d.shape[0], "dna")[0]
+            raise PlanError(f"steps as noise levels has {len(levels)} levels, more than MAX_LEVELS = {_core.MAX_LEVELS}")
+        grid_lever = self._lever_for(d.shape[0], "dna")
         grid = grid_lever.levels
         if levels[-1] < grid[0] or levels[0] > grid[-1]:
-            raise ValueError(f"steps as noise levels must lie within the grid [{grid[0]}, {grid[-1]}], got {levels[0]} .. {levels[-1]}")
+            raise PlanError(f"steps as noise levels must lie within the grid [{grid[0]}, {grid[-1]}], got {levels[0]} .. {levels[-1]}")
         # A one-level plan costs 0; the call also checks the DNA itself, so an error names its own indices.
         base = _core.plan_cost(d, np.zeros(1, dtype=np.int64), grid_lever)
         if len(levels) == 1:
             return base
         t = levels[::-1].copy()
         schedule = None if self._schedule is None else tuple(np.interp(t, grid, v) for v in self._schedule)
-        lever, _ = _make_lever(t, schedule)
+        lever, _ = _grid_lever(t, schedule)
         dna = np.ascontiguousarray(np.interp(t, grid, d))
         return _core.plan_cost(dna, np.arange(len(t) - 1, -1, -1, dtype=np.int64), lever)
 
     def cost_matrix(self, dna: ArrayLike) -> NDArray[np.float64]:
         """Dense edge costs (N, N) of one DNA row. See :func:`cotj.cost_matrix`."""
-        arr = np.asarray(_dna_array(dna, 1), dtype=np.float64)
-        lever, _, _ = self._resolve(arr.shape[0], "dna")
-        return _core.cost_matrix(arr, lever)
+        arr = _dna_row(dna)
+        return _core.cost_matrix(arr, self._lever_for(arr.shape[0], "dna"))
+
+
+def _plan_row(dna: object, lever: _core.Lever | None, budget: Any, tau: Any, max_steps: Any, first: Any, last: Any,
+              current: Any) -> Plan:
+    """The plan of one DNA row (N,) on ``lever`` (None: the default grid of N levels)."""
+    return Plan(*_core.plan_row(_float_array("dna", dna), lever, budget, tau, max_steps, first, last, current))
 
 
 def _no_dense(start: object, end: object, scale: object) -> None:
-    given = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)} go with cost= (a dense cost); the DNA form sets them from dna")
+    if start is not None or end is not None or scale is not None:
+        given = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
+        raise PlanError(f"{', '.join(given)} go with cost= (a dense cost); the DNA form sets them from dna")
 
 
 def _grid_indices(steps: np.ndarray) -> np.ndarray:
@@ -402,7 +382,7 @@ def _no_schedule_with_cost(schedule: object, cost: object) -> None:
     """Refuse ``schedule`` together with a dense ``cost`` (the module functions call it before the schedule is
     checked as a path)."""
     if schedule is not None and cost is not None:
-        raise ValueError("schedule shapes the DNA form's lever only; it does not apply to cost=")
+        raise PlanError("schedule shapes the DNA form's lever only; it does not apply to cost=")
 
 
 def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[_core.Lever | None, Schedule | None]:
@@ -410,13 +390,18 @@ def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[
     float64 arrays."""
     if grid is None:
         if schedule is not None:
-            raise ValueError("schedule needs grid: give the levels a and s are sampled at")
+            raise PlanError("schedule needs grid: give the levels a and s are sampled at")
         return None, None
+    return _grid_lever(grid, schedule)
+
+
+def _grid_lever(grid: ArrayLike, schedule: ScheduleLike | None) -> tuple[_core.Lever, Schedule | None]:
+    """The lever of a given ``grid`` and ``schedule``, with the schedule as float64 arrays."""
     g = np.asarray(grid)
     if g.dtype.kind not in "fiu":
         raise TypeError(f"grid must be a real numeric array, got dtype {g.dtype}")
     if g.ndim != 1:
-        raise ValueError(f"grid must be 1-D (N,), got shape {g.shape}")
+        raise PlanError(f"grid must be 1-D (N,), got shape {g.shape}")
     g = np.ascontiguousarray(g, dtype=np.float64)
     if schedule is None:
         return _core.Lever(g), None
@@ -430,7 +415,7 @@ def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[
         if v.dtype.kind not in "fiu":
             raise TypeError(f"schedule {name} must be a real array, got dtype {v.dtype}")
         if v.ndim != 1:
-            raise ValueError(f"schedule {name} must be 1-D (N,), one value per grid level, got shape {v.shape}")
+            raise PlanError(f"schedule {name} must be 1-D (N,), one value per grid level, got shape {v.shape}")
         arrays.append(np.ascontiguousarray(v, dtype=np.float64))
     lever = _core.Lever(g, *arrays)  # shapes and the grid first, then the path itself
     return lever, check_schedule(g, *arrays)
@@ -458,12 +443,12 @@ def plan_batch(
         dna: (B, N) float32 or float64 one-step reconstruction errors, one row per prompt, one
             column per grid level (ascending t). Finite and non-negative. None with ``cost``.
         budget: steps per plan (NFE): an int for every row or a (B,) int array, each in 1..N.
-            Default 8. Exclusive with ``tau``.
+            Default :data:`DEFAULT_BUDGET` (8, the core's). Exclusive with ``tau``.
         grid: (N,) ascending noise levels in (0, 1]; default ``t_i = (i+1)/N``.
         tau: adaptive length: the smallest K whose plan explains a fraction ``tau`` in (0, 1] of
             the gain of the ``max_steps`` plan (docs/method.md §5). The paper uses 0.99.
-        max_steps: longest adaptive plan, default N // 2 (raised to 2 when the windows allow no
-            one-level plan).
+        max_steps: longest adaptive plan, default (the core's) N // 2, raised to 2 when the windows
+            allow no one-level plan.
         first: ``"any"``, ``"top"`` (first step at the grid's top level) or int k (one of the
             k highest levels).
         last: ``"any"``, ``"bottom"`` (last step at the grid's lowest level) or int k (one of the
@@ -492,9 +477,11 @@ def plan_batch(
         lengths, costs, and for adaptive runs the curves ``C*_K`` and ``R(K)``.
 
     Raises:
-        ValueError: a value out of range (NaN or negative DNA, NaN or -inf cost, budget, tau,
-            grid, windows, current, more than ``cotj.MAX_LEVELS`` levels...), or a dense cost
-            with no finite plan of that length.
+        PlanError: (a ``ValueError``) a value out of range or of the wrong shape (NaN or
+            negative DNA, NaN or -inf cost, budget, tau, grid, windows, current, more than
+            ``cotj.MAX_LEVELS`` levels...), or a dense cost with no finite plan of that length;
+            the message names the argument. (A schedule whose signal-to-noise ratio does not
+            fall is a plain ``ValueError``, from :func:`cotj.schedules.check_schedule`.)
         TypeError: a wrong type (complex or object DNA, float budget...).
         MemoryError: the plans or the DP layers (8·max_steps·N bytes per thread) do not fit.
         KeyboardInterrupt: Ctrl-C; long plans check for it every 20 ms or so.
@@ -522,6 +509,8 @@ def plan(
 ) -> Plan:
     """Plan one DNA row (N,), or one dense ``cost`` (N, N) with ``start``, ``end``, ``scale``
     (N,) and an int ``current``; arguments as in :func:`plan_batch`. Returns a :class:`Plan`."""
+    if grid is None and schedule is None and cost is None and start is None and end is None and scale is None:
+        return _plan_row(dna, None, budget, tau, max_steps, first, last, current)  # the serving call: no Planner to build
     _no_schedule_with_cost(schedule, cost)
     planner = Planner(grid, schedule, first=first, last=last)
     return planner.plan(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)

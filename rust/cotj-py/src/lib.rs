@@ -1,24 +1,40 @@
 //! `cotj._core`: the PyO3 binding of `cotj-core`. It only converts and validates: numpy arrays in
 //! (dtype, ndim and contiguity checked), the GIL released around the planning (and re-taken now
-//! and then to let Ctrl-C stop it), core errors out as `ValueError` (`MemoryError` when an
-//! allocation fails), wrong types as `TypeError`. The ergonomic layer is the Python package `cotj`.
+//! and then to let Ctrl-C stop it), planning errors out as [`PlanError`] (a `ValueError`;
+//! `MemoryError` when an allocation fails), wrong types as `TypeError`. One call per result
+//! shape: `plan_row` (one plan), `plan_batch` and `plan_dense` (a padded batch). The ergonomic
+//! layer is the Python package `cotj`.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cotj_core::{
-    BatchPlans, Budget, CotjError, Current, DenseCost, Ends, LeverCache, Planner, Stop, MAX_LEVELS,
+    BatchPlans, Budget, CotjError, Current, DenseCost, Ends, LeverCache, Planner, Stop,
+    DEFAULT_BUDGET, MAX_LEVELS,
 };
 use numpy::prelude::*;
 use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::create_exception;
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyMemoryError, PyOverflowError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyTuple};
+use pyo3::types::{PyBool, PyString};
 
-/// A core error as a Python exception: `MemoryError` for a failed allocation, else `ValueError`.
-fn value_error(e: CotjError) -> PyErr {
+create_exception!(
+    cotj._core,
+    PlanError,
+    PyValueError,
+    "A planning argument out of range or of the wrong shape, or no plan of the asked length \
+     (a ValueError: code that catches ValueError keeps working)."
+);
+
+/// A core error as a Python exception, the one place where they are mapped: `MemoryError` for a
+/// failed allocation, `KeyboardInterrupt` for an interruption, else [`PlanError`].
+fn plan_error(e: CotjError) -> PyErr {
     match e {
         CotjError::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
-        _ => PyValueError::new_err(e.to_string()),
+        CotjError::Interrupted => PyKeyboardInterrupt::new_err(e.to_string()),
+        _ => PlanError::new_err(e.to_string()),
     }
 }
 
@@ -47,8 +63,8 @@ fn detach<T: Send>(
         Err(CotjError::Interrupted) => Err(raised
             .into_inner()
             .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(|| PyKeyboardInterrupt::new_err("planning was interrupted"))),
-        out => out.map_err(value_error),
+            .unwrap_or_else(|| plan_error(CotjError::Interrupted))),
+        out => out.map_err(plan_error),
     }
 }
 
@@ -70,9 +86,7 @@ fn f64_vector<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyAr
         .cast::<PyArray1<f64>>()
         .map_err(|_| PyTypeError::new_err(format!("{name} must be a 1-D float64 numpy array")))?;
     if !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "{name} must be C-contiguous"
-        )));
+        return Err(PlanError::new_err(format!("{name} must be C-contiguous")));
     }
     Ok(arr.readonly())
 }
@@ -98,9 +112,9 @@ impl Lever {
                 let (a, s) = (a.as_slice()?, s.as_slice()?);
                 py.detach(|| cotj_core::Lever::gaussian(grid, a, s))
             }
-            _ => return Err(PyValueError::new_err("schedule needs both a and s")),
+            _ => return Err(PlanError::new_err("schedule needs both a and s")),
         };
-        Ok(Self(Arc::new(lever.map_err(value_error)?)))
+        Ok(Self(Arc::new(lever.map_err(plan_error)?)))
     }
 
     /// The linear-flow lever on the default grid `t_i = (i+1)/n`, the recent ones cached
@@ -112,7 +126,7 @@ impl Lever {
         let n = usize::try_from(n).unwrap_or(0);
         let lever = py
             .detach(|| DEFAULT_LEVERS.default_linear_flow(name, n))
-            .map_err(value_error)?;
+            .map_err(plan_error)?;
         Ok(Self(lever))
     }
 
@@ -131,7 +145,7 @@ impl Lever {
     /// The dense lever, (N, N): `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
     fn matrix<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let n = self.0.n();
-        let m = py.detach(|| self.0.matrix()).map_err(value_error)?;
+        let m = py.detach(|| self.0.matrix()).map_err(plan_error)?;
         m.into_pyarray(py).reshape([n, n])
     }
 
@@ -140,16 +154,60 @@ impl Lever {
     }
 }
 
-fn planner(lever: &Lever, first: i64, last: i64) -> PyResult<Planner> {
-    let n = lever.0.n();
-    let window = |name: &'static str, value: i64| -> PyResult<usize> {
-        usize::try_from(value).map_err(|_| value_error(CotjError::Window { name, value, n }))
+/// How many levels may start (`first`, pinned word `"top"`) or end (`last`, `"bottom"`) a plan
+/// on `n` levels: `"any"` (also None), the pinned word, or an int count (the planner checks it
+/// against N).
+fn window(
+    name: &'static str,
+    obj: Option<&Bound<'_, PyAny>>,
+    pinned: &str,
+    n: usize,
+) -> PyResult<usize> {
+    let Some(obj) = obj else { return Ok(n) };
+    let word = obj.cast::<PyString>().ok();
+    match word.as_ref().map(|w| w.to_str()).transpose()? {
+        Some("any") => return Ok(n),
+        Some(w) if w == pinned => return Ok(1),
+        Some(_) => {}
+        None => {
+            if let Some(value) = int_value(name, obj)? {
+                return usize::try_from(value)
+                    .map_err(|_| plan_error(CotjError::Window { name, value, n }));
+            }
+        }
+    }
+    Err(PlanError::new_err(format!(
+        "{name} must be 'any', '{pinned}' or an int number of levels, got {}",
+        obj.repr()?
+    )))
+}
+
+/// The start and end windows of a call on `n` levels.
+fn ends(
+    first: Option<&Bound<'_, PyAny>>,
+    last: Option<&Bound<'_, PyAny>>,
+    n: usize,
+) -> PyResult<Ends> {
+    Ok(Ends {
+        first: window("first", first, "top", n)?,
+        last: window("last", last, "bottom", n)?,
+    })
+}
+
+/// The planner of a call: `lever`, else the linear-flow lever of the default grid of `n` levels
+/// (`name`: the argument `n` comes from), with the windows `ends`. Run with the GIL released: a
+/// default lever not cached yet is built here.
+fn planner(lever: Option<&Lever>, name: &str, n: usize, ends: Ends) -> Result<Planner, CotjError> {
+    let lever = match lever {
+        Some(lever) => Arc::clone(&lever.0),
+        None => DEFAULT_LEVERS.default_linear_flow(name, n)?,
     };
-    let ends = Ends {
-        first: window("first", first)?,
-        last: window("last", last)?,
-    };
-    Planner::new(Arc::clone(&lever.0), ends).map_err(value_error)
+    Planner::new(lever, ends)
+}
+
+/// N of a call: the lever's, else the width `cols` of its rows (the default grid).
+fn levels_of(lever: Option<&Lever>, cols: usize) -> usize {
+    lever.map_or(cols, |l| l.0.n())
 }
 
 /// A per-level array (DNA or scale), 1-D (one row) or 2-D, float32 or float64, C-contiguous.
@@ -158,53 +216,110 @@ enum Levels<'py> {
     F64(PyReadonlyArrayDyn<'py, f64>),
 }
 
+/// A shape as Python prints it: `(3, 20)`, `(20,)`.
+fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// `obj` as a numpy array (errors name `name`), not yet checked.
+fn untyped<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
+    Ok(obj
+        .cast::<PyUntypedArray>()
+        .map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{name} must be a numpy array, got {}",
+                obj.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?
+        .clone())
+}
+
 /// `obj` as a C-contiguous numpy array whose dimensions are one of `ndims` (errors name `name`).
 fn numpy_array<'py>(
     name: &str,
     obj: &Bound<'py, PyAny>,
     ndims: [usize; 2],
 ) -> PyResult<Bound<'py, PyUntypedArray>> {
-    let untyped = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{name} must be a numpy array, got {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
-    let ndim = untyped.ndim();
+    let array = untyped(name, obj)?;
+    let ndim = array.ndim();
     if !ndims.contains(&ndim) {
         let [a, b] = ndims;
-        return Err(PyValueError::new_err(format!(
+        return Err(PlanError::new_err(format!(
             "{name} must be {a}-D or {b}-D, got {ndim}-D with shape {:?}",
-            untyped.shape()
+            array.shape()
         )));
     }
-    if !untyped.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
+    contiguous(name, array)
+}
+
+/// `array` if it is C-contiguous.
+fn contiguous<'py>(
+    name: &str,
+    array: Bound<'py, PyUntypedArray>,
+) -> PyResult<Bound<'py, PyUntypedArray>> {
+    if !array.is_c_contiguous() {
+        return Err(PlanError::new_err(format!(
             "{name} must be C-contiguous (use numpy.ascontiguousarray)"
         )));
     }
-    Ok(untyped.clone())
+    Ok(array)
 }
 
-/// A per-level array: `(values, columns, one row?)`.
-fn levels_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<(Levels<'py>, usize, bool)> {
-    let untyped = numpy_array(name, obj, [1, 2])?;
-    let ndim = untyped.ndim();
-    let cols = untyped.shape()[ndim - 1];
-    let values = if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
-        Levels::F64(a.readonly())
+/// The values of a checked per-level array: float32 or float64.
+fn levels_values<'py>(
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    array: &Bound<'py, PyUntypedArray>,
+) -> PyResult<Levels<'py>> {
+    if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
+        Ok(Levels::F64(a.readonly()))
     } else if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
-        Levels::F32(a.readonly())
+        Ok(Levels::F32(a.readonly()))
     } else {
-        return Err(PyTypeError::new_err(format!(
+        Err(PyTypeError::new_err(format!(
             "{name} must have dtype float32 or float64, got {}",
-            untyped.dtype()
+            array.dtype()
+        )))
+    }
+}
+
+/// A per-level array (`scale`) of 1 or 2 dimensions: `(values, columns)`.
+fn levels_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<(Levels<'py>, usize)> {
+    let array = numpy_array(name, obj, [1, 2])?;
+    let cols = array.shape()[array.ndim() - 1];
+    Ok((levels_values(name, obj, &array)?, cols))
+}
+
+/// `dna` as one row (`ndim` 1) or a batch (`ndim` 2): `(values, columns)`.
+fn dna_array<'py>(obj: &Bound<'py, PyAny>, ndim: usize) -> PyResult<(Levels<'py>, usize)> {
+    let array = untyped("dna", obj)?;
+    if array.ndim() != ndim {
+        let want = if ndim == 1 {
+            "1-D (N,); use cotj.plan_batch for a (B, N) batch"
+        } else {
+            "2-D (B, N); use cotj.plan for one (N,) row"
+        };
+        return Err(PlanError::new_err(format!(
+            "dna must be {want}, got shape {}",
+            shape_text(array.shape())
         )));
-    };
-    Ok((values, cols, ndim == 1))
+    }
+    let array = contiguous("dna", array)?;
+    let cols = array.shape()[ndim - 1];
+    Ok((levels_values("dna", obj, &array)?, cols))
 }
 
 /// A float64 dense-cost array with `n` levels per row: `cost` (.., N, N), `start`/`end` (.., N).
@@ -218,7 +333,7 @@ fn dense_array<'py>(
     let shape = untyped.shape();
     let row = &shape[shape.len() - ndims[0]..];
     if row.iter().any(|&d| d != n) {
-        return Err(PyValueError::new_err(format!(
+        return Err(PlanError::new_err(format!(
             "{name} must have N = {n} levels per axis of a row, got shape {shape:?}"
         )));
     }
@@ -231,33 +346,51 @@ fn dense_array<'py>(
     Ok(arr.readonly())
 }
 
-/// The linear-flow levers of the default grids (`Lever.default`).
+/// The linear-flow levers of the default grids (`Lever.default`, and calls without a lever).
 static DEFAULT_LEVERS: LeverCache = LeverCache::new();
 
-/// A Python int for `name`; an int beyond int64 is out of range for every argument.
-fn int_arg(name: &str, obj: &Bound<'_, PyInt>) -> PyResult<i64> {
-    obj.extract::<i64>().map_err(|_| {
-        PyValueError::new_err(format!(
+/// `obj` as an int (a Python int or a numpy integer, not a bool) for `name`; None when it is
+/// no int. An int beyond int64 is out of range for every argument.
+fn int_value(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(None);
+    }
+    match obj.extract::<i64>() {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Err(PlanError::new_err(format!(
             "{name} = {obj} is out of range (no grid has more than MAX_LEVELS = {MAX_LEVELS} levels)"
-        ))
+        ))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The type name of `obj`, for errors.
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// An int argument of one plan (`budget`, `max_steps`, `current`).
+fn int_only(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    int_value(name, obj)?.ok_or_else(|| {
+        PyTypeError::new_err(format!("{name} must be an int, got {}", type_name(obj)))
     })
 }
 
-/// An int or a 1-D int64 array (one value per row) for `name` (`budget`, `current`).
+/// An int or a 1-D int64 array (one value per row) for `name` (`budget`, `current` of a batch).
 fn int_or_array<'py>(
     name: &str,
     obj: &Bound<'py, PyAny>,
 ) -> PyResult<Result<i64, PyReadonlyArray1<'py, i64>>> {
+    if let Some(k) = int_value(name, obj)? {
+        return Ok(Ok(k));
+    }
     if obj.is_instance_of::<PyBool>() {
         return Err(PyTypeError::new_err(format!(
             "{name} must be an int or an int64 array, got bool"
         )));
-    }
-    if let Ok(int) = obj.cast::<PyInt>() {
-        return int_arg(name, int).map(Ok);
-    }
-    if let Ok(k) = obj.extract::<i64>() {
-        return Ok(Ok(k));
     }
     let arr = obj.cast::<PyArray1<i64>>().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -265,153 +398,299 @@ fn int_or_array<'py>(
         ))
     })?;
     if !arr.is_c_contiguous() {
-        return Err(PyValueError::new_err(format!(
-            "{name} must be C-contiguous"
-        )));
+        return Err(PlanError::new_err(format!("{name} must be C-contiguous")));
     }
     Ok(Err(arr.readonly()))
 }
 
-/// Runs `plan` with the budget (`budget`, or `tau` with `max_steps`) and start levels
-/// (`current`) read from Python, with the GIL released (see `detach`).
-fn plan_with<'py>(
-    py: Python<'py>,
-    budget: Option<&Bound<'py, PyAny>>,
-    tau: Option<f64>,
-    max_steps: Option<&Bound<'py, PyInt>>,
-    current: Option<&Bound<'py, PyAny>>,
-    plan: impl Send + FnOnce(Budget<'_>, Current<'_>, &Stop) -> Result<BatchPlans, CotjError>,
-) -> PyResult<BatchPlans> {
-    let per_row;
-    let budget = match (budget, tau) {
-        (Some(b), None) => match int_or_array("budget", b)? {
-            Ok(k) => Budget::Fixed(k),
-            Err(arr) => {
-                per_row = arr;
-                Budget::PerRow(per_row.as_slice()?)
-            }
-        },
-        (None, Some(tau)) => Budget::Adaptive {
-            tau,
-            max_steps: max_steps.map(|k| int_arg("max_steps", k)).transpose()?,
-        },
-        (Some(_), Some(_)) => {
-            return Err(PyValueError::new_err("give either budget or tau, not both"))
-        }
-        (None, None) => {
-            return Err(PyValueError::new_err(
-                "give budget (fixed length) or tau (adaptive length)",
-            ))
-        }
+/// `tau` as a float.
+fn tau_arg(obj: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let bad = || {
+        PyTypeError::new_err(format!(
+            "tau must be a float in (0, 1], got {}",
+            type_name(obj)
+        ))
     };
-    let per_row_current;
-    let current = match current.map(|c| int_or_array("current", c)).transpose()? {
-        None => Current::Free,
-        Some(Ok(c)) => Current::All(c),
-        Some(Err(arr)) => {
-            per_row_current = arr;
-            Current::PerRow(per_row_current.as_slice()?)
-        }
-    };
-    detach(py, |stop| plan(budget, current, stop))
+    if obj.is_instance_of::<PyBool>() {
+        return Err(bad());
+    }
+    obj.extract::<f64>().map_err(|_| bad())
 }
 
-/// Plans every row of `dna`. Exactly one of `budget` (int or (B,) int64) and `tau` is given;
-/// `max_steps` goes with `tau`; `current` (int or (B,) int64) pins each plan's first level.
-/// Returns `(steps, levels, lengths, cost, curve, ratio)`: (B, W) int64 padded with -1, (B, W)
-/// float64 padded with NaN, (B,) int64, (B,) float64, and for adaptive runs (B, max_steps)
-/// float64 twice, else None. A 1-D `dna` is one row and gives
-/// `(steps (K,), levels (K,), K, cost, curve (max_steps,) | None, ratio | None)`.
+/// The length and start arguments of a planning call, as Python gave them.
+struct Request<'a, 'py> {
+    budget: Option<&'a Bound<'py, PyAny>>,
+    tau: Option<&'a Bound<'py, PyAny>>,
+    max_steps: Option<&'a Bound<'py, PyAny>>,
+    current: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl Request<'_, '_> {
+    /// The adaptive length, if `tau` is given: `(tau, max_steps)`.
+    fn adaptive(&self) -> PyResult<Option<(f64, Option<i64>)>> {
+        match (self.budget, self.tau) {
+            (Some(_), Some(_)) => Err(PlanError::new_err(
+                "give either budget (fixed length) or tau (adaptive length), not both",
+            )),
+            (_, None) if self.max_steps.is_some() => Err(PlanError::new_err(
+                "max_steps goes with tau (adaptive length); give budget alone for a fixed length",
+            )),
+            (_, None) => Ok(None),
+            (None, Some(tau)) => Ok(Some((
+                tau_arg(tau)?,
+                self.max_steps
+                    .map(|k| int_only("max_steps", k))
+                    .transpose()?,
+            ))),
+        }
+    }
+
+    /// Runs `plan` on one plan's budget and start level (ints only), with the GIL released
+    /// (see `detach`).
+    fn plan_one<T: Send>(
+        &self,
+        py: Python<'_>,
+        plan: impl Send + FnOnce(Budget<'_>, Current<'_>, &Stop) -> Result<T, CotjError>,
+    ) -> PyResult<T> {
+        let budget = match self.adaptive()? {
+            Some((tau, max_steps)) => Budget::Adaptive { tau, max_steps },
+            None => match self.budget {
+                None => Budget::Fixed(DEFAULT_BUDGET),
+                Some(k) => Budget::Fixed(int_value("budget", k)?.ok_or_else(|| {
+                    PyTypeError::new_err(format!(
+                        "budget must be an int for one row, got {}",
+                        type_name(k)
+                    ))
+                })?),
+            },
+        };
+        let current = match self.current {
+            None => Current::Free,
+            Some(c) => Current::All(int_only("current", c)?),
+        };
+        detach(py, |stop| plan(budget, current, stop))
+    }
+
+    /// Runs `plan` on the budgets and start levels of a batch (ints or one per row), with the
+    /// GIL released (see `detach`).
+    fn plan_many<T: Send>(
+        &self,
+        py: Python<'_>,
+        plan: impl Send + FnOnce(Budget<'_>, Current<'_>, &Stop) -> Result<T, CotjError>,
+    ) -> PyResult<T> {
+        let per_row;
+        let budget = match (self.adaptive()?, self.budget) {
+            (Some((tau, max_steps)), _) => Budget::Adaptive { tau, max_steps },
+            (None, None) => Budget::Fixed(DEFAULT_BUDGET),
+            (None, Some(b)) => match int_or_array("budget", b)? {
+                Ok(k) => Budget::Fixed(k),
+                Err(arr) => {
+                    per_row = arr;
+                    Budget::PerRow(per_row.as_slice()?)
+                }
+            },
+        };
+        let per_row_current;
+        let current = match self
+            .current
+            .map(|c| int_or_array("current", c))
+            .transpose()?
+        {
+            None => Current::Free,
+            Some(Ok(c)) => Current::All(c),
+            Some(Err(arr)) => {
+                per_row_current = arr;
+                Current::PerRow(per_row_current.as_slice()?)
+            }
+        };
+        detach(py, |stop| plan(budget, current, stop))
+    }
+}
+
+/// One plan: `(steps (K,) int64, levels (K,) float64, cost, curve, ratio)`, the curves
+/// `(max_steps,)` float64 for adaptive runs, else None.
+type RowPlan<'py> = (
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+    f64,
+    Option<Bound<'py, PyArray1<f64>>>,
+    Option<Bound<'py, PyArray1<f64>>>,
+);
+
+/// Plans of a batch: `(steps (B, W) int64 padded with -1, levels (B, W) float64 padded with
+/// NaN, lengths (B,) int64, cost (B,) float64, curve, ratio)`, the curves `(B, max_steps)`
+/// float64 for adaptive runs, else None.
+type BatchPlan<'py> = (
+    Bound<'py, PyArray2<i64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<f64>>,
+    Option<Bound<'py, PyArray2<f64>>>,
+    Option<Bound<'py, PyArray2<f64>>>,
+);
+
+/// Plans one DNA row `dna` (N,) float32/float64 on `lever` (default: the linear flow on the
+/// default grid of N levels). At most one of `budget` (int, default `DEFAULT_BUDGET`) and `tau`
+/// is given; `max_steps` goes with `tau`; `first` and `last` are `"any"` (None), `"top"` /
+/// `"bottom"` or an int; `current` (int) pins the plan's first level.
 #[pyfunction]
-#[pyo3(signature = (dna, lever, *, budget=None, tau=None, max_steps=None, first, last, current=None))]
+#[pyo3(signature = (dna, lever=None, budget=None, tau=None, max_steps=None, first=None, last=None, current=None))]
 #[allow(clippy::too_many_arguments)]
-fn plan_batch<'py>(
+fn plan_row<'py>(
     py: Python<'py>,
     dna: &Bound<'py, PyAny>,
-    lever: &Lever,
+    lever: Option<&Lever>,
     budget: Option<&Bound<'py, PyAny>>,
-    tau: Option<f64>,
-    max_steps: Option<&Bound<'py, PyInt>>,
-    first: i64,
-    last: i64,
+    tau: Option<&Bound<'py, PyAny>>,
+    max_steps: Option<&Bound<'py, PyAny>>,
+    first: Option<&Bound<'py, PyAny>>,
+    last: Option<&Bound<'py, PyAny>>,
     current: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let planner = planner(lever, first, last)?;
-    let (dna, cols, one_row) = levels_array("dna", dna)?;
+) -> PyResult<RowPlan<'py>> {
+    let (dna, cols) = dna_array(dna, 1)?;
+    let ends = ends(first, last, levels_of(lever, cols))?;
+    let request = Request {
+        budget,
+        tau,
+        max_steps,
+        current,
+    };
     let plans = match &dna {
         Levels::F64(a) => {
             let s = a.as_slice()?;
-            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
-                planner.plan_batch(s, cols, b, c, stop)
+            request.plan_one(py, |b, c, stop| {
+                planner(lever, "dna", cols, ends)?.plan_batch(s, cols, b, c, stop)
             })
         }
         Levels::F32(a) => {
             let s = a.as_slice()?;
-            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
-                planner.plan_batch(s, cols, b, c, stop)
+            request.plan_one(py, |b, c, stop| {
+                planner(lever, "dna", cols, ends)?.plan_batch(s, cols, b, c, stop)
             })
         }
     }?;
-    if one_row {
-        row_tuple(py, plans)
-    } else {
-        batch_tuple(py, plans)
-    }
+    Ok(row_plan(py, plans))
+}
+
+/// Plans every row of `dna` (B, N) float32/float64. Arguments as in `plan_row`, but `budget`
+/// and `current` may also be (B,) int64 arrays, one value per row.
+#[pyfunction]
+#[pyo3(signature = (dna, lever=None, budget=None, tau=None, max_steps=None, first=None, last=None, current=None))]
+#[allow(clippy::too_many_arguments)]
+fn plan_batch<'py>(
+    py: Python<'py>,
+    dna: &Bound<'py, PyAny>,
+    lever: Option<&Lever>,
+    budget: Option<&Bound<'py, PyAny>>,
+    tau: Option<&Bound<'py, PyAny>>,
+    max_steps: Option<&Bound<'py, PyAny>>,
+    first: Option<&Bound<'py, PyAny>>,
+    last: Option<&Bound<'py, PyAny>>,
+    current: Option<&Bound<'py, PyAny>>,
+) -> PyResult<BatchPlan<'py>> {
+    let (dna, cols) = dna_array(dna, 2)?;
+    let ends = ends(first, last, levels_of(lever, cols))?;
+    let request = Request {
+        budget,
+        tau,
+        max_steps,
+        current,
+    };
+    let plans = match &dna {
+        Levels::F64(a) => {
+            let s = a.as_slice()?;
+            request.plan_many(py, |b, c, stop| {
+                planner(lever, "dna", cols, ends)?.plan_batch(s, cols, b, c, stop)
+            })
+        }
+        Levels::F32(a) => {
+            let s = a.as_slice()?;
+            request.plan_many(py, |b, c, stop| {
+                planner(lever, "dna", cols, ends)?.plan_batch(s, cols, b, c, stop)
+            })
+        }
+    }?;
+    batch_plan(py, plans)
 }
 
 /// Plans on a dense cost: `cost` (N, N) or (B, N, N) float64, `start` and `end` (N,) or (B, N)
-/// float64, `scale` (N,) or (B, N) float32/float64 or None (all ones); N is the lever's. One
-/// row, shared by the batch, or one per plan; B is the largest row count. Budget, windows and
-/// `current` as in `plan_batch`. Returns the batch tuple of `plan_batch`.
+/// float64, `scale` (N,) or (B, N) float32/float64 or None (all ones); N is the lever's (default:
+/// the cost's, on the default grid). One row, shared by the batch, or one per plan; B is the
+/// largest row count. Length, windows and `current` as in `plan_batch`.
 #[pyfunction]
-#[pyo3(signature = (cost, start, end, lever, *, scale=None, budget=None, tau=None, max_steps=None, first, last, current=None))]
+#[pyo3(signature = (cost, start, end, lever=None, scale=None, budget=None, tau=None, max_steps=None, first=None, last=None, current=None))]
 #[allow(clippy::too_many_arguments)]
 fn plan_dense<'py>(
     py: Python<'py>,
     cost: &Bound<'py, PyAny>,
     start: &Bound<'py, PyAny>,
     end: &Bound<'py, PyAny>,
-    lever: &Lever,
+    lever: Option<&Lever>,
     scale: Option<&Bound<'py, PyAny>>,
     budget: Option<&Bound<'py, PyAny>>,
-    tau: Option<f64>,
-    max_steps: Option<&Bound<'py, PyInt>>,
-    first: i64,
-    last: i64,
+    tau: Option<&Bound<'py, PyAny>>,
+    max_steps: Option<&Bound<'py, PyAny>>,
+    first: Option<&Bound<'py, PyAny>>,
+    last: Option<&Bound<'py, PyAny>>,
     current: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyTuple>> {
-    let planner = planner(lever, first, last)?;
-    let n = planner.n();
+) -> PyResult<BatchPlan<'py>> {
+    let cols = *numpy_array("cost", cost, [2, 3])?
+        .shape()
+        .last()
+        .unwrap_or(&0);
+    let n = levels_of(lever, cols);
+    let ends = ends(first, last, n)?;
     let cost = dense_array("cost", cost, [2, 3], n)?;
     let start = dense_array("start", start, [1, 2], n)?;
     let end = dense_array("end", end, [1, 2], n)?;
     let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
     let scale = scale.map(|w| scale_array(w, n)).transpose()?;
+    let request = Request {
+        budget,
+        tau,
+        max_steps,
+        current,
+    };
     let plans = match &scale {
-        None => plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
-            planner.plan_dense_batch(&DenseCost::<f64>::new(n, m, s, e, None)?, b, c, stop)
+        None => request.plan_many(py, |b, c, stop| {
+            planner(lever, "cost", n, ends)?.plan_dense_batch(
+                &DenseCost::<f64>::new(n, m, s, e, None)?,
+                b,
+                c,
+                stop,
+            )
         }),
         Some(Levels::F64(w)) => {
             let w = w.as_slice()?;
-            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
-                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c, stop)
+            request.plan_many(py, |b, c, stop| {
+                planner(lever, "cost", n, ends)?.plan_dense_batch(
+                    &DenseCost::new(n, m, s, e, Some(w))?,
+                    b,
+                    c,
+                    stop,
+                )
             })
         }
         Some(Levels::F32(w)) => {
             let w = w.as_slice()?;
-            plan_with(py, budget, tau, max_steps, current, |b, c, stop| {
-                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, Some(w))?, b, c, stop)
+            request.plan_many(py, |b, c, stop| {
+                planner(lever, "cost", n, ends)?.plan_dense_batch(
+                    &DenseCost::new(n, m, s, e, Some(w))?,
+                    b,
+                    c,
+                    stop,
+                )
             })
         }
     }?;
-    batch_tuple(py, plans)
+    batch_plan(py, plans)
 }
 
 /// `scale` as a per-level array of `n` levels per row.
 fn scale_array<'py>(obj: &Bound<'py, PyAny>, n: usize) -> PyResult<Levels<'py>> {
-    let (w, cols, _) = levels_array("scale", obj)?;
+    let (w, cols) = levels_array("scale", obj)?;
     if cols != n {
-        return Err(value_error(CotjError::Levels {
+        return Err(plan_error(CotjError::Levels {
             name: "scale",
             expected: n,
             got: cols,
@@ -420,62 +699,37 @@ fn scale_array<'py>(obj: &Bound<'py, PyAny>, n: usize) -> PyResult<Levels<'py>> 
     Ok(w)
 }
 
-/// The plan of a 1-D DNA: `(steps (K,), levels (K,), K, cost, curve, ratio)`.
-fn row_tuple(py: Python<'_>, p: BatchPlans) -> PyResult<Bound<'_, PyTuple>> {
-    let opt = |v: Vec<f64>| {
-        if v.is_empty() {
-            py.None()
-        } else {
-            v.into_pyarray(py).into_any().unbind()
-        }
-    };
-    PyTuple::new(
-        py,
-        [
-            p.steps.into_pyarray(py).into_any().unbind(),
-            p.levels.into_pyarray(py).into_any().unbind(),
-            p.lengths[0].into_pyobject(py)?.into_any().unbind(),
-            p.cost[0].into_pyobject(py)?.into_any().unbind(),
-            opt(p.curve),
-            opt(p.ratio),
-        ],
+/// The plan of a one-row batch (its arrays copied: for a few values that is cheaper than
+/// handing the vectors over).
+fn row_plan(py: Python<'_>, p: BatchPlans) -> RowPlan<'_> {
+    let curve = |v: &[f64]| (!v.is_empty()).then(|| PyArray1::from_slice(py, v));
+    (
+        PyArray1::from_slice(py, &p.steps),
+        PyArray1::from_slice(py, &p.levels),
+        p.cost[0],
+        curve(&p.curve),
+        curve(&p.ratio),
     )
 }
 
-fn batch_tuple(py: Python<'_>, p: BatchPlans) -> PyResult<Bound<'_, PyTuple>> {
+/// The plans of a batch, as (B, ..) arrays.
+fn batch_plan(py: Python<'_>, p: BatchPlans) -> PyResult<BatchPlan<'_>> {
     let (rows, width) = (p.rows, p.width);
-    let steps = p.steps.into_pyarray(py).reshape([rows, width])?;
-    let levels = p.levels.into_pyarray(py).reshape([rows, width])?;
-    let lengths = p.lengths.into_pyarray(py);
-    let cost = p.cost.into_pyarray(py);
-    let (curve, ratio) = if p.curve.is_empty() {
-        (py.None(), py.None())
-    } else {
-        let w = p.curve.len() / rows;
-        (
-            p.curve
-                .into_pyarray(py)
-                .reshape([rows, w])?
-                .into_any()
-                .unbind(),
-            p.ratio
-                .into_pyarray(py)
-                .reshape([rows, w])?
-                .into_any()
-                .unbind(),
-        )
+    let curve = |v: Vec<f64>| -> PyResult<_> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let w = v.len() / rows;
+        Ok(Some(v.into_pyarray(py).reshape([rows, w])?))
     };
-    PyTuple::new(
-        py,
-        [
-            steps.into_any().unbind(),
-            levels.into_any().unbind(),
-            lengths.into_any().unbind(),
-            cost.into_any().unbind(),
-            curve,
-            ratio,
-        ],
-    )
+    Ok((
+        p.steps.into_pyarray(py).reshape([rows, width])?,
+        p.levels.into_pyarray(py).reshape([rows, width])?,
+        p.lengths.into_pyarray(py),
+        p.cost.into_pyarray(py),
+        curve(p.curve)?,
+        curve(p.ratio)?,
+    ))
 }
 
 fn dna_row<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, f64>> {
@@ -493,7 +747,7 @@ fn steps_arg(steps: &Bound<'_, PyAny>, n: usize) -> PyResult<Vec<usize>> {
         .iter()
         .map(|&s| {
             usize::try_from(s).map_err(|_| {
-                value_error(CotjError::Steps(format!(
+                plan_error(CotjError::Steps(format!(
                     "index {s} is outside the grid (0..{n})"
                 )))
             })
@@ -513,9 +767,9 @@ fn plan_cost(
     let steps = steps_arg(steps, lever.0.n())?;
     let d = dna.as_slice()?;
     let planner =
-        Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
+        Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(plan_error)?;
     py.detach(|| planner.plan_cost(d, &steps))
-        .map_err(value_error)
+        .map_err(plan_error)
 }
 
 /// The cost of a plan (grid indices) on one dense cost: `cost` (N, N), `start`, `end` and
@@ -541,7 +795,7 @@ fn plan_cost_dense(
     let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
     let w = scale.as_ref().map(|w| w.as_slice()).transpose()?;
     py.detach(|| DenseCost::new(n, m, s, e, w)?.plan_cost(0, &steps))
-        .map_err(value_error)
+        .map_err(plan_error)
 }
 
 /// Dense edge costs (N, N) of one DNA row: `[j, i] = d_j L(j, i)` for `i < j`, inf elsewhere.
@@ -554,16 +808,16 @@ fn cost_matrix<'py>(
     let dna = dna_row(dna)?;
     let d = dna.as_slice()?;
     let planner =
-        Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(value_error)?;
+        Planner::new(Arc::clone(&lever.0), Ends::free(lever.0.n())).map_err(plan_error)?;
     let n = lever.0.n();
-    let m = py.detach(|| planner.cost_matrix(d)).map_err(value_error)?;
+    let m = py.detach(|| planner.cost_matrix(d)).map_err(plan_error)?;
     m.into_pyarray(py).reshape([n, n])
 }
 
 /// Checks that `n` levels (of the argument `name`) lie in 2..=MAX_LEVELS.
 #[pyfunction]
 fn check_levels(name: &str, n: usize) -> PyResult<()> {
-    cotj_core::check_levels(name, n).map_err(value_error)
+    cotj_core::check_levels(name, n).map_err(plan_error)
 }
 
 /// `(levers kept, their bytes)` of the `Lever.default` cache, and its bounds
@@ -580,6 +834,8 @@ fn lever_cache() -> ((usize, usize), (usize, usize)) {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lever>()?;
+    m.add("PlanError", m.py().get_type::<PlanError>())?;
+    m.add_function(wrap_pyfunction!(plan_row, m)?)?;
     m.add_function(wrap_pyfunction!(plan_batch, m)?)?;
     m.add_function(wrap_pyfunction!(plan_dense, m)?)?;
     m.add_function(wrap_pyfunction!(plan_cost, m)?)?;
@@ -589,6 +845,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lever_cache, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LEVELS", MAX_LEVELS)?;
+    m.add("DEFAULT_BUDGET", DEFAULT_BUDGET)?;
     m.add("KERNEL", cotj_core::kernel())?;
     Ok(())
 }
