@@ -17,7 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import cotj  # noqa: E402
-from cli_helpers import ROOT, cotj as run_cotj, one_line_error  # noqa: E402
+from cli_helpers import ROOT, one_line_error  # noqa: E402
+from cli_helpers import cotj as run_cotj  # noqa: E402
 
 CONDS = [0, 3, 5, 8, 11, 2]
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import cotj
-from cli_helpers import QWEN, ROOT, TURBO, cotj as run_cotj, one_line_error
+from cli_helpers import QWEN, ROOT, TURBO, one_line_error
+from cli_helpers import cotj as run_cotj
 from cotj.cli import build_parser, main
 
 

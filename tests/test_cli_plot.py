@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 import cotj  # noqa: E402
-from cli_helpers import QWEN, TURBO, cotj as run_cotj, one_line_error, png_size  # noqa: E402
+from cli_helpers import QWEN, TURBO, one_line_error, png_size  # noqa: E402
+from cli_helpers import cotj as run_cotj
 from cotj.diagnose import diagnose, knee  # noqa: E402
 
 

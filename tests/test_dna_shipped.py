@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import DATA
 
 import cotj
+from conftest import DATA
 
 # shipped name -> file stem of the released copy (tests/data and the released checkpoints' folder)
 RELEASED = {"qwen-image": "qwenimage", "z-image-turbo": "zimageturbo"}

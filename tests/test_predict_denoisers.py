@@ -11,7 +11,6 @@ import cotj  # noqa: E402
 from cotj.execute import scheduler_args, timestep_grid  # noqa: E402
 from cotj.predict import FluxDenoiser, UNetDenoiser, extract_dna  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -9,9 +9,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 import cotj  # noqa: E402
-from cotj.predict import DNAPredictor, cosine_scores, train_predictor  # noqa: E402
 from conftest import mean_dna  # noqa: E402
-
+from cotj.predict import DNAPredictor, cosine_scores, train_predictor  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,9 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 from cotj.predict import extract_dna  # noqa: E402
 from cotj.predict.shard import DNAInputs, extract_sharded, load_sharded, shard_bounds  # noqa: E402
-from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,12 +14,12 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
-from cotj.execute.solvers import solve  # noqa: E402
-from cotj.predict.teacher import Trajectories  # noqa: E402
 from cotj import schedules  # noqa: E402
+from cotj.execute.solvers import solve  # noqa: E402
 from cotj.models import seeded_noise  # noqa: E402
-from cotj_testbed import baselines, quality, quality_tier1  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, exact_endpoint  # noqa: E402
+from cotj.predict.teacher import Trajectories  # noqa: E402
+from cotj_testbed import baselines, quality, quality_tier1  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +81,9 @@ def test_cheapest_path_equals_brute_force(seed):
         baselines.cheapest_path(cost, m)
 
 
-def _straight(b=3, d=5, grid=np.linspace(0.0, 1.0, 9), delta=None):
+def _straight(b=3, d=5, grid=None, delta=None):
     """Straight-line teacher trajectories (x_t = (1-t)·x0 + t·eps), x0 estimates x0 + delta."""
+    grid = np.linspace(0.0, 1.0, 9) if grid is None else grid
     rng = np.random.default_rng(0)
     x0, eps = rng.standard_normal((b, 1, d)), rng.standard_normal((b, 1, d))
     t = grid[None, :, None]

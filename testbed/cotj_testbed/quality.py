@@ -31,10 +31,10 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 import cotj
-from cotj.predict import DNAPredictor, cosine_scores, train_predictor
 from cotj.execute.replan import Replanner, replan_sample
 from cotj.execute.solvers import solve
 from cotj.objectives import TeacherCost, objective
+from cotj.predict import DNAPredictor, cosine_scores, train_predictor
 from cotj.predict.teacher import Trajectories
 from cotj.schedules import karras, shifted, uniform
 from cotj_testbed import baselines

@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from cotj.models import generator, seeded_noise
 from cotj.objectives import TeacherCost
 from cotj.predict import DNAPredictor, calibrate, extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
-from cotj.models import generator, seeded_noise
-from cotj.schedules import default_grid
 from cotj.predict.teacher import Trajectories, euler_trajectories
+from cotj.schedules import default_grid
 from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, predictor_report
-from cotj_testbed.quality_solvers import NFES, SCHEDULES as SOLVER_SCHEDULES, evaluate_solvers
+from cotj_testbed.quality_solvers import NFES, evaluate_solvers
+from cotj_testbed.quality_solvers import SCHEDULES as SOLVER_SCHEDULES
 
 __all__ = ["Tier2Config", "Tier2Setup", "run_tier2", "tier2_calibrate", "tier2_extract"]
 
@@ -165,8 +166,8 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
         teacher: the model's teacher cost (a :class:`~cotj.objectives.TeacherCost` or its JSON file) for the
             teacher, calibrated and closed-loop schedules; default :func:`tier2_calibrate` here.
     """
-    from cotj_testbed import classifier as attributes
     from cotj.models.text import pool
+    from cotj_testbed import classifier as attributes
 
     clock = time.perf_counter()
     tier = Tier2Setup(cfg, pipe if pipe is not None else generator.load_pipeline(), encode)

@@ -123,7 +123,8 @@ def _gains(args: argparse.Namespace) -> int:
 def schedule_set(dna: np.ndarray, k: int, shift: float, grid: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Planned, uniform and shifted levels of K steps (:func:`cotj.schedules.uniform`,
     :func:`~cotj.schedules.shifted`), named with their cost C under ``dna``."""
-    from cotj.schedules import shifted as shifted_levels, uniform as uniform_levels
+    from cotj.schedules import shifted as shifted_levels
+    from cotj.schedules import uniform as uniform_levels
 
     uniform, shifted = uniform_levels(k), shifted_levels(k, shift)
     planned = cotj.plan(dna, k, grid=grid).levels

@@ -15,8 +15,8 @@ from cotj.predict.denoisers import FluxDenoiser, UNetDenoiser
 from cotj.predict.extract import DNAResult, cfg, cfg_renorm, extract_dna, mse
 from cotj.predict.prediction import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.predictor import DNAPredictor
-from cotj.predict.teacher import Trajectories, calibrate, euler_trajectories
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
+from cotj.predict.teacher import Trajectories, calibrate, euler_trajectories
 from cotj.predict.training import CosineReport, TrainReport, cosine_scores, train_predictor
 
 __all__ = [

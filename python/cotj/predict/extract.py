@@ -8,9 +8,9 @@ levels) run in batches of ``batch_size`` rows under ``torch.inference_mode``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Union
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``metric(x0_hat (n, ...), x_ref (n, ...)) -> (n,)`` per-sample score, lower is better."""
 Guidance = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
 """``combine(cond_pred, uncond_pred, scale) -> guided prediction``, all (n, ...)."""
-PathLike = Union[Schedule, Sequence[ArrayLike]]
+PathLike = Schedule | Sequence[ArrayLike]
 
 
 def cfg(cond_pred: torch.Tensor, uncond_pred: torch.Tensor, scale: float) -> torch.Tensor:

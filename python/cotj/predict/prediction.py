@@ -13,7 +13,7 @@ the quality benchmark, the solvers' first step): DDIM on any Gaussian path, Eule
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ __all__ = ["PREDICTIONS", "Prediction", "ddim_update", "flow_matching", "is_flow
 
 Prediction = Literal["flow", "epsilon", "v", "sample"]
 PREDICTIONS: tuple[str, ...] = ("flow", "epsilon", "v", "sample")
-Coefficient = Union[float, torch.Tensor]
+Coefficient = float | torch.Tensor
 ArrayT = TypeVar("ArrayT", torch.Tensor, NDArray[np.float64])
 
 _DIFFUSERS_NAMES = {"epsilon": "epsilon", "v_prediction": "v", "sample": "sample", "flow_prediction": "flow"}

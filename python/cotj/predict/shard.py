@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ __all__ = ["DNAInputs", "ShardedDNA", "extract_sharded", "load_sharded", "shard_
 
 log = logging.getLogger(__name__)
 
-Item = Union[str, int]
+Item = str | int
 
 
 @dataclass(frozen=True)
