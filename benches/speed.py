@@ -1,10 +1,17 @@
-"""Run the speed benchmarks (Python API with pytest-benchmark) and print the table of benches/README.md.
+"""Run the speed benchmarks (Python API with pytest-benchmark): the table of benches/README.md, or a
+regression check of cotj's own benchmarks against a saved baseline.
 
-    python benches/speed.py            # both cores, then RAYON_NUM_THREADS=1
-    python benches/speed.py --quick    # fewer rounds
+    python benches/speed.py                  # the table: both cores, then RAYON_NUM_THREADS=1
+    python benches/speed.py --quick          # fewer rounds
+    python benches/speed.py --save-baseline  # time cotj's benchmarks and save them as "baseline"
+    python benches/speed.py --compare        # time them again; fail if a median is >10% slower
 
-Prints a markdown table: median time per call, prompts per second, and the ratio to the numpy
-and networkx baselines, with the machine and the date.
+The table is markdown: median time per call, prompts per second, and the ratio to the numpy and
+networkx baselines, with the machine and the date. The regression runs time the benchmarks whose
+name says ``cotj`` or ``small_calls`` (not the slow numpy and networkx references), save them in
+pytest-benchmark's storage (``.benchmarks/`` at the repository root, one folder per machine and
+Python) and exit with status 1 when the comparison fails; ``--fail`` sets the threshold in
+pytest-benchmark's syntax (``median:10%``, ``min:5%``, ``mean:0.000002`` seconds...).
 """
 
 from __future__ import annotations
@@ -19,7 +26,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cotj import _core
+
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STORAGE = ROOT / ".benchmarks"
+"""pytest-benchmark's default storage for runs started at the repository root."""
+REGRESSION = "cotj or small_calls"
+"""The ``-k`` expression of the benchmarks a regression run times: cotj's own, not the references."""
+
+
+def pytest(*args: str, env: dict[str, str] | None = None) -> int:
+    """Runs benches/test_speed.py with the benchmarks enabled and ``args``; its exit status."""
+    cmd = [sys.executable, "-m", "pytest", str(HERE / "test_speed.py"), "-q", "--benchmark-enable", "-p", "no:cacheprovider", *args]
+    return subprocess.run(cmd, env=env, cwd=ROOT).returncode
 
 
 def run(threads: int | None, quick: bool) -> dict[str, float]:
@@ -29,13 +49,31 @@ def run(threads: int | None, quick: bool) -> dict[str, float]:
         env["RAYON_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
-        cmd = [sys.executable, "-m", "pytest", str(HERE / "test_speed.py"), "-q", "--benchmark-enable",
-               f"--benchmark-json={out}", "-p", "no:cacheprovider"]
+        args = [f"--benchmark-json={out}"]
         if quick:
-            cmd += ["--benchmark-max-time=0.2", "--benchmark-min-rounds=3"]
-        subprocess.run(cmd, check=True, env=env, cwd=HERE.parent)
+            args += ["--benchmark-max-time=0.2", "--benchmark-min-rounds=3"]
+        if pytest(*args, env=env):
+            sys.exit("the benchmarks failed")
         data = json.loads(out.read_text())
     return {b["name"]: b["stats"]["median"] for b in data["benchmarks"]}
+
+
+def save_baseline(name: str) -> int:
+    """Times the regression benchmarks and saves them as ``name``."""
+    return pytest("-k", REGRESSION, f"--benchmark-save={name}")
+
+
+def latest(name: str) -> Path:
+    """The newest saved run called ``name`` (pytest-benchmark names it ``NNNN_name.json``)."""
+    runs = sorted(STORAGE.glob(f"*/[0-9][0-9][0-9][0-9]_{name}.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        sys.exit(f"no saved run called {name!r} in {STORAGE}: save one first with --save-baseline {name}")
+    return runs[-1]
+
+
+def compare(name: str, fail: str) -> int:
+    """Times the regression benchmarks again and compares them with the newest run ``name``."""
+    return pytest("-k", REGRESSION, f"--benchmark-compare={latest(name)}", f"--benchmark-compare-fail={fail}")
 
 
 def cpu_name() -> str:
@@ -71,14 +109,26 @@ def table(both: dict[str, float], one: dict[str, float]) -> str:
         for name in (np_name, nx_name):
             cells += [us(both[name]), f"{both[name] / t:,.0f}×"] if name else ["—", "—"]
         lines.append("| " + " | ".join(cells) + " |")
-    head = f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}. Date: {dt.date.today()}."
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    head = (f"Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"DP kernel {_core.KERNEL}, load average {load}. Date: {dt.date.today()}.")
     return head + "\n\n" + "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run of the table)")
+    parser.add_argument("--save-baseline", metavar="NAME", nargs="?", const="baseline",
+                        help="time cotj's benchmarks and save them as NAME (default: baseline)")
+    parser.add_argument("--compare", metavar="NAME", nargs="?", const="baseline",
+                        help="time cotj's benchmarks and compare them with the newest run NAME (default: baseline)")
+    parser.add_argument("--fail", default="median:10%", metavar="EXPR",
+                        help="with --compare: the regression that fails the run (default: median:10%%)")
     args = parser.parse_args()
+    if args.save_baseline:
+        sys.exit(save_baseline(args.save_baseline))
+    if args.compare:
+        sys.exit(compare(args.compare, args.fail))
     both = run(None, args.quick)
     one = run(1, args.quick)
     print(table(both, one))

@@ -1,15 +1,14 @@
 """Speed of the Python API against two baselines written by the project (tests/reference.py):
 a vectorised numpy layered DP and the paper's networkx layered-graph shortest path.
 
-Run through ``python benches/speed.py`` (it prints the table with the ratios), or directly:
+Run through ``python benches/speed.py`` (it prints the table with the ratios, or with
+``--save-baseline`` / ``--compare`` checks cotj's benchmarks for a regression), or directly:
 ``pytest benches/test_speed.py --benchmark-enable``.
 """
 
 from __future__ import annotations
 
-import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,12 +17,12 @@ import cotj
 import reference as ref
 
 N, K, BATCH = 100, 8, 4096
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 @pytest.fixture(scope="module")
 def dna() -> np.ndarray:
-    return np.asarray(json.loads((DATA / "qwenimage_mean_dna.json").read_text())["dna"])
+    """Qwen-Image's released mean DNA (N = 100), float64."""
+    return cotj.mean_dna("qwen-image")
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +131,8 @@ def test_replan_one_step(benchmark):
     values) and the plan of the 9 evaluations left from the top level (cotj.execute.replan.Replanner.next)."""
     pytest.importorskip("torch")
     from cotj.execute.replan import Replanner
-    from cotj.objectives import TeacherCost
     from cotj.models.generator import TEACHER
+    from cotj.objectives import TeacherCost
 
     benchmark.group = "closed-loop replanning, one step (K=10, N=100, shipped teacher cost)"
     replanner = Replanner(TeacherCost.load(TEACHER), 10)

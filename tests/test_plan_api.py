@@ -116,3 +116,13 @@ print((after - before) // 1024, out.steps.shape[0])
     grown_mb, rows = map(int, out.stdout.split())
     assert rows == 200_000
     assert grown_mb < 400, f"peak memory grew by {grown_mb} MB"
+
+
+@pytest.mark.slow
+def test_the_stub_states_the_binding_exactly(tmp_path):
+    """python/cotj/_core.pyi is the binding's typed contract: mypy's stubtest finds nothing it misses or
+    gets wrong (names, signatures, defaults, classes)."""
+    pytest.importorskip("mypy")
+    done = subprocess.run([sys.executable, "-m", "mypy.stubtest", "cotj._core"], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -11,10 +11,27 @@ a wrong type. Long plans release the GIL and re-take it every 20 ms or so on the
 Python's signal handlers: Ctrl-C raises KeyboardInterrupt promptly.
 """
 
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, final
 
 import numpy as np
 from numpy.typing import NDArray
+
+__all__ = [
+    "Lever",
+    "PlanError",
+    "plan_row",
+    "plan_batch",
+    "plan_dense",
+    "plan_cost",
+    "plan_cost_dense",
+    "cost_matrix",
+    "check_levels",
+    "_lever_cache",
+    "__version__",
+    "MAX_LEVELS",
+    "DEFAULT_BUDGET",
+    "KERNEL",
+]
 
 __version__: str
 MAX_LEVELS: int
@@ -29,6 +46,7 @@ class PlanError(ValueError):
     """A planning argument out of range or of the wrong shape, or no plan of the asked length; the
     message names the argument. A ``ValueError``: code that catches ValueError keeps working."""
 
+@final
 class Lever:
     """A grid of noise levels with its temporal lever L(j, i) (immutable, thread-safe)."""
 
@@ -57,12 +75,12 @@ class Lever:
     def matrix(self) -> NDArray[np.float64]:
         """(N, N) with ``[j, i] = L(j, i)`` for ``i < j``, 0 elsewhere."""
 
-RowPlan: TypeAlias = tuple[
+_RowPlan: TypeAlias = tuple[
     NDArray[np.int64], NDArray[np.float64], float, NDArray[np.float64] | None, NDArray[np.float64] | None
 ]
 """``(steps (K,), levels (K,), cost, curve, ratio)``; ``curve`` and ``ratio`` (max_steps,) for
 adaptive plans, else None."""
-BatchPlan: TypeAlias = tuple[
+_BatchPlan: TypeAlias = tuple[
     NDArray[np.int64],
     NDArray[np.float64],
     NDArray[np.int64],
@@ -82,7 +100,7 @@ def plan_row(
     first: int | Literal["any", "top"] | None = None,
     last: int | Literal["any", "bottom"] | None = None,
     current: int | None = None,
-) -> RowPlan:
+) -> _RowPlan:
     """The plan of one DNA row (N,) on ``lever`` (None: the linear flow on the default grid of N
     levels). At most one of ``budget`` (default :data:`DEFAULT_BUDGET`) and ``tau``; ``max_steps``
     goes with ``tau`` (default N // 2); ``first`` / ``last`` None mean ``"any"``; ``current`` pins
@@ -97,7 +115,7 @@ def plan_batch(
     first: int | Literal["any", "top"] | None = None,
     last: int | Literal["any", "bottom"] | None = None,
     current: int | NDArray[np.int64] | None = None,
-) -> BatchPlan:
+) -> _BatchPlan:
     """The plans of every row of ``dna`` (B, N); arguments as in :func:`plan_row`, and ``budget``
     and ``current`` may hold one value per row ((B,) int64)."""
 
@@ -113,7 +131,7 @@ def plan_dense(
     first: int | Literal["any", "top"] | None = None,
     last: int | Literal["any", "bottom"] | None = None,
     current: int | NDArray[np.int64] | None = None,
-) -> BatchPlan:
+) -> _BatchPlan:
     """Plans on a dense cost: ``cost`` (N, N) or (B, N, N), ``start``/``end`` (N,) or (B, N),
     ``scale`` (N,) or (B, N) or None (ones); one row shared or one per plan; N is the lever's
     (None: the cost's, on the default grid). Other arguments as in :func:`plan_batch`."""

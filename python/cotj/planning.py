@@ -367,8 +367,8 @@ def _plan_row(dna: object, lever: _core.Lever | None, budget: Any, tau: Any, max
 
 
 def _no_dense(start: object, end: object, scale: object) -> None:
-    if start is not None or end is not None or scale is not None:
-        given = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
+    given = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
+    if given:
         raise PlanError(f"{', '.join(given)} go with cost= (a dense cost); the DNA form sets them from dna")
 
 
