@@ -8,8 +8,10 @@ and receives the timestep ``t·1000``. Conditioning is MiniLM token embeddings `
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler, UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
@@ -74,7 +76,7 @@ class ShapesPipeline(DiffusionPipeline):
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
 
     @classmethod
-    def from_shipped(cls, weights: str | Path = WEIGHTS) -> "ShapesPipeline":
+    def from_shipped(cls, weights: str | Path = WEIGHTS) -> ShapesPipeline:
         """The pipeline with the package's trained weights (offline; raises FileNotFoundError if not shipped)."""
         from safetensors import safe_open
 
@@ -116,7 +118,7 @@ class ShapesPipeline(DiffusionPipeline):
         *,
         prompt_embeds: torch.Tensor | None = None,
         num_inference_steps: int | None = None,
-        sigmas: list[float] | None = None,
+        sigmas: Sequence[float] | np.ndarray | None = None,
         guidance_scale: float = 2.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -135,6 +137,7 @@ class ShapesPipeline(DiffusionPipeline):
             raise ValueError("give exactly one of prompt and prompt_embeds")
         if prompt is not None:
             prompt_embeds = self.encode_prompt([prompt] if isinstance(prompt, str) else list(prompt))
+        assert prompt_embeds is not None  # one of the two (checked above)
         if prompt_embeds.ndim != 3 or prompt_embeds.shape[-1] != EMBED_DIM:
             raise ValueError(f"prompt_embeds must have shape (B, L, {EMBED_DIM}), got {tuple(prompt_embeds.shape)}")
         if sigmas is not None and num_inference_steps is not None:
@@ -145,8 +148,8 @@ class ShapesPipeline(DiffusionPipeline):
             latents = randn_tensor((batch, 3, side, side), generator=generator, device=device)
         elif latents.shape != (batch, 3, side, side):
             raise ValueError(f"latents must have shape {(batch, 3, side, side)}, got {tuple(latents.shape)}")
-        if sigmas is not None:
-            self.scheduler.set_timesteps(sigmas=list(sigmas), device=device)
+        if sigmas is not None:  # a float64 array (a copy): UniPCMultistepScheduler does arithmetic on it
+            self.scheduler.set_timesteps(sigmas=np.array(sigmas, dtype=np.float64), device=device)
         else:
             self.scheduler.set_timesteps(num_inference_steps or 20, device=device)
         x = latents.to(device=device, dtype=self.unet.dtype)
@@ -157,7 +160,7 @@ class ShapesPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
 
-def load_pipeline(weights: str | Path | None = None) -> "ShapesPipeline":
+def load_pipeline(weights: str | Path | None = None) -> ShapesPipeline:
     """The shapes ``ShapesPipeline`` from a weights file (default the shipped one) or from a training run
     directory (its ``checkpoint.safetensors`` EMA weights and ``config.json``)."""
     from safetensors.torch import load_file
