@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
+from conftest import mean_dna  # noqa: E402
 from cotj.execute import (  # noqa: E402
     InexactScheduleError,
     dynamic_mu,
@@ -16,7 +17,6 @@ from cotj.execute import (  # noqa: E402
     scheduler_args,
     timestep_grid,
 )
-from conftest import mean_dna  # noqa: E402
 
 ATOL = 1e-6  # float32 rounding of the levels
 
@@ -171,6 +171,7 @@ def test_sample_one_call_with_a_predictor(tiny_flux, record_timesteps):
     inputs["latents"] = torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(5))
     seen = record_timesteps(pipe.transformer)
     result = sample(pipe, predictor=predictor, budget=[3, 4, 3], **inputs)
+    assert result.dna is not None
     np.testing.assert_allclose(result.dna, predictor.predict(inputs["prompt_embeds"].mean(1)))
     assert [p.budget for p in result.plans] == [3, 4, 3]
     distinct = {tuple(p.steps): p for p in result.plans}  # in order of first appearance
@@ -282,3 +283,26 @@ def test_sample_adaptive_length(tiny_flux, record_timesteps):
     assert [p.steps.tolist() for p in result.plans] == [want.steps.tolist()] * 2
     assert len(seen) == want.budget and all(s.size == 2 for s in seen)  # one shared plan: one call for both
     np.testing.assert_allclose(_levels(seen), want.levels, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "dpmpp_2m", "unipc"])
+def test_sample_solver_runs_the_plan_through_flux_with_dynamic_shifting(tiny_flux, record_timesteps, plan5, solver):
+    """sample(solver=) swaps in the solver's exact scheduler (cotj.execute.solver_scheduler) for FluxPipeline's
+    dynamically shifting one: the model is evaluated nfe times at the plan's evaluation levels (mu ignored), and
+    the pipeline's scheduler is restored. A scheduler off the linear flow is refused."""
+    from cotj.execute import evaluation_levels, nfe
+
+    sched = FLOW_SCHEDULERS["euler-dynamic-exp"]()
+    pipe = tiny_flux(sched)
+    seen = record_timesteps(pipe.transformer)
+    result = sample(pipe, mean_dna=mean_dna("qwenimage"), budget=5, solver=solver, **_flux_inputs())
+    assert result.plans[0].steps.tolist() == plan5.steps.tolist()
+    assert len(seen) == nfe(solver, 5)
+    np.testing.assert_allclose(_levels(seen), evaluation_levels(solver, plan5.levels), rtol=0, atol=ATOL)
+    assert pipe.scheduler is sched
+
+
+def test_sample_solver_needs_a_flow_matching_pipeline(tiny_sd):
+    pipe = tiny_sd(diffusers.EulerDiscreteScheduler(**VP))
+    with pytest.raises(ValueError, match="EulerDiscreteScheduler is not a flow-matching one"):
+        sample(pipe, mean_dna=mean_dna("qwenimage"), budget=3, solver="unipc", **_sd_inputs())

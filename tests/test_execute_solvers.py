@@ -273,11 +273,37 @@ def test_sample_runs_a_plan_through_the_multistep_schedulers(tiny_shapes, record
     np.testing.assert_allclose(np.concatenate(seen) / 1000.0, out.plans[0].levels, rtol=0, atol=1e-6)
 
 
-def test_heun_does_not_fit_one_evaluation_per_level_wrappers():
-    """Heun evaluates twice per level: planned copies and replanning, which count one evaluation per level, refuse
-    it (give it sigmas= instead)."""
-    with pytest.raises(InexactScheduleError, match="multi-evaluation solvers such as Heun"):
-        planned_scheduler(solver_scheduler("heun"), PLAN)
+def test_planned_copies_run_heun_and_replanning_refuses_it(tiny_shapes, record_timesteps):
+    """A planned copy of Heun's scheduler knows its layout (2K - 1 evaluations, t0, t1, t1, ..., the step to 0
+    Euler): whatever the pipeline asks for, the model sees evaluation_levels of the plan. Replanning, which takes one
+    evaluation per level, refuses Heun."""
+    from cotj.models.generator import TEACHER
+    from cotj.objectives import TeacherCost
+
+    tiny_shapes.scheduler = planned_scheduler(solver_scheduler("heun"), PLAN)
+    seen = record_timesteps(tiny_shapes.unet)
+    tiny_shapes(prompt_embeds=torch.randn(1, 16, 384), num_inference_steps=3, latents=torch.randn(1, 3, 24, 24),
+                guidance_scale=1.0)
+    assert len(seen) == nfe("heun", PLAN.size) == 2 * PLAN.size - 1
+    np.testing.assert_allclose(np.concatenate(seen) / 1000.0, evaluation_levels("heun", PLAN), rtol=0, atol=1e-6)
+    with pytest.raises(InexactScheduleError, match="evaluates the model 2 times per level"):
+        ReplanningScheduler(solver_scheduler("heun"), TeacherCost.load(TEACHER))
+
+
+def test_shapes_pipeline_runs_stock_unipc_on_given_sigmas(tiny_shapes, record_timesteps):
+    """ShapesPipeline hands sigmas= to the scheduler as a float64 array (a copy): Diffusers' UniPCMultistepScheduler,
+    which does arithmetic on them, runs (its rounded timesteps: within 1e-3), and the caller's list is unchanged;
+    the flow schedulers take the same array."""
+    plan = PLAN.tolist()
+    embeds, latents = torch.randn(1, 16, 384), torch.randn(1, 3, 24, 24)
+    schedulers = [_diffusers_unipc(), diffusers.FlowMatchEulerDiscreteScheduler(), *(solver_scheduler(n) for n in NAMES)]
+    for scheduler in schedulers:
+        tiny_shapes.scheduler = scheduler
+        seen = record_timesteps(tiny_shapes.unet)
+        image = tiny_shapes(prompt_embeds=embeds, sigmas=plan, latents=latents, guidance_scale=1.0).images
+        assert np.isfinite(image).all() and plan == PLAN.tolist()
+        want = evaluation_levels("heun" if getattr(scheduler, "order", 1) == 2 else "euler", PLAN)
+        np.testing.assert_allclose(np.concatenate(seen) / 1000.0, want, rtol=0, atol=1e-3 + 1e-6)
 
 
 # ------------------------------------------------------------------------------------------ bad input

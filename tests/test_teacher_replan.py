@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -9,10 +11,10 @@ torch = pytest.importorskip("torch")
 
 import cotj  # noqa: E402
 from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample  # noqa: E402
+from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 from cotj.objectives import TeacherCost, objective  # noqa: E402
 from cotj.predict.teacher import calibrate, euler_trajectories, fit_teacher_cost  # noqa: E402
 from cotj_testbed import baselines  # noqa: E402
-from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 GRID = cotj.default_grid(12)
@@ -32,7 +34,7 @@ class Counting:
         return self.model(x, t, cond)
 
 
-def _inputs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(n: int, seed: int) -> tuple[Any, Any]:
     noise = torch.randn(n, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     return noise, torch.arange(n) % 5
 
@@ -109,6 +111,7 @@ def test_teacher_cost_round_trips_and_rejects_bad_files(analytic_teacher, tmp_pa
     back = TeacherCost.load(path)
     np.testing.assert_allclose(back.edges, analytic_teacher.edges, rtol=1e-6)
     np.testing.assert_allclose(back.end, analytic_teacher.end, rtol=1e-6)
+    assert back.rows is not None and analytic_teacher.rows is not None
     np.testing.assert_allclose(back.rows.beta, analytic_teacher.rows.beta, rtol=1e-6)
     np.testing.assert_array_equal(back.grid, analytic_teacher.grid)
     for text in ["[]", '{"format": "cotj.teacher_cost/1"}', "{", '{"format": "other"}']:
@@ -149,6 +152,7 @@ def test_row_model_recovers_a_planted_per_level_difficulty():
     costs[np.ix_(hard, np.arange(n // 2 + 1, n + 1), np.arange(n + 1))] *= 8.0
     costs[:, np.triu_indices(n + 1)[0], np.triu_indices(n + 1)[1]] = np.inf
     tc = fit_teacher_cost(costs, feats, cotj.default_grid(n), ridge=0.0)
+    assert tc.rows is not None
     scale = tc.rows.log_scale(np.array([n - 1, n - 1]), np.array([[2.0, 0.0], [-2.0, 0.0]]))
     assert scale[0, -1] - scale[1, -1] == pytest.approx(np.log(8.0), abs=0.1)
     assert abs(scale[0, 1] - scale[1, 1]) < 0.1
@@ -171,6 +175,7 @@ def test_replanning_scheduler_runs_an_unchanged_pipeline_at_the_levels_it_report
 
 
 def test_replanner_rejects_bad_budgets(analytic_teacher):
+    bad: Any
     for bad in (0, 13, 2.0, True):
         with pytest.raises(ValueError, match="budget must be an int in 1..12"):
             Replanner(analytic_teacher, bad)
@@ -260,3 +265,89 @@ def test_replanner_refuses_solvers_it_cannot_replan(analytic_teacher):
         Replanner(analytic_teacher, 4, solver="heun")
     with pytest.raises(ValueError, match="no Gram matrix"):
         Replanner(replace(analytic_teacher, gram=None), 4, solver="unipc")
+
+
+class _Velocity:
+    """The shapes pipeline's guided velocity as a flow denoiser, for cotj.execute.solve."""
+
+    prediction = "flow"
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+
+    def __call__(self, x, t, cond):
+        return self.pipe.velocity(x, t, cond)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "dpmpp_2m", "unipc"])
+def test_sample_with_a_solver_evaluates_the_model_nfe_times_at_the_levels_it_reports(tiny_shapes, record_timesteps,
+                                                                                       analytic_teacher, solver):
+    """sample(solver=) on the teacher objective: euler, dpmpp_2m and unipc replan each prompt (closed loop, one call
+    each), heun runs open loop on the plan made for its steps (the prompts share it: one call). The model is
+    evaluated nfe(solver, K) times per plan, at evaluation_levels of the levels reported, and each image is the
+    batched solver's on those levels; the pipeline's scheduler is restored."""
+    from cotj.execute import evaluation_levels, nfe, sample, solve
+
+    k = 4
+    seen = record_timesteps(tiny_shapes.unet)
+    embeds = torch.randn(2, 16, 384, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    out = sample(tiny_shapes, teacher=analytic_teacher, budget=k, solver=solver, prompt_embeds=embeds, latents=noise,
+                 guidance_scale=1.0, output_type="pt")
+    if solver == "heun":
+        assert len(seen) == nfe("heun", k) == 7 and all(s.size == 2 for s in seen)
+        per_prompt = [np.array([s[b] for s in seen]) for b in range(2)]
+        np.testing.assert_allclose(out.plans[0].levels, analytic_teacher.plan("heun", k))
+    else:
+        assert len(seen) == 2 * nfe(solver, k) == 2 * k and all(s.size == 1 for s in seen)
+        per_prompt = [np.concatenate(seen[b * k:(b + 1) * k]) for b in range(2)]
+    for b, plan in enumerate(out.plans):
+        assert plan.budget == k
+        np.testing.assert_allclose(plan.levels, GRID[plan.steps])
+        np.testing.assert_allclose(per_prompt[b] / 1000.0, evaluation_levels(solver, plan.levels), rtol=0, atol=1e-6)
+        x = solve(_Velocity(tiny_shapes), noise[b:b + 1], embeds[b:b + 1], plan.levels, solver)
+        torch.testing.assert_close(out.images[b], ((x.clamp(-1, 1) + 1) / 2)[0], rtol=0, atol=1e-5)
+    assert type(tiny_shapes.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+
+
+@pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
+def test_sample_replans_for_the_multistep_solvers_steps(tiny_shapes, analytic_teacher, solver):
+    """Closed loop without a row model follows the open-loop plan made for the solver (from the (previous,
+    current) pairs), which open loop (replan=False) runs too. At K = 4 replanning from the current level alone
+    (no previous) would end elsewhere for both solvers."""
+    from dataclasses import replace
+
+    from cotj.execute import sample
+
+    open_loop = replace(analytic_teacher, rows=None)
+    kw = dict(budget=4, solver=solver, prompt_embeds=torch.randn(1, 16, 384), guidance_scale=1.0)
+    closed = sample(tiny_shapes, teacher=open_loop, **kw).plans[0]
+    opened = sample(tiny_shapes, teacher=open_loop, replan=False, **kw).plans[0]
+    np.testing.assert_allclose(closed.levels, open_loop.plan(solver, 4))
+    np.testing.assert_allclose(opened.levels, open_loop.plan(solver, 4))
+
+
+def test_sample_solver_errors_and_the_first_order_fallback(tiny_shapes, analytic_teacher, caplog):
+    """Closed-loop dpmpp_2m / unipc without a Gram matrix raise (no silent first-order plan); heun refuses
+    replan=True; open loop without a Gram matrix runs the first-order teacher plan and says so; unknown solvers
+    are named."""
+    from dataclasses import replace
+
+    from cotj.execute import sample
+
+    no_gram = replace(analytic_teacher, gram=None)
+    kw = dict(budget=4, prompt_embeds=torch.randn(1, 16, 384), guidance_scale=1.0)
+    for solver in ("dpmpp_2m", "unipc"):
+        with pytest.raises(ValueError, match="Gram matrix"):
+            sample(tiny_shapes, teacher=no_gram, solver=solver, **kw)
+        with pytest.raises(ValueError, match="no Gram matrix"):
+            ReplanningScheduler(tiny_shapes.scheduler, no_gram, solver=solver)
+    with pytest.raises(ValueError, match="runs open loop"):
+        sample(tiny_shapes, teacher=analytic_teacher, solver="heun", replan=True, **kw)
+    with pytest.raises(ValueError, match="unknown solver 'rk4'"):
+        sample(tiny_shapes, teacher=analytic_teacher, solver="rk4", **kw)
+    first = cotj.plan_batch(None, 4, current=11, **analytic_teacher.plan_kwargs())[0]
+    with caplog.at_level("WARNING", logger="cotj.execute.pipeline"):
+        out = sample(tiny_shapes, teacher=no_gram, solver="heun", **kw)
+    np.testing.assert_array_equal(out.plans[0].steps, first.steps)
+    assert "no Gram matrix" in caplog.text and "heun" in caplog.text

@@ -16,10 +16,11 @@ levels (a pipeline passes ``timestep/T`` or ``timestep``; the shapes pipeline di
   takes only integer ``timesteps`` (cast to int64, and with ``use_flow_sigmas`` ignored). The step is Diffusers'.
 - unipc: :class:`FlowMatchUniPCScheduler`, cotj's own (see its docstring for why).
 
-Planned copies (:func:`cotj.execute.planned_scheduler`) and closed-loop replanning
-(:class:`cotj.execute.ReplanningScheduler`) work on the dpmpp_2m and unipc schedulers as on Euler: one evaluation
-per level, and each step reads the sigmas it needs when it is taken, so a next level written in place is used.
-Heun's two evaluations per level fit neither (they count one evaluation per level); give it ``sigmas=``.
+Planned copies (:func:`cotj.execute.planned_scheduler`) run every one of them (Heun's copy checks its 2K - 1
+evaluations). Closed-loop replanning (:class:`cotj.execute.ReplanningScheduler`) works on the dpmpp_2m and unipc
+schedulers as on Euler: one evaluation per level, and each step reads the sigmas it needs when it is taken, so a
+next level written in place is used; Heun's two evaluations per level do not fit it (it refuses Heun).
+:func:`cotj.execute.sample` (``solver=``) uses these schedulers for both.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class FlowMatchUniPCScheduler(SchedulerMixin, ConfigMixin):
     sigmas but stores its timesteps as int64 (``floor(sigma·T)``), so the model sees levels up to 1/T below the
     plan (about 1e-3 for T = 1000), and it nudges sigma = 1 to 1 - 1e-6 because its update takes ``log(alpha)``.
     This one stores float timesteps ``sigma·T``, and its updates are those of :func:`cotj.execute.solve`
-    (:func:`~cotj.execute.solvers.unic_correct`, :func:`~cotj.execute.solvers.multistep_predict`), written in
-    the DDIM form that is finite at sigma = 1. Where Diffusers' rounding does not bite (levels whose ``t·T`` are
+    (:func:`~cotj.execute.solvers.unic_correct`, :func:`~cotj.execute.solvers.multistep_predict`: the weights of
+    :mod:`cotj.multistep`, which take their limit at sigma = 1). Where Diffusers' rounding does not bite (levels whose ``t·T`` are
     whole numbers, below 1) the two agree to float32 rounding.
 
     Each ``step`` (model output at ``timesteps[i]``, the velocity ``eps - x0``): the clean estimate

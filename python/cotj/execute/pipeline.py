@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -14,7 +14,9 @@ from numpy.typing import ArrayLike, NDArray
 from cotj import Plan, load_dna, plan_batch, plan_cost
 from cotj.execute.replan import ReplanningScheduler
 from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
-from cotj.objectives import OBJECTIVES, TeacherCost, objective as objective_kwargs
+from cotj.multistep import MULTISTEP, SOLVERS
+from cotj.objectives import OBJECTIVES, TeacherCost
+from cotj.objectives import objective as objective_kwargs
 from cotj.planning import DEFAULT_BUDGET
 
 __all__ = ["SampleResult", "sample"]
@@ -98,6 +100,7 @@ def sample(
     grid: ArrayLike | None = None,
     neutral: bool = False,
     atol: float = 1e-5,
+    solver: str | None = None,
     **pipe_kwargs: Any,
 ) -> SampleResult:
     """Predict the DNA of each prompt, plan its schedule, and sample it with ``pipe``.
@@ -118,20 +121,35 @@ def sample(
         objective: "paper" (the DNA alone), "teacher" or "calibrated" (:mod:`cotj.objectives`); default "teacher"
             when ``teacher`` is given, else "paper".
         replan: closed-loop replanning after every step (:class:`~cotj.execute.replan.ReplanningScheduler`; one
-            pipeline call per prompt, fixed ``budget``); default True when ``teacher`` is given.
+            pipeline call per prompt, fixed ``budget``); default True when ``teacher`` is given, except for
+            ``solver="heun"``, which runs open loop (True raises for it).
         grid: the DNA's grid (N,); default ``t_i = (i + 1)/N``.
         neutral: run on :func:`neutral_scheduler` of the pipeline's scheduler (Karras/beta/
             exponential spacing, ``shift_terminal`` and ``final_sigmas_type`` turned off)
             instead of raising for them.
         atol: tolerance of the exactness check on the levels the model sees.
+        solver: run the levels with this solver of :mod:`cotj.execute.solvers`, exactly, through its Diffusers
+            scheduler (:func:`cotj.execute.solver_scheduler`, on the linear flow with the pipeline scheduler's
+            ``num_train_timesteps``; the pipeline's scheduler must be a flow-matching one): "euler", "heun" (2K - 1
+            model evaluations for K levels), "dpmpp_2m" or "unipc" (``neutral`` does not apply: those schedulers
+            are neutral). None (default): the pipeline's own scheduler as configured, with first-order plans. With the teacher objective the plans are made for the solver's
+            steps (:meth:`~cotj.objectives.TeacherCost.plan`, docs/method.md §11): closed loop (the default)
+            replans euler, dpmpp_2m and unipc after every evaluation from the current and previous levels
+            (:class:`~cotj.execute.replan.ReplanningScheduler` around the solver's scheduler; dpmpp_2m and unipc
+            need the teacher cost's Gram matrix and raise ValueError without one); heun runs open loop, its plan
+            made for Heun's steps when the teacher cost has a Gram matrix, else the first-order teacher plan (a
+            warning is logged), as open-loop dpmpp_2m and unipc plans do. ``tau``, and the "paper" and
+            "calibrated" objectives, plan first-order steps whatever the solver.
         pipe_kwargs: passed to the pipeline; tensors and lists with B rows are split per prompt. One
             ``generator`` for B > 1 prompts becomes B generators seeded from it in prompt order, so each
             prompt's noise is the same however the prompts group by plan; pass ``latents`` or a list of B
             generators to choose the noise yourself.
 
     Returns:
-        :class:`SampleResult` with the images, the plans and the DNA. Prompts that share a plan
-        run in one pipeline call; the pipeline's scheduler is restored afterwards.
+        :class:`SampleResult` with the images, the plans (their ``levels`` are the levels run; Heun also
+        evaluates each but the first a second time, :func:`cotj.execute.evaluation_levels`; the cost of teacher
+        plans is the first-order teacher cost of their levels) and the DNA. Prompts that share a plan run in one
+        pipeline call; the pipeline's scheduler is restored afterwards.
 
     Raises:
         InexactScheduleError: the scheduler cannot run a plan exactly.
@@ -139,13 +157,21 @@ def sample(
     """
     batch = _batch_size(prompt, pipe_kwargs.get("prompt_embeds"))
     prompts = [prompt] if isinstance(prompt, str) else prompt
-    tc = TeacherCost.load(teacher) if isinstance(teacher, (str, os.PathLike)) else teacher
+    tc = TeacherCost.load(os.fspath(teacher)) if isinstance(teacher, (str, os.PathLike)) else teacher
     objective = objective or ("paper" if tc is None else "teacher")
-    replan = tc is not None if replan is None else replan
+    if solver is not None and solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
+    if replan and solver == "heun":
+        raise ValueError("solver='heun' evaluates the model twice per level and runs open loop: pass replan=False")
+    replan = tc is not None and solver != "heun" if replan is None else replan
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     if (replan or objective != "paper") and tc is None:
         raise ValueError(f"objective={objective!r} and replan need teacher (a TeacherCost or its file)")
+    if replan and solver in MULTISTEP and tc is not None and tc.gram is None:
+        raise ValueError(f"closed-loop replanning with solver={solver!r} plans its steps from the teacher cost's Gram "
+                         "matrix, and this teacher cost has none: recalibrate (cotj.predict.calibrate records it), "
+                         "or pass replan=False (open loop)")
     dna = None
     if objective != "teacher" or predictor is not None or mean_dna is not None:
         if predictor is not None and embeddings is None:
@@ -159,21 +185,33 @@ def sample(
     if "generator" in pipe_kwargs:
         pipe_kwargs["generator"] = _per_prompt(pipe_kwargs["generator"], batch)
     if replan:
-        return _closed_loop(pipe, prompts, batch, tc, objective, dna, budget, tau, pipe_kwargs)
+        assert tc is not None  # checked above
+        return _closed_loop(pipe, prompts, batch, tc, objective, dna, budget, tau, pipe_kwargs, solver)
     if objective == "paper":
         plans = list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
     else:
-        if objective == "calibrated" and predictor is None:
-            raise ValueError("the 'calibrated' objective needs a predictor (its DNA is scaled by the predictor's mean DNA)")
-        ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else None
-        kw = objective_kwargs(objective, dna=dna, mean_dna=ref, teacher=tc)
-        rows = plan_batch(budget=budget, tau=tau, max_steps=max_steps, current=tc.grid.size - 1, **kw)
-        plans = [rows[b if len(rows) > 1 else 0] for b in range(batch)]
+        assert tc is not None  # checked above: the other objectives need a teacher cost
+        if objective == "teacher" and solver not in (None, "euler") and tau is None and tc.gram is not None:
+            plans = _solver_plans(tc, solver, batch, budget)
+        else:
+            if objective == "teacher" and solver not in (None, "euler") and tau is None:
+                log.warning("the teacher cost has no Gram matrix: solver=%r runs the first-order teacher plan "
+                            "(recalibrate with cotj.predict.calibrate for plans made for its steps)", solver)
+            if objective == "calibrated" and predictor is None:
+                raise ValueError("the 'calibrated' objective needs a predictor (its DNA is scaled by the predictor's "
+                                 "mean DNA)")
+            ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else None
+            kw = objective_kwargs(objective, dna=dna, mean_dna=ref, teacher=tc)
+            rows = plan_batch(budget=budget, tau=tau, max_steps=max_steps, current=tc.grid.size - 1, **kw)
+            plans = [rows[b if len(rows) > 1 else 0] for b in range(batch)]
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, p in enumerate(plans):
         groups.setdefault(tuple(int(i) for i in p.steps), []).append(b)
     original = pipe.scheduler
-    base = neutral_scheduler(original) if neutral else original
+    if solver is not None:
+        base = _solver_scheduler(original, solver)
+    else:
+        base = neutral_scheduler(original) if neutral else original
     images: list[Any] = [None] * batch
     try:
         for idx in groups.values():
@@ -191,20 +229,46 @@ def sample(
     return SampleResult(images, plans, dna)
 
 
+def _solver_scheduler(scheduler: Any, solver: str) -> Any:
+    """The scheduler that runs ``solver`` exactly in place of the pipeline's flow-matching ``scheduler``."""
+    from cotj.execute.solvers import solver_scheduler
+    from cotj.predict.prediction import is_flow_scheduler
+
+    if not is_flow_scheduler(scheduler) or scheduler.config.get("invert_sigmas", False):
+        raise ValueError(f"solver={solver!r} runs the linear flow's schedulers (cotj.execute.solver_scheduler); "
+                         f"{type(scheduler).__name__} is not a flow-matching one: pass solver=None to run it")
+    return solver_scheduler(solver, int(scheduler.config.num_train_timesteps))
+
+
+def _solver_plans(teacher: TeacherCost, solver: str, batch: int, budget: Any) -> list[Plan]:
+    """The open-loop teacher plans made for ``solver``'s steps (:meth:`TeacherCost.plan`; needs the Gram matrix),
+    one per prompt, ``budget`` an int or (B,) ints; their cost is the first-order teacher cost of their levels."""
+    budgets = np.broadcast_to(np.asarray(DEFAULT_BUDGET if budget is None else budget), (batch,))
+    plans: dict[int, Plan] = {}
+    for k in {int(k) for k in budgets}:
+        levels = teacher.plan(solver, k)
+        steps = np.searchsorted(teacher.grid, levels).astype(np.int64)
+        plans[k] = Plan(steps, teacher.grid[steps], plan_cost(None, steps, cost=teacher.edges, end=teacher.end))
+    return [plans[int(k)] for k in budgets]
+
+
 def _closed_loop(pipe: Any, prompts: Sequence[str] | None, batch: int, teacher: TeacherCost, objective: str,
-                 dna: NDArray[np.float64] | None, budget: Any, tau: float | None, pipe_kwargs: dict[str, Any]) -> SampleResult:
-    """One pipeline call per prompt under a :class:`ReplanningScheduler` (teacher cost, replanned every step)."""
+                 dna: NDArray[np.float64] | None, budget: Any, tau: float | None, pipe_kwargs: dict[str, Any],
+                 solver: str | None) -> SampleResult:
+    """One pipeline call per prompt under a :class:`ReplanningScheduler` (teacher cost, replanned every step) around
+    the pipeline's scheduler (``solver`` None, first-order plans) or ``solver``'s scheduler (plans for its steps)."""
     budget = DEFAULT_BUDGET if budget is None and tau is None else budget
     if tau is not None or not isinstance(budget, (int, np.integer)):
         raise ValueError("replan needs one int budget (the number of model evaluations); tau does not apply")
     if objective != "teacher":
         raise ValueError(f"replan plans on the teacher cost; objective={objective!r} cannot replan")
     original = pipe.scheduler
+    inner = original if solver is None else _solver_scheduler(original, solver)
     images: list[Any] = [None] * batch
     plans: list[Plan] = []
     try:
         for b in range(batch):
-            pipe.scheduler = ReplanningScheduler(original, teacher)
+            pipe.scheduler = ReplanningScheduler(inner, teacher, solver=solver or "euler")
             kwargs = {k: _rows(v, [b], batch) for k, v in pipe_kwargs.items()}
             if prompts is not None:
                 kwargs["prompt"] = [prompts[b]]

@@ -8,7 +8,8 @@ jumps are, level by level; the cheapest plan of the remaining evaluations that s
 
 With a multistep solver (DPM-Solver++(2M), UniPC) the plan is made for that solver's steps
 (:meth:`cotj.objectives.TeacherCost.plan`, docs/method.md §11) from the (previous, current) pair of levels, and the
-sampler takes that solver's steps, with the weights of :mod:`cotj.multistep`.
+sampler takes that solver's steps: those of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.multistep`).
+Heun evaluates twice per level and is not replanned (run it open loop).
 
 - :class:`Replanner`: the policy, numpy only: current levels and what the model said -> next levels.
 - :func:`replan_sample`: a sampler for any denoiser ``model(x_t, t, cond)`` (Euler, DPM-Solver++(2M) or UniPC),
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.multistep import MULTISTEP, ddim_weights, dpmpp_2m_weights, unipc_weights
+from cotj.multistep import MULTISTEP
 from cotj.objectives import TeacherCost
 from cotj.planning import plan_batch
 
@@ -110,8 +111,11 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     Args:
         denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction`` (linear flow unless it has ``path``).
         noise: (B, ...) torch tensor, the state at the grid's top level. cond: (B, ...) per-row conditions.
-        replanner: the policy, the budget K and the solver (its steps: :mod:`cotj.multistep`; the first step and
-            the last, to t = 0, are first order; UniPC corrects each state with the evaluation made there).
+        replanner: the policy, the budget K and the solver, whose steps are those of :func:`cotj.execute.solve`
+            (:func:`cotj.predict.teacher.ddim_step` for euler, :func:`~cotj.execute.solvers.multistep_predict` and
+            :func:`~cotj.execute.solvers.unic_correct` for the multistep solvers: the first step and the last, to
+            t = 0, are first order; UniPC corrects each state with the evaluation made there), so a row's sample is
+            the solver's on the levels it reports.
         prediction: what the denoiser predicts; default its ``prediction`` attribute.
 
     Returns:
@@ -119,7 +123,8 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     """
     import torch
 
-    from cotj.predict.teacher import clean_estimate, path_of
+    from cotj.execute.solvers import multistep_predict, unic_correct
+    from cotj.predict.teacher import clean_estimate, ddim_step
 
     prediction = prediction or getattr(denoiser, "prediction", None)
     if prediction is None:
@@ -128,35 +133,32 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     b, k = noise.shape[0], replanner.budget
     nodes = np.append(0.0, grid)  # node n + 1 = grid index n, node 0 = t = 0
 
-    def path(idx: NDArray[np.int64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        a, s = path_of(denoiser, torch.from_numpy(nodes[idx + 1]), prediction)
-        return a.double().numpy(), s.double().numpy()
-
-    def combine(weights: dict[str, NDArray[np.float64]], vectors: dict[str, Any]) -> Any:
-        shape = (-1, *([1] * (noise.ndim - 1)))
-        return sum(torch.from_numpy(np.asarray(w, dtype=np.float64)).reshape(shape).to(noise.dtype) * vectors[name]
-                   for name, w in weights.items())  # fmt: skip
+    def at(idx: NDArray[np.int64]) -> Any:
+        """The levels (B,) float64 of grid indices ``idx`` (-1: t = 0)."""
+        return torch.from_numpy(nodes[idx + 1]).to(noise.device)
 
     level = np.full(b, replanner.top, dtype=np.int64)
     prev, prev2 = np.full(b, -1), np.full(b, -1)
     seen = np.empty((b, k))
     x = noise.clone()
-    x_last = m_prev = m_prev2 = None
+    x_last: Any = None
+    m_prev: Any = None
+    m_prev2: Any = None
     with torch.inference_mode():
         for n in range(k):
             seen[:, n] = grid[level]
-            m = clean_estimate(denoiser, x, torch.from_numpy(grid[level]), cond, prediction)
+            t = at(level)
+            m = clean_estimate(denoiser, x, t, cond, prediction)
             if solver == "unipc" and n > 0:  # UniC: re-take the last step with the evaluation just made
-                a_k, s_k = path(prev2) if n > 1 else (None, None)
-                w = unipc_weights(a_k, s_k, *path(prev), *path(level))
-                x = combine(w, {"x_j": x_last, "m_k": m_prev2, "m_j": m_prev, "m_i": m})
-            nxt = replanner.next(level, n + 1, x.flatten(1).double().numpy(), m.flatten(1).double().numpy(), prev)
-            if n == 0 or nxt[0] < 0 or solver == "euler":
-                w = ddim_weights(*path(level), *path(nxt))
-                x_new = combine(w, {"x_j": x, "m_j": m})
+                x = unic_correct(denoiser, x_last, m_prev2, m_prev, m, at(prev2) if n > 1 else None, at(prev), t,
+                                 prediction)
+            nxt = replanner.next(level, n + 1, x.flatten(1).double().cpu().numpy(), m.flatten(1).double().cpu().numpy(),
+                                   prev)
+            if solver == "euler":
+                x_new = ddim_step(denoiser, x, m, t, at(nxt), prediction)
             else:
-                w = dpmpp_2m_weights(*path(prev), *path(level), *path(nxt))
-                x_new = combine(w, {"x_j": x, "m_j": m, "m_k": m_prev})
+                x_new = multistep_predict(denoiser, x, m, m if m_prev is None else m_prev, None if n == 0 else at(prev),
+                                          t, at(nxt), prediction)
             x_last, m_prev2, m_prev = x, m_prev, m
             prev2, prev, level, x = prev, level, nxt, x_new
     return x, seen
@@ -168,24 +170,43 @@ class ReplanningScheduler:
         pipe.scheduler = ReplanningScheduler(pipe.scheduler, teacher)
         pipe(prompt, num_inference_steps=6)          # 6 evaluations, levels chosen as the sample goes
 
-    ``set_timesteps(K)`` starts at the teacher grid's top level with the teacher plan of K steps; each ``step``
-    computes the clean estimate ``x0_hat = x - sigma·v``, asks the :class:`Replanner` for the next level and
-    writes it into the scheduler's ``sigmas`` and ``timesteps`` in place before stepping, so the pipeline's loop
-    evaluates the model there next. One plan serves the whole batch of a call (the mean of its rows' row
-    scales): call the pipeline once per prompt for per-prompt loops (:func:`cotj.execute.sample` does).
-    ``levels`` holds the levels the model was evaluated at. Other attributes are the wrapped scheduler's.
+        pipe.scheduler = ReplanningScheduler(solver_scheduler("unipc"), teacher, solver="unipc")
+
+    ``set_timesteps(K)`` starts at the teacher grid's top level with the teacher plan of K steps (for ``solver``);
+    each ``step`` computes the clean estimate ``x0_hat = x - sigma·v``, asks the :class:`Replanner` for the next
+    level (from the current one and, for a multistep solver, the previous one) and writes it into the scheduler's
+    ``sigmas`` and ``timesteps`` in place before stepping, so the pipeline's loop evaluates the model there next
+    (the wrapped scheduler must read its sigmas when each step is taken, as Diffusers' flow-matching Euler and the
+    schedulers of :func:`cotj.execute.solver_scheduler` do). One plan serves the whole batch of a call (the mean
+    of its rows' row scales): call the pipeline once per prompt for per-prompt loops (:func:`cotj.execute.sample`
+    does). ``levels`` holds the levels the model was evaluated at. Other attributes are the wrapped scheduler's.
+
+    Args:
+        scheduler: a flow-matching scheduler that takes ``sigmas=`` and evaluates the model once per level
+            (``order`` 1: not Heun); a :func:`~cotj.execute.schedulers.neutral_scheduler` copy of it is run.
+        teacher: the model's teacher cost.
+        solver: the solver the plans are made for (:attr:`Replanner.solver`): "euler" (default: first-order
+            steps, whatever the wrapped scheduler does), or the wrapped scheduler's own "dpmpp_2m" / "unipc"
+            (:func:`cotj.execute.solver_scheduler`), whose plans need the teacher cost's Gram matrix
+            (ValueError here without one).
     """
 
-    def __init__(self, scheduler: Any, teacher: TeacherCost) -> None:
+    def __init__(self, scheduler: Any, teacher: TeacherCost, solver: str = "euler") -> None:
         from cotj.execute.schedulers import InexactScheduleError, neutral_scheduler
 
         if not hasattr(scheduler, "sigmas") or "sigmas" not in _parameters(scheduler.set_timesteps):
             raise InexactScheduleError(f"{type(scheduler).__name__} takes no sigmas: replanning needs a flow-matching scheduler")
+        if getattr(scheduler, "order", 1) != 1:
+            raise InexactScheduleError(f"{type(scheduler).__name__} evaluates the model {scheduler.order} times per "
+                                       "level: replanning takes one evaluation per level; run it open loop")
+        Replanner(teacher, 1, solver=solver)  # checks the solver, and the Gram matrix a multistep one needs
         self.scheduler = neutral_scheduler(scheduler)
         self.teacher = teacher
+        self.solver = solver
         self.levels: list[float] = []
         self._plan: Replanner | None = None
         self._level = 0
+        self._previous = -1
 
     def __getattr__(self, name: str) -> Any:
         if name == "scheduler":
@@ -200,10 +221,13 @@ class ReplanningScheduler:
 
         given = sigmas if sigmas is not None else timesteps
         k = num_inference_steps if num_inference_steps is not None else (len(given) if given is not None else 0)
-        self._plan = Replanner(self.teacher, int(k))
-        first = plan_batch(None, self._plan.budget, current=self._plan.top, **self.teacher.plan_kwargs())[0]
-        self.scheduler.set_timesteps(**scheduler_args(first.levels, self.scheduler), device=device)
-        self._level, self.levels = self._plan.top, []
+        self._plan = Replanner(self.teacher, int(k), solver=self.solver)
+        if self.solver == "euler":
+            first = plan_batch(None, self._plan.budget, current=self._plan.top, **self.teacher.plan_kwargs())[0].levels
+        else:
+            first = self.teacher.plan(self.solver, self._plan.budget)
+        self.scheduler.set_timesteps(**scheduler_args(first, self.scheduler), device=device)
+        self._level, self._previous, self.levels = self._plan.top, -1, []
 
     def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
         """Replan from the current level, set the next level in place, then take the wrapped scheduler's step."""
@@ -217,12 +241,12 @@ class ReplanningScheduler:
         x0_hat = x - sigma * model_output.detach().double().flatten(1).cpu()
         level = np.full(1, self._level)
         scale = self.teacher.row_scale(np.full(x.shape[0], self._level), x.numpy(), x0_hat.numpy()).mean(0, keepdims=True)
-        nxt = int(self._plan.next_scaled(level, i + 1, scale)[0])
+        nxt = int(self._plan.next_scaled(level, i + 1, scale, np.full(1, self._previous))[0])
         if nxt >= 0:
             new = float(self.teacher.grid[nxt])
             inner.sigmas[i + 1] = new
             inner.timesteps[i + 1] = new * inner.config.num_train_timesteps
-            self._level = nxt
+            self._previous, self._level = self._level, nxt
         return inner.step(model_output, timestep, sample, *args, **kwargs)
 
 

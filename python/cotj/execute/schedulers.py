@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -49,7 +49,7 @@ __all__ = [
     "timestep_grid",
 ]
 
-PlanLike = Union[Any, ArrayLike]
+PlanLike = Any | ArrayLike
 ScheduleArg = Any
 """A ``sigmas=`` / ``timesteps=`` value: a float64 numpy array (K,), or a float64 torch tensor for EDM schedulers."""
 _RESPACING = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
@@ -67,7 +67,7 @@ class InexactScheduleError(ValueError):
     """A scheduler cannot make the model see exactly the planned levels."""
 
 
-def _base(scheduler: Any) -> type:
+def _base(scheduler: Any) -> Any:
     """The Diffusers class (the original class of a planned copy)."""
     return getattr(type(scheduler), "_cotj_base", type(scheduler))
 
@@ -147,14 +147,14 @@ def _edm_path(scheduler: Any) -> tuple[float, float, float]:
 
 def seen_levels(scheduler: Any) -> tuple[NDArray[np.float64], float]:
     """What a scheduler set up by ``set_timesteps`` makes the model see: the noise levels of its
-    timesteps (K,) (flow: ``timesteps/T``, or ``1 - timesteps/T`` with ``invert_sigmas``; VP:
+    timesteps, (K,) or Heun's (2K - 1,) (flow: ``timesteps/T``, or ``1 - timesteps/T`` with ``invert_sigmas``; VP:
     ``timesteps/(T - 1)``; EDM: t of its sigmas on the Karras path) and the level its last step lands on
     (0 = clean)."""
     ts = np.asarray(scheduler.timesteps.cpu(), dtype=np.float64)
     sigmas = getattr(scheduler, "sigmas", None)
     last = 0.0 if sigmas is None else float(sigmas[-1])
-    if _is_edm(scheduler):  # the model sees sigma (its timestep is c_noise(sigma)): back to t on the Karras path
-        lo, hi, rho = _edm_path(scheduler)
+    if _is_edm(scheduler) and sigmas is not None:  # the model sees sigma (its timestep is c_noise(sigma))
+        lo, hi, rho = _edm_path(scheduler)  # back to t on the Karras path
         return (np.asarray(sigmas[:-1].cpu(), dtype=np.float64) ** (1 / rho) - lo) / (hi - lo), last
     if is_flow_scheduler(scheduler):
         if scheduler.config.get("invert_sigmas", False):
@@ -258,16 +258,26 @@ def _rounding_hint(scheduler: Any) -> str:
     )
 
 
+def _evaluated(scheduler: Any, levels: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The levels a scheduler evaluates the model at for a plan's ``levels`` (K,): the levels, or for a
+    flow-matching Heun scheduler (order 2) its layout ``t0, t1, t1, ..., t_{K-1}, t_{K-1}`` (2K - 1: a second
+    evaluation at each next level, the step to 0 Euler; :func:`cotj.execute.evaluation_levels`)."""
+    if flow_matching(scheduler) and getattr(scheduler, "order", 1) == 2:
+        return np.repeat(levels, 2)[1:]
+    return levels
+
+
 def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
-    """Raise unless the scheduler (after ``set_timesteps``) makes the model see ``levels`` and
-    ends at t = 0."""
+    """Raise unless the scheduler (after ``set_timesteps``) makes the model see ``levels`` (Heun: with its
+    second evaluations, :func:`_evaluated`) and ends at t = 0."""
     seen, last = seen_levels(scheduler)
-    if seen.shape != levels.shape:
+    want = _evaluated(scheduler, levels)
+    if seen.shape != want.shape:
         raise InexactScheduleError(
             f"{_name(scheduler)} set {seen.size} model evaluations for a {levels.size}-level plan (a plan is one "
             "evaluation per level; multi-evaluation solvers such as Heun add levels of their own)"
         )
-    err = float(np.max(np.abs(seen - levels)))
+    err = float(np.max(np.abs(seen - want)))
     if not err <= atol:  # NaN fails
         raise InexactScheduleError(
             f"{_name(scheduler)} makes the model see levels up to {err:.3g} off the plan (atol {atol:g})."
@@ -279,7 +289,7 @@ def _verify(scheduler: Any, levels: NDArray[np.float64], atol: float) -> None:
     if is_flow_scheduler(scheduler) and sigmas is not None:
         states = np.asarray(sigmas[:-1], dtype=np.float64)
         states = 1.0 - states if scheduler.config.get("invert_sigmas", False) else states
-        if not np.max(np.abs(states - levels)) <= atol:
+        if not np.max(np.abs(states - want)) <= atol:
             raise InexactScheduleError(f"{_name(scheduler)} steps through sigmas that differ from the plan")
 
 
@@ -350,7 +360,7 @@ def _planned_class(cls: type) -> type:
 
 def _restore_planned(cls: type, state: dict[str, Any]) -> Any:
     """Unpickle a planned scheduler: an instance of the planned subclass of ``cls`` with ``state``."""
-    planned = object.__new__(_planned_class(cls))
+    planned: Any = object.__new__(_planned_class(cls))
     planned.__dict__.update(state)
     return planned
 

@@ -5,31 +5,39 @@ the evaluations. Every solver here visits exactly the given levels, noisiest fir
 on any Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (:func:`cotj.predict.teacher.path_of`: the linear flow unless
 the denoiser has a ``path(t)`` method), so flow (velocity) and VP (epsilon) models alike.
 
-All of them are built on the one first-order step of the package, DDIM (:func:`cotj.predict.teacher.ddim_step`,
-Euler on the linear flow): from a state ``x`` at level t, with a clean estimate ``D``,
+The multistep solvers' steps are those of :mod:`cotj.multistep` (docs/method.md §11), the one definition whose
+weights the solver-aware plans are also costed with: a linear combination of the state ``x_j`` at the current
+level and of the model's clean estimates ``m`` at the previous (``m_k``), current (``m_j``) and next (``m_i``)
+levels, with weights from the path's ``a``, ``s`` at those levels, applied to tensors by :func:`combine`. The
+first-order step is DDIM
+(:func:`cotj.predict.teacher.ddim_step`, Euler on the linear flow; :func:`cotj.multistep.ddim_weights`): from a
+state ``x`` at level t, with a clean estimate ``D``,
 
     x' = a(t')·D + s(t')·(x - a(t)·D)/s(t)
-
-The multistep solvers are exactly this step with ``D`` a combination of the model's last clean estimates, in the
-log signal-to-noise ratio ``λ(t) = log(a/s)`` (``λ = -inf`` at a = 0, the flow's t = 1, handled in the limit):
 
 - ``euler``: ``D = x0_hat`` (:func:`cotj.predict.teacher.first_order_step`). Order 1, NFE = K.
 - ``heun``: Heun's method on the probability-flow ODE in the linear-flow variables of the path,
   ``τ = s/(a + s)``, ``x̄ = x/(a + s)`` (every Gaussian path is the linear flow after this rescaling; on the
-  linear flow ``τ = t`` and this is Diffusers' ``FlowMatchHeunDiscreteScheduler``). The Euler predictor is the
-  DDIM step; a second evaluation at the next level averages the two slopes. The final step to 0 is Euler, as in
-  k-diffusion and Diffusers. Order 2, NFE = 2K - 1.
-- ``dpmpp_2m``: DPM-Solver++(2M) (Lu et al. 2022), data prediction,
-  ``D = m_i + (m_i - m_{i-1})·h_i/(2·h_{i-1})`` with ``h_i = λ(t_{i+1}) - λ(t_i)``; the first step and the final
-  step to 0 are first order (``D = m_i``), as Diffusers' ``DPMSolverMultistepScheduler`` with
-  ``final_sigmas_type="zero"``. Order 2, NFE = K.
+  linear flow ``τ = t`` and this is Diffusers' ``FlowMatchHeunDiscreteScheduler``; :func:`heun_combine`). The
+  Euler predictor is the DDIM step; a second evaluation at the next level averages the two slopes. The final step
+  to 0 is Euler, as in k-diffusion and Diffusers. Order 2, NFE = 2K - 1.
+- ``dpmpp_2m``: DPM-Solver++(2M) (Lu et al. 2022), data prediction, midpoint form
+  (:func:`cotj.multistep.dpmpp_2m_weights`, :func:`multistep_predict`); the first step and the final step to 0
+  are first order, as Diffusers' ``DPMSolverMultistepScheduler`` with ``final_sigmas_type="zero"``. Order 2,
+  NFE = K.
 - ``unipc``: UniPC (Zhao et al. 2023), ``solver_type="bh2"``, data prediction, order 2: the UniP predictor (at
-  order 2 and bh2 it is the DPM-Solver++(2M) update above) and the UniC corrector, which re-takes the previous
-  step with the evaluation just made at its end (no extra model call; its corrected state is what the next
-  predictor starts from, the model having seen the uncorrected one); no corrector after the last step, first-
-  and last-step predictors first order. As Diffusers' ``UniPCMultistepScheduler`` (``predict_x0=True``,
-  ``lower_order_final=True``, ``solver_order=2``). Nominal order 2; the corrector lifts the interior steps by
-  one (measured 2.7-2.8 on the analytic model). NFE = K.
+  order 2 and bh2 it is the DPM-Solver++(2M) update above) and the UniC corrector
+  (:func:`cotj.multistep.unipc_weights`, :func:`unic_correct`), which re-takes the previous step with the
+  evaluation just made at its end (no extra model call; its corrected state is what the next predictor starts
+  from, the model having seen the uncorrected one); no corrector after the last step, first- and last-step
+  predictors first order. As Diffusers' ``UniPCMultistepScheduler`` (``predict_x0=True``,
+  ``lower_order_final=True``, ``solver_order=2``). Nominal order 2; the corrector lifts the interior steps by one
+  (measured 2.7-2.8 on the analytic model). NFE = K.
+
+A previous level at a = 0 (the flow's t = 1, ``λ = log(a/s) = -inf``) is handled in the limit by those weights.
+The same step functions serve :func:`solve`, cotj's own UniPC scheduler
+(:class:`cotj.execute.flow_schedulers.FlowMatchUniPCScheduler`) and closed-loop replanning
+(:func:`cotj.execute.replan_sample`).
 
 :func:`solve` runs any of them; :data:`SOLVERS` holds their NFE rules (:func:`nfe`, :func:`budget_for`) so that a
 benchmark can compare them at equal cost, and :func:`evaluation_levels` the levels each one evaluates the model
@@ -39,7 +47,7 @@ at. :func:`solver_scheduler` gives the Diffusers scheduler that runs the same so
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +55,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
+from cotj.multistep import ddim_weights, dpmpp_2m_weights, unipc_weights
 from cotj.predict.teacher import clean_estimate, ddim_step, first_order_step, path_of
 
 __all__ = [
@@ -54,12 +63,11 @@ __all__ = [
     "Evaluation",
     "Solver",
     "budget_for",
-    "corrector_weights",
+    "combine",
     "evaluation_levels",
+    "heun_combine",
     "level_rows",
-    "log_snr",
     "multistep_predict",
-    "multistep_weight",
     "nfe",
     "solve",
     "solver_scheduler",
@@ -106,45 +114,29 @@ def level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
     return lv
 
 
-# ------------------------------------------------------------------------------------------ coefficients
+# ------------------------------------------------------------------------------------------ steps
 
 
-def log_snr(denoiser: Any, t: torch.Tensor, prediction: str) -> torch.Tensor:
-    """``λ = log(a/s)`` (n,) float64 at levels ``t`` (n,) in (0, 1]: ``-inf`` where a = 0 (the flow's t = 1)."""
+def _path(denoiser: Any, t: torch.Tensor, prediction: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``a(t), s(t)`` (n,) as float64 numpy arrays (:func:`cotj.predict.teacher.path_of`): the arguments of the
+    weight functions of :mod:`cotj.multistep`."""
     a, s = path_of(denoiser, t.to(torch.float64), prediction)
-    return torch.log(a.to(torch.float64)) - torch.log(s.to(torch.float64))
+    return a.to(torch.float64).cpu().numpy(), s.to(torch.float64).cpu().numpy()
 
 
-def multistep_weight(lam_prev: torch.Tensor, lam: torch.Tensor, lam_next: torch.Tensor) -> torch.Tensor:
-    """The weight ``c = h/(2·h_prev)`` (n,) of the second-order multistep estimate ``D = m + c·(m - m_prev)``,
-    ``h = λ_next - λ``, ``h_prev = λ - λ_prev`` (DPM-Solver++(2M) and UniPC's bh2 predictor; 0 where
-    ``λ_prev = -inf``: an estimate from t = 1 on the flow carries no slope)."""
-    return (lam_next - lam) / (2.0 * (lam - lam_prev))
-
-
-def corrector_weights(lam_prev2: torch.Tensor, lam_prev: torch.Tensor, lam: torch.Tensor,
-                      order: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """UniC-bh2 weights ``(w_new, w_old)`` (n,) of the corrected estimate
-    ``D = m_prev + w_new·(m - m_prev) + w_old·(m_prev2 - m_prev)`` of the step from ``λ_prev`` to ``λ``.
-
-    ``order`` is the order of the predictor that made the step. Order 1: ``w_new = 1/2``, ``w_old = 0``. Order 2:
-    with ``h = λ - λ_prev``, ``φ = expm1(-h)``, ``b1 = (φ/(-h) - 1)/φ``, ``b2 = 2·((φ/(-h) - 1)/(-h) - 1/2)/φ``
-    and ``q = h/(λ_prev2 - λ_prev)`` (``1/r_k`` of UniPC, 0 where ``λ_prev2 = -inf``), the solution of UniC's
-    2×2 system ``[[1, 1], [r_k, 1]]·ρ = [b1, b2]``: ``ρ1 = (b1 - b2)·q/(q - 1)``, ``w_new = b1 - ρ1``,
-    ``w_old = ρ1·q``.
-    """
-    if order == 1:
-        half = torch.full_like(lam, 0.5)
-        return half, torch.zeros_like(lam)
-    h = lam - lam_prev
-    hh = -h
-    phi = torch.expm1(hh)
-    k0 = phi / hh - 1.0
-    b1 = k0 / phi
-    b2 = 2.0 * (k0 / hh - 0.5) / phi
-    q = h / (lam_prev2 - lam_prev)
-    rho1 = (b1 - b2) * q / (q - 1.0)
-    return b1 - rho1, rho1 * q
+def combine(weights: Mapping[str, ArrayLike], vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``Σ_p w_p·v_p``: a step of :mod:`cotj.multistep` (its weights (n,) per row, or scalars, on named vectors
+    ``x_j``, ``m_k``, ``m_j``, ``m_i``) applied to the tensors (n, ...) of those names, in their dtype and device
+    (the weights are computed in float64 and cast once). Names of ``vectors`` without a weight are unused."""
+    out: torch.Tensor | None = None
+    for name, w in weights.items():
+        v = vectors[name]
+        col = torch.from_numpy(np.asarray(w, dtype=np.float64)).to(device=v.device, dtype=v.dtype)
+        term = col.reshape(-1, *([1] * (v.ndim - 1))) * v if col.ndim else col * v
+        out = term if out is None else out + term
+    if out is None:
+        raise ValueError("no weights to combine")
+    return out
 
 
 def _column(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -168,31 +160,36 @@ def heun_combine(denoiser: Any, x: torch.Tensor, x0: torch.Tensor, x_pred: torch
 
 def multistep_predict(denoiser: Any, x: torch.Tensor, m: torch.Tensor, m_prev: torch.Tensor,
                       t_prev: torch.Tensor | None, t: torch.Tensor, t_next: torch.Tensor, prediction: str) -> torch.Tensor:
-    """The DPM-Solver++(2M) step (= UniP-bh2 at order 2) of rows ``x`` (n, ...) from ``t`` to ``t_next`` (n,): the
-    DDIM step with ``D = m + c·(m - m_prev)`` (:func:`multistep_weight`), ``m`` the clean estimate at ``t`` and
-    ``m_prev`` the one at ``t_prev``. First order (``c = 0``) without a previous level (``t_prev`` None) and on
-    the final step to 0 (``lower_order_final``)."""
-    d = m
-    if t_prev is not None:
-        c = multistep_weight(log_snr(denoiser, t_prev, prediction), log_snr(denoiser, t, prediction),
-                             log_snr(denoiser, t_next, prediction))
-        c = torch.where(t_next > 0, c, torch.zeros_like(c))
-        d = m + _column(c, m) * (m - m_prev)
-    return ddim_step(denoiser, x, d, t, t_next, prediction)
+    """The DPM-Solver++(2M) step (= UniP-bh2 at order 2) of rows ``x`` (n, ...) from ``t`` to ``t_next`` (n,) (or
+    (1,) for every row), ``m`` the clean estimate at ``t`` and ``m_prev`` the one at ``t_prev``: the weights of
+    :func:`cotj.multistep.dpmpp_2m_weights` (:func:`combine`). First order (:func:`cotj.multistep.ddim_weights`)
+    without a previous level (``t_prev`` None) and on rows whose step goes to 0 (``lower_order_final``)."""
+    a_j, s_j = _path(denoiser, t, prediction)
+    a_i, s_i = _path(denoiser, t_next, prediction)
+    first = ddim_weights(a_j, s_j, a_i, s_i)
+    if t_prev is None:
+        return combine(first, {"x_j": x, "m_j": m})
+    inner = t_next.to(torch.float64).cpu().numpy() > 0
+    with np.errstate(all="ignore"):  # the weights of rows stepping to 0 are not finite: those rows are first order
+        second = dpmpp_2m_weights(*_path(denoiser, t_prev, prediction), a_j, s_j, a_i, s_i)
+    w = {name: np.where(inner, second[name], first.get(name, 0.0)) for name in second}
+    return combine(w, {"x_j": x, "m_j": m, "m_k": m_prev})
 
 
-def unic_correct(denoiser: Any, x_last: torch.Tensor, m_prev2: torch.Tensor, m_prev: torch.Tensor, m: torch.Tensor,
-                 t_prev2: torch.Tensor | None, t_prev: torch.Tensor, t: torch.Tensor, prediction: str) -> torch.Tensor:
-    """UniC-bh2: the state at ``t`` (n,) re-taken from ``x_last`` (n, ...), the corrected state at ``t_prev``, as the
-    DDIM step with ``D = m_prev + w_new·(m - m_prev) + w_old·(m_prev2 - m_prev)`` (:func:`corrector_weights`;
-    ``m`` the new estimate at ``t``). The predictor that made the step was first order when there is no level
-    before ``t_prev`` (``t_prev2`` None), else second order."""
-    lam_prev = log_snr(denoiser, t_prev, prediction)
-    lam_prev2 = lam_prev if t_prev2 is None else log_snr(denoiser, t_prev2, prediction)
-    w_new, w_old = corrector_weights(lam_prev2, lam_prev, log_snr(denoiser, t, prediction),
-                                     order=1 if t_prev2 is None else 2)
-    d = m_prev + _column(w_new, m) * (m - m_prev) + _column(w_old, m) * (m_prev2 - m_prev)
-    return ddim_step(denoiser, x_last, d, t_prev, t, prediction)
+def unic_correct(denoiser: Any, x_last: torch.Tensor, m_prev2: torch.Tensor | None, m_prev: torch.Tensor,
+                 m: torch.Tensor, t_prev2: torch.Tensor | None, t_prev: torch.Tensor, t: torch.Tensor,
+                 prediction: str) -> torch.Tensor:
+    """UniC-bh2: the state at ``t`` (n,) re-taken from ``x_last`` (n, ...), the corrected state at ``t_prev``,
+    with the new estimate ``m`` at ``t`` as well as ``m_prev`` (at ``t_prev``) and ``m_prev2`` (at ``t_prev2``):
+    the weights of :func:`cotj.multistep.unipc_weights` (:func:`combine`). The predictor that made the step was
+    first order when there is no level before ``t_prev`` (``t_prev2`` None; ``m_prev2`` unused), else second
+    order."""
+    a_k, s_k = (None, None) if t_prev2 is None else _path(denoiser, t_prev2, prediction)
+    w = unipc_weights(a_k, s_k, *_path(denoiser, t_prev, prediction), *_path(denoiser, t, prediction))
+    vectors = {"x_j": x_last, "m_j": m_prev, "m_i": m}
+    if m_prev2 is not None:
+        vectors["m_k"] = m_prev2
+    return combine(w, vectors)
 
 
 # ------------------------------------------------------------------------------------------ solvers
