@@ -68,6 +68,7 @@ def test_sample_mean_dna_uniform_and_diagnose_in_process(tiny_weights, tmp_path,
                  "--out", str(tmp_path / "mean.png"), *common]) == 0
     plan_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("plan:"))
     want = cotj.plan(cotj.load_dna(QWEN), tau=0.9, max_steps=6)
+    assert want.ratio is not None
     assert plan_line.startswith(f"plan: {want.budget} steps") and f"R(K) = {want.ratio[want.budget - 1]:.4f}" in plan_line
     np.testing.assert_allclose(_levels(plan_line), want.levels, atol=5e-3)
 
@@ -122,3 +123,49 @@ def test_sample_solver_runs_the_plan_with_heun_dpmpp_2m_and_unipc(tiny_weights, 
         assert main(["sample", PROMPT, "--budget", "3", *extra, "--solver", solver, "--out", str(tmp_path / "s.png"),
                      *common]) == 0
         assert f"solver: {solver}, NFE 3 for 3 levels" in capsys.readouterr().out.splitlines()
+
+
+@pytest.fixture(scope="module")
+def teacher_files(tmp_path_factory):
+    """A small teacher cost with its Gram matrix (the analytic flow model on 12 levels) and the same without one,
+    as JSON files for --teacher (a teacher cost is costs on a grid: any model can plan with it)."""
+    from dataclasses import replace
+
+    from cotj.models.analytic import FlowMixtureModel, MixtureFamily
+    from cotj.predict.teacher import calibrate
+
+    noise = torch.randn(24, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    tc = calibrate(FlowMixtureModel(MixtureFamily(dim=6, seed=0)), noise, torch.arange(24) % 5, cotj.default_grid(12),
+                   batch_size=12, progress=False)
+    folder = tmp_path_factory.mktemp("teacher")
+    tc.save(folder / "gram.json")
+    replace(tc, gram=None).save(folder / "no_gram.json")
+    return tc, folder / "gram.json", folder / "no_gram.json"
+
+
+def test_sample_solver_on_the_teacher_objective_replans_or_runs_heun_open_loop(tiny_weights, teacher_files, tmp_path,
+                                                                               capsys, one_torch_thread):
+    """--solver with --teacher: euler, dpmpp_2m and unipc replan after each step (K model evaluations), heun runs
+    the plan made for its steps open loop (2K - 1); a teacher cost without a Gram matrix refuses closed-loop
+    multistep plans in one line and runs --open-loop with the first-order plan."""
+    tc, gram, no_gram = teacher_files
+    common = ["--weights", str(tiny_weights), "-q", "--budget", "3", "--out", str(tmp_path / "s.png")]
+    for solver in ("euler", "heun", "dpmpp_2m", "unipc"):
+        assert main(["sample", PROMPT, "--teacher", str(gram), "--solver", solver, *common]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        plan_line = next(line for line in lines if line.startswith("plan:"))
+        assert ("replanned after each step" in plan_line) == (solver != "heun"), plan_line
+        assert f"solver: {solver}, NFE {5 if solver == 'heun' else 3} for 3 levels" in lines
+        if solver == "heun":
+            assert "planned for heun's steps" in next(line for line in lines if line.startswith("plan from:"))
+            np.testing.assert_allclose(_levels(plan_line), tc.plan("heun", 3), atol=5e-3)
+        assert png_size(tmp_path / "s.png") == (64, 64)
+
+    refused = run_cotj("sample", PROMPT, "--teacher", no_gram, "--solver", "unipc", "--budget", "3",
+                       "--weights", tiny_weights, "--out", tmp_path / "x.png")
+    line = one_line_error(refused, "sample")
+    assert "no Gram matrix" in line and "--open-loop" in line
+    assert main(["sample", PROMPT, "--teacher", str(no_gram), "--solver", "dpmpp_2m", "--open-loop", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "first-order plan (no Gram matrix)" in next(line for line in lines if line.startswith("plan from:"))
+    assert "solver: dpmpp_2m, NFE 3 for 3 levels" in lines

@@ -28,11 +28,15 @@ that DNA). The shipped teacher cost and predictor belong to the shipped weights 
 --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used, the
 solver's model evaluations (NFE) and the time of each stage.
 
---solver runs the levels with another solver (cotj.execute.solvers, exactly at the planned levels): euler (the
-default, K model evaluations for K levels), heun (2K - 1: a second evaluation at each next level, the step to 0
-Euler), dpmpp_2m (DPM-Solver++(2M)) or unipc (UniPC bh2), both K. The plan is the same whatever the solver. dpmpp_2m
-and unipc replan after each step as Euler does; heun runs open loop (the teacher objective's first plan), because
-replanning counts one model evaluation per level.
+--solver runs the levels with another solver (cotj.execute.solvers, exactly at the levels, through its Diffusers
+scheduler): euler (the default, K model evaluations for K levels), heun (2K - 1: a second evaluation at each next
+level, the step to 0 Euler), dpmpp_2m (DPM-Solver++(2M)) or unipc (UniPC bh2), both K. With the teacher objective
+the plan is made for the solver's steps, from the teacher cost's Gram matrix (docs/method.md §11): euler, dpmpp_2m
+and unipc replan after each step (closed loop, from the current and previous levels); a teacher cost without a
+Gram matrix cannot plan dpmpp_2m or unipc steps, so they then need --open-loop (the first-order plan, with a
+warning) or a recalibrated --teacher FILE. heun runs open loop (replanning takes one evaluation per level), on
+the plan for Heun's steps, or the first-order one without a Gram matrix. Plans from a DNA (--objective paper or
+calibrated), --tau and --uniform are the same whatever the solver.
 
 The prompt must be in the shapes grammar the model was trained on (cotj.models.shapes):
   COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background]
@@ -68,7 +72,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--teacher", metavar="JSON", help="the model's teacher cost (default: the shipped one, for the shipped model)")
     p.add_argument("--open-loop", action="store_true", help="do not replan after each step (teacher objective)")
     p.add_argument("--solver", choices=["euler", "heun", "dpmpp_2m", "unipc"], default="euler",
-                   help="the solver that runs the levels (default euler); heun costs 2K - 1 evaluations and runs open loop")
+                   help="the solver that runs the levels, and that teacher plans are made for (default euler); heun "
+                        "costs 2K - 1 evaluations and runs open loop")
     p.add_argument("--scale", type=_io.int_in(1, 64), default=8,
                    help="upscale the PNG by this factor, 1..64 (default 8)")
     _io.add_model_flags(p)
@@ -146,14 +151,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"plan from: {plan_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
         clock = time.perf_counter()
         plan_args = dict(budget=args.budget, tau=args.tau, max_steps=args.max_steps, **plan_kwargs, **run_kwargs)
-        if args.solver == "heun":  # planned copies count one evaluation per level: plan, then run sigmas=
-            plan = sample(_PlanOnly(pipe.scheduler), args.prompt, **plan_args).plans[0]
-            _use_solver(pipe, args.solver)
-            image = pipe(args.prompt, sigmas=plan.levels.tolist(), **run_kwargs).images[0]
-        else:
-            _use_solver(pipe, args.solver)
-            result = sample(pipe, args.prompt, **plan_args)
-            image, plan = result.images[0], result.plans[0]
+        result = sample(pipe, args.prompt, solver=args.solver, **plan_args)
+        image, plan = result.images[0], result.plans[0]
         extra = f", R(K) = {plan.ratio[plan.budget - 1]:.4f}" if plan.ratio is not None else ""
         how = "replanned after each step, " if plan_kwargs.get("replan") else ""
         print(f"plan: {plan.budget} steps at t = {_io.levels_text(plan.levels)} ({how}cost {plan.cost:.4g}{extra})")
@@ -173,19 +172,6 @@ def _use_solver(pipe: Any, solver: str) -> None:
         pipe.scheduler = solver_scheduler(solver)
 
 
-class _PlanOnly:
-    """A stand-in pipeline on which :func:`cotj.execute.sample` plans as usual and runs nothing: the plan of a
-    solver whose 2K - 1 evaluations fit neither its planned copies nor replanning (Heun)."""
-
-    def __init__(self, scheduler: Any) -> None:
-        self.scheduler = scheduler
-
-    def __call__(self, prompt: list[str] | None = None, **_: Any) -> Any:
-        from types import SimpleNamespace
-
-        return SimpleNamespace(images=[None] * len(prompt or [None]))
-
-
 def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
     """The planning arguments of :func:`cotj.execute.sample` (objective, teacher cost, replanning, DNA); ``what``
     describes them."""
@@ -201,12 +187,21 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
     if objective == "teacher" and from_dna:
         raise ValueError("--objective teacher plans without a DNA: drop --predictor, --true-dna and --mean-dna")
     replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
-    out: dict[str, Any] = dict(teacher=str(teacher), objective=objective, replan=replan)
+    from cotj.objectives import TeacherCost
+
+    cost = TeacherCost.load(teacher)
+    out: dict[str, Any] = dict(teacher=cost, objective=objective, replan=replan)
     if objective == "calibrated":
         dna = _dna_source(args, pipe, models)
         out.update(dna, what=f"teacher cost {teacher} scaled by the DNA {dna['what']}")
-    else:
-        out["what"] = f"teacher cost {teacher}" + (", closed loop" if replan else "")
+        return out
+    if replan and args.solver in ("dpmpp_2m", "unipc") and cost.gram is None:
+        raise ValueError(f"the teacher cost {teacher} has no Gram matrix, which closed-loop {args.solver} plans need: "
+                         "give --teacher FILE recalibrated (cotj.predict.calibrate records it), or --open-loop")
+    how = ", closed loop" if replan else ""
+    if args.solver != "euler" and args.tau is None:
+        how += f", planned for {args.solver}'s steps" if cost.gram is not None else ", first-order plan (no Gram matrix)"
+    out["what"] = f"teacher cost {teacher}{how}"
     return out
 
 
