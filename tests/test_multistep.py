@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cotj.multistep import SOLVERS, SolverCost, ddim_weights, dpmpp_2m_weights, plan_pairs, solver_costs, unipc_weights
+from cotj.multistep import (
+    SOLVERS,
+    SolverCost,
+    at_predicted_state,
+    ddim_weights,
+    dpmpp_2m_weights,
+    estimate_gain,
+    plan_pairs,
+    solver_costs,
+    unipc_weights,
+)
 
 
 def _combine(w: dict[str, np.ndarray], vec: dict[str, np.ndarray]) -> np.ndarray:
@@ -113,10 +123,13 @@ def test_multistep_gram_cost_equals_the_measured_error(teacher, solver):
     cost = solver_costs(solver, teacher.gram(), teacher.levels)
     a, s = teacher.path
     x, m0 = teacher.states, teacher.x0
+    gain = estimate_gain(a, s, float((x[:, 0] ** 2).mean()))
     for k, j, i in [(12, 9, 4), (5, 4, 1), (11, 10, 9), (8, 3, 2)]:
         args = (a[k], s[k], a[j], s[j], a[i], s[i])
-        w = dpmpp_2m_weights(*args) if solver == "dpmpp_2m" else unipc_weights(*args)
-        landed = _combine(w, {"x_j": x[:, j], "m_k": m0[:, k], "m_j": m0[:, j], "m_i": m0[:, i]})
+        w = dpmpp_2m_weights(*args)
+        if solver == "unipc":  # its corrector's estimate, at the predicted state
+            w = at_predicted_state(unipc_weights(*args), w, gain[i])
+        landed = _combine(w, {"x_j": x[:, j], "m_k": m0[:, k], "m_j": m0[:, j], "m_i": m0[:, i], "x_i": x[:, i]})
         assert cost.pairs[k, j, i] == pytest.approx(((landed - x[:, i]) ** 2).mean(), rel=1e-7, abs=1e-13)
     assert np.isinf(cost.pairs[4, 9, 2]) and np.isinf(cost.pairs[9, 4, 0])
 
@@ -230,3 +243,12 @@ def test_teacher_cost_plans_each_solver_optimally(calibrated):
         from dataclasses import replace
 
         replace(calibrated, gram=None).plan("unipc", 4)
+
+
+def test_estimate_gain_is_the_gaussian_posterior_slope():
+    """For Gaussian data N(0, σ²) the posterior mean is a·σ²/(a²σ² + s²)·x: the gain is exact there."""
+    a, s, var = np.array([0.0, 0.3, 0.9, 1.0]), np.array([1.0, 0.7, 0.1, 0.0]), 0.5
+    np.testing.assert_allclose(estimate_gain(a, s, var), a * var / (a * a * var + s * s))
+    assert estimate_gain(1.0, 0.0, var) == pytest.approx(1.0) and estimate_gain(0.0, 1.0, var) == 0.0
+    w = at_predicted_state({"m_i": np.array(2.0), "x_j": np.array(1.0)}, {"x_j": np.array(0.5), "m_j": np.array(0.5)}, 0.25)
+    assert w == pytest.approx({"m_i": 2.0, "x_j": 1.25, "m_j": 0.25, "x_i": -0.5})

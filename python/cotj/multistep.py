@@ -10,7 +10,8 @@ The plan graph's edge cost (:mod:`cotj.objectives`) models one first-order step.
 - ``"unipc"`` (UniPC, B(h) = e^(-h) - 1, data prediction): the same predictor, then the UniC corrector, which
   reuses the evaluation at the new state: ``x_i`` also weighs ``m_i``; first step and corrector of order 1, then
   order 2 (:func:`unipc_weights`);
-- ``"heun"`` (flow only): ``x_i = x_j + (t_i - t_j)/2·(v_j + v_i)``, ``v = (x - m)/t``.
+- ``"heun"`` (flow only): ``x_i = x_j + (t_i - t_j)/2·(v_j + v_i)``, ``v = (x - m)/t``, the second slope at the
+  Euler-predicted state.
 
 Every solver's first step (no previous level yet) and last step (to ``t = 0``, where the state is ``m``) are first
 order, as Diffusers' schedulers take them with ``final_sigmas_type="zero"``.
@@ -18,8 +19,10 @@ order, as Diffusers' schedulers take them with ``final_sigmas_type="zero"``.
 Because each step is linear in the vectors of a teacher trajectory, its local error on the trajectory,
 ``mean ||x_i_hat - x_i||²/D``, is a quadratic form in the trajectory's Gram matrix of states and estimates: the
 mean Gram over calibration samples (:attr:`cotj.objectives.TeacherCost.gram`) gives the exact mean local error of
-every jump ``(k, j) -> i`` at once (:func:`solver_costs`). Heun's second evaluation is at the Euler-predicted
-state; its cost takes the teacher's state there instead (a proxy: no extra model calls).
+every jump ``(k, j) -> i`` at once (:func:`solver_costs`). UniPC's corrector and Heun's second slope evaluate the
+model at the *predicted* state, off the trajectory; their cost takes the teacher's estimate there moved by the
+predicted state's error times the estimate's sensitivity to its state (:func:`at_predicted_state`,
+:func:`estimate_gain`: a first-order proxy, no extra model calls).
 
 Single-step solvers plan with the layered DP of the core on an (N, N) cost. A multistep solver's cost depends on
 the previous level too, so :func:`plan_pairs` runs the DP over (previous, current) pairs, O(K·N³) in numpy.
@@ -36,8 +39,10 @@ __all__ = [
     "MULTISTEP",
     "SOLVERS",
     "SolverCost",
+    "at_predicted_state",
     "ddim_weights",
     "dpmpp_2m_weights",
+    "estimate_gain",
     "plan_pairs",
     "solver_costs",
     "unipc_weights",
@@ -104,20 +109,47 @@ def unipc_weights(a_k: ArrayLike | None, s_k: ArrayLike | None, a_j: ArrayLike, 
             "m_j": base["m_j"] + a_i * b_h * (over_rk + rho1), "m_i": -a_i * b_h * rho1}
 
 
-def _heun_weights(t_j: NDArray[np.float64], t_i: NDArray[np.float64]) -> Weights:
-    """Heun on the linear flow with the second velocity taken at the teacher's state ``x_i`` (the proxy)."""
+def at_predicted_state(w: Weights, predicted: Weights, gain: ArrayLike) -> Weights:
+    """Weights of a step whose estimate ``m_i`` is taken at the predicted state ``x_hat = Σ predicted·v`` rather
+    than at the teacher's state ``x_i``: to first order ``m(x_hat) = m_i + gain·(x_hat - x_i)``, ``gain`` the
+    estimate's sensitivity to its state at level i (:func:`estimate_gain`). UniPC's corrector and Heun's second
+    slope evaluate there; with the teacher's state instead, a large jump would look almost free."""
+    g = np.asarray(w.get("m_i", 0.0)) * np.asarray(gain, dtype=np.float64)
+    out = dict(w)
+    for name, p in predicted.items():
+        out[name] = out.get(name, 0.0) + g * p
+    out["x_i"] = out.get("x_i", 0.0) - g
+    return out
+
+
+def estimate_gain(a: ArrayLike, s: ArrayLike, second_moment: float) -> NDArray[np.float64]:
+    """``a·σ²/(a²·σ² + s²)`` (M,): how much the clean estimate moves per unit move of the state at each level, for
+    data of per-dimension second moment σ² (exact for Gaussian data: the slope of the posterior mean)."""
+    a, s = np.asarray(a, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    return a * second_moment / (a * a * second_moment + s * s)
+
+
+def _heun_weights(t_j: NDArray[np.float64], t_i: NDArray[np.float64], gain: NDArray[np.float64]) -> Weights:
+    """Heun on the linear flow: ``x_i = x_j + (t_i - t_j)/2·(v_j + v(x_hat))`` with ``v = (x - m)/t`` and the
+    Euler-predicted ``x_hat``, its estimate from :func:`at_predicted_state`."""
     half = 0.5 * (t_i - t_j)
-    return {"x_j": 1.0 + half / t_j, "m_j": -half / t_j, "x_i": half / t_i, "m_i": -half / t_i}
+    euler = ddim_weights(1.0 - t_j, t_j, 1.0 - t_i, t_i)
+    second = at_predicted_state({**euler, "m_i": -np.ones_like(t_i)}, euler, gain)  # x_hat - m(x_hat)
+    w: Weights = {"x_j": 1.0 + half / t_j, "m_j": -half / t_j}
+    for name, v in second.items():
+        w[name] = w.get(name, 0.0) + half / t_i * v
+    return w
 
 
 def _first_weights(solver: str, t: NDArray[np.float64], a: NDArray[np.float64], s: NDArray[np.float64],
-                   j: NDArray[np.int64], i: NDArray[np.int64]) -> Weights:
+                   gain: NDArray[np.float64], j: NDArray[np.int64], i: NDArray[np.int64]) -> Weights:
     """The weights of a solver's step j -> i (i >= 1) taken without a previous evaluation."""
+    euler = ddim_weights(a[j], s[j], a[i], s[i])
     if solver == "unipc":
-        return unipc_weights(None, None, a[j], s[j], a[i], s[i])
+        return at_predicted_state(unipc_weights(None, None, a[j], s[j], a[i], s[i]), euler, gain[i])
     if solver == "heun":
-        return _heun_weights(t[j], t[i])
-    return ddim_weights(a[j], s[j], a[i], s[i])
+        return _heun_weights(t[j], t[i], gain[i])
+    return euler
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,7 @@ def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike |
         raise ValueError("the heun cost is defined on the linear flow only (give no a and s)")
     av = 1.0 - t if a is None else np.asarray(a, dtype=np.float64)
     sv = t if s is None else np.asarray(s, dtype=np.float64)
+    gain = estimate_gain(av, sv, float(g[0, 0]))  # σ²: the endpoints' mean square
     nodes = np.arange(m)
 
     def slots(w: Weights, k: NDArray[np.int64], j: NDArray[np.int64], i: NDArray[np.int64]) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]:
@@ -188,7 +221,7 @@ def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike |
     below = (i2 < j2) & (j2 >= 1)
     jj, ii = np.where(below, j2, 1), np.where(below, i2, 0)
     inner = ii >= 1  # a step that lands on a level above t = 0: the solver's own first step there
-    w1 = _first_weights(solver, t, av, sv, jj, np.maximum(ii, 1))
+    w1 = _first_weights(solver, t, av, sv, gain, jj, np.maximum(ii, 1))
     w1 = {name: np.where(inner, w, 0.0) for name, w in w1.items()}
     for name, w in ddim_weights(av[jj], sv[jj], av[ii], sv[ii]).items():  # the last step, to t = 0: first order
         w1[name] = np.where(inner, w1[name], w)
@@ -204,7 +237,9 @@ def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike |
             k0, j0, i0 = (int(v[0]) for v in np.nonzero(valid))
             kk, jj3, ii3 = np.where(valid, k3, k0), np.where(valid, j3, j0), np.where(valid, i3, i0)
             args = (av[kk], sv[kk], av[jj3], sv[jj3], av[ii3], sv[ii3])
-            w3 = dpmpp_2m_weights(*args) if solver == "dpmpp_2m" else unipc_weights(*args)
+            w3 = dpmpp_2m_weights(*args)
+            if solver == "unipc":  # the corrector's estimate is taken at the 2M-predicted state
+                w3 = at_predicted_state(unipc_weights(*args), w3, gain[ii3])
             pairs = np.where(valid, _quadratic(g, slots(w3, kk, jj3, ii3)), np.inf)
     return SolverCost(solver, first, pairs, end)
 
