@@ -82,10 +82,11 @@ def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequ
             replanner = Replanner(problem.teacher_cost, k, solver=solver)
             x, levels = replan_sample(problem.denoiser, problem.noise, problem.cond, replanner, prediction=problem.prediction)
         else:
-            levels = np.tile(uniform(k), (problem.noise.shape[0], 1)) if name == "uniform_50" else \
+            planned = np.tile(uniform(k), (problem.noise.shape[0], 1)) if name == "uniform_50" else \
                 schedule_for_solver(problem, name, solver, k)  # fmt: skip
-            if levels is None:
+            if planned is None:
                 continue
+            levels = planned
             x = solve(problem.denoiser, problem.noise, problem.cond, levels, solver, prediction=problem.prediction,
                       batch_size=problem.batch_size)
         summary = _summary(_scores(problem, x), levels, grid_cost(problem.dna, levels, problem.grid), None)
