@@ -47,6 +47,7 @@ __all__ = [
     "Problem",
     "closed_loop_sample",
     "cost_curves",
+    "crossing",
     "evaluate",
     "grid_cost",
     "planning_time",
@@ -265,20 +266,25 @@ def cost_curves(problem: Problem, jump: int = 10) -> dict[str, list[float]]:
             "dna": problem.dna[:, src - 1].mean(0).tolist()}  # fmt: skip
 
 
+def crossing(budgets: Sequence[int], psnr: Sequence[float | None], target: float) -> tuple[int | None, float | None]:
+    """Where a PSNR-against-budget polyline first reaches ``target``: (the index of that budget, the NFE where it
+    crosses, linear between neighbouring budgets), or (None, None). None entries (runs not made) never reach it."""
+    for i, p in enumerate(psnr):
+        if p is not None and p >= target:
+            prev = psnr[i - 1] if i else None
+            if prev is None or p <= prev:
+                return i, float(budgets[i])
+            return i, float(budgets[i - 1] + (target - prev) / (p - prev) * (budgets[i] - budgets[i - 1]))
+    return None, None
+
+
 def _nfe_to_match(results: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     """Per schedule, the smallest benchmark K whose mean PSNR reaches uniform-50's, and the NFE where the
-    PSNR-against-K polyline crosses it (linear between neighbouring budgets); None if no K reaches it."""
+    PSNR-against-K polyline crosses it (:func:`crossing`); None if no K reaches it."""
     target = results["uniform_50"]["psnr"]
     out: dict[str, Any] = {"target_psnr": target}
     for name, by_k in results["schedules"].items():
-        psnr = [by_k[str(k)]["psnr"] for k in ks]
-        hit = next((i for i, p in enumerate(psnr) if p >= target), None)
-        nfe = None
-        if hit is not None:
-            nfe = float(ks[hit])
-            if hit > 0 and psnr[hit] > psnr[hit - 1]:
-                frac = (target - psnr[hit - 1]) / (psnr[hit] - psnr[hit - 1])
-                nfe = float(ks[hit - 1] + frac * (ks[hit] - ks[hit - 1]))
+        hit, nfe = crossing(ks, [by_k[str(k)]["psnr"] for k in ks], target)
         out[name] = {"k": ks[hit] if hit is not None else None, "nfe": nfe}
     ad = results["adaptive"]
     out["cotj_adaptive"] = {"k": None, "nfe": ad["nfe_mean"] if ad["psnr"] >= target else None}

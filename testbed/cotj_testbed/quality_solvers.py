@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from cotj.execute.replan import Replanner, replan_sample
 from cotj.execute.solvers import SOLVERS, budget_for, solve
 from cotj.schedules import uniform
-from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, grid_cost, schedule_levels
+from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, crossing, grid_cost, schedule_levels
 
 __all__ = ["NFES", "SCHEDULES", "evaluate_solvers", "schedule_for_solver", "solver_findings"]
 
@@ -56,10 +56,9 @@ def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDA
         return schedule_levels(problem, name, k)
     if solver == "euler":
         return None
-    tc = problem.teacher_cost
-    if tc is None or tc.gram is None:
-        raise ValueError("solver_aware needs the problem's teacher cost with its Gram matrix (recalibrate)")
-    return np.tile(tc.plan(solver, k), (problem.noise.shape[0], 1))
+    if problem.teacher_cost is None:
+        raise ValueError("solver_aware needs the problem's teacher cost")
+    return np.tile(problem.teacher_cost.plan(solver, k), (problem.noise.shape[0], 1))  # needs its Gram matrix
 
 
 def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequence[str] = tuple(SOLVERS),
@@ -99,17 +98,6 @@ def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequ
     return results
 
 
-def _crossing(nfes: Sequence[int], psnr: Sequence[float | None], target: float) -> float | None:
-    """The NFE where the PSNR-against-NFE polyline first reaches ``target`` (linear between budgets), or None."""
-    for i, p in enumerate(psnr):
-        if p is not None and p >= target:
-            prev = psnr[i - 1] if i else None
-            if prev is None or p <= prev:
-                return float(nfes[i])
-            return float(nfes[i - 1] + (target - prev) / (p - prev) * (nfes[i] - nfes[i - 1]))
-    return None
-
-
 def solver_findings(results: dict[str, Any]) -> dict[str, Any]:
     """What the table says: the best (solver, schedule) pairing at each NFE, each pairing's NFE to match uniform
     Euler at 50 steps, and for each higher-order solver the gain of its best schedule over Euler's best at each
@@ -126,7 +114,7 @@ def solver_findings(results: dict[str, Any]) -> dict[str, Any]:
         cands = [(p, s, name) for s in by_solver for name in by_solver[s] if (p := psnr(s, name, n)) is not None]
         p, s, name = max(cands)
         best[str(n)] = {"solver": s, "schedule": name, "psnr": p}
-    match = {s: {name: _crossing(nfes, [psnr(s, name, n) for n in nfes], target) for name in by_solver[s]
+    match = {s: {name: crossing(nfes, [psnr(s, name, n) for n in nfes], target)[1] for name in by_solver[s]
                  if any(psnr(s, name, n) is not None for n in nfes)} for s in by_solver}  # fmt: skip
 
     def best_of(solver: str, n: int) -> float | None:
