@@ -28,13 +28,29 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.multistep import SolverCost, plan_pairs, solver_costs
+from cotj.multistep import MULTISTEP, SolverCost, plan_pairs, solver_costs
+from cotj.multistep import SOLVERS as SOLVER_NAMES
 
-__all__ = ["OBJECTIVES", "RowModel", "TeacherCost", "objective"]
+__all__ = ["MAX_MULTISTEP_LEVELS", "MAX_TEACHER_LEVELS", "OBJECTIVES", "RowModel", "TeacherCost", "multistep_cost_bytes",
+           "objective"]
 
 OBJECTIVES = ("paper", "teacher", "calibrated")
 """The objectives :func:`objective` knows."""
 _FORMAT = "cotj.teacher_cost/1"
+MAX_TEACHER_LEVELS = 4096
+"""Most grid levels a :class:`TeacherCost` holds (its edges are (N, N): 128 MiB of float64 at the bound)."""
+MAX_MULTISTEP_LEVELS = 160
+"""Most grid levels whose multistep solver costs (dpmpp_2m, unipc: (N + 1)³ pairs) are built
+(:meth:`TeacherCost.solver_cost`): about 1 GiB at the bound (:func:`multistep_cost_bytes`)."""
+MAX_ROW_FEATURES = 64
+"""Most features per level a row model of a teacher cost file may have (the fitted ones have 2)."""
+_MAX_LOG_SCALE = 700.0  # exp(±700) is finite and > 0 in float64
+
+
+def multistep_cost_bytes(n: int) -> int:
+    """Peak memory in bytes of building the multistep solver costs of an ``n``-level grid: about 32 float64
+    arrays of (n + 1)³ (measured with tracemalloc: 30.3 of them for unipc, 19.2 for dpmpp_2m at n = 50 and 100)."""
+    return 32 * 8 * (int(n) + 1) ** 3
 
 
 @dataclass(frozen=True)
@@ -99,21 +115,43 @@ class TeacherCost:
     _solver_costs: dict[str, SolverCost] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        n = self.grid.shape[0]
+        for name in ("grid", "edges", "end"):
+            _check_float_array(getattr(self, name), name)
+        n = self.grid.shape[0] if self.grid.ndim == 1 else -1
         if self.grid.ndim != 1 or self.edges.shape != (n, n) or self.end.shape != (n,):
             raise ValueError(f"grid (N,), edges (N, N) and end (N,) must agree, got {self.grid.shape}, "
                              f"{self.edges.shape} and {self.end.shape}")  # fmt: skip
+        if not 2 <= n <= MAX_TEACHER_LEVELS:
+            raise ValueError(f"grid must hold 2..{MAX_TEACHER_LEVELS} levels (MAX_TEACHER_LEVELS), got {n}")
+        if not (np.all(np.isfinite(self.grid)) and np.all(self.grid > 0) and np.all(self.grid <= 1)
+                and np.all(np.diff(self.grid) > 0)):
+            raise ValueError("grid must be finite noise levels in (0, 1], strictly ascending")
         below = np.tril(np.ones((n, n), dtype=bool), -1)
         if np.any(np.isnan(self.edges[below])) or np.any(self.edges[below] < 0) or np.any(~(self.end >= 0)):
             raise ValueError("edges (below the diagonal) and end must be non-negative and not NaN")
-        if self.gram is not None and (self.gram.shape != (2 * n + 2, 2 * n + 2) or not np.all(np.isfinite(self.gram))):
-            raise ValueError(f"gram must be finite with shape ({2 * n + 2}, {2 * n + 2}), got {self.gram.shape}")
+        if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, (int, np.integer)) or self.n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {self.n_samples!r}")
+        if self.rows is not None:
+            _check_rows(self.rows, n)
+        if self.gram is not None:
+            _check_float_array(self.gram, "gram")
+            if self.gram.shape != (2 * n + 2, 2 * n + 2) or not np.all(np.isfinite(self.gram)):
+                raise ValueError(f"gram must be finite with shape ({2 * n + 2}, {2 * n + 2}), got {self.gram.shape}")
+            if np.any(np.diagonal(self.gram) < 0):
+                raise ValueError("gram must be a Gram matrix: its diagonal (mean squares) must be >= 0")
 
     def solver_cost(self, solver: str) -> SolverCost:
         """The mean local errors of ``solver``'s steps on the teacher trajectories (:func:`cotj.multistep.solver_costs`
         on :attr:`gram`, the linear flow), on nodes 0..N (node 0 is t = 0, node n the grid level n - 1)."""
         if self.gram is None:
             raise ValueError("this teacher cost has no Gram matrix: recalibrate (cotj.predict.calibrate records it)")
+        if not isinstance(solver, str) or solver not in SOLVER_NAMES:
+            raise ValueError(f"solver must be one of {', '.join(SOLVER_NAMES)}, got {solver!r}")
+        n = self.grid.size
+        if solver in MULTISTEP and n > MAX_MULTISTEP_LEVELS:
+            raise ValueError(f"{solver} costs of a {n}-level teacher grid would take about "
+                             f"{multistep_cost_bytes(n) / 2**30:.1f} GiB: multistep costs take at most "
+                             f"MAX_MULTISTEP_LEVELS = {MAX_MULTISTEP_LEVELS} levels; plan euler or heun steps")
         if solver not in self._solver_costs:  # computed once per solver (about a second for the pairs at N = 100)
             cost = solver_costs(solver, self.gram, np.append(0.0, self.grid))
             floor = 1e-12  # the teacher's own steps land on it: 0 up to rounding of the quadratic form
@@ -126,41 +164,63 @@ class TeacherCost:
         """The cheapest ``budget`` levels (K,) descending for ``solver`` from grid level ``current`` (default the
         top), after an evaluation at grid level ``previous`` (multistep solvers), rows scaled by
         ``exp(log_scale)`` (N,) (closed loop): the single-step solvers through :func:`cotj.plan_batch`, the
-        multistep ones through :func:`cotj.multistep.plan_pairs`."""
+        multistep ones through :func:`cotj.multistep.plan_pairs`.
+
+        Raises:
+            TypeError: ``current``, ``previous`` or ``budget`` not an int, ``log_scale`` not real numbers.
+            ValueError: a grid index out of range, ``previous`` not above ``current``, ``budget`` not in
+                1..current + 1, ``log_scale`` not (N,) or not finite, no Gram matrix (:meth:`solver_cost`).
+        """
         from cotj.planning import plan_batch
 
-        cost = self.solver_cost(solver)
         n = self.grid.size
-        top = n - 1 if current is None else int(current)
-        w = np.ones(n) if log_scale is None else np.exp(np.asarray(log_scale, dtype=np.float64))
+        top = n - 1 if current is None else _grid_index(current, "current", n)
+        prev = None if previous is None else _grid_index(previous, "previous", n)
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+            raise TypeError(f"budget must be an int, got {type(budget).__name__}")
+        if not 1 <= budget <= top + 1:
+            raise ValueError(f"budget must be in 1..{top + 1} (the grid levels at or below current = {top}), "
+                             f"got {budget}")
+        w = np.ones(n) if log_scale is None else np.exp(_log_scale(log_scale, (n,)))
+        cost = self.solver_cost(solver)
         if cost.pairs is None:
-            if previous is not None:
+            if prev is not None:
                 raise ValueError(f"{solver} is a single-step solver: it takes no previous level")
-            plans = plan_batch(None, budget, cost=cost.first[1:, 1:], end=cost.end[1:] * w, scale=w, grid=self.grid,
-                               current=top)
+            plans = plan_batch(None, int(budget), cost=cost.first[1:, 1:], end=cost.end[1:] * w, scale=w,
+                               grid=self.grid, current=top)
             return plans.levels[0]
-        nodes = plan_pairs(cost, budget, current=top + 1, previous=None if previous is None else int(previous) + 1,
+        if prev is not None and not prev > top:
+            raise ValueError(f"previous must be a grid level above current = {top} (evaluated before it), got {prev}")
+        nodes = plan_pairs(cost, int(budget), current=top + 1, previous=None if prev is None else prev + 1,
                            scale=np.append(1.0, w))
         return self.grid[nodes - 1]
 
     def plan_kwargs(self, log_scale: ArrayLike | None = None) -> dict[str, Any]:
         """Keyword arguments of :func:`cotj.plan_batch`: ``cost``, ``end`` and ``grid``; with ``log_scale`` (B, N)
-        row b's edges from level j and its final step from j are multiplied by ``exp(log_scale[b, j])``."""
+        (or (N,) for one row) row b's edges from level j and its final step from j are multiplied by
+        ``exp(log_scale[b, j])`` (TypeError for non-real, ValueError for another shape or non-finite values)."""
         kwargs: dict[str, Any] = {"cost": self.edges, "end": self.end, "grid": self.grid}
         if log_scale is not None:
-            w = np.exp(np.asarray(log_scale, dtype=np.float64))
+            w = np.exp(_log_scale(log_scale, None, self.grid.size))
             kwargs.update(scale=w, end=w * self.end)
         return kwargs
 
     def row_scale(self, level: ArrayLike, x: ArrayLike, x0_hat: ArrayLike) -> NDArray[np.float64]:
         """(B, N) log row scale of samples at grid levels ``level`` (B,) in states ``x`` (B, D) with clean
-        estimates ``x0_hat`` (B, D): zeros without a row model."""
-        lv = np.asarray(level, dtype=np.int64).reshape(-1)
+        estimates ``x0_hat`` (B, D) (or (B, ...), flattened per row): zeros without a row model.
+
+        Raises:
+            TypeError: ``level`` not ints, ``x`` or ``x0_hat`` not real numbers.
+            ValueError: ``level`` outside the grid; ``x`` and ``x0_hat`` not of one shape with B rows, or not finite.
+        """
+        lv = grid_levels(level, self.grid.size)
+        xs = _real_rows(x, "x", lv.size)
+        x0 = _real_rows(x0_hat, "x0_hat", lv.size)
+        if xs.shape != x0.shape:
+            raise ValueError(f"x and x0_hat must have one shape, got {xs.shape} and {x0.shape}")
         if self.rows is None:
             return np.zeros((lv.size, self.grid.size))
-        flat = (lv.size, -1)
-        f = row_features(np.asarray(x, dtype=np.float64).reshape(flat), np.asarray(x0_hat, dtype=np.float64).reshape(flat))
-        return self.rows.log_scale(lv, f)
+        return self.rows.log_scale(lv, row_features(xs, x0))
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (``edges`` below the diagonal only, every number to 7 significant digits, float32's
@@ -176,34 +236,189 @@ class TeacherCost:
 
     @classmethod
     def load(cls, path: str | Path) -> TeacherCost:
-        """Read a file written by :meth:`save`; a malformed file raises ValueError naming it."""
+        """Read a file written by :meth:`save`.
+
+        Every field is checked before anything is built from it: ``grid`` 2..:data:`MAX_TEACHER_LEVELS`
+        ascending levels in (0, 1]; ``edges_below_diagonal`` N(N - 1)/2 and ``end`` N finite numbers >= 0;
+        ``n_samples`` an int >= 1; the optional ``rows`` (the :class:`RowModel`'s five arrays, finite, ``spread``
+        > 0, ``var`` >= 0) and ``gram_upper`` ((2N + 2)(2N + 3)/2 finite numbers) of their exact sizes. So
+        memory stays within a small multiple of the file's size.
+
+        Raises:
+            ValueError: a malformed file, one line naming the file and the field.
+            OSError: the file cannot be read.
+        """
+        text = Path(path).read_bytes()
         try:
-            doc = json.loads(Path(path).read_text())
-            if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
-                raise ValueError(f"not a {_FORMAT} document")
-            grid = np.asarray(doc["grid"], dtype=np.float64)
-            n = grid.size
-            if grid.ndim != 1 or not 2 <= n <= 4096:
-                raise ValueError(f"grid must be 2..4096 levels, got shape {grid.shape}")
-            edges = np.full((n, n), np.inf)
-            edges[np.tril_indices(n, -1)] = np.asarray(doc["edges_below_diagonal"], dtype=np.float64)
-            rows = None
-            if "rows" in doc:
-                r = {k: np.asarray(v, dtype=np.float64) for k, v in doc["rows"].items()}
-                rows = RowModel(r["base"], r["center"], r["spread"], r["beta"], r["var"])
-                f = rows.center.shape[-1] if rows.center.ndim == 2 else -1
-                if (rows.base.shape, rows.center.shape, rows.spread.shape, rows.beta.shape, rows.var.shape) != (
-                        (n,), (n, f), (n, f), (n, f, n), (n, n)):
-                    raise ValueError("the row model's shapes do not match the grid")
-            gram = None
-            if "gram_upper" in doc:
-                upper = np.triu_indices(2 * n + 2)
-                gram = np.zeros((2 * n + 2, 2 * n + 2))
-                gram[upper] = np.asarray(doc["gram_upper"], dtype=np.float64)
-                gram = gram + np.triu(gram, 1).T
-            return cls(grid, edges, np.asarray(doc["end"], dtype=np.float64), int(doc["n_samples"]), rows, gram)
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: not a valid teacher cost file ({exc})") from None
+            return cls._from_json(text)
+        except ValueError as exc:  # the fields' checks and the constructor's
+            raise ValueError(f"{path}: not a valid teacher cost file: {exc}") from None
+
+    @classmethod
+    def _from_json(cls, text: bytes) -> TeacherCost:
+        try:
+            doc = json.loads(text)
+        except RecursionError:
+            raise _Malformed("JSON nested too deeply") from None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, bad UTF-8, too many digits
+            raise _Malformed(f"not JSON ({str(exc)[:200]})") from None
+        if not isinstance(doc, dict):
+            raise _Malformed(f"not a {_FORMAT} document (a JSON object), got a JSON {type(doc).__name__}")
+        if doc.get("format") != _FORMAT:
+            raise _Malformed(f"format must be {_FORMAT!r}, got {str(doc.get('format'))[:80]!r}")
+        for key in ("grid", "edges_below_diagonal", "end", "n_samples"):
+            if key not in doc:
+                raise _Malformed(f"field {key!r} is missing")
+        grid = _numbers(doc["grid"], "grid")
+        n = grid.size
+        if grid.ndim != 1 or not 2 <= n <= MAX_TEACHER_LEVELS:
+            raise _Malformed(f"grid must be a list of 2..{MAX_TEACHER_LEVELS} levels (MAX_TEACHER_LEVELS), got "
+                             f"shape {grid.shape}")
+        if not (np.all(grid > 0) and np.all(grid <= 1) and np.all(np.diff(grid) > 0)):
+            raise _Malformed("grid must be noise levels in (0, 1], strictly ascending")
+        low = _numbers(doc["edges_below_diagonal"], "edges_below_diagonal", (n * (n - 1) // 2,), n)
+        end = _numbers(doc["end"], "end", (n,), n)
+        for name, v in (("edges_below_diagonal", low), ("end", end)):
+            if np.any(v < 0):
+                raise _Malformed(f"{name} must be >= 0 (mean squared errors)")
+        count = doc["n_samples"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise _Malformed(f"n_samples must be an int >= 1, got {str(count)[:80]}")
+        rows = None
+        if "rows" in doc:
+            r = doc["rows"]
+            names = ("base", "center", "spread", "beta", "var")
+            if not isinstance(r, dict) or sorted(r) != sorted(names):
+                raise _Malformed(f"rows must be an object with exactly the fields {', '.join(names)}")
+            center = _numbers(r["center"], "rows.center")
+            if center.ndim != 2 or center.shape[0] != n or not 1 <= center.shape[1] <= MAX_ROW_FEATURES:
+                raise _Malformed(f"rows.center must be (N, F) with N = {n} and F in 1..{MAX_ROW_FEATURES}, got "
+                                 f"shape {center.shape}")
+            f = center.shape[1]
+            arrays = {"base": _numbers(r["base"], "rows.base", (n,), n), "center": center,
+                      "spread": _numbers(r["spread"], "rows.spread", (n, f), n),
+                      "beta": _numbers(r["beta"], "rows.beta", (n, f, n), n),
+                      "var": _numbers(r["var"], "rows.var", (n, n), n)}  # fmt: skip
+            if not np.all(arrays["spread"] > 0):
+                raise _Malformed("rows.spread must be > 0 (standard deviations of the features)")
+            if not np.all(arrays["var"] >= 0):
+                raise _Malformed("rows.var must be >= 0 (variances)")
+            rows = RowModel(**arrays)
+        gram = None
+        if "gram_upper" in doc:
+            m = 2 * n + 2
+            upper_values = _numbers(doc["gram_upper"], "gram_upper", (m * (m + 1) // 2,), n)
+            upper = np.triu_indices(m)
+            gram = np.zeros((m, m))
+            gram[upper] = upper_values
+            gram = gram + np.triu(gram, 1).T
+            if np.any(np.diagonal(gram) < 0):
+                raise _Malformed("gram_upper must hold a Gram matrix: its diagonal (mean squares) must be >= 0")
+        edges = np.full((n, n), np.inf)
+        edges[np.tril_indices(n, -1)] = low
+        return cls(grid, edges, end, count, rows, gram)
+
+
+class _Malformed(ValueError):
+    """A field of a teacher cost file that is not what :meth:`TeacherCost.save` writes."""
+
+
+def _numbers(value: Any, name: str, shape: tuple[int, ...] | None = None, n: int = 0) -> NDArray[np.float64]:
+    """The JSON field ``name`` as a float64 array: (nested) lists of finite real numbers, of ``shape`` if given
+    (``n`` the grid's levels, for the message)."""
+    if not isinstance(value, list):
+        raise _Malformed(f"{name} must be a list of numbers, got a JSON {type(value).__name__}")
+    try:
+        arr = np.asarray(value)
+        if arr.dtype.kind == "O":  # integers beyond int64, None, mixed: numbers only if float64 takes them
+            arr = arr.astype(np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise _Malformed(f"{name} must be (nested) lists of numbers of one shape, within float64's range") from None
+    if arr.dtype.kind not in "iuf":
+        raise _Malformed(f"{name} must hold numbers, got {'booleans' if arr.dtype.kind == 'b' else 'text'}")
+    arr = arr.astype(np.float64)
+    if shape is not None and arr.shape != shape:
+        raise _Malformed(f"{name} must have shape {shape} for a grid of {n} levels, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise _Malformed(f"{name} must be finite (no NaN or inf)")
+    return arr
+
+
+def _check_float_array(value: Any, name: str) -> None:
+    if not isinstance(value, np.ndarray) or value.dtype != np.float64:
+        raise TypeError(f"{name} must be a float64 numpy array, got {type(value).__name__}"
+                        f"{f' of {value.dtype}' if isinstance(value, np.ndarray) else ''}")  # fmt: skip
+
+
+def _check_rows(rows: RowModel, n: int) -> None:
+    """ValueError unless ``rows`` is a finite row model of the shapes of an ``n``-level grid."""
+    if not isinstance(rows, RowModel):
+        raise TypeError(f"rows must be a RowModel, got {type(rows).__name__}")
+    for name in ("base", "center", "spread", "beta", "var"):
+        _check_float_array(getattr(rows, name), f"rows.{name}")
+    f = rows.center.shape[-1] if rows.center.ndim == 2 else -1
+    if (rows.base.shape, rows.center.shape, rows.spread.shape, rows.beta.shape, rows.var.shape) != (
+            (n,), (n, f), (n, f), (n, f, n), (n, n)) or f < 1:
+        raise ValueError("the row model's shapes do not match the grid: base (N,), center and spread (N, F), "
+                         "beta (N, F, N), var (N, N)")
+    for name in ("base", "center", "spread", "beta", "var"):
+        if not np.all(np.isfinite(getattr(rows, name))):
+            raise ValueError(f"rows.{name} must be finite")
+    if not (np.all(rows.spread > 0) and np.all(rows.var >= 0)):
+        raise ValueError("rows.spread must be > 0 and rows.var >= 0")
+
+
+def _grid_index(value: object, name: str, n: int) -> int:
+    """``value`` as a grid index in 0..n - 1 (TypeError unless an int, ValueError outside)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int grid index, got {type(value).__name__}")
+    if not 0 <= value < n:
+        raise ValueError(f"{name} must be a grid index in 0..{n - 1}, got {value}")
+    return int(value)
+
+
+def grid_levels(level: ArrayLike, n: int, name: str = "level") -> NDArray[np.int64]:
+    """``level`` (B,) (or one int) as int64 grid indices in 0..n - 1: TypeError unless ints, ValueError when out
+    of range or empty."""
+    lv = np.asarray(level)
+    if lv.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be int grid indices, got {f'dtype {lv.dtype}' if lv.dtype.kind != 'O' else type(level).__name__}")
+    if lv.ndim > 1 or lv.size == 0:
+        raise ValueError(f"{name} must be one grid index or (B,) of them, got shape {lv.shape}")
+    bad = (lv >= n) | (lv < 0) if lv.dtype.kind == "i" else lv >= n
+    if np.any(bad):
+        raise ValueError(f"{name} must be grid indices in 0..{n - 1}, got {lv.reshape(-1)[np.argmax(bad.reshape(-1))]}")
+    return lv.astype(np.int64).reshape(-1)
+
+
+def _real_rows(value: ArrayLike, name: str, rows: int) -> NDArray[np.float64]:
+    """``value`` (B, ...) of real finite numbers as (B, D) float64, D >= 1."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real numbers, got {f'dtype {arr.dtype}' if arr.dtype.kind != 'O' else type(value).__name__}")
+    if arr.ndim < 1 or arr.shape[0] != rows or arr.size == 0:
+        raise ValueError(f"{name} must be (B, ...) with B = {rows} rows (one per level) and at least one value per "
+                         f"row, got shape {arr.shape}")
+    out = arr.astype(np.float64).reshape(rows, -1)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} must be finite (it holds NaN or inf)")
+    return out
+
+
+def _log_scale(value: ArrayLike, shape: tuple[int, ...] | None, n: int = 0) -> NDArray[np.float64]:
+    """``log_scale`` as float64 of ``shape`` (None: (N,) or (B, N) with N = ``n``), finite, its exp finite and
+    > 0."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"log_scale must be real numbers, got {f'dtype {arr.dtype}' if arr.dtype.kind != 'O' else type(value).__name__}")
+    want = shape if shape is not None else ((n,) if arr.ndim == 1 else (arr.shape[0] if arr.ndim == 2 else -1, n))
+    if arr.shape != want or arr.size == 0:
+        what = f"{shape}" if shape is not None else f"(N,) or (B, N) with N = {n}"
+        raise ValueError(f"log_scale must have shape {what}, got {arr.shape}")
+    out = arr.astype(np.float64)
+    if not np.all(np.abs(out) < _MAX_LOG_SCALE):
+        raise ValueError(f"log_scale must be finite with |log_scale| < {_MAX_LOG_SCALE:g} (its exp a finite scale > 0)")
+    return out
 
 
 def _digits(a: NDArray[np.float64]) -> Any:
@@ -225,7 +440,7 @@ def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost |
         ``{"dna": ...}`` for "paper"; ``{"cost", "end", "grid"[, "scale"]}`` otherwise. Pass them on with the
         budget: ``cotj.plan_batch(**objective("teacher", teacher=tc), budget=8)``.
     """
-    if name not in OBJECTIVES:
+    if not isinstance(name, str) or name not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {name!r}")
     if name == "paper":
         if dna is None:
@@ -233,13 +448,28 @@ def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost |
         return {"dna": dna}
     if teacher is None:
         raise ValueError(f"the {name!r} objective needs teacher (a TeacherCost, from cotj.predict.calibrate)")
+    if not isinstance(teacher, TeacherCost):
+        raise TypeError(f"teacher must be a TeacherCost (TeacherCost.load reads its file), got {type(teacher).__name__}")
     if name == "teacher":
         return {"dna": None, **teacher.plan_kwargs()}
     if dna is None or mean_dna is None:
         raise ValueError("the 'calibrated' objective needs dna and mean_dna")
-    d, ref = np.asarray(dna, dtype=np.float64), np.asarray(mean_dna, dtype=np.float64)
-    if ref.shape != teacher.grid.shape or d.shape[-1] != ref.size:
-        raise ValueError(f"dna (..., N) and mean_dna (N,) must match the teacher grid of {teacher.grid.size} levels")
-    if np.any(~(ref > 0)) or np.any(~(d > 0)):
-        raise ValueError("dna and mean_dna must be positive for the 'calibrated' objective")
-    return {"dna": None, **teacher.plan_kwargs(np.log(np.atleast_2d(d) / ref))}
+    d, ref = _positive(dna, "dna"), _positive(mean_dna, "mean_dna")
+    if ref.shape != teacher.grid.shape or d.ndim not in (1, 2) or d.shape[-1] != ref.size:
+        raise ValueError(f"dna (N,) or (B, N) and mean_dna (N,) must match the teacher grid of N = {teacher.grid.size} "
+                         f"levels, got shapes {d.shape} and {ref.shape}")
+    log_ratio = np.log(np.atleast_2d(d)) - np.log(ref)
+    if not np.all(np.abs(log_ratio) < _MAX_LOG_SCALE):
+        raise ValueError(f"dna / mean_dna must lie within exp(±{_MAX_LOG_SCALE:g}) (the scale of each level's jumps)")
+    return {"dna": None, **teacher.plan_kwargs(log_ratio)}
+
+
+def _positive(value: ArrayLike, name: str) -> NDArray[np.float64]:
+    """``value`` as float64: TypeError unless real numbers, ValueError unless finite and > 0."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real numbers, got {f'dtype {arr.dtype}' if arr.dtype.kind != 'O' else type(value).__name__}")
+    out = arr.astype(np.float64)
+    if out.size == 0 or not np.all(np.isfinite(out)) or not np.all(out > 0):
+        raise ValueError(f"{name} must be finite and > 0 for the 'calibrated' objective")
+    return out
