@@ -104,6 +104,8 @@ class TeacherCost:
         gram: (2N + 2, 2N + 2) the mean Gram matrix of the teacher's states and clean estimates at the N + 1
             nodes (t = 0 and the grid; :meth:`cotj.predict.teacher.Trajectories.gram`), if recorded: from it
             :meth:`solver_cost` gives the local errors of any solver of :mod:`cotj.multistep`.
+        settings: what the teacher runs were made with, if recorded (``cotj calibrate`` writes the pipeline's
+            class, ``guidance``, ``height``, ``width``, ``seed``...): a flat dict of JSON scalars, saved as is.
     """
 
     grid: NDArray[np.float64]
@@ -112,6 +114,7 @@ class TeacherCost:
     n_samples: int
     rows: RowModel | None = None
     gram: NDArray[np.float64] | None = None
+    settings: dict[str, Any] | None = None
     _solver_costs: dict[str, SolverCost] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -139,6 +142,8 @@ class TeacherCost:
                 raise ValueError(f"gram must be finite with shape ({2 * n + 2}, {2 * n + 2}), got {self.gram.shape}")
             if np.any(np.diagonal(self.gram) < 0):
                 raise ValueError("gram must be a Gram matrix: its diagonal (mean squares) must be >= 0")
+        if self.settings is not None:
+            _check_settings(self.settings)
 
     def solver_cost(self, solver: str) -> SolverCost:
         """The mean local errors of ``solver``'s steps on the teacher trajectories (:func:`cotj.multistep.solver_costs`
@@ -232,6 +237,8 @@ class TeacherCost:
             doc["rows"] = {k: _digits(getattr(self.rows, k)) for k in ("base", "center", "spread", "beta", "var")}
         if self.gram is not None:  # full precision: local errors are small differences of its entries
             doc["gram_upper"] = self.gram[np.triu_indices(self.gram.shape[0])].tolist()
+        if self.settings is not None:
+            doc["settings"] = self.settings
         Path(path).write_text(json.dumps(doc))
 
     @classmethod
@@ -316,11 +323,26 @@ class TeacherCost:
                 raise _Malformed("gram_upper must hold a Gram matrix: its diagonal (mean squares) must be >= 0")
         edges = np.full((n, n), np.inf)
         edges[np.tril_indices(n, -1)] = low
-        return cls(grid, edges, end, count, rows, gram)
+        settings = doc.get("settings")
+        if settings is not None:
+            _check_settings(settings)
+        return cls(grid, edges, end, count, rows, gram, settings)
 
 
 class _Malformed(ValueError):
     """A field of a teacher cost file that is not what :meth:`TeacherCost.save` writes."""
+
+
+def _check_settings(settings: Any) -> None:
+    """Refuse :attr:`TeacherCost.settings` unless a dict of at most 64 str keys to JSON scalars (strings of at
+    most 4096 characters)."""
+    if not isinstance(settings, dict) or len(settings) > 64:
+        raise _Malformed("settings must be an object of at most 64 fields")
+    for key, value in settings.items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, (bool, int, float, str))):
+            raise _Malformed(f"settings must map names to numbers, strings, booleans or null; {str(key)[:80]!r} does not")
+        if isinstance(value, str) and len(value) > 4096 or isinstance(value, float) and not np.isfinite(value):
+            raise _Malformed(f"settings field {key[:80]!r} must be a finite number or a string of at most 4096 characters")
 
 
 def _numbers(value: Any, name: str, shape: tuple[int, ...] | None = None, n: int = 0) -> NDArray[np.float64]:

@@ -4,14 +4,14 @@
 - :func:`to_x0`: any prediction type -> the clean estimate;
 - :class:`DNAPredictor`, :func:`train_predictor`, :func:`cosine_scores`: the MLP that predicts
   the DNA from a condition embedding;
-- :class:`FluxDenoiser`, :class:`UNetDenoiser`: Diffusers models as ``model(x_t, t, cond)``;
+- :class:`FluxDenoiser`, :class:`SD3Denoiser`, :class:`UNetDenoiser`: Diffusers models as ``model(x_t, t, cond)``;
 - :func:`calibrate`: teacher runs -> the model's measured jump costs (the "teacher" and "calibrated"
   objectives and closed-loop replanning, :mod:`cotj.objectives`);
 - :func:`extract_sharded`, :func:`load_sharded`: extraction over many prompts, sharded across
   processes with ``torch.distributed`` (gloo; launched with torchrun), or in one process.
 """
 
-from cotj.predict.denoisers import FluxDenoiser, UNetDenoiser
+from cotj.predict.denoisers import FluxDenoiser, SD3Denoiser, UNetDenoiser
 from cotj.predict.extract import DNAResult, cfg, cfg_renorm, extract_dna, mse
 from cotj.predict.prediction import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.predictor import DNAPredictor
@@ -26,6 +26,7 @@ __all__ = [
     "DNAInputs",
     "DNAResult",
     "FluxDenoiser",
+    "SD3Denoiser",
     "ShardedDNA",
     "TrainReport",
     "Trajectories",

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from cotj.predict.prediction import prediction_of
 from cotj.schedules import Schedule, linear_flow, vp
 
-__all__ = ["FluxDenoiser", "UNetDenoiser"]
+__all__ = ["FluxDenoiser", "SD3Denoiser", "UNetDenoiser"]
 
 
 def _cond_tensor(cond: Any, key: str) -> torch.Tensor:
@@ -95,6 +95,46 @@ class FluxDenoiser(torch.nn.Module):
         )[0]
 
 
+class SD3Denoiser(torch.nn.Module):
+    """An ``SD3Transformer2DModel`` on latents (n, C, h, w), as ``StableDiffusion3Pipeline`` runs it: the
+    transformer's timestep is ``t·T`` (T = the scheduler's ``num_train_timesteps``), ``cond`` a dict with
+    ``"prompt_embeds"`` (n, L, D) and ``"pooled_prompt_embeds"`` (n, P) (the pipeline's own keyword names).
+    Classifier-free guidance is the caller's (``extract_dna``'s ``guidance_scale``)."""
+
+    prediction = "flow"
+    transformer: Any  # a Diffusers SD3Transformer2DModel (untyped)
+
+    def __init__(self, transformer: torch.nn.Module, num_train_timesteps: int = 1000) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.num_train_timesteps = int(num_train_timesteps)
+
+    @classmethod
+    def from_pipeline(cls, pipe: Any) -> SD3Denoiser:
+        """The adapter of a ``StableDiffusion3Pipeline``'s transformer (its scheduler's ``num_train_timesteps``)."""
+        return cls(pipe.transformer, int(pipe.scheduler.config.get("num_train_timesteps", 1000)))
+
+    def schedule(self, grid: ArrayLike) -> Schedule:
+        """The linear flow on ``grid``."""
+        return linear_flow(grid)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
+        """Velocity (n, C, h, w) at latents ``x_t`` (n, C, h, w) and sigmas ``t`` (n,)."""
+        if x_t.ndim != 4:
+            raise ValueError(f"x_t must be latents (n, C, h, w), got shape {tuple(x_t.shape)}")
+        text = _cond_tensor(cond, "prompt_embeds")
+        if not isinstance(cond, dict) or "pooled_prompt_embeds" not in cond:
+            raise TypeError("cond must be a dict with 'prompt_embeds' and 'pooled_prompt_embeds'")
+        dtype = x_t.dtype
+        return self.transformer(
+            hidden_states=x_t,
+            timestep=(t * self.num_train_timesteps).to(dtype),
+            encoder_hidden_states=text.to(dtype),
+            pooled_projections=cond["pooled_prompt_embeds"].to(dtype),
+            return_dict=False,
+        )[0]
+
+
 class UNetDenoiser(torch.nn.Module):
     """A ``UNet2DConditionModel`` (SD 1.x/2.x style) with its discrete VP scheduler.
 
@@ -115,6 +155,17 @@ class UNetDenoiser(torch.nn.Module):
     def schedule(self, grid: ArrayLike) -> Schedule:
         """The VP path of the scheduler's ``alphas_cumprod`` on ``grid``."""
         return vp(grid, self.alphas_cumprod)
+
+    def path(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a(t), s(t)`` (n,) float64 on ``t``'s device at levels ``t`` (n,): the VP path of :meth:`schedule`,
+        except that level 0 is the clean end (``a = 1, s = 0``), where the samplers' last step lands (as in
+        :func:`cotj.predict.extract_dna`). What the teacher runs (:func:`cotj.predict.calibrate`) step on."""
+        levels = t.detach().double().cpu().numpy()
+        table = self.alphas_cumprod
+        alpha_bar = np.interp(levels * (table.size - 1), np.arange(table.size, dtype=np.float64), table)
+        alpha_bar = np.where(levels == 0, 1.0, alpha_bar)
+        a, s = np.sqrt(alpha_bar), np.sqrt(1.0 - alpha_bar)
+        return torch.from_numpy(a).to(t.device), torch.from_numpy(s).to(t.device)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         """The UNet's output (n, C, h, w) at states ``x_t`` and levels ``t`` (n,)."""

@@ -142,7 +142,8 @@ class Trajectories:
 def euler_trajectories(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike, *,
                        prediction: str | None = None, batch_size: int | None = None) -> Trajectories:
     """A first-order run through every level of ``grid`` (N,) ascending, top level first, recording the state
-    and ``x0_hat`` at each level: (B, N + 1, D) with level 0 the endpoint. Its endpoint is the N-step sample."""
+    and ``x0_hat`` at each level: (B, N + 1, D) with level 0 the endpoint. Its endpoint is the N-step sample. The
+    trajectories keep the denoiser's own path (``a``, ``s``) when it has one, so their jump costs are its steps'."""
     prediction = prediction or getattr(denoiser, "prediction", None)
     if prediction is None:
         raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
@@ -162,7 +163,12 @@ def euler_trajectories(denoiser: Any, noise: torch.Tensor, cond: Any, grid: Arra
                 x, x0s[rows, n - k] = first_order_step(denoiser, x, t, t_next, cond[rows], prediction)
             states[rows, 0], x0s[rows, 0] = x, x
     flat = (b, n + 1, -1)
-    return Trajectories(np.append(0.0, desc[::-1]), states.reshape(flat).double().numpy(), x0s.reshape(flat).double().numpy())
+    levels = np.append(0.0, desc[::-1])
+    a = s = None
+    if hasattr(denoiser, "path"):
+        a_t, s_t = path_of(denoiser, torch.from_numpy(levels), prediction)
+        a, s = a_t.double().cpu().numpy(), s_t.double().cpu().numpy()
+    return Trajectories(levels, states.reshape(flat).double().numpy(), x0s.reshape(flat).double().numpy(), a, s)
 
 
 def _chunks(noise: torch.Tensor, cond: Any, size: int) -> Iterator[tuple[torch.Tensor, Any]]:
