@@ -40,7 +40,10 @@ fn plan_error(e: CotjError) -> PyErr {
 
 /// Runs `work` with the GIL released. Every `Stop::PERIOD` of long work on the main thread the
 /// GIL is re-taken to run Python's signal handlers: the exception one raises (KeyboardInterrupt
-/// on Ctrl-C) stops the work and is raised here.
+/// on Ctrl-C) stops the work and is raised here. A signal that arrived before the first check
+/// (while the input was converted, or a default grid built) is not lost: finding out whether
+/// this is the main thread runs Python code, which may run the pending handler, and the
+/// exception it raises stops the work too.
 fn detach<T: Send>(
     py: Python<'_>,
     work: impl Send + FnOnce(&Stop) -> Result<T, CotjError>,
@@ -49,14 +52,22 @@ fn detach<T: Send>(
     let main_thread = OnceLock::new();
     let check = || {
         Python::attach(|py| {
+            let keep = |err: PyErr| {
+                *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                true
+            };
             // Python runs signal handlers on its main thread only: elsewhere there is nothing to do.
-            if !*main_thread.get_or_init(|| is_main_thread(py)) {
+            let main = match main_thread.get() {
+                Some(&main) => main,
+                None => match is_main_thread(py) {
+                    Ok(main) => *main_thread.get_or_init(|| main),
+                    Err(err) => return keep(err),
+                },
+            };
+            if !main {
                 return false;
             }
-            let err = py.check_signals().err();
-            let stop = err.is_some();
-            *raised.lock().unwrap_or_else(|p| p.into_inner()) = err;
-            stop
+            py.check_signals().err().is_some_and(keep)
         })
     };
     match py.detach(|| work(&Stop::new(&check))) {
@@ -68,13 +79,12 @@ fn detach<T: Send>(
     }
 }
 
-fn is_main_thread(py: Python<'_>) -> bool {
-    let threading = || -> PyResult<bool> {
-        let threading = py.import("threading")?;
-        let main = threading.call_method0("main_thread")?;
-        Ok(main.is(&threading.call_method0("current_thread")?))
-    };
-    threading().unwrap_or(true)
+/// Whether this is Python's main thread (where signal handlers run). It calls into `threading`,
+/// so a pending signal's handler may run here: its exception is returned, not dropped.
+fn is_main_thread(py: Python<'_>) -> PyResult<bool> {
+    let threading = py.import("threading")?;
+    let main = threading.call_method0("main_thread")?;
+    Ok(main.is(&threading.call_method0("current_thread")?))
 }
 
 /// A grid of noise levels with its temporal lever (immutable, shareable across threads).
