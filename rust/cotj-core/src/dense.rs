@@ -9,6 +9,7 @@ use crate::error::{CotjError, Result};
 use crate::lever::check_levels;
 use crate::memory;
 use crate::planner::{check_steps, path_cost};
+use crate::scan::first_bad;
 use crate::triangle::Triangle;
 
 /// Dense costs of a batch of plans over N levels, borrowed and validated.
@@ -36,22 +37,6 @@ fn not_nan_or_neg_inf(v: f64) -> bool {
 /// Rule of `scale` entries.
 fn finite_non_negative(v: f64) -> bool {
     v.is_finite() && v >= 0.0
-}
-
-/// Index of the first entry of `v` breaking `ok`, scanning in blocks the compiler vectorises
-/// (`ok` must inline: a function pointer here costs a call per entry).
-pub(crate) fn first_bad<T: Copy + Into<f64>>(v: &[T], ok: impl Fn(f64) -> bool) -> Option<usize> {
-    const BLOCK: usize = 64;
-    v.chunks(BLOCK).enumerate().find_map(|(c, block)| {
-        if block.iter().fold(true, |all, &x| all & ok(x.into())) {
-            None
-        } else {
-            block
-                .iter()
-                .position(|&x| !ok(x.into()))
-                .map(|p| c * BLOCK + p)
-        }
-    })
 }
 
 /// The multi-index of `flat` in an array of shape `dims`, as `"a, b, c"`.

@@ -374,7 +374,7 @@ unsafe fn backtrack_fma(
 
 /// The kernels, by the instructions they need (each CPU that runs one runs those before it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kernel {
+pub(crate) enum Kernel {
     /// A multiply then an add, in plain code.
     Portable,
     /// Fused multiply-add, four lanes per register (x86-64 with AVX2 and FMA).
@@ -385,7 +385,7 @@ enum Kernel {
 
 /// The widest kernel the CPU runs, unless the environment variable `COTJ_PORTABLE=1` forces the
 /// portable kernel (read once, at the first plan of the process).
-fn kernel_in_use() -> Kernel {
+pub(crate) fn kernel_in_use() -> Kernel {
     static KERNEL: OnceLock<Kernel> = OnceLock::new();
     *KERNEL.get_or_init(|| {
         if std::env::var_os("COTJ_PORTABLE").is_some_and(|v| v == "1") {

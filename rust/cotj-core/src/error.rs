@@ -1,7 +1,7 @@
 //! The error type of the core. Every variant names the argument at fault, using the names of the
 //! Python API (`dna`, `grid`, `budget`, ...), so the binding can pass the message on unchanged.
 
-use crate::lever::MAX_LEVELS;
+use crate::limits::{MAX_LEVELS, MAX_PAIR_NODES};
 
 /// What can be wrong with a planning request.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -152,6 +152,40 @@ pub enum CotjError {
     /// A plan given to `plan_cost` that is not a strictly decreasing list of grid indices.
     #[error("steps {0}")]
     Steps(String),
+    /// Pair costs (`crate::PairCost`) with fewer than 2 or more than [`MAX_PAIR_NODES`] nodes.
+    #[error("the pair costs must have 2..={max} nodes (t = 0 and the grid levels; MAX_PAIR_NODES bounds their 8 M^3 bytes), got M = {got} ({gib:.2} GiB)", max = MAX_PAIR_NODES, gib = (*.got as f64).powi(3) * 8.0 / 1073741824.0)]
+    PairNodes { got: usize },
+    /// A pair-cost array (`name`: first, pairs, end) whose length is not that of M nodes.
+    #[error("{name} has {got} values, expected {expected} ({shape} for M = {nodes} nodes)")]
+    PairShape {
+        name: &'static str,
+        got: usize,
+        expected: usize,
+        shape: &'static str,
+        nodes: usize,
+    },
+    /// A node index (`name`: current or previous) outside the nodes it may be.
+    #[error("{name} = {value:?} must be a node index in {lo}..{hi} (node 0 is t = 0, node n the grid level n - 1{above})", above = if *.lo > 1 { ", and previous lies above current" } else { "" })]
+    PairNode {
+        name: String,
+        value: i64,
+        lo: usize,
+        hi: usize,
+    },
+    /// A budget outside 1..=current: a plan makes one evaluation per node at or below its first.
+    #[error("{name} = {value:?} must lie in 1..={current}: a plan from node {current} makes at most {current} evaluations (one per node at or below it, above t = 0)")]
+    PairBudget {
+        name: String,
+        value: i64,
+        current: usize,
+    },
+    /// Pair costs under which no plan of the asked length has a finite cost.
+    #[error("no plan of {budget} evaluations from node {current} has a finite cost (row {row}): each uses an infinite entry of first, pairs or end, or its cost overflows float64")]
+    NoFinitePairPlan {
+        row: usize,
+        budget: usize,
+        current: usize,
+    },
 }
 
 /// Result alias of the core.

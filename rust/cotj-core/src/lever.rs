@@ -9,13 +9,9 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{CotjError, Result};
+use crate::limits::MAX_LEVELS;
 use crate::memory;
 use crate::triangle::Triangle;
-
-/// The most levels a grid (and so a DNA row or a dense cost) may have. Planning memory grows as
-/// N²: the lever takes 4·N² bytes (400 MB at this bound), a dense cost 8·N² (and its lower
-/// triangle, copied for the DP, 4·N²), the DP layers 8·K·N per thread. Checked before anything of that size is allocated.
-pub const MAX_LEVELS: usize = 10_000;
 
 /// Checks that `n` levels (of the argument `name`: grid, dna, cost...) lie in 2..=[`MAX_LEVELS`].
 pub fn check_levels(name: &str, n: usize) -> Result<()> {

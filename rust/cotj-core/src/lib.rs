@@ -11,8 +11,12 @@
 //! case `M = L`, `w = d`, `start = -d`, `end = d`), and from a given first level
 //! ([`Current`]: replanning the rest of a trajectory from the level a sampler is at).
 //!
+//! A multistep solver's step also depends on the level before: [`PairCost`] plans over
+//! (previous, current) pairs of nodes, `O(K·M³)` time, exactly as the dense numpy programme of
+//! the Python package's tests (ties included).
+//!
 //! Limits: a grid has at most [`MAX_LEVELS`] levels, checked before anything of size N² is
-//! allocated; the buffers whose size comes from the caller are allocated fallibly
+//! allocated, and pair costs at most [`MAX_PAIR_NODES`] nodes; the buffers whose size comes from the caller are allocated fallibly
 //! ([`CotjError::OutOfMemory`], never an abort); long work polls a [`Stop`] between DP layers and
 //! rows (Ctrl-C in Python); [`LeverCache`] keeps the levers of the default grids within a bound.
 //! The environment variable `COTJ_PORTABLE=1` forces the portable (non-FMA) DP kernel
@@ -37,8 +41,11 @@ mod dense;
 mod dp;
 mod error;
 mod lever;
+mod limits;
 mod memory;
+mod pairs;
 mod planner;
+mod scan;
 mod stop;
 mod triangle;
 
@@ -46,6 +53,8 @@ pub use batch::{BatchPlans, Budget, Current, DEFAULT_BUDGET};
 pub use dense::DenseCost;
 pub use dp::{kernel, Ends};
 pub use error::{CotjError, Result};
-pub use lever::{check_grid, check_levels, default_grid, Lever, LeverCache, MAX_LEVELS};
+pub use lever::{check_grid, check_levels, default_grid, Lever, LeverCache};
+pub use limits::{MAX_LEVELS, MAX_PAIR_NODES};
+pub use pairs::{PairCost, PairPlans, PairRequest};
 pub use planner::{AdaptivePlan, Plan, Planner, Workspace};
 pub use stop::Stop;

@@ -4,11 +4,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::dense::first_bad;
 use crate::dp::{backtrack, best_end, forward, stride, Costs, Ends};
 use crate::error::{CotjError, Result};
 use crate::lever::Lever;
 use crate::memory;
+use crate::scan::first_bad;
 use crate::stop::Stop;
 use crate::triangle::Aligned;
 

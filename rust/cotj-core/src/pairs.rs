@@ -1,0 +1,734 @@
+//! Plans for a multistep solver (docs/method.md §11): the layered programme over (previous,
+//! current) pairs of nodes.
+//!
+//! A multistep solver's step from node `j` to `i` also uses its evaluation at the previous node
+//! `k`, so its cost is a function of the triple: `pairs[k, j, i]`. On nodes `0..M` (node 0 is
+//! t = 0, node `n` the grid level `n - 1`) a plan of `K` evaluations `e_1 = current > e_2 > … >
+//! e_K >= 1` costs
+//!
+//! ```text
+//! w[e_1]·step(e_1 -> e_2) + sum_{n=2}^{K-1} w[e_n]·pairs[e_{n-1}, e_n, e_{n+1}] + w[e_K]·end[e_K]
+//! ```
+//!
+//! where the first step is `first[e_1, e_2]` (no evaluation before) or `pairs[previous, e_1, e_2]`
+//! (after one at node `previous`), `end[j]` is the last step, from `j` to t = 0, and `w` (all ones
+//! by default) scales every step by a factor of its source node (closed-loop row scales).
+//!
+//! Layer `t` holds `L_t[a, b]`, the cheapest cost of a prefix whose last two evaluations are `a`
+//! then `b` (the steps so far, not yet the one from `b`): `L_{t+1}[j, i] = min_k L_t[k, j] +
+//! pairs[k, j, i]·w[j]`, `O(K·M³/6)` candidates in all. Only the layers are kept (`8·(K-1)·M²`
+//! bytes); the arg-min is recovered along the final path by re-evaluating its candidates with the
+//! very same expression, so ties break exactly as a dense numpy programme with `argmin` breaks
+//! them (`tests/reference.py`): among equal predecessors the lowest node wins, and among equal
+//! final pairs the first in row-major order `(e_{K-1}, e_K)`.
+//!
+//! Only the entries a plan can use are read: `first[current, i]` for `i < current`,
+//! `pairs[k, j, i]` for `k > j > i >= 1` and `end[j]` for `j >= 1`; the others are ignored
+//! (missing). `+inf` is a missing step; NaN and `-inf` are refused in the entries read.
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+use crate::dp::{kernel_in_use, Kernel};
+use crate::error::{CotjError, Result};
+use crate::limits::MAX_PAIR_NODES;
+use crate::memory;
+use crate::scan::first_bad;
+use crate::stop::Stop;
+
+/// The local errors of a multistep solver's steps on `M` nodes, borrowed, row-major: `first`
+/// (M, M) `[j, i]` the step `j -> i` without a previous evaluation, `pairs` (M, M, M) `[k, j, i]`
+/// the step `j -> i` after an evaluation at `k`, `end` (M,) `[j]` the last step, from `j` to
+/// t = 0. Entries are numbers or `+inf` (a missing step); see the module for those read.
+#[derive(Debug, Clone, Copy)]
+pub struct PairCost<'a> {
+    m: usize,
+    first: &'a [f64],
+    pairs: &'a [f64],
+    end: &'a [f64],
+}
+
+/// What to plan: one value per row, or one shared by every row (B is the largest row count).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PairRequest<'a> {
+    /// Evaluations per plan, K (1..=current): (1,) or (B,).
+    pub budget: &'a [i64],
+    /// The node evaluated next, the plan's first (1..M): (1,) or (B,).
+    pub current: &'a [i64],
+    /// The node evaluated before `current` (current+1..M), negative for none: (1,) or (B,);
+    /// `None`: no previous evaluation in any row.
+    pub previous: Option<&'a [i64]>,
+    /// Per-node factors of every step from a node, finite and `> 0`: (M,) or (B, M) row-major;
+    /// `None`: all ones.
+    pub scale: Option<&'a [f64]>,
+}
+
+/// The plans of a batch, row-major, padded to `width` columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairPlans {
+    /// Number of rows B.
+    pub rows: usize,
+    /// Columns of `nodes`: the longest plan of the batch.
+    pub width: usize,
+    /// Nodes in sampling order (descending, `current` first), `-1` past each row's length.
+    /// (B, width)
+    pub nodes: Vec<i64>,
+    /// Evaluations of each plan. (B,)
+    pub lengths: Vec<i64>,
+    /// Cost of each plan. (B,)
+    pub cost: Vec<f64>,
+}
+
+/// One checked row of a request.
+#[derive(Debug, Clone, Copy)]
+struct Row<'a> {
+    budget: usize,
+    current: usize,
+    previous: Option<usize>,
+    scale: Option<&'a [f64]>,
+}
+
+/// Below this many rows a batch is planned on the calling thread. A plan at M = 101 takes about
+/// a tenth of a millisecond: two are worth handing to the pool.
+const PARALLEL_MIN_ROWS: usize = 2;
+
+/// The most bytes of DP layers a thread keeps between calls (K = 100 on M = 101 nodes needs
+/// 8 MB); larger layers are freed after their call.
+const KEEP_BYTES: usize = 8 << 20;
+
+/// What the layers are called in an out-of-memory error.
+const LAYERS: &str = "the pair planning layers ((budget - 1) x M^2 floats)";
+
+/// Rule of cost entries: anything but NaN and `-inf`.
+fn not_nan_or_neg_inf(v: f64) -> bool {
+    v > f64::NEG_INFINITY
+}
+
+/// Rule of scale entries.
+fn finite_positive(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+/// Value `b` of a per-row array (its only value when shared).
+fn pick<T: Copy>(v: &[T], b: usize) -> T {
+    if v.len() == 1 {
+        v[0]
+    } else {
+        v[b]
+    }
+}
+
+/// The name of value `b` of a per-row array in errors.
+fn name_of(name: &str, len: usize, b: usize) -> String {
+    if len == 1 {
+        name.into()
+    } else {
+        format!("{name}[{b}]")
+    }
+}
+
+/// The nodes a layer's rows may be (inclusive): prefix `t` (1-based) of a `k`-evaluation plan
+/// from `current` ends with `e_t`, which has `t - 1` nodes above it and `k - t` below it (down to
+/// node 1). The first layer holds the one row `current`.
+#[inline(always)]
+fn rows_of(t: usize, k: usize, current: usize) -> (usize, usize) {
+    if t == 1 {
+        (current, current)
+    } else {
+        (k - t + 1, current + 1 - t)
+    }
+}
+
+/// `dst[i] = min(dst[i], c + p[i]·w)`, the candidate computed as a multiply then an add (no
+/// fused rounding: the very expression of a numpy programme), kept when strictly smaller.
+#[inline(always)]
+fn relax(dst: &mut [f64], c: f64, w: f64, p: &[f64]) {
+    for (d, &p) in dst.iter_mut().zip(p) {
+        let x = c + p * w;
+        *d = if x < *d { x } else { *d };
+    }
+}
+
+impl<'a> PairCost<'a> {
+    /// Borrows the costs of `m` nodes (2..=[`MAX_PAIR_NODES`]), checking the array lengths; the
+    /// values are checked where a plan reads them ([`PairCost::plan_batch`]).
+    pub fn new(m: usize, first: &'a [f64], pairs: &'a [f64], end: &'a [f64]) -> Result<Self> {
+        if !(2..=MAX_PAIR_NODES).contains(&m) {
+            return Err(CotjError::PairNodes { got: m });
+        }
+        for (name, got, expected, shape) in [
+            ("first", first.len(), m * m, "(M, M)"),
+            ("pairs", pairs.len(), m * m * m, "(M, M, M)"),
+            ("end", end.len(), m, "(M,)"),
+        ] {
+            if got != expected {
+                return Err(CotjError::PairShape {
+                    name,
+                    got,
+                    expected,
+                    shape,
+                    nodes: m,
+                });
+            }
+        }
+        Ok(Self {
+            m,
+            first,
+            pairs,
+            end,
+        })
+    }
+
+    /// Number of nodes M.
+    pub fn nodes(&self) -> usize {
+        self.m
+    }
+
+    /// The cheapest plan of `budget` evaluations from node `current` (after one at `previous`),
+    /// steps scaled by `scale` (M,): `(nodes, cost)`. Validated as [`PairCost::plan_batch`].
+    pub fn plan(
+        &self,
+        budget: usize,
+        current: usize,
+        previous: Option<usize>,
+        scale: Option<&[f64]>,
+    ) -> Result<(Vec<usize>, f64)> {
+        let int = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        let previous = previous.map(|p| [int(p)]);
+        let plans = self.plan_batch(
+            &PairRequest {
+                budget: &[int(budget)],
+                current: &[int(current)],
+                previous: previous.as_ref().map(|p| &p[..]),
+                scale,
+            },
+            &Stop::never(),
+        )?;
+        let nodes = plans.nodes.iter().map(|&n| n as usize).collect();
+        Ok((nodes, plans.cost[0]))
+    }
+
+    /// The cheapest plan of every row of `request`, in parallel over rows, until `stop` says
+    /// otherwise. Everything is validated before any planning: the request (row counts, nodes,
+    /// budgets, scales) and the cost entries the plans may read; the error reported is that of
+    /// the first offending row, whatever the threads. A row with no plan of finite cost is an
+    /// error ([`CotjError::NoFinitePairPlan`]).
+    pub fn plan_batch(&self, request: &PairRequest<'_>, stop: &Stop) -> Result<PairPlans> {
+        let rows = self.rows(request)?;
+        let n = rows.len();
+        let top = rows.iter().map(|r| r.current).max().unwrap_or(0);
+        self.check_values(&rows, top, stop)?;
+        let plan = |b: usize, layers: &mut Vec<f64>| {
+            stop.poll(1)?;
+            self.plan_row(b, &rows[b], layers, stop)
+        };
+        let plans: Vec<(Vec<usize>, f64)> = if n >= PARALLEL_MIN_ROWS {
+            stop.parallel(|| {
+                (0..n)
+                    .into_par_iter()
+                    .map_init(Vec::new, |layers, b| plan(b, layers))
+                    .collect()
+            })?
+        } else {
+            with_kept_layers(|layers| (0..n).map(|b| plan(b, layers)).collect::<Result<_>>())?
+        };
+        const PLANS: &str = "the pair plans of the batch";
+        let width = plans.iter().map(|p| p.0.len()).max().unwrap_or(0);
+        let mut out = PairPlans {
+            rows: n,
+            width,
+            nodes: memory::filled(PLANS, n * width, -1)?,
+            lengths: memory::with_capacity(PLANS, n)?,
+            cost: memory::with_capacity(PLANS, n)?,
+        };
+        for (b, (nodes, cost)) in plans.into_iter().enumerate() {
+            for (c, &node) in nodes.iter().enumerate() {
+                out.nodes[b * width + c] = node as i64;
+            }
+            out.lengths.push(nodes.len() as i64);
+            out.cost.push(cost);
+        }
+        Ok(out)
+    }
+
+    /// The checked rows of `request`.
+    fn rows<'r>(&self, request: &PairRequest<'r>) -> Result<Vec<Row<'r>>> {
+        let m = self.m;
+        let scale_rows = match request.scale {
+            Some(s) if s.is_empty() || !s.len().is_multiple_of(m) => {
+                return Err(CotjError::DenseLength {
+                    name: "scale",
+                    got: s.len(),
+                    unit: m,
+                })
+            }
+            Some(s) => s.len() / m,
+            None => 1,
+        };
+        let counts = [
+            ("budget", request.budget.len()),
+            ("current", request.current.len()),
+            ("previous", request.previous.map_or(1, <[i64]>::len)),
+            ("scale", scale_rows),
+        ];
+        let n = counts.iter().map(|c| c.1).max().unwrap_or(1);
+        if let Some(&(name, got)) = counts.iter().find(|c| c.1 != 1 && c.1 != n) {
+            return Err(CotjError::Rows {
+                name,
+                got,
+                expected: n,
+            });
+        }
+        let mut rows = memory::with_capacity("the rows of the request", n)?;
+        for b in 0..n {
+            let name = |name: &str, len: usize| name_of(name, len, b);
+            let c = pick(request.current, b);
+            let current = match usize::try_from(c) {
+                Ok(c) if (1..m).contains(&c) => c,
+                _ => {
+                    return Err(CotjError::PairNode {
+                        name: name("current", request.current.len()),
+                        value: c,
+                        lo: 1,
+                        hi: m,
+                    })
+                }
+            };
+            let previous = match request.previous.map(|p| (pick(p, b), p.len())) {
+                None => None,
+                Some((p, _)) if p < 0 => None,
+                Some((p, len)) => match usize::try_from(p) {
+                    Ok(p) if (current + 1..m).contains(&p) => Some(p),
+                    _ => {
+                        return Err(CotjError::PairNode {
+                            name: name("previous", len),
+                            value: p,
+                            lo: current + 1,
+                            hi: m,
+                        })
+                    }
+                },
+            };
+            let k = pick(request.budget, b);
+            let budget = match usize::try_from(k) {
+                Ok(k) if (1..=current).contains(&k) => k,
+                _ => {
+                    return Err(CotjError::PairBudget {
+                        name: name("budget", request.budget.len()),
+                        value: k,
+                        current,
+                    })
+                }
+            };
+            let scale = request.scale.map(|s| {
+                if s.len() == m {
+                    s
+                } else {
+                    &s[b * m..(b + 1) * m]
+                }
+            });
+            if let Some(s) = scale {
+                if let Some(i) = first_bad(s, finite_positive) {
+                    return Err(CotjError::Value {
+                        name: "scale",
+                        at: if scale_rows == 1 {
+                            format!("{i}")
+                        } else {
+                            format!("{b}, {i}")
+                        },
+                        value: s[i],
+                        rule: "finite and > 0",
+                    });
+                }
+            }
+            rows.push(Row {
+                budget,
+                current,
+                previous,
+                scale,
+            });
+        }
+        Ok(rows)
+    }
+
+    /// Checks the cost entries the plans of `rows` may read (`top`: their highest current
+    /// node): `end[1..=top]`, every row's first step, and `pairs[k, j, 1..j]` for
+    /// `top >= k > j >= 1`.
+    fn check_values(&self, rows: &[Row<'_>], top: usize, stop: &Stop) -> Result<()> {
+        let m = self.m;
+        let bad = |name: &'static str, v: &[f64], at: &dyn Fn(usize) -> String| match first_bad(
+            v,
+            not_nan_or_neg_inf,
+        ) {
+            None => Ok(()),
+            Some(p) => Err(CotjError::Value {
+                name,
+                at: at(p),
+                value: v[p],
+                rule: "a number or +inf (no NaN, no -inf)",
+            }),
+        };
+        bad("end", &self.end[1..=top], &|p| format!("{}", p + 1))?;
+        for r in rows.iter().filter(|r| r.budget > 1) {
+            let c = r.current;
+            match r.previous {
+                None => bad("first", &self.first[c * m + 1..c * m + c], &|p| {
+                    format!("{c}, {}", p + 1)
+                })?,
+                Some(k) => bad("pairs", &self.pairs[(k * m + c) * m + 1..][..c - 1], &|p| {
+                    format!("{k}, {c}, {}", p + 1)
+                })?,
+            }
+        }
+        if rows.iter().all(|r| r.budget <= 2) {
+            return Ok(());
+        }
+        for k in 2..=top {
+            stop.poll(k * k / 2)?;
+            for j in 1..k {
+                bad("pairs", &self.pairs[(k * m + j) * m + 1..][..j - 1], &|p| {
+                    format!("{k}, {j}, {}", p + 1)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan of one checked row (`b` labels its errors), reusing `layers`.
+    fn plan_row(
+        &self,
+        b: usize,
+        row: &Row<'_>,
+        layers: &mut Vec<f64>,
+        stop: &Stop,
+    ) -> Result<(Vec<usize>, f64)> {
+        let Row {
+            budget: k,
+            current,
+            previous,
+            scale,
+        } = *row;
+        let ones;
+        let w = match scale {
+            Some(w) => w,
+            None => {
+                ones = memory::filled("the scale", current + 1, 1.0)?;
+                &ones[..]
+            }
+        };
+        let mut nodes = memory::with_capacity("a pair plan", k)?;
+        if k == 1 {
+            nodes.push(current);
+            return Ok((nodes, self.end[current] * w[current]));
+        }
+        let sub = current + 1;
+        let need = (k - 1) * sub * sub;
+        if layers.len() < need {
+            memory::reserve(LAYERS, layers, need - layers.len())?;
+            layers.resize(need, f64::INFINITY);
+        }
+        let plan = Plan {
+            cost: self,
+            k,
+            current,
+            previous,
+            w,
+        };
+        forward(&plan, &mut layers[..need], stop)?;
+        let Some((cost, a, last)) = plan.best_end(layers) else {
+            return Err(CotjError::NoFinitePairPlan {
+                row: b,
+                budget: k,
+                current,
+            });
+        };
+        nodes.resize(k, 0);
+        plan.backtrack(layers, a, last, &mut nodes);
+        Ok((nodes, cost))
+    }
+}
+
+/// One plan being made: the costs, K, the first node, the previous one and the scale.
+struct Plan<'c, 'a> {
+    cost: &'c PairCost<'a>,
+    k: usize,
+    current: usize,
+    previous: Option<usize>,
+    w: &'c [f64],
+}
+
+impl Plan<'_, '_> {
+    /// Entries per layer: `(current + 1)²`.
+    fn layer_len(&self) -> usize {
+        (self.current + 1) * (self.current + 1)
+    }
+
+    /// The `M` entries `pairs[k, j, ..]`.
+    #[inline(always)]
+    fn pairs_row(&self, k: usize, j: usize) -> &[f64] {
+        let m = self.cost.m;
+        &self.cost.pairs[(k * m + j) * m..][..m]
+    }
+
+    /// The last pair `(e_{K-1}, e_K)` of the cheapest plan and its cost (end step included): the
+    /// first minimum in row-major order; `None` when no plan has a finite cost.
+    fn best_end(&self, layers: &[f64]) -> Option<(f64, usize, usize)> {
+        let (k, sub, w, end) = (self.k, self.current + 1, self.w, self.cost.end);
+        let layer = &layers[(k - 2) * self.layer_len()..][..self.layer_len()];
+        let (lo, hi) = rows_of(k - 1, k, self.current);
+        let mut best = (f64::INFINITY, 0, 0);
+        for a in lo..=hi {
+            for (b, &v) in layer[a * sub + 1..a * sub + a].iter().enumerate() {
+                let b = b + 1;
+                let total = v + end[b] * w[b];
+                if total < best.0 {
+                    best = (total, a, b);
+                }
+            }
+        }
+        best.0.is_finite().then_some(best)
+    }
+
+    /// Follows the cheapest plan back from its last pair `(a, b)`; writes its nodes into
+    /// `nodes[..K]`. At each layer the predecessor is the lowest node whose candidate, computed
+    /// as in the forward pass, equals the value kept.
+    fn backtrack(&self, layers: &[f64], mut a: usize, mut b: usize, nodes: &mut [usize]) {
+        let (k, sub, len) = (self.k, self.current + 1, self.layer_len());
+        nodes[k - 1] = b;
+        nodes[k - 2] = a;
+        for t in (2..k).rev() {
+            let target = layers[(t - 1) * len + a * sub + b];
+            let prev = &layers[(t - 2) * len..][..len];
+            let (lo, hi) = rows_of(t - 1, k, self.current);
+            let w = self.w[a];
+            let found = (lo.max(a + 1)..=hi)
+                .find(|&c| prev[c * sub + a] + self.pairs_row(c, a)[b] * w == target);
+            // The value kept is one of these candidates, computed the same way.
+            let c = found.unwrap_or(hi);
+            nodes[t - 2] = c;
+            (a, b) = (c, a);
+        }
+    }
+}
+
+/// Fills the `K - 1` layers of `plan` with the kernel the CPU runs (see `forward_impl`).
+fn forward(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    // SAFETY (each arm): the CPU has the kernel's instructions (checked by `kernel_in_use`).
+    match kernel_in_use() {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { forward_avx512(plan, layers, stop) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { forward_avx2(plan, layers, stop) },
+        _ => forward_impl(plan, layers, stop),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_avx2(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    forward_impl(plan, layers, stop)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn forward_avx512(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    forward_impl(plan, layers, stop)
+}
+
+/// Layer `t` (1-based, at `layers[(t - 1)·(current + 1)²..]`, entry `[a·(current + 1) + b]`)
+/// gets `L_t[a, b]` for the rows `a` of [`rows_of`] and `b` in `K - t..a`: the levels a
+/// `K`-evaluation plan can reach there and still end at node 1 or above. Nothing else is written
+/// or read, so the buffer needs no clearing. Polls `stop` for every row.
+#[inline(always)]
+fn forward_impl(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    let (k, current, w) = (plan.k, plan.current, plan.w);
+    let (sub, len) = (current + 1, plan.layer_len());
+    let m = plan.cost.m;
+    // L_1[current, b] = w[current]·step(current -> b), b in K-1..current.
+    let base = match plan.previous {
+        None => &plan.cost.first[current * m..][..m],
+        Some(p) => plan.pairs_row(p, current),
+    };
+    let wc = w[current];
+    for (d, &s) in layers[current * sub..][k - 1..current]
+        .iter_mut()
+        .zip(&base[k - 1..current])
+    {
+        *d = s * wc;
+    }
+    for t in 1..k - 1 {
+        let (done, rest) = layers.split_at_mut(t * len);
+        let (prev, cur) = (&done[(t - 1) * len..], &mut rest[..len]);
+        let (alo, ahi) = rows_of(t, k, current);
+        let (jlo, jhi) = rows_of(t + 1, k, current);
+        let ilo = k - t - 1;
+        for j in jlo..=jhi {
+            stop.poll((ahi - j) * (j - ilo))?;
+            let dst = &mut cur[j * sub + ilo..j * sub + j];
+            dst.fill(f64::INFINITY);
+            let wj = w[j];
+            for a in alo.max(j + 1)..=ahi {
+                let c = prev[a * sub + j];
+                if c == f64::INFINITY {
+                    continue; // every candidate is +inf: none would be kept
+                }
+                relax(dst, c, wj, &plan.pairs_row(a, j)[ilo..j]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `work` on the layers this thread kept from its last call (taken out meanwhile), so that
+/// small calls allocate and touch no new memory.
+fn with_kept_layers<T>(work: impl FnOnce(&mut Vec<f64>) -> T) -> T {
+    thread_local!(static KEPT: Cell<Vec<f64>> = const { Cell::new(Vec::new()) });
+    let mut layers = KEPT.take();
+    let out = work(&mut layers);
+    if layers.capacity() * std::mem::size_of::<f64>() <= KEEP_BYTES {
+        KEPT.set(layers);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reproducible stream of awkward values: ties, zeros, `+inf` (small integers only when
+    /// the seed is even: plans then tie often).
+    struct Values(u64);
+
+    impl Values {
+        fn next(&mut self) -> f64 {
+            let ints = self.0.is_multiple_of(2);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407)
+                & !1
+                | u64::from(!ints);
+            match self.0 >> 60 {
+                0 => f64::INFINITY,
+                1..=6 => (self.0 >> 58 & 3) as f64,
+                _ if ints => (self.0 >> 57 & 1) as f64,
+                _ => (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 3.0,
+            }
+        }
+    }
+
+    /// Costs of `m` nodes with the structure of a solver's: `+inf` outside the steps a plan may
+    /// take, awkward values inside.
+    fn costs(m: usize, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut v = Values(seed);
+        let mut first = vec![f64::INFINITY; m * m];
+        let mut pairs = vec![f64::INFINITY; m * m * m];
+        for j in 1..m {
+            for i in 0..j {
+                first[j * m + i] = v.next();
+                for k in j + 1..m {
+                    if i >= 1 {
+                        pairs[(k * m + j) * m + i] = v.next();
+                    }
+                }
+            }
+        }
+        let mut end: Vec<f64> = (0..m).map(|_| v.next()).collect();
+        end[0] = f64::INFINITY;
+        (first, pairs, end)
+    }
+
+    /// The dense programme of `cotj.multistep`'s numpy reference: every (k, j, i), `argmin`
+    /// back-pointers (lowest index on ties), the final `argmin` in row-major order.
+    fn dense(
+        c: &PairCost<'_>,
+        k: usize,
+        current: usize,
+        previous: Option<usize>,
+        w: &[f64],
+    ) -> Option<Vec<usize>> {
+        let m = c.m;
+        let sub = current + 1;
+        let mut value = vec![f64::INFINITY; sub * sub];
+        for j in 0..sub {
+            let s = match previous {
+                None => c.first[current * m + j],
+                Some(p) => c.pairs[(p * m + current) * m + j],
+            };
+            value[current * sub + j] = s * w[current];
+        }
+        value[current * sub] = f64::INFINITY;
+        let mut back = Vec::new();
+        for _ in 0..k.saturating_sub(2) {
+            let mut next = vec![f64::INFINITY; sub * sub];
+            let mut arg = vec![0; sub * sub];
+            for j in 0..sub {
+                for i in 0..sub {
+                    let mut best = (f64::INFINITY, usize::MAX);
+                    for a in 0..sub {
+                        let x = value[a * sub + j] + c.pairs[(a * m + j) * m + i] * w[j];
+                        if best.1 == usize::MAX || x < best.0 {
+                            best = (x, a);
+                        }
+                    }
+                    next[j * sub + i] = best.0;
+                    arg[j * sub + i] = best.1;
+                }
+            }
+            back.push(arg);
+            value = next;
+        }
+        let mut best = (f64::INFINITY, usize::MAX);
+        for a in 0..sub {
+            for j in 0..sub {
+                let x = value[a * sub + j] + c.end[j] * w[j];
+                if best.1 == usize::MAX || x < best.0 {
+                    best = (x, a * sub + j);
+                }
+            }
+        }
+        if !best.0.is_finite() {
+            return None;
+        }
+        let mut path = vec![best.1 % sub, best.1 / sub];
+        for arg in back.iter().rev() {
+            let (j, i) = (path[path.len() - 1], path[path.len() - 2]);
+            path.push(arg[j * sub + i]);
+        }
+        path.reverse();
+        Some(path)
+    }
+
+    #[test]
+    fn plans_equal_the_dense_programme_ties_included() {
+        for (m, seed) in [(3, 1), (5, 2), (8, 3), (11, 4), (17, 5), (9, 6), (13, 8)] {
+            let (first, pairs, end) = costs(m, seed);
+            let c = PairCost::new(m, &first, &pairs, &end).unwrap();
+            let mut v = Values(seed + 100);
+            let scaled: Vec<f64> = (0..m).map(|_| 0.5 + v.next().min(2.0)).collect();
+            let ones = vec![1.0; m];
+            for (w, scale) in [(&scaled, Some(&scaled[..])), (&ones, None)] {
+                for current in 1..m {
+                    for previous in [None].into_iter().chain((current + 1..m).map(Some)) {
+                        for k in 2..=current {
+                            let got = c.plan(k, current, previous, scale);
+                            match dense(&c, k, current, previous, w) {
+                                Some(want) => {
+                                    assert_eq!(
+                                        got.unwrap().0,
+                                        want,
+                                        "m={m} {current} {previous:?} {k}"
+                                    )
+                                }
+                                None => {
+                                    assert!(matches!(got, Err(CotjError::NoFinitePairPlan { .. })))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
