@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cotj.multistep import MULTISTEP
-from cotj.objectives import TeacherCost
+from cotj.objectives import TeacherCost, grid_levels
 from cotj.planning import plan_batch
 
 __all__ = ["Replanner", "ReplanningScheduler", "replan_sample"]
@@ -53,12 +53,19 @@ class Replanner:
     solver: str = "euler"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.teacher, TeacherCost):
+            raise TypeError(f"teacher must be a TeacherCost (TeacherCost.load reads its file), got "
+                            f"{type(self.teacher).__name__}")
         n = self.teacher.grid.size
         if isinstance(self.budget, bool) or not isinstance(self.budget, (int, np.integer)) or not 1 <= self.budget <= n:
             raise ValueError(f"budget must be an int in 1..{n} (the teacher grid's levels), got {self.budget!r}")
-        if self.prior is not None and (np.shape(self.prior)[-1:] != (n,) or not np.all(np.isfinite(self.prior))):
-            raise ValueError(f"prior must be finite, (N,) or (B, N) with N = {n}, got shape {np.shape(self.prior)}")
-        if self.solver not in ("euler", *MULTISTEP):
+        if self.prior is not None:
+            prior = np.asarray(self.prior)
+            if prior.dtype.kind not in "iuf":
+                raise TypeError(f"prior must be real numbers, got dtype {prior.dtype}")
+            if prior.ndim not in (1, 2) or prior.shape[-1] != n or prior.size == 0 or not np.all(np.isfinite(prior)):
+                raise ValueError(f"prior must be finite, (N,) or (B, N) with N = {n}, got shape {prior.shape}")
+        if not isinstance(self.solver, str) or self.solver not in ("euler", *MULTISTEP):
             raise ValueError(f"solver must be one of euler, {', '.join(MULTISTEP)} (heun evaluates twice per level), "
                              f"got {self.solver!r}")
         if self.solver != "euler":
@@ -79,29 +86,59 @@ class Replanner:
             x: (B, ...) the states at ``level``; x0_hat: (B, ...) the model's clean estimates there.
             previous: (B,) grid indices of the evaluations before, -1 for none (multistep solvers).
         """
-        lv = np.asarray(level, dtype=np.int64).reshape(-1)
+        lv = grid_levels(level, self.teacher.grid.size)
         scale = self.teacher.row_scale(lv, x, x0_hat)
+        if self.prior is not None and np.ndim(self.prior) == 2 and np.shape(self.prior)[0] not in (1, lv.size):
+            raise ValueError(f"prior (B, N) has {np.shape(self.prior)[0]} rows for {lv.size} levels")
         return self.next_scaled(lv, done, scale if self.prior is None else scale + self.prior, previous)
 
     def next_scaled(self, level: NDArray[np.int64], done: int, log_scale: NDArray[np.float64],
                     previous: ArrayLike | None = None) -> NDArray[np.int64]:
         """:meth:`next` from the row scales (B, N) (:meth:`TeacherCost.row_scale`) instead of the states."""
+        n = self.teacher.grid.size
+        level = grid_levels(level, n)
+        if isinstance(done, bool) or not isinstance(done, (int, np.integer)):
+            raise TypeError(f"done must be an int in 1..{self.budget}, got {type(done).__name__}")
         left = self.budget - int(done)
-        if left < 0:
+        if not 0 <= left < self.budget:
             raise ValueError(f"done must be in 1..{self.budget}, got {done}")
+        log_scale = np.asarray(log_scale)
+        if log_scale.dtype.kind not in "iuf":
+            raise TypeError(f"log_scale must be real numbers, got dtype {log_scale.dtype}")
+        if log_scale.ndim not in (1, 2) or log_scale.shape[-1] != n or (log_scale.ndim == 2 and log_scale.shape[0] not in (1, level.size)):
+            raise ValueError(f"log_scale must be (N,) or (B, N) with N = {n} and B = {level.size}, got shape {log_scale.shape}")
+        log_scale = np.broadcast_to(log_scale.astype(np.float64), (level.size, n))
+        prev = np.full(level.size, -1, dtype=np.int64) if previous is None else _previous(previous, level, n)
         if left == 0:
             return np.full(level.size, -1, dtype=np.int64)
         if np.any(level < left):
-            raise ValueError(f"levels {level.min()} leave no room for {left} more evaluations")
+            raise ValueError(f"level {level.min()} leaves no room for {left} more evaluations (grid levels below it)")
         if self.solver == "euler":
             plans = plan_batch(None, left + 1, current=level, **self.teacher.plan_kwargs(log_scale))
             return plans.steps[:, 1].astype(np.int64)
-        prev = np.full(level.size, -1) if previous is None else np.asarray(previous, dtype=np.int64).reshape(-1)
-        rows = np.broadcast_to(log_scale, (level.size, self.teacher.grid.size))
+        rows = log_scale
         grid = self.teacher.grid
         return np.array([np.searchsorted(grid, self.teacher.plan(self.solver, left + 1, current=int(j),
                                                                  previous=None if p < 0 else int(p), log_scale=r)[1])
                          for j, p, r in zip(level, prev, rows)], dtype=np.int64)  # fmt: skip
+
+
+def _previous(previous: ArrayLike, level: NDArray[np.int64], n: int) -> NDArray[np.int64]:
+    """``previous`` (B,) as int64 grid indices above ``level``, or -1 for none."""
+    prev = np.asarray(previous)
+    if prev.dtype.kind not in "iu":
+        raise TypeError(f"previous must be int grid indices (-1 for none), got dtype {prev.dtype}")
+    prev = prev.reshape(-1)
+    if prev.size == 1 and level.size > 1:
+        prev = np.repeat(prev, level.size)
+    if prev.size != level.size:
+        raise ValueError(f"previous must hold one grid index per level ({level.size}), got {prev.size}")
+    bad = (prev != -1) & ((prev <= level) | (prev >= n)) if prev.dtype.kind == "i" else prev >= n
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise ValueError(f"previous must be -1 or a grid level in {int(level[i]) + 1}..{n - 1} (above the current "
+                         f"level {int(level[i])}), got {prev[i]}")
+    return prev.astype(np.int64)
 
 
 def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *, prediction: str | None = None,
@@ -126,11 +163,19 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     from cotj.execute.solvers import multistep_predict, unic_correct
     from cotj.predict.teacher import clean_estimate, ddim_step
 
+    if not isinstance(replanner, Replanner):
+        raise TypeError(f"replanner must be a Replanner, got {type(replanner).__name__}")
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as model(x_t, t, cond), got {type(denoiser).__name__}")
     prediction = prediction or getattr(denoiser, "prediction", None)
     if prediction is None:
         raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
+    check_noise(noise)
+    check_cond(cond, noise.shape[0])
     grid, solver = replanner.teacher.grid, replanner.solver
     b, k = noise.shape[0], replanner.budget
+    if replanner.prior is not None and np.ndim(replanner.prior) == 2 and np.shape(replanner.prior)[0] not in (1, b):
+        raise ValueError(f"the replanner's prior (B, N) has {np.shape(replanner.prior)[0]} rows for {b} noise rows")
     nodes = np.append(0.0, grid)  # node n + 1 = grid index n, node 0 = t = 0
 
     def at(idx: NDArray[np.int64]) -> Any:
@@ -149,6 +194,7 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
             seen[:, n] = grid[level]
             t = at(level)
             m = clean_estimate(denoiser, x, t, cond, prediction)
+            check_finite(m, "the model's clean estimate", n, seen[:, n])
             if solver == "unipc" and n > 0:  # UniC: re-take the last step with the evaluation just made
                 x = unic_correct(denoiser, x_last, m_prev2, m_prev, m, at(prev2) if n > 1 else None, at(prev), t,
                                  prediction)
@@ -161,7 +207,46 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
                                           t, at(nxt), prediction)
             x_last, m_prev2, m_prev = x, m_prev, m
             prev2, prev, level, x = prev, level, nxt, x_new
+            check_finite(x, "the sample", n + 1, nodes[level + 1])
     return x, seen
+
+
+def check_noise(noise: Any) -> None:
+    """TypeError unless ``noise`` is a real floating torch tensor (B, ...), ValueError unless it has B >= 1 rows
+    of finite values."""
+    import torch
+
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a torch tensor (B, ...), got {type(noise).__name__}")
+    if not noise.is_floating_point():
+        raise TypeError(f"noise must be a real floating tensor, got dtype {noise.dtype}")
+    if noise.ndim < 1 or noise.shape[0] < 1 or noise.numel() == 0:
+        raise ValueError(f"noise must be (B, ...) with B >= 1 rows, got shape {tuple(noise.shape)}")
+    if not bool(torch.isfinite(noise).all()):
+        raise ValueError("noise holds NaN or inf")
+
+
+def check_cond(cond: Any, batch: int) -> None:
+    """ValueError unless ``cond`` is None or has one row per noise row (``batch``)."""
+    if cond is None:
+        return
+    rows = cond.shape[0] if hasattr(cond, "shape") and len(cond.shape) > 0 else (len(cond) if hasattr(cond, "__len__") else None)
+    if rows is None or isinstance(cond, (str, bytes)):
+        raise TypeError(f"cond must be None or (B, ...) per-row conditions (a tensor), got {type(cond).__name__}")
+    if rows != batch:
+        raise ValueError(f"cond must have one row per noise row ({batch}), got {rows}")
+
+
+def check_finite(value: Any, what: str, step: int, levels: Any) -> None:
+    """ValueError naming ``what`` and the ``step`` (at noise levels ``levels``) unless ``value`` is finite."""
+    import torch
+
+    finite = torch.isfinite(value.reshape(value.shape[0], -1)).all(1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0, 0])
+        level = float(np.asarray(levels).reshape(-1)[row if np.size(levels) > 1 else 0])
+        raise ValueError(f"{what} at step {step} (t = {level:.4g}, row {row}) holds NaN or inf: the model's output "
+                         "overflowed (too large a guidance scale?)")
 
 
 class ReplanningScheduler:
@@ -221,6 +306,8 @@ class ReplanningScheduler:
 
         given = sigmas if sigmas is not None else timesteps
         k = num_inference_steps if num_inference_steps is not None else (len(given) if given is not None else 0)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"num_inference_steps must be an int, got {type(k).__name__}")
         self._plan = Replanner(self.teacher, int(k), solver=self.solver)
         if self.solver == "euler":
             first = plan_batch(None, self._plan.budget, current=self._plan.top, **self.teacher.plan_kwargs())[0].levels
@@ -233,9 +320,22 @@ class ReplanningScheduler:
         """Replan from the current level, set the next level in place, then take the wrapped scheduler's step."""
         if self._plan is None:
             raise RuntimeError("call set_timesteps before step")
+        import torch
+
         inner = self.scheduler
         i = len(self.levels)
+        if i >= self._plan.budget:
+            raise ValueError(f"step called more than the {self._plan.budget} times set_timesteps asked for")
+        for name, value in (("model_output", model_output), ("sample", sample)):
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                raise TypeError(f"{name} must be a real floating torch tensor, got "
+                                f"{value.dtype if isinstance(value, torch.Tensor) else type(value).__name__}")
+        if sample.ndim < 1 or sample.shape[0] < 1 or sample.numel() == 0 or model_output.shape != sample.shape:
+            raise ValueError(f"model_output must have the sample's shape {tuple(sample.shape)} (B >= 1 rows), got "
+                             f"{tuple(model_output.shape)}")
         sigma = float(inner.sigmas[i])
+        check_finite(sample, "the sample", i, sigma)
+        check_finite(model_output, "the model output", i, sigma)
         self.levels.append(sigma)
         x = sample.detach().double().flatten(1).cpu()
         x0_hat = x - sigma * model_output.detach().double().flatten(1).cpu()

@@ -101,8 +101,12 @@ Callback = Callable[[Evaluation], None]
 
 def level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
     """``levels`` (K,) shared or (B, K) per row as (B, K) float64, each row strictly decreasing in (0, 1] and
-    possibly ending early with NaN padding (adaptive plans); ValueError naming ``levels`` otherwise."""
-    lv = np.asarray(levels, dtype=np.float64)
+    possibly ending early with NaN padding (adaptive plans); TypeError unless real numbers, ValueError naming
+    ``levels`` otherwise."""
+    raw = np.asarray(levels)
+    if raw.dtype.kind not in "iuf":
+        raise TypeError(f"levels must be real numbers, got {f'dtype {raw.dtype}' if raw.dtype.kind != 'O' else type(levels).__name__}")
+    lv = raw.astype(np.float64)
     lv = np.tile(lv, (batch, 1)) if lv.ndim == 1 else lv
     if lv.ndim != 2 or lv.shape[0] != batch or lv.shape[1] == 0:
         raise ValueError(f"levels must be (K,) or ({batch}, K) with K >= 1, got shape {np.shape(levels)}")
@@ -383,14 +387,23 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
         (B, ...) the clean samples, in ``noise``'s dtype.
 
     Raises:
-        ValueError: an unknown solver (the message lists the known ones), bad ``levels``, no prediction, a bad
-            ``batch_size``.
+        TypeError: a denoiser that is not callable, ``noise`` not a real floating tensor, ``levels`` not real
+            numbers.
+        ValueError: an unknown solver (the message lists the known ones), bad ``levels``, ``noise`` with no rows
+            or not finite, ``cond`` without one row per noise row, no prediction, a bad ``batch_size``, a sample
+            that is not finite at the end (the model's output overflowed).
     """
+    from cotj.execute.replan import check_cond, check_noise
+
     run = _solver(solver).run
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as model(x_t, t, cond), got {type(denoiser).__name__}")
     prediction = prediction or getattr(denoiser, "prediction", None)
     if prediction is None:
         raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
+    check_noise(noise)
     b = noise.shape[0]
+    check_cond(cond, b)
     lv = level_rows(levels, b)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -402,6 +415,10 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
             block = np.append(lv[start:stop], np.full((stop - start, 1), np.nan), axis=1)
             rows = _Rows(block, None if cond is None else cond[start:stop], start, callback, noise.device)
             out[start:stop] = run(denoiser, noise[start:stop].clone(), rows, prediction)
+    bad = ~torch.isfinite(out.reshape(b, -1)).all(1)
+    if bool(bad.any()):
+        raise ValueError(f"the sample of row {int(bad.nonzero()[0, 0])} holds NaN or inf after {solver}'s last step: "
+                         "the model's output overflowed")
     return out
 
 
