@@ -1,7 +1,8 @@
 """The ``cotj`` command line (also ``python -m cotj``). ``cotj <command> --help`` for each command.
 
 Commands: ``plan`` (DNA -> plans), ``dna`` (true DNA with a model), ``train-predictor`` and
-``predict`` (the DNA predictor), ``sample`` (prompt -> PNG with the shipped shapes generator), ``plot``
+``predict`` (the DNA predictor), ``sample`` (prompt -> PNG with the shipped shapes generator, or with a local
+Diffusers pipeline), ``calibrate`` (a pipeline's teacher cost), ``plot``
 (figures) and ``diagnose`` (what a DNA or a run says). Each command
 parses its flags and calls the library; torch, diffusers and matplotlib load only inside the
 commands that need them. Errors from bad input print one line ``cotj <command>: error: ...`` and
@@ -17,11 +18,11 @@ import sys
 from collections.abc import Sequence
 
 from cotj import __version__
-from cotj.cli import diagnose, dna, plan, plot, predictor, sample
+from cotj.cli import calibrate, diagnose, dna, plan, plot, predictor, sample
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (plan, dna, predictor, sample, plot, diagnose)
+_COMMANDS = (plan, dna, predictor, sample, calibrate, plot, diagnose)
 # The pip extra that provides each optional top-level module, for the hint on an ImportError.
 _EXTRAS = {"torch": "torch", "safetensors": "torch", "tqdm": "torch", "diffusers": "diffusers",
            "transformers": "diffusers", "matplotlib": "plot", "sentence_transformers": "testbed",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cotj.cli import _io
+from cotj.cli import _io, _pipeline
 
 __all__ = ["add_parser", "run"]
 
@@ -42,12 +42,18 @@ The prompt must be in the shapes grammar the model was trained on (cotj.models.s
   COUNT [SIZE] COLOUR SHAPE[s] [POSITION][, BACKGROUND background]
 --any-prompt runs any other text (at most 16 MiniLM tokens), which the model has never seen.
 
+--pipeline DIR samples a local Diffusers pipeline instead (any prompt; the image at its own size): planned on
+its teacher cost (--teacher FILE, made by cotj calibrate), closed loop on flow-matching pipelines (Flux, SD3),
+--open-loop on discrete VP ones (Stable Diffusion UNets); or --uniform, or --mean-dna FILE. --guidance, --height
+and --width default to the teacher cost's (a warning when they differ from it); --dtype and --device place it.
+
 Examples:
   cotj sample "two red circles on the left" --budget 4 --out red.png
   cotj sample "two red circles on the left" --budget 4 --objective paper --out red_paper.png
   cotj sample "a small blue square" --tau 0.99 --max-steps 20 --out blue.png
   cotj sample "a small blue square" --budget 4 --uniform --out blue_uniform.png
-  cotj sample "two red circles on the left" --budget 4 --solver dpmpp_2m --out red_dpm.png"""
+  cotj sample "two red circles on the left" --budget 4 --solver dpmpp_2m --out red_dpm.png
+  cotj sample --pipeline ./flux-schnell --teacher flux_teacher.json "a lighthouse at dusk" --budget 6 --out l.png"""
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -59,9 +65,10 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="accept a prompt outside the shapes grammar (the model never saw one; expect noise)")
     p.add_argument("--out", required=True, metavar="OUT.png", help="image file to write")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--budget", type=_io.positive_int, metavar="K", help="steps (default 8)")
+    length.add_argument("--budget", type=_io.steps, metavar="K", help=f"steps, 1..{_io.MAX_STEPS} (default 8)")
     length.add_argument("--tau", type=_io.probability, help="adaptive length (smallest K with R(K) >= tau)")
-    p.add_argument("--max-steps", type=_io.positive_int, metavar="K", help="longest adaptive plan (with --tau)")
+    p.add_argument("--max-steps", type=_io.steps, metavar="K",
+                   help=f"longest adaptive plan (with --tau), 1..{_io.MAX_STEPS}")
     dna = p.add_mutually_exclusive_group()
     dna.add_argument("--predictor", metavar="DIR", help="predict the DNA with this predictor")
     dna.add_argument("--true-dna", action="store_true", help="extract the prompt's true DNA first (the oracle)")
@@ -77,7 +84,8 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--scale", type=_io.int_in(1, 64), default=8,
                    help="upscale the PNG by this factor, 1..64 (default 8)")
     _io.add_model_flags(p)
-    p.set_defaults(run=run, prog=p.prog)
+    _pipeline.add_pipeline_flags(p, required=False)
+    p.set_defaults(run=run, prog=p.prog, guidance=None)  # None: 2 for the shapes, the teacher cost's for --pipeline
 
 
 def grammar() -> str:
@@ -95,8 +103,7 @@ def check_prompt(prompt: str, any_prompt: bool) -> None:
     """Refuse an empty prompt, and one outside the shapes grammar unless ``any_prompt``."""
     from cotj.models.shapes import parse_prompt
 
-    if not prompt.strip():
-        raise ValueError("the prompt is empty")
+    _io.check_text(prompt, "the prompt")
     if any_prompt:
         return
     try:
@@ -111,6 +118,8 @@ def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
     from PIL import Image
 
     path = _io.png_path(out)
+    if not np.all(np.isfinite(image)):
+        raise ValueError("the sample holds NaN or inf: the model's output overflowed (too large a --guidance?)")
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +128,11 @@ def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pipeline:
+        return _pipeline.sample_command(args)
+    if args.height or args.width:
+        raise ValueError("--height and --width go with --pipeline (the shapes generator makes 24x24 images)")
+    args.guidance = _io.ModelSpec.guidance if args.guidance is None else args.guidance
     if args.model != _io.TESTBED:
         raise ValueError("sample runs the shipped shapes generator; the analytic models have no images")
     _io.png_path(args.out)
