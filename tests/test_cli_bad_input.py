@@ -208,3 +208,92 @@ def test_an_overlong_prompt_is_not_repeated_and_loading_bars_need_verbose(tmp_pa
     assert "more than MAX_TOKENS=16" in line and "(10,000 characters)" in line and len(line) < 300
     verbose = _sample(prompt, "--any-prompt", "--out", str(tmp_path / "x.png"), "--verbose")
     assert verbose.returncode == 2 and "Loading weights" in verbose.stderr
+
+
+# ------------------------------------------------------------------ issue 19: step flags, text, teacher files
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--uniform", "--budget", "2147483647"],
+        ["--uniform", "--budget", "100000000"],
+        ["--uniform", "--budget", "100000"],
+        ["--budget", "10001"],
+        ["--tau", "0.9", "--max-steps", "100000"],
+    ],
+)
+def test_every_step_flag_of_sample_takes_max_steps(tmp_path, args):
+    from cotj.schedules import MAX_STEPS
+
+    done = run_cotj("sample", "a red circle", "--out", tmp_path / "u.png", *args)
+    flag = args[-2]
+    assert f"{flag}: must be an int in 1..{MAX_STEPS}" in one_line_error(done, "sample")
+    assert "model: loaded" not in done.stdout
+
+
+def _cotj_bytes(*args: bytes | str, cwd) -> subprocess.CompletedProcess:
+    """``python -m cotj ARGS`` with arguments that may be bytes (not UTF-8)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "cotj", *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env=env, errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "needle"),
+    [
+        (b"two red \xff\xfe circles", "the prompt is not UTF-8 text"),
+        ("\u200b", "the prompt is empty: it has no visible character"),
+        ("\u200b\u2060 \u00a0", "the prompt is empty: it has no visible character"),
+        ("two red\x1bcircles", "the prompt holds control characters"),
+    ],
+)
+def test_a_prompt_that_is_not_text_is_one_line(tmp_path, prompt, needle):
+    done = _cotj_bytes("sample", prompt, "--any-prompt", "--out", "e.png", cwd=tmp_path)
+    assert needle in one_line_error(done, "sample")
+    assert "model: loaded" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"\xff\xfe\x00\x01 binary\n", "prompts.txt is not UTF-8 text"),
+        (b"1\n2\x003\n", "line 2 of {path} holds control characters"),
+        (b"1\n\xe2\x80\x8b\n", "line 2 of {path} is empty: it has no visible character"),
+    ],
+)
+def test_a_prompts_file_that_is_not_text_is_one_line(tmp_path, content, needle):
+    path = tmp_path / "prompts.txt"
+    path.write_bytes(content)
+    done = run_cotj("dna", path, "--model", "analytic", "--out", tmp_path / "d")
+    assert needle.format(path=path) in one_line_error(done, "dna")
+
+
+@pytest.mark.parametrize(
+    ("flag", "content", "needle"),
+    [
+        ("--grid", "[0.1, NaN, 1.0]", "grid in grid.json must be finite"),
+        ("--grid", '{"x": 1}', "a JSON object must hold the grid under the key 'dna'"),
+        ("--grid", "[]", "grid.json holds no grid"),
+    ],
+)
+def test_a_bad_grid_file_names_the_grid(tmp_path, flag, content, needle):
+    (tmp_path / "grid.json").write_text(content)
+    done = run_cotj("plan", "-", "--budget", "2", flag, tmp_path / "grid.json", stdin="[0.1, 0.2, 0.3]")
+    line = one_line_error(done, "plan")
+    assert needle in line and "dna in" not in line and "no dna" not in line.lower(), line
+
+
+@pytest.mark.slow
+def test_sample_refuses_a_malformed_teacher_file_and_a_non_finite_sample(tmp_path):
+    """A malformed --teacher file is one line naming the file and the field; a sample that overflows to NaN is an
+    error, not a PNG."""
+    bad = tmp_path / "teacher.json"
+    bad.write_text('{"format": "cotj.teacher_cost/1", "grid": [0.5, 1.0], "edges_below_diagonal": 1, "end": [1, 1], '
+                   '"n_samples": 3}')
+    done = run_cotj("sample", "two red circles", "--out", tmp_path / "t.png", "--budget", "2", "--teacher", bad, "-q")
+    assert f"{bad}: not a valid teacher cost file: edges_below_diagonal must be a list" in one_line_error(done, "sample")
+    done = run_cotj("sample", "two red circles", "--out", tmp_path / "n.png", "--uniform", "--budget", "2",
+                    "--guidance", "1e308", "-q")
+    assert "the sample holds NaN or inf" in one_line_error(done, "sample")
+    assert not (tmp_path / "n.png").exists()

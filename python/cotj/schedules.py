@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-__all__ = ["Schedule", "check_schedule", "check_steps", "default_grid", "dna_grid", "karras", "linear_flow", "shifted", "uniform", "vp", "ve"]
+__all__ = ["MAX_STEPS", "Schedule", "check_schedule", "check_steps", "default_grid", "dna_grid", "karras", "linear_flow", "shifted", "uniform", "vp", "ve"]
 
 
 class Schedule(NamedTuple):
@@ -112,13 +112,18 @@ def ve(grid: ArrayLike, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: 
 # K descending levels in (0, 1] on the linear flow (the sigmas of a flow-matching scheduler): where the model is
 # evaluated; the sampler's last step goes from the last level to 0 (NFE = K).
 
+MAX_STEPS = 10_000
+"""Most steps (model evaluations) a fixed level sequence has, and most steps or grid levels any ``cotj`` command
+flag asks a model for: memory and time grow with it, and no sampler needs more."""
+
 
 def check_steps(k: object) -> int:
-    """``k`` as a number of steps: an int >= 1 (TypeError or ValueError naming ``k`` otherwise)."""
+    """``k`` as a number of steps: an int in 1..:data:`MAX_STEPS` (TypeError or ValueError naming ``k``
+    otherwise)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    if not 1 <= k <= MAX_STEPS:
+        raise ValueError(f"k must be in 1..{MAX_STEPS} (MAX_STEPS), got {k}")
     return int(k)
 
 
@@ -131,8 +136,8 @@ def uniform(k: int) -> NDArray[np.float64]:
 def shifted(k: int, shift: float = 3.0) -> NDArray[np.float64]:
     """SD3's static time shift of :func:`uniform`: ``t' = s·t / (1 + (s - 1)·t)``; s > 1 spends
     more steps at high noise. (K,) float64."""
-    if not shift > 0:
-        raise ValueError(f"shift must be > 0, got {shift}")
+    if not 0 < shift < np.inf:
+        raise ValueError(f"shift must be > 0 and finite, got {shift}")
     t = uniform(k)
     return shift * t / (1.0 + (shift - 1.0) * t)
 
@@ -146,11 +151,16 @@ def karras(k: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float 
     t = 1 is σ = ∞) and the last t ≈ 0.002.
     """
     k = check_steps(k)
-    if not 0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
-    if not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
+    if not 0 < sigma_min < sigma_max < np.inf:
+        raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if not 0 < rho < np.inf:
+        raise ValueError(f"rho must be > 0 and finite, got {rho}")
     ramp = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-    sigma = (hi + ramp * (lo - hi)) ** rho
-    return sigma / (1.0 + sigma)
+    with np.errstate(over="ignore", invalid="ignore"):
+        lo, hi = np.float64(sigma_min) ** (1.0 / rho), np.float64(sigma_max) ** (1.0 / rho)
+        sigma = (hi + ramp * (lo - hi)) ** rho
+        levels = sigma / (1.0 + sigma)
+    if not np.all(np.isfinite(levels) & (levels > 0)) or np.any(np.diff(levels) >= 0):
+        raise ValueError(f"karras levels overflow float64 or collapse for rho={rho}, sigma_min={sigma_min}, "
+                         f"sigma_max={sigma_max}: choose a smaller rho")
+    return levels

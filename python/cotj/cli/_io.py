@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from numpy.typing import NDArray
 
 import cotj
 from cotj.dna import load_dna, parse_dna
+from cotj.schedules import MAX_STEPS
 
 STDIN = "-"
 TESTBED, ANALYTIC = "testbed", "analytic"
@@ -52,16 +54,33 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 def read_array(source: str, what: str = "DNA") -> NDArray[np.float64]:
     """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`), ``-`` (stdin,
     :func:`cotj.dna.parse_dna`) or, for a DNA, the name of a mean DNA the package ships (:func:`cotj.mean_dna`):
-    every malformed input is a ValueError or TypeError naming it."""
-    if source == STDIN:
-        return parse_dna(sys.stdin.read(), "stdin")
-    if what == "DNA" and source in cotj.mean_dna_names():
+    every malformed input is a ValueError or TypeError naming it (and ``what`` it should hold)."""
+    if what == "DNA" and source != STDIN and source in cotj.mean_dna_names():
         return cotj.mean_dna(source)
     path = Path(source)
-    if not path.is_file():
+    if source != STDIN and not path.is_file():
         shipped = f" or a shipped mean DNA ({', '.join(cotj.mean_dna_names())})" if what == "DNA" else ""
         raise FileNotFoundError(2, f"no {what} file{shipped}", source)
-    return load_dna(path)
+    try:
+        return parse_dna(_stdin_text(), "stdin") if source == STDIN else load_dna(path)
+    except (ValueError, TypeError) as exc:
+        if what == "DNA":
+            raise
+        message = str(exc)
+        for word in ("dna in ", "no DNA", "valid DNA", "JSON DNA", "the DNA"):
+            message = message.replace(word, word.replace("dna", what).replace("DNA", what))
+        raise type(exc)(message) from None
+
+
+def _stdin_text() -> str:
+    """Standard input as text: ValueError unless it is UTF-8."""
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("stdin is not UTF-8 text") from None
 
 
 def read_rows(source: str) -> NDArray[np.float64]:
@@ -73,12 +92,39 @@ def read_rows(source: str) -> NDArray[np.float64]:
 
 
 def read_lines(path: str) -> list[str]:
-    """Non-empty lines of a text file (or ``-`` for stdin), stripped."""
-    text = sys.stdin.read() if path == STDIN else Path(path).read_text()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    """Non-empty lines of a UTF-8 text file (or ``-`` for stdin), stripped, each checked by :func:`check_text`
+    (ValueError naming the file and the line)."""
+    if path == STDIN:
+        text = _stdin_text()
+    else:
+        try:
+            text = Path(path).read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not UTF-8 text (a binary file?)") from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            lines.append(check_text(line.strip(), f"line {number} of {path}"))
     if not lines:
         raise ValueError(f"{path} has no prompts (no non-empty lines)")
     return lines
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` if it is text a tokenizer takes: encodable as UTF-8 (a command-line argument of bytes that are
+    not UTF-8 arrives with lone surrogates), no control characters, and at least one visible character (not only
+    spaces or invisible ones such as the zero-width space). ValueError naming ``what`` otherwise."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not UTF-8 text (binary bytes?)") from None
+    categories = [unicodedata.category(c) for c in text]
+    if any(cat == "Cc" and c not in "\t\n\r" for c, cat in zip(text, categories, strict=True)):
+        raise ValueError(f"{what} holds control characters (binary bytes?)")
+    if not any(cat[0] in "LNPS" for cat in categories):
+        raise ValueError(f"{what} is empty: it has no visible character (only spaces or invisible ones, such as "
+                         "zero-width spaces)")
+    return text
 
 
 def window(pinned: str) -> Any:
@@ -97,8 +143,6 @@ def window(pinned: str) -> Any:
 
 MAX_INT = 2**31 - 1
 """Largest int any integer flag takes (bigger values overflow the libraries' C integers)."""
-MAX_STEPS = 10_000
-"""Largest number of grid levels or sampler steps a flag asks the models for (memory and time grow with it)."""
 
 
 def budget(text: str) -> int | NDArray[np.int64]:
@@ -146,6 +190,9 @@ def int_in(low: int, high: int = MAX_INT) -> Any:
 
 positive_int = int_in(1)
 """argparse type: an int in 1..MAX_INT."""
+steps = int_in(1, MAX_STEPS)
+"""argparse type of every flag that sets a number of steps or levels a model runs: an int in 1..MAX_STEPS
+(:data:`cotj.schedules.MAX_STEPS`)."""
 seed = int_in(0, 2**32 - 1)
 """argparse type for seeds: an int in 0..2**32 - 1."""
 
