@@ -175,7 +175,9 @@ def test_windowed_teacher_plan_is_the_cheapest_by_brute_force(t_lo, t_hi, k, tea
 
 
 def test_restrict_slices_every_part(teacher):
-    w = restrict(teacher, 0.26, 0.83, "unipc")
+    w = restrict(TeacherCost(teacher.grid, teacher.edges, teacher.end, teacher.n_samples, teacher.rows, teacher.gram,
+                             settings={"guidance": 2.0}), 0.26, 0.83, "unipc")
+    assert w.settings == {"guidance": 2.0}
     idx = np.arange(5, 17)  # levels 0.30 .. 0.85; 0.85 is relabelled 0.83
     np.testing.assert_allclose(w.grid, np.append(GRID[idx[:-1]], 0.83))
     np.testing.assert_array_equal(w.edges, teacher.edges[np.ix_(idx, idx)])

@@ -153,7 +153,8 @@ def restrict(teacher: TeacherCost, t_lo: float, t_hi: float, solver: str | None 
             cached there) are sliced to the window rather than recomputed; None for none.
 
     Returns:
-        A :class:`TeacherCost` of M levels, ``grid[-1] == t_hi``, with the sliced row model and Gram matrix.
+        A :class:`TeacherCost` of M levels, ``grid[-1] == t_hi``, with the sliced row model and Gram matrix and
+        the same settings.
     """
     g = teacher.grid
     lo, top = _window(g, t_lo, t_hi, "teacher grid")
@@ -169,7 +170,8 @@ def restrict(teacher: TeacherCost, t_lo: float, t_hi: float, solver: str | None 
     if teacher.gram is not None:
         both = np.append(nodes, nodes + g.size + 1)  # the states at the nodes, then the estimates
         gram = teacher.gram[np.ix_(both, both)]
-    out = TeacherCost(grid, teacher.edges[np.ix_(idx, idx)], teacher.end[idx], teacher.n_samples, rows, gram)
+    out = TeacherCost(grid, teacher.edges[np.ix_(idx, idx)], teacher.end[idx], teacher.n_samples, rows, gram,
+                      settings=teacher.settings)
     if solver is not None and solver in MULTISTEP and teacher.gram is not None:
         full = teacher.solver_cost(solver)
         pairs = None if full.pairs is None else full.pairs[np.ix_(nodes, nodes, nodes)]
