@@ -232,6 +232,13 @@ def load_pipeline(folder: str, *, dtype: str = "auto", device: str = "auto", pro
 
     dev = _device(device)
     dt = _dtype(dtype, dev)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    bars = [m for m in (diffusers_logging, transformers_logging) if m.is_progress_bar_enabled()]
+    if not progress:  # their loading bars
+        for module in bars:
+            module.disable_progress_bar()
     try:
         with warnings.catch_warnings():  # newer Diffusers call it dtype; torch_dtype works in every version
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
@@ -239,6 +246,9 @@ def load_pipeline(folder: str, *, dtype: str = "auto", device: str = "auto", pro
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, json.JSONDecodeError) as exc:
         reason = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ValueError(f"{folder}: cannot load the pipeline ({type(exc).__name__}: {reason})") from None
+    finally:
+        for module in bars:
+            module.enable_progress_bar()
     model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
     kind = KINDS.get(type(model).__name__) if model is not None else None
     if kind is None:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    loaded = _pipeline.load_pipeline(args.pipeline, dtype=args.dtype, device=args.device, progress=False)
+    loaded = _pipeline.load_pipeline(args.pipeline, dtype=args.dtype, device=args.device, progress=not args.quiet)
     h, w = loaded.default_size()
     guidance = _pipeline.DEFAULT_GUIDANCE[loaded.kind] if args.guidance is None else args.guidance
     height, width = args.height or h, args.width or w
