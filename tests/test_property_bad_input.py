@@ -9,23 +9,25 @@ aborts the interpreter (a failed allocation, a panic across the FFI) fails the t
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import struct
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import cotj
 from cotj.cli import main
-from property_child import DTYPES, EXTREME, MAX_MESSAGE, SETTINGS, in_child, run_properties_in_child
+from property_child import DTYPES, EXAMPLES, EXTREME, MAX_MESSAGE, SETTINGS, in_child, run_properties_in_child
 from property_child import refused_well as _refused_well
 
 
@@ -249,3 +251,180 @@ def test_property_predictor_load_on_valid_files_with_extreme_weights(config, val
             assert not finite and "NaN or inf" in str(exc)
             return
     assert finite
+
+
+# ------------------------------------------------------------------ issue 19: TeacherCost.load and cotj.execute
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), EXTREME, st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=6), inner, max_size=5)),
+    max_leaves=20,
+)
+TEACHER_FIELDS = ["format", "grid", "edges_below_diagonal", "end", "n_samples", "rows", "gram_upper", "settings",
+                  "rows.base", "rows.center", "rows.spread", "rows.beta", "rows.var"]
+
+
+def _teacher_doc(n: int, seed: int, gram: bool, rows: bool) -> dict:
+    """A valid teacher cost document of ``n`` levels (tests/test_teacher_load_bad_input.py's teacher, saved)."""
+    from test_teacher_load_bad_input import small_teacher
+
+    with tempfile.TemporaryDirectory() as tmp:
+        small_teacher(n, seed, gram, rows).save(Path(tmp) / "t.json")
+        return json.loads((Path(tmp) / "t.json").read_text())
+
+
+def _numbers_of_size(draw: st.DrawFn, shape: tuple[int, ...]) -> object:
+    """Nested lists of extreme or plausible numbers, of ``shape`` or of a shape near it."""
+    if draw(st.booleans()):
+        shape = tuple(draw(st.integers(0, s + 2)) for s in shape)[: draw(st.integers(0, len(shape) + 1))] or (1,)
+    values = hnp.arrays(np.float64, shape, elements=st.one_of(EXTREME, st.floats(0, 2)))
+    return draw(values).tolist()
+
+
+@st.composite
+def _mutated_teacher(draw: st.DrawFn) -> str:
+    """A valid teacher cost file of 2..5 levels with up to three fields replaced by arbitrary JSON, numbers of a
+    near size or deleted; as JSON text (NaN and Infinity allowed, as Python writes them)."""
+    n = draw(st.integers(2, 5))
+    doc = _teacher_doc(n, draw(st.integers(0, 3)), draw(st.booleans()), draw(st.booleans()))
+    expected = {"grid": (n,), "edges_below_diagonal": (n * (n - 1) // 2,), "end": (n,), "gram_upper": ((2 * n + 2) * (2 * n + 3) // 2,),
+                "rows.base": (n,), "rows.center": (n, 2), "rows.spread": (n, 2), "rows.beta": (n, 2, n), "rows.var": (n, n)}  # fmt: skip
+    for field in draw(st.lists(st.sampled_from(TEACHER_FIELDS), max_size=3)):
+        doc.setdefault("settings", {"guidance": 2.0})
+        *parents, last = field.split(".")
+        target = doc
+        for key in parents:
+            target = target.get(key) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            continue
+        how = draw(st.sampled_from(["json", "numbers", "delete"]))
+        if how == "delete":
+            target.pop(last, None)
+        elif how == "numbers" and field in expected:
+            target[last] = _numbers_of_size(draw, expected[field])
+        else:
+            target[last] = draw(JSON)
+    if draw(st.booleans()):  # a grid of any size, as a small file may claim
+        doc["grid"] = (np.arange(1, (m := draw(st.integers(0, 5000))) + 1) / max(m, 1)).tolist()
+    return json.dumps(doc)
+
+
+def _load_teacher(text: str | bytes):
+    """``TeacherCost.load`` of a file holding ``text``: the cost, or None after checking the refusal."""
+    from cotj.objectives import TeacherCost
+
+    with _file("teacher.json", text.encode() if isinstance(text, str) else text) as path:
+        try:
+            tc = TeacherCost.load(path)
+        except ValueError as exc:
+            _refused_well(exc)
+            assert str(exc).startswith(f"{path}: not a valid teacher cost file: "), str(exc)[:300]
+            return None
+    n = tc.grid.size
+    assert np.all(np.isfinite(tc.grid)) and np.all(np.diff(tc.grid) > 0) and 0 < tc.grid[0] and tc.grid[-1] <= 1
+    below = np.tril_indices(n, -1)
+    assert np.all(np.isfinite(tc.edges[below])) and np.all(np.isfinite(tc.end)) and tc.n_samples >= 1
+    assert cotj.plan_batch(None, 2, current=n - 1, **tc.plan_kwargs()).levels.shape == (1, 2)
+    if tc.gram is not None:
+        assert tc.plan("euler", 2).shape == tc.plan("unipc", 2).shape == (2,)
+    try:
+        scale = tc.row_scale(np.arange(n), np.ones((n, 3)), np.full((n, 3), 0.5))
+    except ValueError as exc:  # a row model of huge coefficients: its scale overflows
+        assert "row scale overflows" in str(exc)
+    else:
+        assert scale.shape == (n, n) and np.all(np.isfinite(scale))
+    return tc
+
+
+@in_child
+@SETTINGS
+@given(doc=JSON, raw=st.binary(max_size=200))
+def test_property_teacher_load_on_arbitrary_json_and_bytes(doc, raw):
+    assert _load_teacher(json.dumps(doc)) is None  # no JSON value but the format's object passes
+    _load_teacher(raw)
+
+
+@in_child
+@SETTINGS
+@given(text=_mutated_teacher())
+def test_property_teacher_load_on_valid_files_with_fields_replaced(text):
+    _load_teacher(text)
+
+
+FEW = settings(SETTINGS, max_examples=max(EXAMPLES // 3, 10))
+"""The execute properties run the analytic model: a third of the examples."""
+ARRAYS = hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+
+
+def _execute_call(call) -> object:
+    """``call()``: its result, or None after checking the refusal."""
+    try:
+        return call()
+    except (ValueError, TypeError) as exc:
+        _refused_well(exc)
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _execute_teacher():
+    from test_teacher_load_bad_input import small_teacher
+
+    return small_teacher(6, 1)
+
+
+@in_child
+@FEW
+@given(level=st.one_of(hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=2, max_side=3)), st.integers(-3, 8),
+                       st.floats(), st.text(max_size=3)),
+       x=hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+       x0_hat=hnp.arrays(DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)),
+       done=st.one_of(st.integers(-1, 4), st.floats(0, 4), st.none()),
+       solver=st.sampled_from(["euler", "unipc"]),
+       previous=st.one_of(st.none(), st.integers(-2, 7), hnp.arrays(DTYPES, st.integers(0, 3))))
+def test_property_replanner_next_on_any_shapes_dtypes_and_values(level, x, x0_hat, done, solver, previous):
+    from cotj.execute.replan import Replanner
+
+    replanner = Replanner(_execute_teacher(), 3, solver=solver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # overflow in the float16/extreme inputs' own conversions
+        out = _execute_call(lambda: replanner.next(level, done, x, x0_hat, previous))
+    if out is not None:
+        lv = np.asarray(level).reshape(-1)
+        assert out.dtype == np.int64 and out.shape == lv.shape and np.all((out < lv) & (out >= -1))
+
+
+class _HalfVelocity:
+    """A flow model of any state shape: velocity ``x / 2``."""
+
+    prediction = "flow"
+
+    def __call__(self, x, t, cond):
+        return 0.5 * x
+
+
+TORCH_DTYPES = st.sampled_from(["float64", "float32", "float16", "bfloat16", "int64", "bool", "complex64"])
+
+
+@in_child
+@FEW
+@given(shape=st.lists(st.integers(0, 3), max_size=3), dtype=TORCH_DTYPES, fill=st.one_of(st.floats(-3, 3), EXTREME),
+       cond_rows=st.integers(0, 4), levels=st.one_of(ARRAYS, st.lists(EXTREME, max_size=3)),
+       solver=st.sampled_from(["euler", "heun", "dpmpp_2m", "unipc", "rk4"]), budget=st.integers(0, 4))
+def test_property_solve_and_replan_sample_on_any_noise_cond_and_levels(shape, dtype, fill, cond_rows, levels, solver,
+                                                                        budget):
+    torch = pytest.importorskip("torch")
+    from cotj.execute import solve
+    from cotj.execute.replan import Replanner, replan_sample
+
+    model = _HalfVelocity()
+    try:
+        noise = torch.full(shape, fill, dtype=getattr(torch, dtype)) if dtype != "bool" else torch.zeros(shape, dtype=torch.bool)
+    except (RuntimeError, OverflowError):  # the tensor itself cannot hold the fill
+        return
+    cond = torch.arange(cond_rows) % 5
+    out = _execute_call(lambda: solve(model, noise, cond, levels, solver))
+    if out is not None:
+        assert out.shape == noise.shape and bool(torch.isfinite(out).all())
+    replan = _execute_call(lambda: replan_sample(model, noise, cond, Replanner(_execute_teacher(), budget, solver=solver)))
+    if replan is not None:
+        assert replan[0].shape == noise.shape and bool(torch.isfinite(replan[0]).all())

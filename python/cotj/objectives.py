@@ -216,7 +216,8 @@ class TeacherCost:
 
         Raises:
             TypeError: ``level`` not ints, ``x`` or ``x0_hat`` not real numbers.
-            ValueError: ``level`` outside the grid; ``x`` and ``x0_hat`` not of one shape with B rows, or not finite.
+            ValueError: ``level`` outside the grid; ``x`` and ``x0_hat`` not of one shape with B rows, not finite, or
+                so large that the row scale overflows.
         """
         lv = grid_levels(level, self.grid.size)
         xs = _real_rows(x, "x", lv.size)
@@ -225,7 +226,12 @@ class TeacherCost:
             raise ValueError(f"x and x0_hat must have one shape, got {xs.shape} and {x0.shape}")
         if self.rows is None:
             return np.zeros((lv.size, self.grid.size))
-        return self.rows.log_scale(lv, row_features(xs, x0))
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = self.rows.log_scale(lv, row_features(xs, x0))
+        if not np.all(np.abs(scale) < _MAX_LOG_SCALE):
+            raise ValueError("x and x0_hat lie too far outside what the row model was fitted on: their row scale "
+                             "overflows float64")
+        return scale
 
     def save(self, path: str | Path) -> None:
         """Write as JSON (``edges`` below the diagonal only, every number to 7 significant digits, float32's

@@ -198,7 +198,7 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
             if solver == "unipc" and n > 0:  # UniC: re-take the last step with the evaluation just made
                 x = unic_correct(denoiser, x_last, m_prev2, m_prev, m, at(prev2) if n > 1 else None, at(prev), t,
                                  prediction)
-            nxt = replanner.next(level, n + 1, x.flatten(1).double().cpu().numpy(), m.flatten(1).double().cpu().numpy(),
+            nxt = replanner.next(level, n + 1, x.reshape(b, -1).double().cpu().numpy(), m.reshape(b, -1).double().cpu().numpy(),
                                    prev)
             if solver == "euler":
                 x_new = ddim_step(denoiser, x, m, t, at(nxt), prediction)
@@ -337,8 +337,8 @@ class ReplanningScheduler:
         check_finite(sample, "the sample", i, sigma)
         check_finite(model_output, "the model output", i, sigma)
         self.levels.append(sigma)
-        x = sample.detach().double().flatten(1).cpu()
-        x0_hat = x - sigma * model_output.detach().double().flatten(1).cpu()
+        x = sample.detach().double().reshape(sample.shape[0], -1).cpu()
+        x0_hat = x - sigma * model_output.detach().double().reshape(sample.shape[0], -1).cpu()
         level = np.full(1, self._level)
         scale = self.teacher.row_scale(np.full(x.shape[0], self._level), x.numpy(), x0_hat.numpy()).mean(0, keepdims=True)
         nxt = int(self._plan.next_scaled(level, i + 1, scale, np.full(1, self._previous))[0])
