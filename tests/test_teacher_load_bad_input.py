@@ -208,3 +208,17 @@ def test_the_constructor_checks_what_load_checks():
     object.__setattr__(bad_rows, "spread", np.zeros_like(tc.rows.spread))
     with pytest.raises(ValueError, match="rows.spread must be > 0"):
         TeacherCost(tc.grid, tc.edges, tc.end, 32, bad_rows, tc.gram)
+
+
+def test_single_step_solver_costs_are_held_to_the_same_memory_bound(monkeypatch):
+    """Euler and Heun costs are (N + 1)² arrays: refused once their estimate passes the multistep bound's (about
+    2,350 levels at MAX_MULTISTEP_LEVELS = 160; here with the bound lowered to 10 levels, 60 levels pass it)."""
+    import cotj.objectives as objectives
+
+    tc = small_teacher(60, rows=False)
+    monkeypatch.setattr(objectives, "MAX_MULTISTEP_LEVELS", 10)
+    with pytest.raises(ValueError, match=r"heun costs of a 60-level teacher grid would take about 0\.0 GiB, more than "
+                                         r"the multistep costs at MAX_MULTISTEP_LEVELS"):
+        tc.plan("heun", 3)
+    monkeypatch.setattr(objectives, "MAX_MULTISTEP_LEVELS", 160)
+    assert tc.plan("heun", 3).shape == (3,)

@@ -49,8 +49,14 @@ _MAX_LOG_SCALE = 700.0  # exp(±700) is finite and > 0 in float64
 
 def multistep_cost_bytes(n: int) -> int:
     """Peak memory in bytes of building the multistep solver costs of an ``n``-level grid: about 32 float64
-    arrays of (n + 1)³ (measured with tracemalloc: 30.3 of them for unipc, 19.2 for dpmpp_2m at n = 50 and 100)."""
+    arrays of (n + 1)³ (measured with tracemalloc: 30.3 of them for unipc, 19.2 for dpmpp_2m at n = 50 and 100).
+    The single-step solvers' costs (euler, heun) are held to the same bound: about 24 arrays of (n + 1)² (11.3
+    for euler, 20.3 for heun), so up to about 2,350 levels."""
     return 32 * 8 * (int(n) + 1) ** 3
+
+
+def _single_step_cost_bytes(n: int) -> int:
+    return 24 * 8 * (int(n) + 1) ** 2
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,11 @@ class TeacherCost:
             raise ValueError(f"{solver} costs of a {n}-level teacher grid would take about "
                              f"{multistep_cost_bytes(n) / 2**30:.1f} GiB: multistep costs take at most "
                              f"MAX_MULTISTEP_LEVELS = {MAX_MULTISTEP_LEVELS} levels; plan euler or heun steps")
+        if solver not in MULTISTEP and _single_step_cost_bytes(n) > multistep_cost_bytes(MAX_MULTISTEP_LEVELS):
+            raise ValueError(f"{solver} costs of a {n}-level teacher grid would take about "
+                             f"{_single_step_cost_bytes(n) / 2**30:.1f} GiB, more than the multistep costs at "
+                             f"MAX_MULTISTEP_LEVELS ({multistep_cost_bytes(MAX_MULTISTEP_LEVELS) / 2**30:.1f} GiB): "
+                             "plan first-order steps on the edges (objective('teacher'))")
         if solver not in self._solver_costs:  # computed once per solver (about a second for the pairs at N = 100)
             cost = solver_costs(solver, self.gram, np.append(0.0, self.grid))
             floor = 1e-12  # the teacher's own steps land on it: 0 up to rounding of the quadratic form
