@@ -67,7 +67,7 @@ def test_nan_levels_held_by_a_scheduler_fail_the_exactness_check():
 import torch  # noqa: E402
 
 from cotj import default_grid  # noqa: E402
-from cotj.execute import solve  # noqa: E402
+from cotj.execute import sample, solve  # noqa: E402
 from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 from cotj.objectives import TeacherCost, objective  # noqa: E402
@@ -169,6 +169,8 @@ BAD_EXECUTE = {
     "solve numpy noise": (lambda tc: solve(MODEL, NOISE.numpy(), COND, [0.9]), TypeError, r"noise must be a torch tensor"),
     "solve NaN output": (lambda tc: solve(NaNModel(0.6), NOISE, COND, [0.9, 0.5], "dpmpp_2m"), ValueError,
                          r"the sample of row 0 holds NaN or inf"),
+    "complex mean_dna": (lambda tc: sample(object(), "a prompt", mean_dna=np.linspace(0.1, 1, 10) + 1j), TypeError,
+                         r"mean_dna must be real numbers"),
     "solve denoiser None": (lambda tc: solve(None, NOISE, COND, [0.9], prediction="flow"), TypeError,
                             r"denoiser must be callable"),
 }

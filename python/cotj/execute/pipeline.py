@@ -57,7 +57,10 @@ def _dna(batch: int, predictor: Any, mean_dna: ArrayLike | str | None, embedding
         if dna.shape[0] != batch:
             raise ValueError(f"the embeddings give {dna.shape[0]} rows for {batch} prompts")
         return dna
-    row = load_dna(mean_dna) if isinstance(mean_dna, str) else np.asarray(mean_dna, dtype=np.float64)
+    row = load_dna(mean_dna) if isinstance(mean_dna, str) else np.asarray(mean_dna)
+    if row.dtype.kind not in "iuf":
+        raise TypeError(f"mean_dna must be real numbers (an array or a DNA file), got dtype {row.dtype}")
+    row = row.astype(np.float64)
     if row.ndim != 1:
         raise ValueError(f"mean_dna must be one row (N,), got shape {row.shape}")
     return np.tile(row, (batch, 1))
