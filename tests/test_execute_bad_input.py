@@ -98,6 +98,12 @@ class NaNModel:
         return torch.where((t < self.below)[:, None], torch.nan, out)
 
 
+class _Pipe:
+    """A stand-in pipeline: only its scheduler is looked at before the bad argument is."""
+
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler()
+
+
 X2 = np.ones((2, 6))
 BAD_EXECUTE = {
     # Replanner and its next step
@@ -169,7 +175,7 @@ BAD_EXECUTE = {
     "solve numpy noise": (lambda tc: solve(MODEL, NOISE.numpy(), COND, [0.9]), TypeError, r"noise must be a torch tensor"),
     "solve NaN output": (lambda tc: solve(NaNModel(0.6), NOISE, COND, [0.9, 0.5], "dpmpp_2m"), ValueError,
                          r"the sample of row 0 holds NaN or inf"),
-    "complex mean_dna": (lambda tc: sample(object(), "a prompt", mean_dna=np.linspace(0.1, 1, 10) + 1j), TypeError,
+    "complex mean_dna": (lambda tc: sample(_Pipe(), "a prompt", mean_dna=np.linspace(0.1, 1, 10) + 1j), TypeError,
                          r"mean_dna must be real numbers"),
     "solve denoiser None": (lambda tc: solve(None, NOISE, COND, [0.9], prediction="flow"), TypeError,
                             r"denoiser must be callable"),
