@@ -1,6 +1,6 @@
 """``cotj calibrate`` and ``cotj sample --pipeline`` on local Diffusers pipelines: tiny random-weight FluxPipeline,
 StableDiffusion3Pipeline and StableDiffusionPipeline with their own tokenizers and text encoders, saved with
-save_pretrained and loaded back by path (tests/tiny_pipelines.py). Calibrate -> JSON -> sample: the teacher runs
+save_pretrained and loaded back by path (cotj_testbed.tiny_pipelines). Calibrate -> JSON -> sample: the teacher runs
 are the pipeline's own first-order sampler, the model is called exactly K times at the planned levels, resumed
 and sharded calibrations equal one run, and bad input is one line with exit status 2."""
 
@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-import tiny_pipelines  # noqa: E402
 from cotj import cli  # noqa: E402
 from cotj.cli import _pipeline  # noqa: E402
 from cotj.objectives import TeacherCost  # noqa: E402
+from cotj_testbed import tiny_pipelines  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -274,3 +274,26 @@ def test_sharded_calibration_equals_one_process(folders, tmp_path, monkeypatch):
     two = TeacherCost.load(tmp_path / "two.json")
     np.testing.assert_allclose(two.edges, one.edges, rtol=1e-6)  # through the file: 7 digits
     assert json.loads((tmp_path / "two.json").read_text())["settings"]["processes"] == 2
+
+
+def test_the_readme_try_it_command_calibrates_and_samples_a_tiny_flux_pipeline(tmp_path):
+    """The README's one command, as a shell runs it from an empty directory: tiny Flux pipeline -> calibrate ->
+    closed-loop sample."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = next(line for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) for line in block.splitlines()
+                   if line.startswith("python -m cotj_testbed.tiny_pipelines"))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1",
+           "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command.replace("python -m", f"{sys.executable} -m", 1), shell=True, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "replanned after each step" in done.stdout and "NFE 4 for 4 levels" in done.stdout
+    assert TeacherCost.load(tmp_path / "tiny.json").settings["pipeline"] == "FluxPipeline"
+    assert (tmp_path / "cat.png").is_file()

@@ -1,6 +1,8 @@
 """Tiny random-weight Diffusers pipelines with their own tokenizers and one-layer text encoders, built offline
-(no download) for the command-line tests: FluxPipeline, StableDiffusion3Pipeline and StableDiffusionPipeline,
-16x16 images. Saved with ``save_pretrained`` they load back by path like any local pipeline."""
+(no download): FluxPipeline, StableDiffusion3Pipeline and StableDiffusionPipeline, 16x16 images. Saved with
+``save_pretrained`` they load back by path like any local pipeline: the command-line tests use them, and
+``python -m cotj_testbed.tiny_pipelines flux DIR`` writes one to try ``cotj calibrate`` and ``cotj sample
+--pipeline`` without a real model (the README's command)."""
 
 from __future__ import annotations
 
@@ -128,3 +130,24 @@ def save(kind: str, folder: Path) -> Path:
     out = folder / kind
     BUILDERS[kind](folder / f"_{kind}_files").save_pretrained(out)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cotj_testbed.tiny_pipelines KIND DIR``: save a tiny pipeline into DIR (KIND: flux, sd3, sd)."""
+    import argparse
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m cotj_testbed.tiny_pipelines",
+                                description="Save a tiny random-weight Diffusers pipeline (16x16 images) into a folder, "
+                                            "to try cotj calibrate and cotj sample --pipeline without a real model.")
+    p.add_argument("kind", choices=sorted(BUILDERS))
+    p.add_argument("folder", help="the pipeline folder to write")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        BUILDERS[args.kind](Path(tmp)).save_pretrained(args.folder)
+    print(f"wrote {args.folder}: a tiny random-weight {args.kind} pipeline (16x16 images)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

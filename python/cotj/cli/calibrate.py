@@ -46,7 +46,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--levels", type=_io.int_in(2, 1000), default=100, metavar="N",
                    help="grid levels N, 2..1000 (default 100; model evaluations grow with N)")
     p.add_argument("--batch-size", type=_io.int_in(1, 4096), default=4, metavar="B",
-                   help="prompts per teacher run (default 4; host memory ~ 40 bytes x B x (N + 1) x latent size)")
+                   help="prompts per teacher run (default 4; host memory about 43 bytes x B x (N + 1) x latent size)")
     p.add_argument("--seed", type=_io.seed, default=0, help="noise seed (a prompt's noise depends on it and the prompt)")
     p.add_argument("--threads", type=_io.int_in(1, 1024), metavar="T", help="torch CPU threads (default torch's)")
     p.set_defaults(run=run, prog=p.prog)
