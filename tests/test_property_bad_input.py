@@ -428,3 +428,33 @@ def test_property_solve_and_replan_sample_on_any_noise_cond_and_levels(shape, dt
     replan = _execute_call(lambda: replan_sample(model, noise, cond, Replanner(_execute_teacher(), budget, solver=solver)))
     if replan is not None:
         assert replan[0].shape == noise.shape and bool(torch.isfinite(replan[0]).all())
+
+
+@in_child
+@FEW
+@given(out_shape=st.lists(st.integers(0, 3), max_size=3), sample_shape=st.lists(st.integers(0, 3), max_size=3),
+       same=st.booleans(), dtype=TORCH_DTYPES, fill=st.one_of(st.floats(-3, 3), EXTREME),
+       k=st.one_of(st.integers(-1, 7), st.floats(0, 4)))
+def test_property_replanning_scheduler_on_any_model_output_and_sample(out_shape, sample_shape, same, dtype, fill, k):
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    from cotj.execute.replan import ReplanningScheduler
+
+    sched = ReplanningScheduler(diffusers.FlowMatchEulerDiscreteScheduler(), _execute_teacher())
+    sample_shape = out_shape if same else sample_shape
+    try:
+        sched.set_timesteps(k)
+    except (ValueError, TypeError) as exc:
+        _refused_well(exc)
+        return
+    try:
+        make = (lambda s: torch.zeros(s, dtype=torch.bool)) if dtype == "bool" else (
+            lambda s: torch.full(s, fill, dtype=getattr(torch, dtype)))
+        out, x = make(out_shape), make(sample_shape)
+    except (RuntimeError, OverflowError):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stepped = _execute_call(lambda: sched.step(out, sched.timesteps[0], x))
+    if stepped is not None:
+        assert stepped.prev_sample.shape == x.shape and sched.levels == [1.0]
