@@ -26,11 +26,13 @@ __all__ = [
     "plan_cost_dense",
     "cost_matrix",
     "check_levels",
+    "plan_pairs",
     "_lever_cache",
     "__version__",
     "MAX_LEVELS",
     "DEFAULT_BUDGET",
     "KERNEL",
+    "MAX_PAIR_NODES",
 ]
 
 __version__: str
@@ -38,6 +40,9 @@ MAX_LEVELS: int
 """Most levels a grid, a DNA row or a dense cost may have (10000): planning memory grows as N^2."""
 DEFAULT_BUDGET: int
 """Steps per plan when a call gives neither ``budget`` nor ``tau`` (8): the one place it is set."""
+MAX_PAIR_NODES: int
+"""Most nodes (t = 0 and the grid levels, M = N + 1) the costs of a multistep solver may have (512): their
+pair costs take 8·M³ bytes (1 GiB at this bound)."""
 KERNEL: str
 """The DP arithmetic of this process: ``"fused"`` (AVX-512 or AVX2, with FMA) or ``"portable"``
 (forced by the environment variable ``COTJ_PORTABLE=1``, read once at import)."""
@@ -155,6 +160,25 @@ def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:
 
 def check_levels(name: str, n: int) -> None:
     """PlanError naming ``name`` unless ``n`` lies in 2..MAX_LEVELS."""
+
+_PairPlans: TypeAlias = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]
+"""``(nodes (B, W) padded with -1, lengths (B,), cost (B,))``."""
+
+def plan_pairs(
+    first: NDArray[np.float64],
+    pairs: NDArray[np.float64],
+    end: NDArray[np.float64],
+    budget: int | NDArray[np.int64],
+    current: int | NDArray[np.int64],
+    *,
+    previous: int | NDArray[np.int64] | None = None,
+    scale: NDArray[np.float64] | None = None,
+) -> _PairPlans:
+    """Plans of a multistep solver over (previous, current) pairs of nodes 0..M (node 0 is t = 0):
+    ``first`` (M, M), ``pairs`` (M, M, M), ``end`` (M,) its local errors
+    (:class:`cotj.multistep.SolverCost`); ``budget`` (evaluations), ``current`` (first node) and
+    ``previous`` (node evaluated before, negative for none) ints or (B,) int64; ``scale`` (M,) or
+    (B, M) factors of the steps from each node, or None (ones)."""
 
 def _lever_cache() -> tuple[tuple[int, int], tuple[int, int]]:
     """``((levers kept, their bytes), (max levers, max bytes))`` of the ``Lever.default`` cache."""

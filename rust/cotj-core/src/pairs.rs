@@ -140,13 +140,80 @@ fn rows_of(t: usize, k: usize, current: usize) -> (usize, usize) {
     }
 }
 
-/// `dst[i] = min(dst[i], c + p[i]·w)`, the candidate computed as a multiply then an add (no
-/// fused rounding: the very expression of a numpy programme), kept when strictly smaller.
+/// `dst[s..s + W] = min_(c, o) in preds c + pairs[o + s + l]·w` lane by lane, the candidate computed
+/// as a multiply then an add (no fused rounding: the very expression of a numpy programme) and
+/// kept when strictly smaller. The chunk stays in registers while the predecessors stream by, in
+/// `R` interleaved accumulators (independent chains of minima) merged at the end: the minimum of
+/// exactly computed candidates does not depend on the order they are taken in.
 #[inline(always)]
-fn relax(dst: &mut [f64], c: f64, w: f64, p: &[f64]) {
-    for (d, &p) in dst.iter_mut().zip(p) {
-        let x = c + p * w;
-        *d = if x < *d { x } else { *d };
+fn chunk<const W: usize, const R: usize>(
+    dst: &mut [f64],
+    s: usize,
+    preds: &[(f64, usize)],
+    pairs: &[f64],
+    w: f64,
+) {
+    #[inline(always)]
+    fn relax<const W: usize>(acc: &mut [f64; W], c: f64, p: &[f64], w: f64) {
+        let p: &[f64; W] = p.try_into().expect("a chunk of W values");
+        for l in 0..W {
+            let x = c + p[l] * w;
+            acc[l] = if x < acc[l] { x } else { acc[l] };
+        }
+    }
+    let mut acc = [[f64::INFINITY; W]; R];
+    let mut groups = preds.chunks_exact(R);
+    for group in &mut groups {
+        for (a, &(c, o)) in acc.iter_mut().zip(group) {
+            relax(a, c, &pairs[o + s..o + s + W], w);
+        }
+    }
+    for &(c, o) in groups.remainder() {
+        relax(&mut acc[0], c, &pairs[o + s..o + s + W], w);
+    }
+    let (first, rest) = acc.split_at_mut(1);
+    for a in rest {
+        for l in 0..W {
+            first[0][l] = if a[l] < first[0][l] {
+                a[l]
+            } else {
+                first[0][l]
+            };
+        }
+    }
+    dst[s..s + W].copy_from_slice(&first[0]);
+}
+
+/// [`chunk`] over the whole of `dst` (at least `W` long), the last chunk shifted back to end at
+/// the row's end: its lanes that overlap the chunk before get the same minima again.
+#[inline(always)]
+fn chunks<const W: usize, const R: usize>(
+    dst: &mut [f64],
+    preds: &[(f64, usize)],
+    pairs: &[f64],
+    w: f64,
+) {
+    let len = dst.len();
+    let mut s = 0;
+    while s + W <= len {
+        chunk::<W, R>(dst, s, preds, pairs, w);
+        s += W;
+    }
+    if s < len {
+        chunk::<W, R>(dst, len - W, preds, pairs, w);
+    }
+}
+
+/// `dst[i] = min_(c, o) in preds c + pairs[o + i]·w` (`+inf` when `preds` is empty), in the
+/// widest chunks that fit the row, with enough accumulators to hide the latency of a minimum.
+#[inline(always)]
+fn relax_row(dst: &mut [f64], preds: &[(f64, usize)], pairs: &[f64], w: f64) {
+    match dst.len() {
+        32.. => chunks::<16, 2>(dst, preds, pairs, w),
+        16.. => chunks::<16, 2>(dst, preds, pairs, w),
+        8.. => chunks::<8, 4>(dst, preds, pairs, w),
+        4.. => chunks::<4, 4>(dst, preds, pairs, w),
+        _ => chunks::<1, 4>(dst, preds, pairs, w),
     }
 }
 
@@ -384,9 +451,11 @@ impl<'a> PairCost<'a> {
         if rows.iter().all(|r| r.budget <= 2) {
             return Ok(());
         }
-        for k in 2..=top {
-            stop.poll(k * k / 2)?;
-            for j in 1..k {
+        if region_ok(self.pairs, m, top, stop)? {
+            return Ok(());
+        }
+        for k in 3..=top {
+            for j in 2..k {
                 bad("pairs", &self.pairs[(k * m + j) * m + 1..][..j - 1], &|p| {
                     format!("{k}, {j}, {}", p + 1)
                 })?;
@@ -514,26 +583,37 @@ impl Plan<'_, '_> {
 
 /// Fills the `K - 1` layers of `plan` with the kernel the CPU runs (see `forward_impl`).
 fn forward(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    let mut preds = memory::filled("the predecessors of a node", plan.current + 1, (0.0, 0))?;
     // SAFETY (each arm): the CPU has the kernel's instructions (checked by `kernel_in_use`).
     match kernel_in_use() {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { forward_avx512(plan, layers, stop) },
+        Kernel::Avx512 => unsafe { forward_avx512(plan, layers, &mut preds, stop) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { forward_avx2(plan, layers, stop) },
-        _ => forward_impl(plan, layers, stop),
+        Kernel::Avx2 => unsafe { forward_avx2(plan, layers, &mut preds, stop) },
+        _ => forward_impl(plan, layers, &mut preds, stop),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn forward_avx2(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
-    forward_impl(plan, layers, stop)
+unsafe fn forward_avx2(
+    plan: &Plan<'_, '_>,
+    layers: &mut [f64],
+    preds: &mut [(f64, usize)],
+    stop: &Stop,
+) -> Result<()> {
+    forward_impl(plan, layers, preds, stop)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2")]
-unsafe fn forward_avx512(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
-    forward_impl(plan, layers, stop)
+unsafe fn forward_avx512(
+    plan: &Plan<'_, '_>,
+    layers: &mut [f64],
+    preds: &mut [(f64, usize)],
+    stop: &Stop,
+) -> Result<()> {
+    forward_impl(plan, layers, preds, stop)
 }
 
 /// Layer `t` (1-based, at `layers[(t - 1)·(current + 1)²..]`, entry `[a·(current + 1) + b]`)
@@ -541,10 +621,15 @@ unsafe fn forward_avx512(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -
 /// `K`-evaluation plan can reach there and still end at node 1 or above. Nothing else is written
 /// or read, so the buffer needs no clearing. Polls `stop` for every row.
 #[inline(always)]
-fn forward_impl(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+fn forward_impl(
+    plan: &Plan<'_, '_>,
+    layers: &mut [f64],
+    preds: &mut [(f64, usize)],
+    stop: &Stop,
+) -> Result<()> {
     let (k, current, w) = (plan.k, plan.current, plan.w);
     let (sub, len) = (current + 1, plan.layer_len());
-    let m = plan.cost.m;
+    let (m, pairs) = (plan.cost.m, plan.cost.pairs);
     // L_1[current, b] = w[current]·step(current -> b), b in K-1..current.
     let base = match plan.previous {
         None => &plan.cost.first[current * m..][..m],
@@ -565,19 +650,62 @@ fn forward_impl(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<
         let ilo = k - t - 1;
         for j in jlo..=jhi {
             stop.poll((ahi - j) * (j - ilo))?;
-            let dst = &mut cur[j * sub + ilo..j * sub + j];
-            dst.fill(f64::INFINITY);
-            let wj = w[j];
+            // The predecessors of row j with a finite value (the others yield only +inf), and
+            // where their rows of pairs start.
+            let mut n = 0;
             for a in alo.max(j + 1)..=ahi {
                 let c = prev[a * sub + j];
-                if c == f64::INFINITY {
-                    continue; // every candidate is +inf: none would be kept
-                }
-                relax(dst, c, wj, &plan.pairs_row(a, j)[ilo..j]);
+                preds[n] = (c, (a * m + j) * m + ilo);
+                n += usize::from(c != f64::INFINITY);
             }
+            relax_row(
+                &mut cur[j * sub + ilo..j * sub + j],
+                &preds[..n],
+                pairs,
+                w[j],
+            );
         }
     }
     Ok(())
+}
+
+/// True when no entry `pairs[k, j, i]` with `top >= k > j > i >= 1` is NaN or `-inf`, checked
+/// with the widest instructions the CPU runs; polls `stop` for every `k`.
+fn region_ok(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
+    // SAFETY (each arm): the CPU has the kernel's instructions (checked by `kernel_in_use`).
+    match kernel_in_use() {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => unsafe { region_ok_avx512(pairs, m, top, stop) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { region_ok_avx2(pairs, m, top, stop) },
+        _ => region_ok_impl(pairs, m, top, stop),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn region_ok_avx2(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
+    region_ok_impl(pairs, m, top, stop)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn region_ok_avx512(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
+    region_ok_impl(pairs, m, top, stop)
+}
+
+/// See [`region_ok`]: an OR of "is bad" over each row of the region, a reduction the compiler
+/// vectorises.
+#[inline(always)]
+fn region_ok_impl(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
+    let any_bad = |v: &[f64]| v.iter().fold(false, |b, &x| b | !not_nan_or_neg_inf(x));
+    for k in 3..=top {
+        stop.poll(k * m)?;
+        if (2..k).any(|j| any_bad(&pairs[(k * m + j) * m + 1..][..j - 1])) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Runs `work` on the layers this thread kept from its last call (taken out meanwhile), so that

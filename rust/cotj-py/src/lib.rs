@@ -841,6 +841,8 @@ fn lever_cache() -> ((usize, usize), (usize, usize)) {
     )
 }
 
+mod pairs;
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lever>()?;
@@ -853,6 +855,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cost_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(check_levels, m)?)?;
     m.add_function(wrap_pyfunction!(lever_cache, m)?)?;
+    pairs::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LEVELS", MAX_LEVELS)?;
     m.add("DEFAULT_BUDGET", DEFAULT_BUDGET)?;
