@@ -297,3 +297,6 @@ def test_sample_refuses_a_malformed_teacher_file_and_a_non_finite_sample(tmp_pat
                     "--guidance", "1e308", "-q")
     assert "the sample holds NaN or inf" in one_line_error(done, "sample")
     assert not (tmp_path / "n.png").exists()
+    done = run_cotj("sample", "two red circles", "--out", tmp_path / "d.png", "--budget", "2", "--guidance", "1e308", "-q")
+    assert "the true DNA of prompt 0 ('two red circles') holds NaN or inf" in one_line_error(done, "sample")
+    assert not (tmp_path / "d.png").exists()

@@ -133,9 +133,14 @@ def extract(spec: ModelSpec, prompts: Sequence[str], levels: int = 100, pipe: An
     def inputs(block: list[Any]) -> DNAInputs:
         return DNAInputs(pipe.encode_prompt(block), noise(spec, pipe, block))
 
-    return extract_sharded(lambda: _velocity(pipe, spec.guidance), list(prompts), inputs, grid=default_grid(levels),
-                           chunk_size=spec.batch_size, batch_size=spec.batch_size, progress=spec.progress,
-                           prediction="flow", reference_steps=spec.reference_steps or SHAPES_REFERENCE_STEPS)
+    out = extract_sharded(lambda: _velocity(pipe, spec.guidance), list(prompts), inputs, grid=default_grid(levels),
+                          chunk_size=spec.batch_size, batch_size=spec.batch_size, progress=spec.progress,
+                          prediction="flow", reference_steps=spec.reference_steps or SHAPES_REFERENCE_STEPS)
+    if out is not None and not np.all(np.isfinite(out.dna)):
+        row = int(np.flatnonzero(~np.isfinite(out.dna).all(1))[0])
+        raise ValueError(f"the true DNA of prompt {row} ({str(out.items[row])[:80]!r}) holds NaN or inf: the model's "
+                         f"output overflowed (too large a --guidance, {spec.guidance}?)")
+    return out
 
 
 def prompt_dna(spec: ModelSpec, prompt: str, pipe: Any = None) -> NDArray[np.float64]:
