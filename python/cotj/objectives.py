@@ -478,6 +478,11 @@ def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost |
     Returns:
         ``{"dna": ...}`` for "paper"; ``{"cost", "end", "grid"[, "scale"]}`` otherwise. Pass them on with the
         budget: ``cotj.plan_batch(**objective("teacher", teacher=tc), budget=8)``.
+
+    Raises:
+        TypeError: ``teacher`` not a :class:`TeacherCost`; ``dna`` or ``mean_dna`` not real numbers.
+        ValueError: an unknown ``name``, a missing argument, shapes that do not match the teacher grid, or a
+            ``dna`` or ``mean_dna`` that is not finite and > 0 ("calibrated": each enters as a scale).
     """
     if not isinstance(name, str) or name not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {name!r}")
