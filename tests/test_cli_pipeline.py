@@ -167,21 +167,74 @@ def test_sample_warns_when_guidance_or_size_differ_from_the_calibration(folders,
     assert not err  # -q: no progress bars, the pipeline's loading bar included
 
 
-def test_sd_pipeline_runs_its_teacher_plan_open_loop_and_refuses_the_closed_loop(folders, teachers, tmp_path, capsys,
-                                                                                 monkeypatch, caplog):
+def test_sd_pipeline_closed_and_open_loop_call_the_unet_k_times_at_the_planned_levels(folders, teachers, tmp_path,
+                                                                                      capsys, monkeypatch, caplog):
+    """The VP pipeline (DDIM in its folder: run by an EulerDiscreteScheduler of its configuration): closed loop by
+    default (cotj.execute.vp_replan), --open-loop the teacher plan; K UNet calls at the plan's levels either way."""
+    seen, results = _record(monkeypatch)
     args = ["sample", "--pipeline", folders["sd"], "--teacher", teachers["sd"], "a red cat", "--budget", 3, "--out",
             tmp_path / "x.png", "-q"]
-    line = _one_line(*_run(capsys, *args)[::2], "sample")
-    assert "--open-loop" in line and "StableDiffusionPipeline" in line
-    seen, results = _record(monkeypatch)
+    grid = TeacherCost.load(teachers["sd"]).grid
+    code, stdout, err = _run(capsys, *args)
+    assert code == 0, err
+    assert "replanned after each step" in stdout and not results  # not through cotj.execute.sample
+    closed = np.array([s[0] for s in seen])
+    assert closed.size == 3 and closed[0] == 1.0 and np.all(np.diff(closed) < 0)
+    assert np.min(np.abs(closed[:, None] - grid[None]), axis=1).max() < 1e-6
+    printed = np.array([float(v) for v in stdout.split("plan: 3 steps at t = ")[1].split(" (")[0].split()])
+    np.testing.assert_allclose(printed, closed, rtol=2e-3)
+    seen.clear()
     code, stdout, err = _run(capsys, *args, "--open-loop")
     assert code == 0, err
-    assert "DDIMScheduler takes no custom timesteps" in caplog.text  # run by an EulerDiscreteScheduler of its config
+    assert "DDIMScheduler takes no custom timesteps" in caplog.text
     plan = results[0].plans[0]
     assert len(seen) == 3  # CFG: one batched call per level (StableDiffusionPipeline passes one timestep)
     np.testing.assert_allclose([s[0] for s in seen], plan.levels, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(plan.levels, TeacherCost.load(teachers["sd"]).grid[plan.steps])
+    np.testing.assert_array_equal(plan.levels, grid[plan.steps])
     assert "open loop" in stdout
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_vp_replanning_scheduler_in_the_pipeline_equals_replan_sample(folders, teachers, prediction):
+    """VPReplanningScheduler inside StableDiffusionPipeline takes the steps and makes the choices of
+    cotj.execute.replan_sample (DDIM on the VP path) on the teacher runs' denoiser, from the same noise."""
+    from cotj.execute import Replanner, replan_sample
+    from cotj.execute.vp_replan import VPReplanningScheduler
+    from cotj.predict.teacher import fit_teacher_cost
+
+    loaded = _pipeline.load_pipeline(str(folders["sd"]), progress=False)
+    pipe = loaded.pipe
+    config = {**pipe.scheduler.config, "prediction_type": prediction}
+    pipe.scheduler = diffusers.DDIMScheduler.from_config(config)
+    loaded = _pipeline.Loaded(pipe, "unet", loaded.folder, loaded.device, loaded.dtype)
+    model = _pipeline.denoiser(loaded, 16, 16, 7.5)
+    assert model.prediction == ("v" if prediction == "v_prediction" else "epsilon")
+    grid = loaded.grid(LEVELS)
+    from cotj.predict.teacher import euler_trajectories
+
+    cond = _pipeline.encode(loaded, PROMPTS, True)
+    noise = torch.randn(3, *loaded.latent_shape(16, 16), generator=torch.Generator().manual_seed(5))
+    traj = euler_trajectories(model, noise, cond, grid)
+    teacher = fit_teacher_cost(traj.jump_costs, traj.features, grid)
+    scales: dict[str, list] = {"ours": [], "pipe": []}
+    row_scale = teacher.row_scale
+
+    def recording(key):  # what the replanner saw: the row scales from the state and the clean estimate
+        return lambda *args: scales[key].append(row_scale(*args)) or scales[key][-1]
+
+    object.__setattr__(teacher, "row_scale", recording("ours"))
+    x, levels = replan_sample(model, noise[:1], cond[:1], Replanner(teacher, 4))
+    object.__setattr__(teacher, "row_scale", recording("pipe"))
+    sched = diffusers.EulerDiscreteScheduler.from_config(config)
+    pipe.scheduler = VPReplanningScheduler(sched, teacher)
+    want = pipe(PROMPTS[:1], latents=noise[:1], guidance_scale=7.5, height=16, width=16, num_inference_steps=4,
+                output_type="latent")
+    np.testing.assert_allclose(pipe.scheduler.levels, levels[0], rtol=0, atol=1e-6)
+    assert len(scales["ours"]) == len(scales["pipe"]) == 4
+    np.testing.assert_allclose(np.concatenate(scales["pipe"]), np.concatenate(scales["ours"]), rtol=1e-4, atol=1e-6)
+    top = float(pipe.scheduler.sigmas[0])
+    assert abs(pipe.scheduler.init_noise_sigma - (top**2 + 1) ** 0.5) < 1e-4  # the UNet sees the noise itself
+    torch.testing.assert_close(want.images.float(), x.float(), atol=2e-4, rtol=1e-3)
 
 
 def test_bad_paths_and_mismatched_teacher_files_are_one_line(folders, teachers, tmp_path, capsys):

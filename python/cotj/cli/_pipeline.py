@@ -10,8 +10,8 @@ known, by the denoiser they hold:
   (two evaluations per level above guidance 1; :class:`cotj.predict.SD3Denoiser`);
 - ``unet``: a ``UNet2DConditionModel`` with a discrete VP scheduler (StableDiffusionPipeline): epsilon or v
   prediction, classifier-free guidance (:class:`cotj.predict.UNetDenoiser`). Teacher runs step on its VP path, on
-  integer training timesteps (:func:`cotj.execute.timestep_grid`); its plans run open loop (closed-loop
-  replanning steps flow-matching schedulers only).
+  integer training timesteps (:func:`cotj.execute.timestep_grid`); the closed loop runs an ``EulerDiscreteScheduler``
+  of the pipeline's scheduler configuration (:class:`cotj.execute.vp_replan.VPReplanningScheduler`).
 
 Everything that loads torch or Diffusers is imported inside the functions.
 """
@@ -488,9 +488,32 @@ def _vp_scheduler(loaded: Loaded) -> None:
         loaded.pipe.scheduler = EulerDiscreteScheduler.from_config(sched.config)
 
 
+def vp_closed_loop(loaded: Loaded, prompt: str, teacher: Any, budget: int | None, call: dict[str, Any]) -> tuple[Any, Any]:
+    """One prompt through a VP pipeline under a :class:`cotj.execute.vp_replan.VPReplanningScheduler` (an
+    ``EulerDiscreteScheduler`` of the pipeline's scheduler configuration, replanned after every step): the image
+    and the :class:`cotj.Plan` of the levels run (its cost: the open-loop teacher cost of those levels)."""
+    from diffusers import EulerDiscreteScheduler
+
+    from cotj import Plan, plan_cost
+    from cotj.execute.vp_replan import VPReplanningScheduler
+    from cotj.planning import DEFAULT_BUDGET
+
+    original = loaded.pipe.scheduler
+    base = original if isinstance(original, EulerDiscreteScheduler) else EulerDiscreteScheduler.from_config(original.config)
+    k = DEFAULT_BUDGET if budget is None else int(budget)
+    try:
+        loaded.pipe.scheduler = VPReplanningScheduler(base, teacher)
+        image = loaded.pipe(prompt, num_inference_steps=k, **call).images[0]
+        levels = np.asarray(loaded.pipe.scheduler.levels, dtype=np.float64)
+    finally:
+        loaded.pipe.scheduler = original
+    steps = np.abs(teacher.grid[None, :] - levels[:, None]).argmin(1).astype(np.int64)
+    return image, Plan(steps, teacher.grid[steps], plan_cost(None, steps, cost=teacher.edges, end=teacher.end))
+
+
 def sample_command(args: argparse.Namespace) -> int:
-    """``cotj sample --pipeline DIR``: one prompt through the pipeline, planned on its teacher cost (closed loop
-    on flow-matching pipelines), uniform levels, or one DNA row; writes the image at its own size."""
+    """``cotj sample --pipeline DIR``: one prompt through the pipeline, planned on its teacher cost (closed loop by
+    default), uniform levels, or one DNA row; writes the image at its own size."""
     _check_sample_args(args)
     path = _io.png_path(args.out)
     if not (args.teacher or args.uniform or args.mean_dna):
@@ -541,10 +564,6 @@ def sample_command(args: argparse.Namespace) -> int:
         k = args.budget
     else:
         replan = cost is not None and not args.open_loop and args.tau is None and args.solver != "heun" and not args.mean_dna
-        if replan and not flow:
-            raise ValueError(f"closed-loop replanning steps flow-matching schedulers (Flux, SD3); {loaded.name} runs "
-                             f"the VP scheduler {type(loaded.pipe.scheduler).__name__}, which it does not step yet: "
-                             "add --open-loop to run the teacher plan open loop")
         kwargs: dict[str, Any] = dict(budget=args.budget, tau=args.tau, max_steps=args.max_steps, solver=solver)
         if args.mean_dna:
             kwargs.update(mean_dna=_io.read_array(args.mean_dna), objective="paper", replan=False)
@@ -553,8 +572,11 @@ def sample_command(args: argparse.Namespace) -> int:
             kwargs.update(teacher=cost, objective="teacher", replan=replan)
             what = f"teacher cost {args.teacher}" + (", closed loop" if replan else ", open loop")
         print(f"plan from: {what}; guidance {run['guidance']:g}, {run['height']}x{run['width']}")
-        result = sample(loaded.pipe, args.prompt, **kwargs, **call)
-        image, plan = result.images[0], result.plans[0]
+        if replan and not flow:
+            image, plan = vp_closed_loop(loaded, args.prompt, cost, args.budget, call)
+        else:
+            result = sample(loaded.pipe, args.prompt, **kwargs, **call)
+            image, plan = result.images[0], result.plans[0]
         how = "replanned after each step, " if replan else ""
         print(f"plan: {plan.budget} steps at t = {_io.levels_text(plan.levels)} ({how}cost {plan.cost:.4g})")
         k = plan.budget

@@ -13,7 +13,7 @@ __all__ = ["add_parser", "run"]
 DESCRIPTION = """Calibrate a local Diffusers pipeline: run every prompt once through all N levels of a grid with
 the first-order solver (the teacher), and write the model's measured jump costs, row model and Gram matrix as a
 teacher cost JSON (cotj.predict.calibrate's TeacherCost). cotj sample --pipeline DIR --teacher FILE then plans
-on it, closed loop on flow-matching pipelines.
+on it, closed loop.
 
 The pipeline folder is what pipe.save_pretrained(DIR) writes (model_index.json and its parts); it is loaded
 offline with its own text encoders. Known: FluxPipeline, StableDiffusion3Pipeline (flow matching) and

@@ -43,8 +43,8 @@ The prompt must be in the shapes grammar the model was trained on (cotj.models.s
 --any-prompt runs any other text (at most 16 MiniLM tokens), which the model has never seen.
 
 --pipeline DIR samples a local Diffusers pipeline instead (any prompt; the image at its own size): planned on
-its teacher cost (--teacher FILE, made by cotj calibrate), closed loop on flow-matching pipelines (Flux, SD3),
---open-loop on discrete VP ones (Stable Diffusion UNets); or --uniform, or --mean-dna FILE. --guidance, --height
+its teacher cost (--teacher FILE, made by cotj calibrate), closed loop (Flux, SD3 and Stable Diffusion UNets; a
+VP pipeline replans on an EulerDiscreteScheduler of its configuration); or --uniform, or --mean-dna FILE. --guidance, --height
 and --width default to the teacher cost's (a warning when they differ from it); --dtype and --device place it.
 
 Examples:
