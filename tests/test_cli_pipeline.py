@@ -350,3 +350,17 @@ def test_the_readme_try_it_command_calibrates_and_samples_a_tiny_flux_pipeline(t
     assert "replanned after each step" in done.stdout and "NFE 4 for 4 levels" in done.stdout
     assert TeacherCost.load(tmp_path / "tiny.json").settings["pipeline"] == "FluxPipeline"
     assert (tmp_path / "cat.png").is_file()
+
+
+def test_teacher_cost_settings_round_trip_and_malformed_settings_are_refused(teachers, tmp_path):
+    cost = TeacherCost.load(teachers["flux"])
+    cost.save(tmp_path / "again.json")
+    assert TeacherCost.load(tmp_path / "again.json").settings == cost.settings
+    doc = json.loads((tmp_path / "again.json").read_text())
+    for bad in ([1, 2], {"guidance": [3.5]}, {"guidance": {"x": 1}}, {str(i): i for i in range(65)}, {"note": "x" * 5000}):
+        (tmp_path / "bad.json").write_text(json.dumps({**doc, "settings": bad}))
+        with pytest.raises(ValueError, match="bad.json: not a valid teacher cost file: settings"):
+            TeacherCost.load(tmp_path / "bad.json")
+    del doc["settings"]  # files written before settings existed load as before
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    assert TeacherCost.load(tmp_path / "old.json").settings is None
