@@ -364,3 +364,24 @@ def test_teacher_cost_settings_round_trip_and_malformed_settings_are_refused(tea
     del doc["settings"]  # files written before settings existed load as before
     (tmp_path / "old.json").write_text(json.dumps(doc))
     assert TeacherCost.load(tmp_path / "old.json").settings is None
+
+
+def test_two_torchrun_processes_write_the_teacher_cost_of_one(folders, teachers, tmp_path):
+    """The documented torchrun launch (2 gloo processes, 3 batches) writes the teacher cost one process wrote."""
+    import os
+    import subprocess
+    import sys
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "cotj", "calibrate",
+           "--pipeline", str(folders["flux"]), "--prompts", str(prompts), "--out", str(tmp_path / "two.json"),
+           "--levels", str(LEVELS), "--batch-size", "1", "--height", "16", "--width", "16", "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "on 2 processes" in done.stdout and done.stdout.count("wrote ") == 1  # rank 0 writes
+    two, one = TeacherCost.load(tmp_path / "two.json"), TeacherCost.load(teachers["flux"])
+    assert two.settings["processes"] == 2 and two.n_samples == one.n_samples
+    for name in ("edges", "end", "gram"):  # batches of 1 against the fixture's 2: the same samples, summed alike
+        np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=1e-6, atol=1e-12)
