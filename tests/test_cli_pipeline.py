@@ -24,8 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROMPTS = ["a red cat", "a blue dog", "the big cat on the left"]
 LEVELS = 8
-GUIDANCE = {"flux": 3.5, "sd3": 7.0, "sd": 7.5}  # the pipelines' defaults, recorded when --guidance is not given
-NAMES = {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline", "sd": "StableDiffusionPipeline"}
+GUIDANCE = {"flux": 3.5, "sd3": 7.0, "sd": 7.5, "sdxl": 5.0}  # the pipelines' defaults, recorded when --guidance is not given
+NAMES = {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline", "sd": "StableDiffusionPipeline",
+         "sdxl": "StableDiffusionXLPipeline"}
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +93,9 @@ def test_teacher_runs_are_the_pipelines_own_first_order_sampler(folders, kind):
     grid = loaded.grid(4)
     model = _pipeline.denoiser(loaded, 16, 16, guidance)
     noise = torch.randn(2, *loaded.latent_shape(16, 16), generator=torch.Generator().manual_seed(3))
-    traj = euler_trajectories(model, noise, _pipeline.encode(loaded, PROMPTS[:2], model.cfg), grid)
+    traj = euler_trajectories(model, noise, _pipeline.encode(loaded, PROMPTS[:2], model.cfg, (16, 16)), grid)
     ours = torch.from_numpy(traj.states[:, 0]).float().reshape(noise.shape)
-    if kind == "sd":
+    if kind in ("sd", "sdxl"):
         sched = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
         pipe.scheduler = planned_scheduler(sched, grid[::-1])
         sched.set_timesteps(timesteps=grid[::-1] * 999)
@@ -192,6 +193,18 @@ def test_sd_pipeline_closed_and_open_loop_call_the_unet_k_times_at_the_planned_l
     np.testing.assert_allclose([s[0] for s in seen], plan.levels, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(plan.levels, grid[plan.steps])
     assert "open loop" in stdout
+
+
+def test_sdxl_pipeline_closed_loop_passes_its_added_conditions(folders, teachers, tmp_path, capsys, monkeypatch):
+    seen, results = _record(monkeypatch)
+    code, stdout, err = _run(capsys, "sample", "--pipeline", folders["sdxl"], "--teacher", teachers["sdxl"], "a red cat",
+                             "--budget", 4, "--out", tmp_path / "x.png", "-q")
+    assert code == 0, err
+    assert "replanned after each step" in stdout and "guidance 5," in stdout
+    levels = np.array([s[0] for s in seen])
+    grid = TeacherCost.load(teachers["sdxl"]).grid
+    assert levels.size == 4 and levels[0] == 1.0 and np.all(np.diff(levels) < 0)
+    assert np.min(np.abs(levels[:, None] - grid[None]), axis=1).max() < 1e-6
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])

@@ -1,6 +1,7 @@
 """Tiny random-weight Diffusers pipelines with their own tokenizers and one-layer text encoders, built offline
-(no download): FluxPipeline, StableDiffusion3Pipeline and StableDiffusionPipeline, 16x16 images. Saved with
-``save_pretrained`` they load back by path like any local pipeline: the command-line tests use them, and
+(no download): FluxPipeline, StableDiffusion3Pipeline, StableDiffusionPipeline and StableDiffusionXLPipeline,
+16x16 images. Saved with ``save_pretrained`` they load back by path like any local pipeline: the command-line
+tests use them, and
 ``python -m cotj_testbed.tiny_pipelines flux DIR`` writes one to try ``cotj calibrate`` and ``cotj sample
 --pipeline`` without a real model (the README's command)."""
 
@@ -122,7 +123,28 @@ def sd(folder: Path, scheduler: Any = None) -> Any:
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-BUILDERS = {"flux": flux, "sd3": sd3, "sd": sd}
+def sdxl(folder: Path) -> Any:
+    """StableDiffusionXLPipeline: a 2-block UNet with SDXL's added text and time conditions (cross-attention 16 =
+    two CLIPs of hidden 8; the second with projection 8), EulerDiscreteScheduler with SDXL's betas."""
+    import diffusers
+    import torch
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16, attention_head_dim=2, norm_num_groups=4, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=4, projection_class_embeddings_input_dim=6 * 4 + 8).eval()
+    tok = clip_tokenizer(folder / "_clip")
+    return diffusers.StableDiffusionXLPipeline(
+        vae=_vae(), text_encoder=_clip_encoder(CLIPTextModel, 8), text_encoder_2=_clip_encoder(CLIPTextModelWithProjection, 8, 8),
+        tokenizer=tok, tokenizer_2=tok, unet=unet, add_watermarker=False,
+        scheduler=diffusers.EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                                   steps_offset=1, timestep_spacing="leading"))
+
+
+BUILDERS = {"flux": flux, "sd3": sd3, "sd": sd, "sdxl": sdxl}
 
 
 def save(kind: str, folder: Path) -> Path:

@@ -8,8 +8,8 @@ known, by the denoiser they hold:
   the model (one evaluation per level; :class:`cotj.predict.FluxDenoiser`);
 - ``sd3``: an ``SD3Transformer2DModel`` (StableDiffusion3Pipeline): the linear flow, classifier-free guidance
   (two evaluations per level above guidance 1; :class:`cotj.predict.SD3Denoiser`);
-- ``unet``: a ``UNet2DConditionModel`` with a discrete VP scheduler (StableDiffusionPipeline): epsilon or v
-  prediction, classifier-free guidance (:class:`cotj.predict.UNetDenoiser`). Teacher runs step on its VP path, on
+- ``unet``: a ``UNet2DConditionModel`` with a discrete VP scheduler (StableDiffusionPipeline, and
+  StableDiffusionXLPipeline's UNet with its added text and time conditions): epsilon or v prediction, classifier-free guidance (:class:`cotj.predict.UNetDenoiser`). Teacher runs step on its VP path, on
   integer training timesteps (:func:`cotj.execute.timestep_grid`); the closed loop runs an ``EulerDiscreteScheduler``
   of the pipeline's scheduler configuration (:class:`cotj.execute.vp_replan.VPReplanningScheduler`).
 
@@ -51,9 +51,9 @@ log = logging.getLogger("cotj.cli")
 
 KINDS = {"FluxTransformer2DModel": "flux", "SD3Transformer2DModel": "sd3", "UNet2DConditionModel": "unet"}
 """The denoiser classes cotj runs, and the family each makes a pipeline."""
-TESTED = ("FluxPipeline", "StableDiffusion3Pipeline", "StableDiffusionPipeline")
+TESTED = ("FluxPipeline", "StableDiffusion3Pipeline", "StableDiffusionPipeline", "StableDiffusionXLPipeline")
 """The pipeline classes the tests run end to end (tiny random weights, saved and loaded back)."""
-DEFAULT_GUIDANCE = {"flux": 3.5, "sd3": 7.0, "unet": 7.5}
+DEFAULT_GUIDANCE = {"flux": 3.5, "sd3": 7.0, "unet": 7.5, "xl": 5.0}
 """Each family's guidance when neither the flag nor the teacher cost says (the pipelines' own defaults)."""
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 SETTINGS = ("guidance", "height", "width")
@@ -88,6 +88,15 @@ class Loaded:
     def name(self) -> str:
         """The pipeline's class name."""
         return type(self.pipe).__name__
+
+    @property
+    def xl(self) -> bool:
+        """Whether the UNet takes SDXL's added text and time conditions."""
+        return self.kind == "unet" and self.pipe.unet.config.get("addition_embed_type") == "text_time"
+
+    def default_guidance(self) -> float:
+        """The pipeline's own default guidance scale."""
+        return DEFAULT_GUIDANCE["xl" if self.xl else self.kind]
 
     def default_size(self) -> tuple[int, int]:
         """(height, width) in pixels the pipeline makes by default."""
@@ -255,9 +264,10 @@ def load_pipeline(folder: str, *, dtype: str = "auto", device: str = "auto", pro
         known = ", ".join(f"{m} ({TESTED[i]})" for i, m in enumerate(KINDS))
         raise ValueError(f"{type(pipe).__name__} runs {type(model).__name__ if model is not None else 'no denoiser'}; "
                          f"cotj runs pipelines of {known}")
-    if kind == "unet" and getattr(pipe.unet.config, "addition_embed_type", None):
-        raise ValueError(f"{type(pipe).__name__}: its UNet takes added conditions ({pipe.unet.config.addition_embed_type}, "
-                         "SDXL style), which cotj's UNet adapter does not pass yet; StableDiffusionPipeline-style UNets run")
+    added = pipe.unet.config.get("addition_embed_type") if kind == "unet" else None
+    if added not in (None, "text_time") or (added == "text_time" and not hasattr(pipe, "_get_add_time_ids")):
+        raise ValueError(f"{type(pipe).__name__}: its UNet takes added conditions ({added}) that cotj does not pass; "
+                         "StableDiffusionPipeline and StableDiffusionXLPipeline UNets run")
     if kind == "unet" and not hasattr(pipe.scheduler, "alphas_cumprod"):
         raise ValueError(f"{type(pipe).__name__}'s scheduler {type(pipe.scheduler).__name__} is not a discrete VP one")
     pipe.to(dev)
@@ -265,10 +275,11 @@ def load_pipeline(folder: str, *, dtype: str = "auto", device: str = "auto", pro
     return Loaded(pipe, kind, path, dev, dt)
 
 
-def encode(loaded: Loaded, prompts: list[str], cfg: bool) -> CondRows:
+def encode(loaded: Loaded, prompts: list[str], cfg: bool, size: tuple[int, int] | None = None) -> CondRows:
     """The pipeline's own text encoding of ``prompts`` (``pipe.encode_prompt``) as :class:`CondRows`:
-    ``prompt_embeds`` (and ``pooled_prompt_embeds`` for the transformers), with ``negative_*`` rows (the empty
-    prompt) when ``cfg``."""
+    ``prompt_embeds`` (and ``pooled_prompt_embeds`` for the transformers; ``text_embeds`` and ``time_ids`` for an
+    SDXL UNet, whose time ids need the image ``size`` (height, width)), with ``negative_*`` rows (the empty
+    prompt, as the pipeline makes it) when ``cfg``."""
     import torch
 
     pipe, dev = loaded.pipe, loaded.device
@@ -282,6 +293,18 @@ def encode(loaded: Loaded, prompts: list[str], cfg: bool) -> CondRows:
             rows = CondRows(prompt_embeds=pe, pooled_prompt_embeds=pooled)
             if cfg:
                 rows.update(negative_prompt_embeds=npe, negative_pooled_prompt_embeds=npooled)
+            return rows
+        if loaded.xl:
+            if size is None:
+                raise ValueError("an SDXL UNet's conditions need the image size")
+            pe, npe, pooled, npooled = pipe.encode_prompt(prompt=prompts, prompt_2=None, device=dev,
+                                                          do_classifier_free_guidance=cfg)
+            projection = pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else pooled.shape[-1]
+            ids = pipe._get_add_time_ids(size, (0, 0), size, dtype=pe.dtype, text_encoder_projection_dim=int(projection))
+            ids = ids.to(dev).repeat(len(prompts), 1)
+            rows = CondRows(prompt_embeds=pe, text_embeds=pooled, time_ids=ids)
+            if cfg:
+                rows.update(negative_prompt_embeds=npe, negative_text_embeds=npooled, negative_time_ids=ids)
             return rows
         pe, npe = pipe.encode_prompt(prompts, dev, 1, cfg)
         rows = CondRows(prompt_embeds=pe)
@@ -384,7 +407,7 @@ def calibrate_pipeline(loaded: Loaded, prompts: list[str], out: str | Path, *, l
                   file=sys.stderr) as bar:
             for n, i in enumerate(todo):
                 block = prompts[i * batch_size : (i + 1) * batch_size]
-                cond = encode(loaded, block, model.cfg)
+                cond = encode(loaded, block, model.cfg, (height, width))
                 noise = seeded_noise(block, shape, seed).float().to(loaded.device)
                 traj = euler_trajectories(model, noise, cond, grid, prediction=model.prediction)
                 costs, feats = traj.jump_costs, traj.features
@@ -464,7 +487,7 @@ def _teacher_settings(loaded: Loaded, cost: Any, teacher: str, args: argparse.Na
                              f"{loaded.name}: calibrate this pipeline (cotj calibrate --pipeline DIR ...)")
     h, w = loaded.default_size()
     given = {"guidance": args.guidance, "height": args.height, "width": args.width}
-    default = {"guidance": DEFAULT_GUIDANCE[loaded.kind], "height": h, "width": w}
+    default = {"guidance": loaded.default_guidance(), "height": h, "width": w}
     run = {k: given[k] if given[k] is not None else recorded.get(k, default[k]) for k in SETTINGS}
     differ = [f"{k} {run[k]:g} (calibrated at {recorded[k]:g})" for k in SETTINGS
               if k in recorded and given[k] is not None and float(given[k]) != float(recorded[k])]

@@ -16,10 +16,10 @@ teacher cost JSON (cotj.predict.calibrate's TeacherCost). cotj sample --pipeline
 on it, closed loop.
 
 The pipeline folder is what pipe.save_pretrained(DIR) writes (model_index.json and its parts); it is loaded
-offline with its own text encoders. Known: FluxPipeline, StableDiffusion3Pipeline (flow matching) and
-StableDiffusionPipeline-style UNets on a discrete VP scheduler (epsilon or v prediction; their grid is on integer
-training timesteps). --guidance, --height and --width are recorded in the JSON; cotj sample warns when it runs
-other ones.
+offline with its own text encoders. Known: FluxPipeline, StableDiffusion3Pipeline (flow matching),
+StableDiffusionPipeline and StableDiffusionXLPipeline UNets on a discrete VP scheduler (epsilon or v prediction;
+their grid is on integer training timesteps). --guidance, --height and --width are recorded in the JSON; cotj
+sample warns when it runs other ones.
 
 Cost: prompts x N model evaluations, twice that with classifier-free guidance (SD3, SD: guidance > 1; Flux's
 guidance is distilled into the model). It prints the count before starting and an estimate of the time after
@@ -42,7 +42,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True, metavar="OUT.json", help="teacher cost file to write")
     _pipeline.add_pipeline_flags(p, required=True)
     p.add_argument("--guidance", type=_io.finite_float, metavar="G",
-                   help="guidance scale (default the pipeline's: Flux 3.5 distilled, SD3 7, SD 7.5)")
+                   help="guidance scale (default the pipeline's: Flux 3.5 distilled, SD3 7, SD 7.5, SDXL 5)")
     p.add_argument("--levels", type=_io.int_in(2, 1000), default=100, metavar="N",
                    help="grid levels N, 2..1000 (default 100; model evaluations grow with N)")
     p.add_argument("--batch-size", type=_io.int_in(1, 4096), default=4, metavar="B",
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     loaded = _pipeline.load_pipeline(args.pipeline, dtype=args.dtype, device=args.device, progress=not args.quiet)
     h, w = loaded.default_size()
-    guidance = _pipeline.DEFAULT_GUIDANCE[loaded.kind] if args.guidance is None else args.guidance
+    guidance = loaded.default_guidance() if args.guidance is None else args.guidance
     height, width = args.height or h, args.width or w
     cost = _pipeline.calibrate_pipeline(loaded, prompts, args.out, levels=args.levels, guidance=guidance,
                                         height=height, width=width, seed=args.seed, batch_size=args.batch_size,

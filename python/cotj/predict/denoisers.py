@@ -136,12 +136,14 @@ class SD3Denoiser(torch.nn.Module):
 
 
 class UNetDenoiser(torch.nn.Module):
-    """A ``UNet2DConditionModel`` (SD 1.x/2.x style) with its discrete VP scheduler.
+    """A ``UNet2DConditionModel`` (SD 1.x/2.x style, or SDXL's) with its discrete VP scheduler.
 
     Level t is the training timestep ``t·(T - 1)`` (fractional where it falls between integers),
     as in :func:`cotj.schedules.vp`; ``x_t`` (n, C, h, w) is the VP state ``a·x0 + s·eps`` (the
     scaled input the UNet takes), ``cond`` the text states (n, L, D), bare or as
-    ``{"prompt_embeds": ...}``. The prediction type comes from the scheduler's config.
+    ``{"prompt_embeds": ...}``; an SDXL UNet also takes ``"text_embeds"`` (n, P) (the pooled
+    embeddings) and ``"time_ids"`` (n, 6) in the dict, its ``added_cond_kwargs``. The prediction
+    type comes from the scheduler's config.
     """
 
     def __init__(self, unet: torch.nn.Module, scheduler: Any) -> None:
@@ -171,4 +173,6 @@ class UNetDenoiser(torch.nn.Module):
         """The UNet's output (n, C, h, w) at states ``x_t`` and levels ``t`` (n,)."""
         text = _cond_tensor(cond, "prompt_embeds")
         timestep = t.to(torch.float32) * (len(self.alphas_cumprod) - 1)
-        return self.unet(x_t, timestep, encoder_hidden_states=text.to(x_t.dtype), return_dict=False)[0]
+        added = {k: cond[k] for k in ("text_embeds", "time_ids") if isinstance(cond, dict) and k in cond}
+        return self.unet(x_t, timestep, encoder_hidden_states=text.to(x_t.dtype), added_cond_kwargs=added or None,
+                         return_dict=False)[0]
