@@ -139,3 +139,40 @@ def adaptive_choice(curve: np.ndarray, tau: float) -> int:
     """Smallest K with R(K) >= tau, else the longest finite K."""
     reached = np.flatnonzero(ratio(curve) >= tau)
     return int(reached[0]) + 1 if len(reached) else int(np.flatnonzero(np.isfinite(curve))[-1]) + 1
+
+
+def pair_plan(first: np.ndarray, pairs: np.ndarray, end: np.ndarray, budget: int, current: int,
+              previous: int | None = None, scale: np.ndarray | None = None) -> np.ndarray:
+    """The multistep pair DP as ``cotj.multistep.plan_pairs`` ran it in numpy before the Rust core (the test
+    reference, kept verbatim): nodes (budget,) descending from ``current``, over (previous, current) pairs of the
+    costs ``first`` (M, M), ``pairs`` (M, M, M), ``end`` (M,) of a ``SolverCost``; ``scale`` (M,) per source node.
+    Dense ``argmin`` back-pointers: the lowest previous node wins ties, and the first final pair in row-major
+    order. O(K·M³) time, O(K·M²) memory. ValueError when no plan has a finite cost."""
+    m = end.size
+    w = np.ones(m) if scale is None else np.asarray(scale, dtype=np.float64)
+    if budget == 1:
+        return np.array([current])
+    sub = current + 1  # every later node lies at or below the current one
+    pairs_w = pairs[:sub, :sub, :sub] * w[None, :sub, None]
+    end_w = end[:sub] * w[:sub]
+    # value[k, j]: the cheapest way to have evaluated at k then j (j the latest), after the steps so far
+    value = np.full((sub, sub), np.inf)
+    if previous is None:
+        value[current, :] = first[current, :sub] * w[current]
+    else:
+        value[current, :] = pairs[previous, current, :sub] * w[current]
+    value[current, 0] = np.inf  # a step to t = 0 ends the run: only the end term goes there
+    back = []
+    for _ in range(budget - 2):
+        total = value[:, :, None] + pairs_w  # [k, j, i]
+        arg = np.argmin(total, axis=0)  # (sub, sub): best k for (j, i)
+        back.append(arg)
+        value = np.take_along_axis(total, arg[None], axis=0)[0]
+    final = value + end_w[None, :]
+    k, j = np.unravel_index(int(np.argmin(final)), final.shape)
+    if not np.isfinite(final[k, j]):
+        raise ValueError(f"no plan of {budget} evaluations from node {current}")
+    path = [int(j), int(k)]
+    for arg in reversed(back):
+        path.append(int(arg[path[-1], path[-2]]))
+    return np.array(path[::-1])

@@ -4,12 +4,15 @@ errors against errors measured directly on teacher trajectories, and the pair DP
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cotj
+import reference as ref
 from cotj.multistep import (
     SOLVERS,
     SolverCost,
@@ -18,9 +21,13 @@ from cotj.multistep import (
     dpmpp_2m_weights,
     estimate_gain,
     plan_pairs,
+    plan_pairs_batch,
+    shared_solver_costs,
     solver_costs,
     unipc_weights,
 )
+
+SHAPES_TEACHER = Path(cotj.__file__).parent / "models" / "weights" / "shapes_teacher_cost.json"
 
 
 def _combine(w: dict[str, np.ndarray], vec: dict[str, np.ndarray]) -> np.ndarray:
@@ -168,36 +175,200 @@ def _plan_cost(cost: SolverCost, plan: np.ndarray, previous: int | None, scale: 
     return total + cost.end[plan[-1]] * scale[plan[-1]]
 
 
-@settings(max_examples=60, deadline=None)
-@given(m=st.integers(3, 8), seed=st.integers(0, 2**16), data=st.data())
-def test_pair_dp_is_optimal(m, seed, data):
+def _random_cost(m: int, seed: int, ties: bool) -> SolverCost:
+    """A multistep cost on m nodes with a solver's structure (+inf where a plan may not step, and some +inf inside):
+    small integers when ``ties`` (many equal plans), else uniform values."""
     rng = np.random.default_rng(seed)
-    first = np.where(np.tril(np.ones((m, m), bool), -1), rng.random((m, m)), np.inf)
+
+    def values(shape):
+        v = rng.integers(0, 2, shape).astype(np.float64) if ties else rng.random(shape)
+        return np.where(rng.random(shape) < 0.1, np.inf, v)
+
     idx = np.arange(m)
+    first = np.where(np.tril(np.ones((m, m), bool), -1), values((m, m)), np.inf)
     valid = (idx[:, None, None] > idx[None, :, None]) & (idx[None, :, None] > idx[None, None, :]) & (idx[None, None, :] >= 1)
-    pairs = np.where(valid, rng.random((m, m, m)), np.inf)
-    cost = SolverCost("dpmpp_2m", first, pairs, np.append(np.inf, rng.random(m - 1)))
+    pairs = np.where(valid, values((m, m, m)), np.inf)
+    return SolverCost("dpmpp_2m", first, pairs, np.append(np.inf, values(m - 1)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(m=st.integers(3, 11), seed=st.integers(0, 2**16), ties=st.booleans(), data=st.data())
+def test_pair_dp_is_optimal_and_equals_the_numpy_reference(m, seed, ties, data):
+    """The core's plan is the numpy reference's plan node for node (ties included: integer costs, unit scales), and
+    its cost is the exhaustive search's minimum; both refuse alike when no plan has a finite cost."""
+    cost = _random_cost(m, seed, ties)
     current = data.draw(st.integers(1, m - 1))
     previous = data.draw(st.one_of(st.none(), st.integers(current + 1, m - 1))) if current < m - 1 else None
-    budget = data.draw(st.integers(1, current))
-    scale = rng.uniform(0.5, 2.0, m)
+    # mostly budgets that leave a choice at every step (1 and current have one plan each)
+    budget = data.draw(st.integers(3, current - 1) if current > 3 and data.draw(st.booleans()) else st.integers(1, current))
+    rng = np.random.default_rng(seed + 1)
+    scale = data.draw(st.sampled_from([None, np.ones(m), rng.choice([0.5, 1.0, 2.0], m), rng.uniform(0.5, 2.0, m)]))
+    unit = np.ones(m) if scale is None else scale
+    best = _brute(cost, budget, current, previous, unit)
+    try:
+        want = ref.pair_plan(cost.first, cost.pairs, cost.end, budget, current, previous, scale)
+    except ValueError:
+        with pytest.raises(cotj.PlanError, match="has a finite cost"):
+            plan_pairs(cost, budget, current=current, previous=previous, scale=scale)
+        assert best == np.inf
+        return
     plan = plan_pairs(cost, budget, current=current, previous=previous, scale=scale)
-    assert plan[0] == current and len(plan) == budget and np.all(np.diff(plan) < 0) and plan[-1] >= 1
-    assert _plan_cost(cost, plan, previous, scale) == pytest.approx(_brute(cost, budget, current, previous, scale))
+    np.testing.assert_array_equal(plan, want)
+    assert plan.dtype == np.int64 and plan[0] == current and len(plan) == budget and np.all(np.diff(plan) < 0)
+    if budget > 1:
+        assert plan[-1] >= 1 and _plan_cost(cost, plan, previous, unit) == pytest.approx(best)
+
+
+def test_every_request_on_small_costs_equals_the_numpy_reference():
+    """Deterministic sweep: every current node, previous node and budget on small tie-rich costs, node for node."""
+    checked = 0
+    for m, seed in itertools.product((4, 6, 8, 9), range(6)):
+        cost = _random_cost(m, seed, ties=True)
+        scale = np.random.default_rng(seed).choice([0.5, 1.0, 2.0], m)
+        for current in range(1, m):
+            for previous in [None, *range(current + 1, m)]:
+                for budget in range(1, current + 1):
+                    for w in (None, scale):
+                        try:
+                            want = ref.pair_plan(cost.first, cost.pairs, cost.end, budget, current, previous, w)
+                        except ValueError:
+                            with pytest.raises(cotj.PlanError, match="has a finite cost"):
+                                plan_pairs(cost, budget, current=current, previous=previous, scale=w)
+                            continue
+                        got = plan_pairs(cost, budget, current=current, previous=previous, scale=w)
+                        np.testing.assert_array_equal(got, want, err_msg=f"{m=} {seed=} {current=} {previous=} {budget=}")
+                        checked += 1
+    assert checked > 2000
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(4, 12), seed=st.integers(0, 2**16), ties=st.booleans(), rows=st.integers(1, 20))
+def test_a_batch_plans_each_row_as_alone(m, seed, ties, rows):
+    """plan_pairs_batch (rows planned in parallel) gives each row the plan plan_pairs gives it, padded with -1."""
+    cost = _random_cost(m, seed, ties)
+    rng = np.random.default_rng(seed)
+    current = rng.integers(2, m, rows)
+    previous = np.where(rng.random(rows) < 0.5, -1, rng.integers(current + 1, m + 1))
+    previous = np.where(previous >= m, -1, previous)
+    budget = rng.integers(1, current + 1)
+    scale = rng.uniform(0.5, 2.0, (rows, m))
+    want = []
+    for b in range(rows):
+        try:
+            want.append(plan_pairs(cost, int(budget[b]), current=int(current[b]),
+                                   previous=None if previous[b] < 0 else int(previous[b]), scale=scale[b]))
+        except cotj.PlanError:
+            with pytest.raises(cotj.PlanError, match=rf"\(row {b}\)"):
+                plan_pairs_batch(cost, budget, current=current, previous=previous, scale=scale)
+            return
+    got = plan_pairs_batch(cost, budget, current=current, previous=previous, scale=scale)
+    assert got.shape == (rows, budget.max())
+    for b in range(rows):
+        np.testing.assert_array_equal(got[b, :budget[b]], want[b])
+        assert np.all(got[b, budget[b]:] == -1)
+
+
+def test_plans_on_the_shipped_teacher_cost_equal_the_numpy_reference():
+    """Real costs (the shapes model's UniPC and DPM-Solver++(2M) costs, N = 100): every budget from the top, and
+    replanning from lower levels after a previous one with row scales, node for node as the numpy reference."""
+    from cotj.objectives import TeacherCost
+
+    teacher = TeacherCost.load(SHAPES_TEACHER)
+    n = teacher.grid.size
+    rng = np.random.default_rng(5)
+    for solver in ("dpmpp_2m", "unipc"):
+        cost = teacher.solver_cost(solver)
+        for budget in (2, 3, 4, 6, 10, 15):
+            np.testing.assert_array_equal(plan_pairs(cost, budget, current=n),
+                                          ref.pair_plan(cost.first, cost.pairs, cost.end, budget, n))
+        for _ in range(6):
+            current = int(rng.integers(20, n))
+            previous = int(rng.integers(current + 1, n + 1))
+            budget = int(rng.integers(2, 10))
+            scale = np.exp(rng.normal(0.0, 0.5, n + 1))
+            np.testing.assert_array_equal(
+                plan_pairs(cost, budget, current=current, previous=previous, scale=scale),
+                ref.pair_plan(cost.first, cost.pairs, cost.end, budget, current, previous, scale))
 
 
 def test_plan_pairs_bad_input():
+    """Each bad argument is refused with cotj.PlanError (a ValueError) naming it; wrong types with TypeError."""
     cost = SolverCost("euler", np.zeros((4, 4)), None, np.zeros(4))
     with pytest.raises(ValueError, match="single-step solver"):
         plan_pairs(cost, 2, current=3)
+    ok = _random_cost(4, 0, False)
     pairs = SolverCost("unipc", np.zeros((4, 4)), np.zeros((4, 4, 4)), np.zeros(4))
-    with pytest.raises(ValueError, match="budget must be an int >= 1"):
+    with pytest.raises(cotj.PlanError, match=r"budget = 0 must lie in 1\.\.=3"):
         plan_pairs(pairs, 0, current=3)
-    with pytest.raises(ValueError, match="budget 4 needs more levels"):
+    with pytest.raises(cotj.PlanError, match=r"budget = 4 must lie in 1\.\.=3"):
         plan_pairs(pairs, 4, current=3)
-    with pytest.raises(ValueError, match="current < previous"):
+    with pytest.raises(cotj.PlanError, match=r"previous = 2 must be a node index in 4\.\.4"):
         plan_pairs(pairs, 2, current=3, previous=2)
+    with pytest.raises(cotj.PlanError, match=r"current = 4 must be a node index in 1\.\.4"):
+        plan_pairs(pairs, 2, current=4)
+    with pytest.raises(cotj.PlanError, match=r"current = 0 must be a node index"):
+        plan_pairs(pairs, 1, current=0)
+    with pytest.raises(TypeError, match="budget must be an int"):
+        plan_pairs(pairs, 2.0, current=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="budget must be an int"):
+        plan_pairs(pairs, True, current=3)
+    for value in (np.nan, -np.inf):
+        bad = ok.pairs.copy()
+        bad[3, 2, 1] = value
+        with pytest.raises(cotj.PlanError, match=r"pairs\[3, 2, 1\] = .*no NaN, no -inf"):
+            plan_pairs(SolverCost("unipc", ok.first, bad, ok.end), 3, current=3)
+        bad_first = ok.first.copy()
+        bad_first[3, 1] = value
+        with pytest.raises(cotj.PlanError, match=r"first\[3, 1\]"):
+            plan_pairs(SolverCost("unipc", bad_first, ok.pairs, ok.end), 2, current=3)
+        bad_end = ok.end.copy()
+        bad_end[2] = value
+        with pytest.raises(cotj.PlanError, match=r"end\[2\]"):
+            plan_pairs(SolverCost("unipc", ok.first, ok.pairs, bad_end), 2, current=3)
+    # Entries no plan reads are ignored: NaN above the diagonal, at i = 0, or at k <= j.
+    ignored = ok.pairs.copy()
+    ignored[1, 2, 1] = ignored[3, 2, 0] = ignored[3, 1, 2] = np.nan
+    np.testing.assert_array_equal(plan_pairs(SolverCost("unipc", ok.first, ignored, ok.end), 3, current=3),
+                                  plan_pairs(ok, 3, current=3))
+    for scale, match in ((np.ones(3), r"scale must have M = 4"), (np.array([1.0, 0.0, 1.0, 1.0]), r"scale\[1\] = 0.0"),
+                         (np.array([1.0, 1.0, np.inf, 1.0]), r"scale\[2\] = inf.*finite and > 0")):
+        with pytest.raises(cotj.PlanError, match=match):
+            plan_pairs(ok, 2, current=3, scale=scale)
+    with pytest.raises(cotj.PlanError, match=r"pairs must have M = 4 entries"):
+        plan_pairs(SolverCost("unipc", ok.first, ok.pairs[:, :, :3].copy(), ok.end), 2, current=3)
+    with pytest.raises(cotj.PlanError, match=r"current has 2 rows but the batch has 3"):
+        plan_pairs_batch(ok, 2, current=np.array([3, 3]), scale=np.ones((3, 4)))
     assert set(SOLVERS) == {"euler", "heun", "dpmpp_2m", "unipc"}
+
+
+def test_pair_costs_are_bounded_before_anything_is_allocated():
+    """Pair costs of more than MAX_PAIR_NODES nodes are refused by solver_costs before it allocates them (8·M³
+    bytes), and by the planner; single-step costs are not bounded by it."""
+    from cotj._core import MAX_PAIR_NODES
+    from cotj._core import plan_pairs as core
+
+    m = MAX_PAIR_NODES + 1
+    levels = np.linspace(0.0, 1.0, m)
+    with pytest.raises(ValueError, match=rf"levels has {m} nodes.*1\.0 GiB.*MAX_PAIR_NODES = {MAX_PAIR_NODES}"):
+        solver_costs("unipc", np.eye(2 * m), levels)
+    assert solver_costs("euler", np.eye(2 * m), levels).pairs is None
+    big = np.zeros((m, m))  # the planner checks M before it looks at the other arrays
+    with pytest.raises(cotj.PlanError, match=rf"2\.\.={MAX_PAIR_NODES} nodes.*got M = {m}"):
+        core(big, np.zeros((1, 1, 1)), np.zeros(m), 2, 3)
+
+
+def test_solver_costs_are_computed_once_per_content():
+    """A teacher cost read again from its file (as cotj.execute.sample(teacher=path) does on every call) gets the
+    pair costs already computed: the same read-only arrays, not a new computation."""
+    from cotj.objectives import TeacherCost
+
+    a, b = TeacherCost.load(SHAPES_TEACHER), TeacherCost.load(SHAPES_TEACHER)
+    assert a is not b
+    ca, cb = shared_solver_costs("unipc", a.gram, np.append(0.0, a.grid)), shared_solver_costs("unipc", b.gram, np.append(0.0, b.grid))
+    assert ca is cb and ca.pairs is not None and not ca.pairs.flags.writeable
+    np.testing.assert_array_equal(a.solver_cost("unipc").pairs, b.solver_cost("unipc").pairs)
+    other = shared_solver_costs("unipc", a.gram * 2.0, np.append(0.0, a.grid))
+    assert other is not ca
 
 
 # ------------------------------------------------------------------ through TeacherCost
@@ -252,3 +423,25 @@ def test_estimate_gain_is_the_gaussian_posterior_slope():
     assert estimate_gain(1.0, 0.0, var) == pytest.approx(1.0) and estimate_gain(0.0, 1.0, var) == 0.0
     w = at_predicted_state({"m_i": np.array(2.0), "x_j": np.array(1.0)}, {"x_j": np.array(0.5), "m_j": np.array(0.5)}, 0.25)
     assert w == pytest.approx({"m_i": 2.0, "x_j": 1.25, "m_j": 0.25, "x_i": -0.5})
+
+
+def test_replanning_a_batch_gives_each_row_its_own_plan():
+    """Replanner.next_scaled plans all rows of a multistep batch in one core call: each row's next level is the
+    second level of TeacherCost.plan for that row alone (its current and previous level, its row scales)."""
+    from cotj.execute.replan import Replanner
+    from cotj.objectives import TeacherCost
+
+    teacher = TeacherCost.load(SHAPES_TEACHER)
+    n = teacher.grid.size
+    rng = np.random.default_rng(11)
+    for solver in ("dpmpp_2m", "unipc"):
+        replanner = Replanner(teacher, 10, solver=solver)
+        for done in (1, 2, 5):
+            level = rng.integers(40, n - 1, 6) if done > 1 else np.full(6, n - 1)
+            previous = np.minimum(level + rng.integers(1, 20, 6), n - 1) if done > 1 else None
+            log_scale = rng.normal(0.0, 0.4, (6, n))
+            got = replanner.next_scaled(level, done, log_scale, previous)
+            for b in range(6):
+                plan = teacher.plan(solver, 10 - done + 1, current=int(level[b]),
+                                    previous=None if previous is None else int(previous[b]), log_scale=log_scale[b])
+                assert got[b] == np.searchsorted(teacher.grid, plan[1])

@@ -1,4 +1,4 @@
-"""Plans for the solver that runs them (docs/method.md §11). numpy only.
+"""Plans for the solver that runs them (docs/method.md §11): solver costs in numpy, plans in the Rust core.
 
 The plan graph's edge cost (:mod:`cotj.objectives`) models one first-order step. A solver's step from level
 ``t_j`` to ``t_i`` is a linear combination of the state ``x_j`` and of clean estimates ``m = x0_hat``:
@@ -25,11 +25,20 @@ predicted state's error times the estimate's sensitivity to its state (:func:`at
 :func:`estimate_gain`: a first-order proxy, no extra model calls).
 
 Single-step solvers plan with the layered DP of the core on an (N, N) cost. A multistep solver's cost depends on
-the previous level too, so :func:`plan_pairs` runs the DP over (previous, current) pairs, O(K·N³) in numpy.
+the previous level too, so :func:`plan_pairs` runs the DP over (previous, current) pairs, O(K·N³), in the Rust core.
+
+Memory: the pair costs of M = N + 1 nodes are an (M, M, M) float64 array, 8·M³ bytes: 8.2 MB at N = 100, 65 MB at
+N = 200, 8.0 GB at N = 1000. They are bounded like the lever: at most ``cotj._core.MAX_PAIR_NODES`` = 512 nodes
+(1.07 GB), refused by :func:`solver_costs` before anything of that size is allocated; :func:`solver_costs` computes
+them in slabs of previous nodes, so its temporaries stay near 200 MB whatever M.
 """
+
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +53,8 @@ __all__ = [
     "dpmpp_2m_weights",
     "estimate_gain",
     "plan_pairs",
+    "plan_pairs_batch",
+    "shared_solver_costs",
     "solver_costs",
     "unipc_weights",
 ]
@@ -230,18 +241,83 @@ def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike |
     end[1:] = first[1:, 0]
     pairs = None
     if solver in MULTISTEP:
-        k3, j3, i3 = nodes[:, None, None], nodes[None, :, None], nodes[None, None, :]
-        valid = (k3 > j3) & (j3 > i3) & (i3 >= 1)
+        from cotj._core import MAX_PAIR_NODES
+
+        if m > MAX_PAIR_NODES:
+            raise ValueError(f"levels has {m} nodes: {solver}'s pair costs (M, M, M) would take "
+                             f"{8 * m**3 / 2**30:.1f} GiB; at most MAX_PAIR_NODES = {MAX_PAIR_NODES} nodes "
+                             f"({8 * MAX_PAIR_NODES**3 / 2**30:.0f} GiB) are planned: use a coarser grid")
         pairs = np.full((m, m, m), np.inf)
-        if valid.any():  # evaluate the weights at a valid stand-in where the triple is not one
-            k0, j0, i0 = (int(v[0]) for v in np.nonzero(valid))
-            kk, jj3, ii3 = np.where(valid, k3, k0), np.where(valid, j3, j0), np.where(valid, i3, i0)
+        j3, i3 = nodes[None, :, None], nodes[None, None, :]
+        slab = max(1, _SLAB // (m * m))
+        for lo in range(3, m, slab):  # previous nodes k >= 3: the first with a valid triple (3, 2, 1)
+            k3 = nodes[lo:lo + slab, None, None]
+            valid = (k3 > j3) & (j3 > i3) & (i3 >= 1)
+            # evaluate the weights at a valid stand-in, (3, 2, 1), where the triple is not one
+            kk, jj3, ii3 = np.where(valid, k3, 3), np.where(valid, j3, 2), np.where(valid, i3, 1)
             args = (av[kk], sv[kk], av[jj3], sv[jj3], av[ii3], sv[ii3])
             w3 = dpmpp_2m_weights(*args)
             if solver == "unipc":  # the corrector's estimate is taken at the 2M-predicted state
                 w3 = at_predicted_state(unipc_weights(*args), w3, gain[ii3])
-            pairs = np.where(valid, _quadratic(g, slots(w3, kk, jj3, ii3)), np.inf)
+            pairs[lo:lo + slab] = np.where(valid, _quadratic(g, slots(w3, kk, jj3, ii3)), np.inf)
     return SolverCost(solver, first, pairs, end)
+
+
+_SLAB = 1 << 18
+"""Entries of the pair costs :func:`solver_costs` computes at once (a slab of previous nodes): its temporaries, a
+few dozen arrays of this size, stay near 100 MB whatever the grid."""
+
+
+_CACHE: OrderedDict[bytes, SolverCost] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_ENTRIES = 4
+"""Most solver costs :func:`shared_solver_costs` keeps."""
+_CACHE_BYTES = 256 << 20
+"""Most bytes of solver costs :func:`shared_solver_costs` keeps (a larger one is computed, returned, not kept)."""
+
+
+def shared_solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike) -> SolverCost:
+    """:func:`solver_costs` on the linear flow, remembered by content: the same solver, Gram matrix and levels (a
+    teacher cost loaded again from its file, say) get the same :class:`SolverCost` back, whose arrays are read-only.
+    Keeps the last :data:`_CACHE_ENTRIES` within :data:`_CACHE_BYTES` (the pair costs at N = 100 take 8.2 MB)."""
+    g = np.ascontiguousarray(gram, dtype=np.float64)
+    t = np.ascontiguousarray(levels, dtype=np.float64)
+    h = hashlib.blake2b(solver.encode(), digest_size=32)
+    for v in (g, t):
+        h.update(repr(v.shape).encode())
+        h.update(v.tobytes())
+    key = h.digest()
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    cost = solver_costs(solver, g, t)
+    arrays = [a for a in (cost.first, cost.pairs, cost.end) if a is not None]
+    for a in arrays:
+        a.setflags(write=False)
+    size = sum(a.nbytes for a in arrays)
+    with _CACHE_LOCK:
+        if size <= _CACHE_BYTES:
+            _CACHE[key] = cost
+            while len(_CACHE) > _CACHE_ENTRIES or sum(
+                    sum(v.nbytes for v in (c.first, c.pairs, c.end) if v is not None) for c in _CACHE.values()
+            ) > _CACHE_BYTES:
+                _CACHE.popitem(last=False)
+    return cost
+
+
+_Arrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]
+
+
+def _plan_args(cost: SolverCost, scale: ArrayLike | None) -> _Arrays:
+    """The arrays :func:`cotj._core.plan_pairs` takes: ``first``, ``pairs``, ``end`` and the scale (or None)."""
+    if cost.pairs is None:
+        raise ValueError(f"{cost.solver} is a single-step solver: plan it with cotj.plan_batch(cost=...)")
+
+    def f64(v: ArrayLike) -> NDArray[np.float64]:
+        return np.ascontiguousarray(v, dtype=np.float64)
+
+    return f64(cost.first), f64(cost.pairs), f64(cost.end), None if scale is None else f64(scale)
 
 
 def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | None = None,
@@ -249,46 +325,45 @@ def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | N
     """The cheapest K-evaluation plan of a multistep solver from node ``current`` (evaluated next), over
     (previous, current) pairs: nodes (budget,) descending, starting with ``current``.
 
-    The cost of a plan ``e_1 = current > e_2 > ... > e_K`` is ``step(e_1 -> e_2) + sum pairs[e_(n-1), e_n, e_(n+1)]
-    + end[e_K]``, the first step from ``first`` when there is no ``previous`` evaluation, else from ``pairs``.
-    ``scale`` (M,) multiplies every step by a factor of its source node (closed-loop row scales). O(K·M³) time,
-    O(K·M²) memory.
+    The cost of a plan ``e_1 = current > e_2 > ... > e_K >= 1`` is ``step(e_1 -> e_2) + sum pairs[e_(n-1), e_n,
+    e_(n+1)] + end[e_K]``, the first step from ``first`` when there is no ``previous`` evaluation, else from
+    ``pairs``. ``scale`` (M,) finite and > 0 multiplies every step by a factor of its source node (closed-loop row
+    scales). Runs in the Rust core (``cotj._core.plan_pairs``, the GIL released, Ctrl-C stops it), O(K·M³/6) time,
+    O(K·M²) memory; ties break as a dense numpy programme with ``argmin`` breaks them (the lowest previous node,
+    then the first final pair in row-major order). Only the entries a plan can use are read (``first[current, i]``
+    for ``i < current``, ``pairs[k, j, i]`` for ``k > j > i >= 1``, ``end[j]`` for ``j >= 1``); ``+inf`` is a
+    missing step, NaN and ``-inf`` there are refused.
+
+    Args:
+        cost: a multistep solver's :class:`SolverCost` on M nodes (M <= ``cotj._core.MAX_PAIR_NODES``).
+        budget: evaluations K, 1..current.
+        current: the node evaluated next, 1..M-1.
+        previous: the node evaluated before it (current+1..M-1), None for none.
+        scale: (M,) per-node factors, None for ones.
+
+    Raises:
+        cotj.PlanError: a bad argument (named in the message), or no plan of finite cost.
     """
-    if cost.pairs is None:
-        raise ValueError(f"{cost.solver} is a single-step solver: plan it with cotj.plan_batch(cost=...)")
-    m = cost.end.size
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget must be an int >= 1, got {budget!r}")
-    if not 1 <= current < m or (previous is not None and not current < previous < m):
-        raise ValueError(f"need 1 <= current < previous < {m}, got current={current}, previous={previous}")
-    if budget > current:
-        raise ValueError(f"budget {budget} needs more levels than the {current} at or below node {current}")
-    w = np.ones(m) if scale is None else np.asarray(scale, dtype=np.float64)
-    if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError(f"scale must be ({m},) finite and > 0")
-    if budget == 1:
-        return np.array([current])
-    sub = current + 1  # every later node lies at or below the current one
-    pairs = cost.pairs[:sub, :sub, :sub] * w[None, :sub, None]
-    end = cost.end[:sub] * w[:sub]
-    # value[k, j]: the cheapest way to have evaluated at k then j (j the latest), after the steps so far
-    value = np.full((sub, sub), np.inf)
-    if previous is None:
-        value[current, :] = cost.first[current, :sub] * w[current]
-    else:
-        value[current, :] = cost.pairs[previous, current, :sub] * w[current]
-    value[current, 0] = np.inf  # a step to t = 0 ends the run: only the end term goes there
-    back = []
-    for _ in range(budget - 2):
-        total = value[:, :, None] + pairs  # [k, j, i]
-        arg = np.argmin(total, axis=0)  # (sub, sub): best k for (j, i)
-        back.append(arg)
-        value = np.take_along_axis(total, arg[None], axis=0)[0]
-    final = value + end[None, :]
-    k, j = np.unravel_index(int(np.argmin(final)), final.shape)
-    if not np.isfinite(final[k, j]):
-        raise ValueError(f"no plan of {budget} evaluations from node {current}")
-    path = [int(j), int(k)]
-    for arg in reversed(back):
-        path.append(int(arg[path[-1], path[-2]]))
-    return np.array(path[::-1])
+    from cotj._core import plan_pairs as core
+
+    first, pairs, end, w = _plan_args(cost, scale)
+    nodes, _, _ = core(first, pairs, end, budget, current, previous=previous, scale=w)
+    return nodes[0]
+
+
+def plan_pairs_batch(cost: SolverCost, budget: int | ArrayLike, *, current: int | ArrayLike,
+                     previous: int | ArrayLike | None = None, scale: ArrayLike | None = None) -> NDArray[np.int64]:
+    """:func:`plan_pairs` for B rows at once, in parallel: ``budget``, ``current`` and ``previous`` ints or (B,)
+    ints (``previous`` negative for none), ``scale`` (M,) or (B, M). Returns the nodes (B, max K), each row
+    padded with -1 past its budget."""
+    from cotj._core import plan_pairs as core
+
+    def ints(v: int | ArrayLike) -> int | NDArray[np.int64]:
+        if isinstance(v, int):  # bool too: the core refuses it
+            return v
+        return int(v) if isinstance(v, np.integer) else np.ascontiguousarray(v, dtype=np.int64)
+
+    first, pairs, end, w = _plan_args(cost, scale)
+    nodes, _, _ = core(first, pairs, end, ints(budget), ints(current), previous=None if previous is None else ints(previous),
+                       scale=w)
+    return nodes

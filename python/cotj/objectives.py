@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.multistep import MULTISTEP, SolverCost, plan_pairs, solver_costs
+from cotj.multistep import MULTISTEP, SolverCost, plan_pairs, shared_solver_costs
 from cotj.multistep import SOLVERS as SOLVER_NAMES
 
 __all__ = ["MAX_MULTISTEP_LEVELS", "MAX_TEACHER_LEVELS", "OBJECTIVES", "RowModel", "TeacherCost", "multistep_cost_bytes",
@@ -169,7 +169,7 @@ class TeacherCost:
                              f"MAX_MULTISTEP_LEVELS ({multistep_cost_bytes(MAX_MULTISTEP_LEVELS) / 2**30:.1f} GiB): "
                              "plan first-order steps on the edges (objective('teacher'))")
         if solver not in self._solver_costs:  # computed once per solver (about a second for the pairs at N = 100)
-            cost = solver_costs(solver, self.gram, np.append(0.0, self.grid))
+            cost = shared_solver_costs(solver, self.gram, np.append(0.0, self.grid))  # once per content
             floor = 1e-12  # the teacher's own steps land on it: 0 up to rounding of the quadratic form
             pairs = None if cost.pairs is None else np.maximum(cost.pairs, floor)
             self._solver_costs[solver] = SolverCost(solver, np.maximum(cost.first, floor), pairs, np.maximum(cost.end, floor))

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.multistep import MULTISTEP
-from cotj.objectives import TeacherCost, grid_levels
+from cotj.multistep import MULTISTEP, plan_pairs_batch
+from cotj.objectives import TeacherCost, _log_scale, grid_levels
 from cotj.planning import plan_batch
 
 __all__ = ["Replanner", "ReplanningScheduler", "replan_sample"]
@@ -116,11 +116,11 @@ class Replanner:
         if self.solver == "euler":
             plans = plan_batch(None, left + 1, current=level, **self.teacher.plan_kwargs(log_scale))
             return plans.steps[:, 1].astype(np.int64)
-        rows = log_scale
-        grid = self.teacher.grid
-        return np.array([np.searchsorted(grid, self.teacher.plan(self.solver, left + 1, current=int(j),
-                                                                 previous=None if p < 0 else int(p), log_scale=r)[1])
-                         for j, p, r in zip(level, prev, rows)], dtype=np.int64)  # fmt: skip
+        # One call plans every row (in parallel, in the core) as TeacherCost.plan plans one: nodes are grid index + 1.
+        w = np.exp(_log_scale(log_scale, None, n))
+        nodes = plan_pairs_batch(self.teacher.solver_cost(self.solver), left + 1, current=level + 1,
+                                 previous=np.where(prev < 0, -1, prev + 1), scale=np.hstack([np.ones((level.size, 1)), w]))
+        return nodes[:, 1] - 1
 
 
 def _previous(previous: ArrayLike, level: NDArray[np.int64], n: int) -> NDArray[np.int64]:
