@@ -65,10 +65,9 @@ def add_pipeline_flags(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--pipeline", metavar="DIR", required=required,
                    help="a local Diffusers pipeline folder (model_index.json and its parts; loaded offline)"
                         + ("" if required else "; without it the shipped shapes generator runs"))
-    p.add_argument("--height", type=_io.int_in(8, 16384), metavar="PX",
-                   help="image height in pixels (default: the teacher cost's, else the pipeline's)")
-    p.add_argument("--width", type=_io.int_in(8, 16384), metavar="PX",
-                   help="image width in pixels (default: the teacher cost's, else the pipeline's)")
+    default = "the pipeline's" if required else "the teacher cost's, else the pipeline's"
+    p.add_argument("--height", type=_io.int_in(8, 16384), metavar="PX", help=f"image height in pixels (default: {default})")
+    p.add_argument("--width", type=_io.int_in(8, 16384), metavar="PX", help=f"image width in pixels (default: {default})")
     p.add_argument("--dtype", choices=DTYPES, default="auto",
                    help="weights' dtype (default auto: bfloat16 on a GPU, float32 on the CPU)")
     p.add_argument("--device", default="auto", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")

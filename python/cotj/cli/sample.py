@@ -57,7 +57,7 @@ Examples:
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the shipped shapes generator",
+    p = sub.add_parser("sample", parents=parents, help="prompt -> PNG with the shipped shapes generator or a Diffusers pipeline",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"The shapes grammar: {grammar()}.")
     p.add_argument("prompt", help="a prompt of the shapes grammar, e.g. 'two red circles on the left'")
