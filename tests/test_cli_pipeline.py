@@ -272,6 +272,10 @@ def test_bad_paths_and_mismatched_teacher_files_are_one_line(folders, teachers, 
         ("sample", "--pipeline", flux, "--teacher", teachers["flux"], "a cat", "--height", 18, "--out", png):
             "multiples of 4",
         ("sample", "--height", 32, "two red circles", "--out", png): "go with --pipeline",
+        ("sample", "--pipeline", flux, "--teacher", teachers["flux"], "a cat", "--device", "cuda:99", "--out", png):
+            "no such CUDA device",
+        ("sample", "--pipeline", flux, "--teacher", teachers["flux"], "a cat", "--device", "toaster", "--out", png):
+            "not a torch device",
         ("calibrate", "--pipeline", flux, "--prompts", prompts, "--out", tmp_path / "t.json"): "at least 2 prompts",
         ("calibrate", "--pipeline", flux, "--prompts", tmp_path / "none.txt", "--out", tmp_path / "t.json"): "none.txt",
         ("calibrate", "--pipeline", flux, "--prompts", prompts, "--out", tmp_path / "t.txt"): ".json",

@@ -210,9 +210,14 @@ def _device(name: str) -> Any:
 
     if name != "auto":
         try:
-            return torch.device(name)
+            device = torch.device(name)
         except RuntimeError as exc:
             raise ValueError(f"--device {name!r} is not a torch device ({exc})") from None
+        if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+            raise ValueError(f"--device {name}: no such CUDA device here ({torch.cuda.device_count()} available)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name}: MPS is not available here")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return torch.device("cpu")
