@@ -24,7 +24,9 @@
 //!
 //! Only the entries a plan can use are read: `first[current, i]` for `i < current`,
 //! `pairs[k, j, i]` for `k > j > i >= 1` and `end[j]` for `j >= 1`; the others are ignored
-//! (missing). `+inf` is a missing step; NaN and `-inf` are refused in the entries read.
+//! (missing). `+inf` is a missing step; NaN and `-inf` are refused: those of `first`, `end` and
+//! the first step's row of `pairs` before planning, those of the other rows of `pairs` as the
+//! programme reads them (at no extra pass over the array; a row it never reaches is not checked).
 
 use std::cell::Cell;
 
@@ -105,6 +107,20 @@ fn not_nan_or_neg_inf(v: f64) -> bool {
     v > f64::NEG_INFINITY
 }
 
+/// `Err` naming the first entry of `v` (of the array `name`, at the index `at` gives) that is NaN
+/// or `-inf`.
+fn check_entries(name: &'static str, v: &[f64], at: impl Fn(usize) -> String) -> Result<()> {
+    match first_bad(v, not_nan_or_neg_inf) {
+        None => Ok(()),
+        Some(p) => Err(CotjError::Value {
+            name,
+            at: at(p),
+            value: v[p],
+            rule: "a number or +inf (no NaN, no -inf)",
+        }),
+    }
+}
+
 /// Rule of scale entries.
 fn finite_positive(v: f64) -> bool {
     v.is_finite() && v > 0.0
@@ -152,24 +168,26 @@ fn chunk<const W: usize, const R: usize>(
     preds: &[(f64, usize)],
     pairs: &[f64],
     w: f64,
-) {
+) -> bool {
     #[inline(always)]
-    fn relax<const W: usize>(acc: &mut [f64; W], c: f64, p: &[f64], w: f64) {
+    fn relax<const W: usize>(acc: &mut [f64; W], bad: &mut [bool; W], c: f64, p: &[f64], w: f64) {
         let p: &[f64; W] = p.try_into().expect("a chunk of W values");
         for l in 0..W {
             let x = c + p[l] * w;
             acc[l] = if x < acc[l] { x } else { acc[l] };
+            bad[l] |= !not_nan_or_neg_inf(p[l]);
         }
     }
     let mut acc = [[f64::INFINITY; W]; R];
+    let mut bad = [false; W];
     let mut groups = preds.chunks_exact(R);
     for group in &mut groups {
         for (a, &(c, o)) in acc.iter_mut().zip(group) {
-            relax(a, c, &pairs[o + s..o + s + W], w);
+            relax(a, &mut bad, c, &pairs[o + s..o + s + W], w);
         }
     }
     for &(c, o) in groups.remainder() {
-        relax(&mut acc[0], c, &pairs[o + s..o + s + W], w);
+        relax(&mut acc[0], &mut bad, c, &pairs[o + s..o + s + W], w);
     }
     let (first, rest) = acc.split_at_mut(1);
     for a in rest {
@@ -182,32 +200,36 @@ fn chunk<const W: usize, const R: usize>(
         }
     }
     dst[s..s + W].copy_from_slice(&first[0]);
+    bad.iter().any(|&b| b)
 }
 
 /// [`chunk`] over the whole of `dst` (at least `W` long), the last chunk shifted back to end at
-/// the row's end: its lanes that overlap the chunk before get the same minima again.
+/// the row's end: its lanes that overlap the chunk before get the same minima again. True when a
+/// value read is NaN or `-inf`.
 #[inline(always)]
 fn chunks<const W: usize, const R: usize>(
     dst: &mut [f64],
     preds: &[(f64, usize)],
     pairs: &[f64],
     w: f64,
-) {
+) -> bool {
     let len = dst.len();
-    let mut s = 0;
+    let (mut s, mut bad) = (0, false);
     while s + W <= len {
-        chunk::<W, R>(dst, s, preds, pairs, w);
+        bad |= chunk::<W, R>(dst, s, preds, pairs, w);
         s += W;
     }
     if s < len {
-        chunk::<W, R>(dst, len - W, preds, pairs, w);
+        bad |= chunk::<W, R>(dst, len - W, preds, pairs, w);
     }
+    bad
 }
 
 /// `dst[i] = min_(c, o) in preds c + pairs[o + i]·w` (`+inf` when `preds` is empty), in the
 /// widest chunks that fit the row, with enough accumulators to hide the latency of a minimum.
+/// True when a value read is NaN or `-inf`.
 #[inline(always)]
-fn relax_row(dst: &mut [f64], preds: &[(f64, usize)], pairs: &[f64], w: f64) {
+fn relax_row(dst: &mut [f64], preds: &[(f64, usize)], pairs: &[f64], w: f64) -> bool {
     match dst.len() {
         32.. => chunks::<16, 2>(dst, preds, pairs, w),
         16.. => chunks::<16, 2>(dst, preds, pairs, w),
@@ -277,26 +299,30 @@ impl<'a> PairCost<'a> {
     }
 
     /// The cheapest plan of every row of `request`, in parallel over rows, until `stop` says
-    /// otherwise. Everything is validated before any planning: the request (row counts, nodes,
-    /// budgets, scales) and the cost entries the plans may read; the error reported is that of
-    /// the first offending row, whatever the threads. A row with no plan of finite cost is an
-    /// error ([`CotjError::NoFinitePairPlan`]).
+    /// otherwise. The request (row counts, nodes, budgets, scales) and the cost entries of the
+    /// first and last steps are validated before any planning, the entries of `pairs` as the
+    /// programme reads them (a NaN or `-inf` read: the error names the first such entry of the
+    /// region `current >= k > j > i >= 1`). The error reported is that of the first failing row,
+    /// whatever the threads. A row with no plan of finite cost is an error
+    /// ([`CotjError::NoFinitePairPlan`]).
     pub fn plan_batch(&self, request: &PairRequest<'_>, stop: &Stop) -> Result<PairPlans> {
         let rows = self.rows(request)?;
         let n = rows.len();
         let top = rows.iter().map(|r| r.current).max().unwrap_or(0);
-        self.check_values(&rows, top, stop)?;
+        self.check_values(&rows, top)?;
         let plan = |b: usize, layers: &mut Vec<f64>| {
             stop.poll(1)?;
             self.plan_row(b, &rows[b], layers, stop)
         };
         let plans: Vec<(Vec<usize>, f64)> = if n >= PARALLEL_MIN_ROWS {
-            stop.parallel(|| {
-                (0..n)
+            // Every row's outcome, then the first error by row (whatever the threads).
+            let each: Vec<Result<_>> = stop.parallel(|| {
+                Ok((0..n)
                     .into_par_iter()
                     .map_init(Vec::new, |layers, b| plan(b, layers))
-                    .collect()
-            })?
+                    .collect())
+            })?;
+            each.into_iter().collect::<Result<_>>()?
         } else {
             with_kept_layers(|layers| (0..n).map(|b| plan(b, layers)).collect::<Result<_>>())?
         };
@@ -419,49 +445,40 @@ impl<'a> PairCost<'a> {
         Ok(rows)
     }
 
-    /// Checks the cost entries the plans of `rows` may read (`top`: their highest current
-    /// node): `end[1..=top]`, every row's first step, and `pairs[k, j, 1..j]` for
-    /// `top >= k > j >= 1`.
-    fn check_values(&self, rows: &[Row<'_>], top: usize, stop: &Stop) -> Result<()> {
+    /// Checks the cost entries of the first and last steps of the plans of `rows` (`top`: their
+    /// highest current node): `end[1..=top]` and every row's first step. The entries of `pairs`
+    /// of the later steps are checked as the programme reads them (see [`PairCost::region_error`]).
+    fn check_values(&self, rows: &[Row<'_>], top: usize) -> Result<()> {
         let m = self.m;
-        let bad = |name: &'static str, v: &[f64], at: &dyn Fn(usize) -> String| match first_bad(
-            v,
-            not_nan_or_neg_inf,
-        ) {
-            None => Ok(()),
-            Some(p) => Err(CotjError::Value {
-                name,
-                at: at(p),
-                value: v[p],
-                rule: "a number or +inf (no NaN, no -inf)",
-            }),
-        };
-        bad("end", &self.end[1..=top], &|p| format!("{}", p + 1))?;
+        check_entries("end", &self.end[1..=top], |p| format!("{}", p + 1))?;
         for r in rows.iter().filter(|r| r.budget > 1) {
             let c = r.current;
             match r.previous {
-                None => bad("first", &self.first[c * m + 1..c * m + c], &|p| {
+                None => check_entries("first", &self.first[c * m + 1..c * m + c], |p| {
                     format!("{c}, {}", p + 1)
                 })?,
-                Some(k) => bad("pairs", &self.pairs[(k * m + c) * m + 1..][..c - 1], &|p| {
-                    format!("{k}, {c}, {}", p + 1)
-                })?,
-            }
-        }
-        if rows.iter().all(|r| r.budget <= 2) {
-            return Ok(());
-        }
-        if region_ok(self.pairs, m, top, stop)? {
-            return Ok(());
-        }
-        for k in 3..=top {
-            for j in 2..k {
-                bad("pairs", &self.pairs[(k * m + j) * m + 1..][..j - 1], &|p| {
-                    format!("{k}, {j}, {}", p + 1)
-                })?;
+                Some(k) => {
+                    check_entries("pairs", &self.pairs[(k * m + c) * m + 1..][..c - 1], |p| {
+                        format!("{k}, {c}, {}", p + 1)
+                    })?
+                }
             }
         }
         Ok(())
+    }
+
+    /// The first NaN or `-inf` entry `pairs[k, j, i]` with `top >= k > j > i >= 1`, in that order,
+    /// as an error; `None` when there is none.
+    fn region_error(&self, top: usize) -> Option<CotjError> {
+        let m = self.m;
+        (3..=top)
+            .flat_map(|k| (2..k).map(move |j| (k, j)))
+            .find_map(|(k, j)| {
+                check_entries("pairs", &self.pairs[(k * m + j) * m + 1..][..j - 1], |p| {
+                    format!("{k}, {j}, {}", p + 1)
+                })
+                .err()
+            })
     }
 
     /// The plan of one checked row (`b` labels its errors), reusing `layers`.
@@ -504,7 +521,16 @@ impl<'a> PairCost<'a> {
             previous,
             w,
         };
-        forward(&plan, &mut layers[..need], stop)?;
+        if !forward(&plan, &mut layers[..need], stop)? {
+            // A value read is NaN or -inf: name the first in the region the plan reads from.
+            return Err(self
+                .region_error(current)
+                .unwrap_or(CotjError::NoFinitePairPlan {
+                    row: b,
+                    budget: k,
+                    current,
+                }));
+        }
         let Some((cost, a, last)) = plan.best_end(layers) else {
             return Err(CotjError::NoFinitePairPlan {
                 row: b,
@@ -582,7 +608,7 @@ impl Plan<'_, '_> {
 }
 
 /// Fills the `K - 1` layers of `plan` with the kernel the CPU runs (see `forward_impl`).
-fn forward(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+fn forward(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<bool> {
     let mut preds = memory::filled("the predecessors of a node", plan.current + 1, (0.0, 0))?;
     // SAFETY (each arm): the CPU has the kernel's instructions (checked by `kernel_in_use`).
     match kernel_in_use() {
@@ -601,7 +627,7 @@ unsafe fn forward_avx2(
     layers: &mut [f64],
     preds: &mut [(f64, usize)],
     stop: &Stop,
-) -> Result<()> {
+) -> Result<bool> {
     forward_impl(plan, layers, preds, stop)
 }
 
@@ -612,21 +638,22 @@ unsafe fn forward_avx512(
     layers: &mut [f64],
     preds: &mut [(f64, usize)],
     stop: &Stop,
-) -> Result<()> {
+) -> Result<bool> {
     forward_impl(plan, layers, preds, stop)
 }
 
 /// Layer `t` (1-based, at `layers[(t - 1)·(current + 1)²..]`, entry `[a·(current + 1) + b]`)
 /// gets `L_t[a, b]` for the rows `a` of [`rows_of`] and `b` in `K - t..a`: the levels a
 /// `K`-evaluation plan can reach there and still end at node 1 or above. Nothing else is written
-/// or read, so the buffer needs no clearing. Polls `stop` for every row.
+/// or read, so the buffer needs no clearing. Polls `stop` for every row. `Ok(false)` when a
+/// value of `pairs` read is NaN or `-inf` (the layers are then meaningless).
 #[inline(always)]
 fn forward_impl(
     plan: &Plan<'_, '_>,
     layers: &mut [f64],
     preds: &mut [(f64, usize)],
     stop: &Stop,
-) -> Result<()> {
+) -> Result<bool> {
     let (k, current, w) = (plan.k, plan.current, plan.w);
     let (sub, len) = (current + 1, plan.layer_len());
     let (m, pairs) = (plan.cost.m, plan.cost.pairs);
@@ -658,51 +685,14 @@ fn forward_impl(
                 preds[n] = (c, (a * m + j) * m + ilo);
                 n += usize::from(c != f64::INFINITY);
             }
-            relax_row(
+            if relax_row(
                 &mut cur[j * sub + ilo..j * sub + j],
                 &preds[..n],
                 pairs,
                 w[j],
-            );
-        }
-    }
-    Ok(())
-}
-
-/// True when no entry `pairs[k, j, i]` with `top >= k > j > i >= 1` is NaN or `-inf`, checked
-/// with the widest instructions the CPU runs; polls `stop` for every `k`.
-fn region_ok(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
-    // SAFETY (each arm): the CPU has the kernel's instructions (checked by `kernel_in_use`).
-    match kernel_in_use() {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { region_ok_avx512(pairs, m, top, stop) },
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { region_ok_avx2(pairs, m, top, stop) },
-        _ => region_ok_impl(pairs, m, top, stop),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn region_ok_avx2(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
-    region_ok_impl(pairs, m, top, stop)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn region_ok_avx512(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
-    region_ok_impl(pairs, m, top, stop)
-}
-
-/// See [`region_ok`]: an OR of "is bad" over each row of the region, a reduction the compiler
-/// vectorises.
-#[inline(always)]
-fn region_ok_impl(pairs: &[f64], m: usize, top: usize, stop: &Stop) -> Result<bool> {
-    let any_bad = |v: &[f64]| v.iter().fold(false, |b, &x| b | !not_nan_or_neg_inf(x));
-    for k in 3..=top {
-        stop.poll(k * m)?;
-        if (2..k).any(|j| any_bad(&pairs[(k * m + j) * m + 1..][..j - 1])) {
-            return Ok(false);
+            ) {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
