@@ -263,3 +263,51 @@ def test_a_schedule_whose_snr_rises_is_refused_by_the_planner():
         cotj.plan(np.ones(10), 3, grid=grid, schedule=(grid, 1.1 - grid))  # a and s swapped: a/s rises
     with pytest.raises(ValueError, match="signal-to-noise ratio a/s must fall"):
         cotj.Planner(grid, (grid, 1.1 - grid))
+
+
+HUGE = np.tril(np.full((20, 20), -1e308), k=-1)  # any plan of 3 or more levels sums past -max float64
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: cotj.plan_cost(None, np.array([9, 5, 1]), cost=HUGE), cotj.PlanError, r"^the plan cost overflows float64: .*divide cost, start and end by a common factor"),
+        (lambda: cotj.plan_cost(None, np.array([9, 5, 1]), cost=-HUGE), cotj.PlanError, r"^the plan cost overflows float64"),
+        (lambda: cotj.plan(None, 3, cost=HUGE), cotj.PlanError, r"^the plan cost of row 0 overflows float64: the values of cost, start and end"),
+        (lambda: cotj.plan_batch(None, 3, cost=np.stack([M, HUGE])), cotj.PlanError, r"^the plan cost of row 1 overflows float64"),
+        (lambda: cotj.plan(None, 3, cost=M, start=np.full(20, -1e308), end=np.full(20, -1e308)), cotj.PlanError, r"^the plan cost of row 0 overflows"),
+        (lambda: cotj.plan(None, 3, cost=np.tril(np.full((20, 20), -1e200), k=-1), scale=np.full(20, 1e200)), cotj.PlanError, r"^the plan cost of row 0 overflows"),
+        (lambda: cotj.plan(None, tau=0.9, cost=HUGE), cotj.PlanError, r"^the plan cost of row 0 overflows"),  # C*_3.. = -inf: no silent curve
+        (lambda: cotj.plan_cost(D, np.array([2**64 - 1], dtype=np.uint64)), cotj.PlanError, r"^steps index 18446744073709551615 is outside the grid \(0..20\)$"),
+        (lambda: cotj.plan_cost(None, np.array([5, 2**64 - 1], dtype=np.uint64), cost=M), cotj.PlanError, r"^steps index 18446744073709551615 is outside the grid \(0..20\)$"),
+        (lambda: cotj.plan_cost(D, [2**64 - 1]), cotj.PlanError, r"^steps index 18446744073709551615 is outside"),
+        (lambda: cotj.plan(None, 3, cost=[[0.0, 1.0], [1.0]]), cotj.PlanError, r"^cost must be a rectangular array \(every row of the same length\)"),
+        (lambda: cotj.plan_batch(None, 1, cost=[[[0.0, 1.0], [1.0, 0.0]], [[0.0], [1.0, 0.0]]]), cotj.PlanError, r"^cost must be a rectangular array"),
+        (lambda: cotj.plan_cost(None, [1, 0], cost=[[0.0, 1.0], [1.0]]), cotj.PlanError, r"^cost must be a rectangular array"),
+        (lambda: cotj.plan(None, 3, cost=M, start=[[0.0] * 20, [0.0]]), cotj.PlanError, r"^start must be a rectangular array"),
+        (lambda: cotj.plan([[0.1, 0.2], [0.3]], 1), cotj.PlanError, r"^dna must be a rectangular array"),
+        (lambda: cotj.plan_batch(B, [[1, 2], [3]]), cotj.PlanError, r"^budget must be a rectangular array"),
+        (lambda: cotj.plan_cost(D, [[3, 2], [1]]), cotj.PlanError, r"^steps must be a rectangular array"),
+        (lambda: cotj.plan(D, 3, grid=[[0.5, 1.0], [1.0]]), cotj.PlanError, r"^grid must be a rectangular array"),
+        (lambda: cotj.plan(None), TypeError, r"^dna is None and cost= was not given"),
+        (lambda: cotj.plan_batch(None, 3), TypeError, r"^dna is None and cost= was not given"),
+        (lambda: cotj.plan_cost(None, [3, 1]), TypeError, r"^dna is None and cost= was not given"),
+        (lambda: cotj.Planner(cotj.default_grid(20)).plan(None, 3), TypeError, r"^dna is None and cost= was not given"),
+        (lambda: cotj.cost_matrix(None), TypeError, r"^dna must be a DNA row \(N,\), got None$"),
+    ],
+)
+def test_overflow_huge_indices_ragged_lists_and_none_are_named(call, error, match):
+    """A dense cost that overflows names the dense cost (not the dna); a uint64 index its own value; a ragged
+    list its argument; a missing dna and cost both."""
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_the_dna_form_still_names_the_dna_on_overflow_and_missing_edges_still_cost_inf():
+    with pytest.raises(cotj.PlanError, match="dna values are too large"):
+        cotj.plan_cost(np.full(20, 1e306), np.array([19, 0]), grid=cotj.default_grid(20),
+                       schedule=(np.full(20, 1e8), cotj.default_grid(20)))
+    missing = np.where(np.arange(400).reshape(20, 20) == 9 * 20 + 5, np.inf, HUGE)
+    assert cotj.plan_cost(None, np.array([9, 5, 1]), cost=missing) == np.inf  # a missing edge, not an overflow
+    assert cotj.plan_cost(None, np.array([9, 5]), cost=HUGE) == -1e308
+    assert cotj.plan(None, 2, cost=HUGE).cost == -1e308

@@ -114,11 +114,21 @@ class PlanBatch:
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
 
+def _asarray(name: str, value: object) -> np.ndarray:
+    """``np.asarray(value)``, a ragged nested list refused with a message naming ``name``."""
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise PlanError(f"{name} must be a rectangular array (every row of the same length), got a ragged nested sequence") from None
+
+
 def _float_array(name: str, value: object) -> np.ndarray:
     """``value`` as a C-contiguous native float32/float64 array (other real dtypes widened)."""
     if type(value) is np.ndarray and value.dtype in _FLOATS and value.flags.c_contiguous:
         return value
-    arr = np.asarray(value)
+    if value is None:
+        raise TypeError(f"{name} must be a real numeric array, got None")
+    arr = _asarray(name, value)
     kind = arr.dtype.kind
     if kind == "f":
         if arr.dtype.itemsize < 4:
@@ -141,9 +151,16 @@ def _float64_array(name: str, value: ArrayLike) -> np.ndarray:
     return _float_array(name, value).astype(np.float64, copy=False)
 
 
+def _dna_array(dna: object) -> np.ndarray:
+    """The DNA of a planning call as float32/float64; None (the dense form without ``cost=``) refused."""
+    if dna is None:
+        raise TypeError("dna is None and cost= was not given: give a DNA row (N,) (or rows (B, N)), or dna=None with a dense cost=")
+    return _float_array("dna", dna)
+
+
 def _dna_row(dna: object) -> np.ndarray:
     """One DNA row (N,) as float64, for the calls that take float64 only."""
-    arr = _float_array("dna", dna)
+    arr = _dna_array(dna)
     if arr.ndim != 1:
         raise PlanError(f"dna must be 1-D (N,), got shape {arr.shape}")
     return arr.astype(np.float64, copy=False)
@@ -205,7 +222,7 @@ def _per_row_int(name: str, value: object) -> int | np.ndarray | None:
         return int(value)
     if isinstance(value, (bool, np.bool_, float, np.floating)):
         raise TypeError(f"{name} must be an int or an int array, got {type(value).__name__}")
-    arr = np.asarray(value)
+    arr = _asarray(name, value)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must be an int or an int array, got dtype {arr.dtype}")
     if arr.ndim != 1:
@@ -270,7 +287,7 @@ class Planner:
         k, at = _per_row_int("budget", budget), _per_row_int("current", current)
         if cost is None:
             _no_dense(start, end, scale)
-            return PlanBatch(*_core.plan_batch(_float_array("dna", dna), self._lever, budget=k, tau=tau, max_steps=max_steps,
+            return PlanBatch(*_core.plan_batch(_dna_array(dna), self._lever, budget=k, tau=tau, max_steps=max_steps,
                                                first=self.first, last=self.last, current=at))
         return self._plan_dense(dna, _Dense.of(cost, start, end, scale, batch=True), k, tau, max_steps, at)
 
@@ -314,14 +331,14 @@ class Planner:
     ) -> float:
         """The cost C of a given plan for one DNA row (N,) or one dense ``cost`` (N, N). See
         :func:`cotj.plan_cost`."""
-        s = np.asarray(steps)
+        s = _asarray("steps", steps)
         if cost is not None:
             return self._dense_cost(dna, _Dense.of(cost, start, end, scale, batch=False), s)
         _no_dense(start, end, scale)
         arr = _dna_row(dna)
         if s.dtype.kind == "f":
             return self._level_cost(arr, s)
-        return _core.plan_cost(arr, _grid_indices(s), self._lever_for(arr.shape[0], "dna"))
+        return _core.plan_cost(arr, _grid_indices(s, arr.shape[0]), self._lever_for(arr.shape[0], "dna"))
 
     def _dense_cost(self, dna: object, dense: _Dense, steps: np.ndarray) -> float:
         """Cost of a plan given as grid indices on a dense cost: ``inf`` if it uses a missing edge."""
@@ -330,7 +347,7 @@ class Planner:
         if self.grid is not None and len(self.grid) != dense.n:
             raise PlanError(f"cost has {dense.n} levels per row but the grid has {len(self.grid)}")
         w = None if dense.scale is None else dense.scale.astype(np.float64, copy=False)
-        return _core.plan_cost_dense(dense.cost, dense.start, dense.end, _grid_indices(steps), scale=w)
+        return _core.plan_cost_dense(dense.cost, dense.start, dense.end, _grid_indices(steps, dense.n), scale=w)
 
     def _level_cost(self, d: np.ndarray, levels: np.ndarray) -> float:
         """Cost of a plan given as noise levels: DNA (and a, s) interpolated linearly in t."""
@@ -356,6 +373,8 @@ class Planner:
 
     def cost_matrix(self, dna: ArrayLike) -> NDArray[np.float64]:
         """Dense edge costs (N, N) of one DNA row. See :func:`cotj.cost_matrix`."""
+        if dna is None:
+            raise TypeError("dna must be a DNA row (N,), got None")
         arr = _dna_row(dna)
         return _core.cost_matrix(arr, self._lever_for(arr.shape[0], "dna"))
 
@@ -363,7 +382,7 @@ class Planner:
 def _plan_row(dna: object, lever: _core.Lever | None, budget: Any, tau: Any, max_steps: Any, first: Any, last: Any,
               current: Any) -> Plan:
     """The plan of one DNA row (N,) on ``lever`` (None: the default grid of N levels)."""
-    return Plan(*_core.plan_row(_float_array("dna", dna), lever, budget, tau, max_steps, first, last, current))
+    return Plan(*_core.plan_row(_dna_array(dna), lever, budget, tau, max_steps, first, last, current))
 
 
 def _no_dense(start: object, end: object, scale: object) -> None:
@@ -372,9 +391,13 @@ def _no_dense(start: object, end: object, scale: object) -> None:
         raise PlanError(f"{', '.join(given)} go with cost= (a dense cost); the DNA form sets them from dna")
 
 
-def _grid_indices(steps: np.ndarray) -> np.ndarray:
+def _grid_indices(steps: np.ndarray, n: int) -> np.ndarray:
+    """``steps`` (K,) int as int64 indices of an ``n``-level grid (the core checks the range; an unsigned
+    index past int64 is refused here, by its own value)."""
     if steps.dtype.kind not in "iu" or steps.ndim != 1:
         raise TypeError(f"steps must be a 1-D array of grid indices (int) or noise levels (float, DNA form only), got dtype {steps.dtype} and shape {steps.shape}")
+    if steps.dtype.kind == "u" and steps.size and steps.max() > np.iinfo(np.int64).max:
+        raise PlanError(f"steps index {steps.max()} is outside the grid (0..{n})")
     return np.ascontiguousarray(steps, dtype=np.int64)
 
 
@@ -397,7 +420,7 @@ def _make_lever(grid: ArrayLike | None, schedule: ScheduleLike | None) -> tuple[
 
 def _grid_lever(grid: ArrayLike, schedule: ScheduleLike | None) -> tuple[_core.Lever, Schedule | None]:
     """The lever of a given ``grid`` and ``schedule``, with the schedule as float64 arrays."""
-    g = np.asarray(grid)
+    g = _asarray("grid", grid)
     if g.dtype.kind not in "fiu":
         raise TypeError(f"grid must be a real numeric array, got dtype {g.dtype}")
     if g.ndim != 1:
@@ -411,7 +434,7 @@ def _grid_lever(grid: ArrayLike, schedule: ScheduleLike | None) -> tuple[_core.L
         raise TypeError("schedule must be a pair (a, s) of arrays, e.g. cotj.schedules.vp(grid, alphas_cumprod)") from None
     arrays = []
     for name, v in (("a", a), ("s", s)):
-        v = np.asarray(v)
+        v = _asarray(f"schedule {name}", v)
         if v.dtype.kind not in "fiu":
             raise TypeError(f"schedule {name} must be a real array, got dtype {v.dtype}")
         if v.ndim != 1:

@@ -265,7 +265,8 @@ impl Planner {
 
     /// Plans every row of a dense cost (see [`DenseCost`]), each starting at its `current` level
     /// when given. A row with no plan of finite cost at its length is an error
-    /// ([`CotjError::NoFinitePlan`]). Validation, errors and `stop` as in [`Planner::plan_batch`].
+    /// ([`CotjError::NoFinitePlan`]), one whose plan cost overflows to `-inf` another
+    /// ([`CotjError::DenseOverflow`]). Validation, errors and `stop` as in [`Planner::plan_batch`].
     pub fn plan_dense_batch<T>(
         &self,
         cost: &DenseCost<'_, T>,
@@ -302,12 +303,18 @@ impl Planner {
             let (k, current) = (req.budget(b), req.current(b));
             let row = match req.adaptive {
                 None => self
-                    .fixed(&costs, current, k, &mut ws.layers, stop)?
-                    .map(Row::from),
+                    .fixed(&costs, current, k, &mut ws.layers, stop)
+                    .map(|p| p.map(Row::from)),
                 Some(tau) => self
-                    .adaptive(&costs, current, tau, k, &mut ws.layers, stop)?
-                    .map(Row::from),
-            };
+                    .adaptive(&costs, current, tau, k, &mut ws.layers, stop)
+                    .map(|p| p.map(Row::from)),
+            }
+            .map_err(|e| match e {
+                CotjError::Overflow => CotjError::DenseOverflow {
+                    at: format!(" of row {b}"),
+                },
+                e => e,
+            })?;
             row.ok_or_else(|| CotjError::NoFinitePlan {
                 name: req.budget_name(b),
                 value: k,

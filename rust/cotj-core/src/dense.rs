@@ -192,7 +192,8 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
     }
 
     /// The cost of a plan (grid indices, strictly decreasing) on row `b`: `+inf` when it uses a
-    /// missing edge, start or end.
+    /// missing edge, start or end; [`CotjError::DenseOverflow`] when it uses none and its cost
+    /// is not finite.
     pub fn plan_cost(&self, b: usize, steps: &[usize]) -> Result<f64> {
         self.check_row(b)?;
         check_steps(self.n, steps)?;
@@ -200,11 +201,19 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         self.weights(b, &mut w)?;
         let mut edges = Triangle::default();
         self.edges(b, &mut edges)?;
-        let cost = path_cost(&self.costs(b, &edges, &w), steps);
-        if cost > f64::NEG_INFINITY {
+        let costs = self.costs(b, &edges, &w);
+        let missing = costs.start[steps[0]] == f64::INFINITY
+            || costs.end[steps[steps.len() - 1]] == f64::INFINITY
+            || steps
+                .windows(2)
+                .any(|p| costs.edges.row(p[0])[p[1]] == f64::INFINITY);
+        let cost = path_cost(&costs, steps);
+        if missing {
+            Ok(f64::INFINITY)
+        } else if cost.is_finite() {
             Ok(cost)
         } else {
-            Err(CotjError::Overflow)
+            Err(CotjError::DenseOverflow { at: String::new() })
         }
     }
 }

@@ -195,7 +195,8 @@ impl Planner {
     }
 
     /// The best `k`-level plan of `costs` starting at `current` (else in the `first` window);
-    /// `None` when no plan of that length has a finite cost. Inputs must be validated.
+    /// `None` when no plan of that length has a finite cost, [`CotjError::Overflow`] when the best
+    /// cost overflowed to `-inf`. Inputs must be validated.
     pub(crate) fn fixed(
         &self,
         costs: &Costs<'_>,
@@ -206,23 +207,28 @@ impl Planner {
     ) -> Result<Option<Plan>> {
         let layers = layers.grown(LAYERS, k * stride(self.n()), 0.0)?;
         forward(costs, self.starts(current), k, true, layers, stop)?;
-        Ok(self.extract(costs, k, layers))
+        self.extract(costs, k, layers)
     }
 
-    /// The best `k`-level plan from the layers, if its cost is finite.
-    fn extract(&self, costs: &Costs<'_>, k: usize, layers: &[f64]) -> Option<Plan> {
+    /// The best `k`-level plan from the layers, if its cost is finite; [`CotjError::Overflow`]
+    /// if it is `-inf` (the inputs hold no `-inf`, so the sum overflowed).
+    fn extract(&self, costs: &Costs<'_>, k: usize, layers: &[f64]) -> Result<Option<Plan>> {
         let (cost, end) = best_end(self.ends.last, costs.end, layers, k);
+        if cost == f64::NEG_INFINITY {
+            return Err(CotjError::Overflow);
+        }
         if !cost.is_finite() {
-            return None;
+            return Ok(None);
         }
         let mut steps = vec![0; k];
         backtrack(costs, layers, k, end, &mut steps);
-        Some(Plan { steps, cost })
+        Ok(Some(Plan { steps, cost }))
     }
 
     /// Adaptive length (docs/method.md §5) on `costs`: runs the programme to `kmax`, computes `C*_K` and
     /// `R(K)` for every `K <= kmax`, and returns the plan of the smallest K with `R(K) >= tau`;
-    /// `None` when no length up to `kmax` has a plan of finite cost. Inputs must be validated.
+    /// `None` when no length up to `kmax` has a plan of finite cost, [`CotjError::Overflow`] when
+    /// some `C*_K` overflowed to `-inf`. Inputs must be validated.
     ///
     /// `R(K) = (C*_{k0} - C*_K) / (C*_{k0} - C*_{k1})`, where `k0` and `k1` are the shortest and
     /// longest lengths with a finite `C*` (on the DNA form: the shortest feasible length, 1 with
@@ -245,6 +251,9 @@ impl Planner {
             kmax,
             (1..=kmax).map(|k| best_end(self.ends.last, costs.end, layers, k).0),
         )?;
+        if curve.contains(&f64::NEG_INFINITY) {
+            return Err(CotjError::Overflow);
+        }
         let (Some(k0), Some(k1)) = (
             curve.iter().position(|c| c.is_finite()),
             curve.iter().rposition(|c| c.is_finite()),
@@ -265,7 +274,7 @@ impl Planner {
         )?;
         let chosen = (k0..=k1).find(|&k| ratio[k - 1] >= tau).unwrap_or(k1);
         Ok(self
-            .extract(costs, chosen, layers)
+            .extract(costs, chosen, layers)?
             .map(|plan| AdaptivePlan { plan, curve, ratio }))
     }
 
