@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 import cotj
 from cotj.cli import _io
 from cotj.schedules import check_schedule
 
-__all__ = ["add_parser", "add_plan_flags", "plan_options", "run"]
+__all__ = ["add_parser", "add_plan_flags", "budget", "plan_options", "run"]
 
 DESCRIPTION = """Plan the sampling schedule of each DNA row (cotj.plan_batch).
 
@@ -35,12 +38,12 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 def add_plan_flags(p: argparse.ArgumentParser) -> None:
     """The flags of :func:`cotj.plan_batch`; shared with the commands that plan."""
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--budget", type=_io.budget, metavar="K",
-                        help="steps per plan: an int, or a comma list with one K per row (default 8)")
+    length.add_argument("--budget", type=budget, metavar="K",
+                        help=f"steps per plan, 1..{_io.MAX_STEPS}: an int, or a comma list with one K per row (default 8)")
     length.add_argument("--tau", type=_io.probability,
                         help="adaptive length: the smallest K whose plan explains this share of the gain (paper: 0.99)")
-    p.add_argument("--max-steps", type=_io.positive_int, metavar="K",
-                   help="longest adaptive plan (with --tau; default N // 2)")
+    p.add_argument("--max-steps", type=_io.steps, metavar="K",
+                   help=f"longest adaptive plan, 1..{_io.MAX_STEPS} (with --tau; default N // 2)")
     p.add_argument("--first", type=_io.window("top"), default="any", metavar="any|top|INT",
                    help="levels that may start a plan: any, top (t = 1 only), or the INT highest (default any)")
     p.add_argument("--last", type=_io.window("bottom"), default="any", metavar="any|bottom|INT",
@@ -49,6 +52,15 @@ def add_plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", metavar="FILE",
                    help="the path x_t = a·x0 + s·eps on the grid as a (2, N) array (rows a and s); needs --grid; "
                         "default the linear flow")
+
+
+def budget(text: str) -> int | NDArray[np.int64]:
+    """argparse type for ``--budget``: an int in 1..MAX_STEPS, or a comma list of them (one K per DNA row)."""
+    try:
+        values = [_io.steps(v) for v in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"must be an int or a comma list of ints: {exc}") from None
+    return values[0] if len(values) == 1 else np.asarray(values, dtype=np.int64)
 
 
 def plan_options(args: argparse.Namespace) -> dict[str, Any]:
