@@ -115,6 +115,34 @@ def table(both: dict[str, float], one: dict[str, float]) -> str:
     return head + "\n\n" + "\n".join(lines)
 
 
+def multistep_table(both: dict[str, float], one: dict[str, float]) -> str:
+    """The multistep solvers' planning (the Rust pair DP, issue 17): medians against the targets, and planning as
+    a share of the model calls of a closed-loop sample of the shapes generator."""
+    def us(s: float) -> str:
+        return f"{s * 1e6:,.0f} µs" if s < 1e-3 else f"{s * 1e3:,.2f} ms" if s < 1 else f"{s:,.2f} s"
+
+    rows = [
+        ("one UniPC plan, K = 10 (`TeacherCost.plan`)", "test_pairs_plan_cotj[unipc]", "test_pairs_plan_numpy", "≤ 1 ms"),
+        ("one DPM-Solver++(2M) plan, K = 10", "test_pairs_plan_cotj[dpmpp_2m]", None, "≤ 1 ms"),
+        ("first closed-loop replanning step, UniPC (`Replanner.next`)", "test_replan_first_step_cotj[unipc]",
+         "test_replan_first_step_numpy", "≤ 0.5 ms"),
+        ("first closed-loop replanning step, DPM-Solver++(2M)", "test_replan_first_step_cotj[dpmpp_2m]", None, "≤ 0.5 ms"),
+    ]
+    lines = ["| case | cotj, 2 cores | cotj, RAYON_NUM_THREADS=1 | numpy pair DP | × numpy | target |", "|---|---|---|---|---|---|"]
+    for label, mine, ref_name, target in rows:
+        cells = [label, us(both[mine]), us(one[mine])]
+        cells += [us(both[ref_name]), f"{both[ref_name] / both[mine]:,.0f}×"] if ref_name else ["—", "—"]
+        lines.append("| " + " | ".join(cells + [target]) + " |")
+    call = both["test_model_call_shapes"]
+    lines += ["", f"One model call of the shapes generator (batch 1, guidance 2, torch's default threads): {us(call)}.", "",
+              "| solver | planning of one closed-loop sample, K = 10 (plan + 10 replanning steps) | per model call | share of a model call (target < 1 %) |",
+              "|---|---|---|---|"]
+    for solver in ("euler", "dpmpp_2m", "unipc"):
+        t = both[f"test_closed_loop_planning_cotj[{solver}]"]
+        lines.append(f"| {solver} | {us(t)} | {us(t / 10)} | {100 * t / 10 / call:.3f} % |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run of the table)")
@@ -132,6 +160,8 @@ def main() -> None:
     both = run(None, args.quick)
     one = run(1, args.quick)
     print(table(both, one))
+    print()
+    print(multistep_table(both, one))
 
 
 if __name__ == "__main__":

@@ -140,3 +140,116 @@ def test_replan_one_step(benchmark):
     x, x0 = rng.standard_normal((1, 1728)), 0.3 * rng.standard_normal((1, 1728))
     nxt = benchmark(replanner.next, np.array([99]), 1, x, x0)
     assert 0 <= nxt[0] < 99
+
+
+# ------------------------------------------------------------------ multistep solvers: the pair DP (issue 17)
+
+KM = 10
+"""Evaluations per sample of the multistep benchmarks (NFE)."""
+
+
+@pytest.fixture(scope="module")
+def shapes_teacher():
+    """The shipped shapes teacher cost (N = 100, with its Gram matrix), its solver costs computed beforehand (once
+    per content: cotj.multistep.shared_solver_costs)."""
+    from cotj.models.generator import TEACHER
+    from cotj.objectives import TeacherCost
+
+    teacher = TeacherCost.load(TEACHER)
+    for solver in ("dpmpp_2m", "unipc"):
+        teacher.solver_cost(solver)
+    return teacher
+
+
+@pytest.mark.parametrize("solver", ["unipc", "dpmpp_2m"])
+def test_pairs_plan_cotj(benchmark, shapes_teacher, solver):
+    """One open-loop plan for a multistep solver, K = 10 from the top (TeacherCost.plan: the Rust pair DP)."""
+    benchmark.group = f"multistep plan, {solver}, K=10, N=100"
+    levels = benchmark(shapes_teacher.plan, solver, KM)
+    assert levels.shape == (KM,)
+
+
+def test_pairs_plan_numpy(benchmark, shapes_teacher):
+    """The same UniPC plan with the numpy pair DP cotj ran before (tests/reference.py)."""
+    benchmark.group = "multistep plan, unipc, K=10, N=100"
+    cost = shapes_teacher.solver_cost("unipc")
+    n = shapes_teacher.grid.size
+    nodes = benchmark.pedantic(ref.pair_plan, (cost.first, cost.pairs, cost.end, KM, n), rounds=5)
+    np.testing.assert_array_equal(shapes_teacher.grid[nodes - 1], shapes_teacher.plan("unipc", KM))
+
+
+def _states(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A state and clean estimate of one shapes sample (3·24·24 values)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((1, 1728)), 0.3 * rng.standard_normal((1, 1728))
+
+
+@pytest.mark.parametrize("solver", ["unipc", "dpmpp_2m"])
+def test_replan_first_step_cotj(benchmark, shapes_teacher, solver):
+    """The costliest closed-loop decision: after the first evaluation, at the top, the row scales from the state and
+    the plan of the K = 10 evaluations from there (Replanner.next)."""
+    from cotj.execute.replan import Replanner
+
+    benchmark.group = f"closed-loop replanning, first step, {solver}, K=10, N=100"
+    replanner = Replanner(shapes_teacher, KM, solver=solver)
+    x, x0 = _states()
+    nxt = benchmark(replanner.next, np.array([99]), 1, x, x0)
+    assert 0 <= nxt[0] < 99
+
+
+def test_replan_first_step_numpy(benchmark, shapes_teacher):
+    """The same first UniPC step with the numpy pair DP (row scales as Replanner.next computes them)."""
+    from cotj.execute.replan import Replanner
+
+    benchmark.group = "closed-loop replanning, first step, unipc, K=10, N=100"
+    replanner = Replanner(shapes_teacher, KM, solver="unipc")
+    cost = shapes_teacher.solver_cost("unipc")
+    x, x0 = _states()
+
+    def step() -> int:
+        w = np.exp(shapes_teacher.row_scale(np.array([99]), x, x0)[0])
+        return int(ref.pair_plan(cost.first, cost.pairs, cost.end, KM, 100, None, np.append(1.0, w))[1]) - 1
+
+    nxt = benchmark.pedantic(step, rounds=5)
+    assert nxt == replanner.next(np.array([99]), 1, x, x0)[0]
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpmpp_2m", "unipc"])
+def test_closed_loop_planning_cotj(benchmark, shapes_teacher, solver):
+    """All the planning of one closed-loop sample of K = 10 evaluations, as ReplanningScheduler does it: the
+    open-loop plan at set_timesteps, then one Replanner.next after every evaluation (states of a sample)."""
+    from cotj.execute.replan import Replanner
+    from cotj.planning import plan_batch
+
+    benchmark.group = "closed-loop planning of one sample, K=10, N=100"
+    replanner = Replanner(shapes_teacher, KM, solver=solver)
+    states = [_states(seed) for seed in range(KM)]
+
+    def sample() -> list[int]:
+        if solver == "euler":
+            plan_batch(None, KM, current=99, **shapes_teacher.plan_kwargs())
+        else:
+            shapes_teacher.plan(solver, KM)
+        level, previous, seen = np.array([99]), np.array([-1]), []
+        for done in range(1, KM + 1):
+            seen.append(int(level[0]))
+            nxt = replanner.next(level, done, *states[done - 1], previous)
+            previous, level = level, nxt
+        return seen
+
+    seen = benchmark(sample)
+    assert len(seen) == KM and all(a > b for a, b in zip(seen, seen[1:]))
+
+
+def test_model_call_shapes(benchmark):
+    """One model call of the shapes generator: the guided velocity of one sample (guidance 2: one UNet call on a
+    batch of 2), on the CPU with torch's default threads."""
+    torch = pytest.importorskip("torch")
+    from cotj.models.generator import load_pipeline
+
+    benchmark.group = "shapes generator, one model call (batch 1, guidance 2)"
+    pipe = load_pipeline()
+    embeds = pipe.encode_prompt(["two red circles on the left"])
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    v = benchmark(pipe.velocity, x, torch.tensor(0.7), embeds, 2.0)
+    assert v.shape == x.shape

@@ -30,7 +30,7 @@ the previous level too, so :func:`plan_pairs` runs the DP over (previous, curren
 Memory: the pair costs of M = N + 1 nodes are an (M, M, M) float64 array, 8·M³ bytes: 8.2 MB at N = 100, 65 MB at
 N = 200, 8.0 GB at N = 1000. They are bounded like the lever: at most ``cotj._core.MAX_PAIR_NODES`` = 512 nodes
 (1.07 GB), refused by :func:`solver_costs` before anything of that size is allocated; :func:`solver_costs` computes
-them in slabs of previous nodes, so its temporaries stay near 200 MB whatever M.
+them in slabs of previous nodes, so its temporaries stay near 60 MB whatever M (tracemalloc, N = 100 and 200).
 """
 
 
@@ -265,7 +265,7 @@ def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike |
 
 _SLAB = 1 << 18
 """Entries of the pair costs :func:`solver_costs` computes at once (a slab of previous nodes): its temporaries, a
-few dozen arrays of this size, stay near 100 MB whatever the grid."""
+few dozen arrays of this size, stay near 60 MB whatever the grid."""
 
 
 _CACHE: OrderedDict[bytes, SolverCost] = OrderedDict()
