@@ -819,6 +819,44 @@ mod tests {
     }
 
     #[test]
+    fn every_kernel_the_cpu_runs_computes_the_same_layers_bit_for_bit() {
+        for (m, seed) in [(9, 1), (23, 2), (40, 3), (67, 5)] {
+            let (first, pairs, end) = costs(m, seed);
+            let cost = PairCost::new(m, &first, &pairs, &end).unwrap();
+            let w: Vec<f64> = (0..m).map(|j| 0.5 + (j % 5) as f64 * 0.37).collect();
+            for (k, current, previous) in [
+                (3, m - 1, None),
+                (7, m - 2, Some(m - 1)),
+                (m / 2, m - 1, None),
+            ] {
+                let plan = Plan {
+                    cost: &cost,
+                    k,
+                    current,
+                    previous,
+                    w: &w,
+                };
+                let len = (k - 1) * plan.layer_len();
+                let (mut widest, mut portable) = (vec![f64::NAN; len], vec![f64::NAN; len]);
+                let never = Stop::never();
+                let ok = forward(&plan, &mut widest, &never).unwrap();
+                let mut preds = vec![(0.0, 0); current + 1];
+                assert_eq!(
+                    forward_impl(&plan, &mut portable, &mut preds, &never).unwrap(),
+                    ok
+                );
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&widest),
+                    bits(&portable),
+                    "m={m} k={k} {:?}",
+                    kernel_in_use()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn plans_equal_the_dense_programme_ties_included() {
         for (m, seed) in [(3, 1), (5, 2), (8, 3), (11, 4), (17, 5), (9, 6), (13, 8)] {
             let (first, pairs, end) = costs(m, seed);
