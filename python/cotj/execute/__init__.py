@@ -8,6 +8,7 @@
 - :func:`sample`: prompts in, images out, Predict -> Plan -> Execute in one call (with a teacher cost: replanned
   after every step);
 - :class:`ReplanningScheduler`, :class:`Replanner`, :func:`replan_sample`: closed-loop replanning;
+  :class:`VPReplanningScheduler` for discrete VP schedulers, :func:`replanning_scheduler` to pick one;
 - :class:`LatentRecorder`, :func:`acceleration_signature`: an online difficulty probe;
 - :func:`solve`, :data:`SOLVERS`, :func:`nfe`: Euler, Heun, DPM-Solver++(2M) and UniPC on given levels, batched,
   with their NFE rules; :func:`solver_scheduler`: the Diffusers scheduler that runs each one exactly in a pipeline
@@ -36,6 +37,7 @@ from cotj.execute.solvers import (
     solve,
     solver_scheduler,
 )
+from cotj.execute.vp_replan import VPReplanningScheduler, replanning_scheduler
 
 __all__ = [
     "SOLVERS",
@@ -46,6 +48,7 @@ __all__ = [
     "ReplanningScheduler",
     "SampleResult",
     "Solver",
+    "VPReplanningScheduler",
     "acceleration_signature",
     "budget_for",
     "compare_with_dna",
@@ -55,6 +58,7 @@ __all__ = [
     "nfe",
     "planned_scheduler",
     "replan_sample",
+    "replanning_scheduler",
     "sample",
     "scheduler_args",
     "seen_levels",

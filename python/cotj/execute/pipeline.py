@@ -12,8 +12,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cotj import Plan, load_dna, plan_batch, plan_cost
-from cotj.execute.replan import ReplanningScheduler
 from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
+from cotj.execute.vp_replan import replanning_scheduler
 from cotj.multistep import MULTISTEP, SOLVERS
 from cotj.objectives import OBJECTIVES, TeacherCost
 from cotj.objectives import objective as objective_kwargs
@@ -271,7 +271,7 @@ def _closed_loop(pipe: Any, prompts: Sequence[str] | None, batch: int, teacher: 
     plans: list[Plan] = []
     try:
         for b in range(batch):
-            pipe.scheduler = ReplanningScheduler(inner, teacher, solver=solver or "euler")
+            pipe.scheduler = replanning_scheduler(inner, teacher, solver or "euler")  # VP: VPReplanningScheduler
             kwargs = {k: _rows(v, [b], batch) for k, v in pipe_kwargs.items()}
             if prompts is not None:
                 kwargs["prompt"] = [prompts[b]]

@@ -14,7 +14,8 @@ Heun evaluates twice per level and is not replanned (run it open loop).
 - :class:`Replanner`: the policy, numpy only: current levels and what the model said -> next levels.
 - :func:`replan_sample`: a sampler for any denoiser ``model(x_t, t, cond)`` (Euler, DPM-Solver++(2M) or UniPC),
   one plan per row.
-- :class:`ReplanningScheduler`: wraps a Diffusers flow-matching scheduler, so an unchanged pipeline replans.
+- :class:`ReplanningScheduler`: wraps a Diffusers flow-matching scheduler, so an unchanged pipeline replans
+  (:class:`cotj.execute.vp_replan.VPReplanningScheduler`: the same for a discrete VP scheduler).
 """
 
 from __future__ import annotations
@@ -269,6 +270,9 @@ class ReplanningScheduler:
     Args:
         scheduler: a flow-matching scheduler that takes ``sigmas=`` and evaluates the model once per level
             (``order`` 1: not Heun); a :func:`~cotj.execute.schedulers.neutral_scheduler` copy of it is run.
+            Other schedulers raise :class:`~cotj.execute.InexactScheduleError` (a discrete VP one:
+            :class:`~cotj.execute.vp_replan.VPReplanningScheduler`; :func:`~cotj.execute.replanning_scheduler`
+            picks).
         teacher: the model's teacher cost.
         solver: the solver the plans are made for (:attr:`Replanner.solver`): "euler" (default: first-order
             steps, whatever the wrapped scheduler does), or the wrapped scheduler's own "dpmpp_2m" / "unipc"
@@ -279,6 +283,7 @@ class ReplanningScheduler:
     def __init__(self, scheduler: Any, teacher: TeacherCost, solver: str = "euler") -> None:
         from cotj.execute.schedulers import InexactScheduleError, neutral_scheduler
 
+        self._check_scheduler(scheduler)
         if not hasattr(scheduler, "sigmas") or "sigmas" not in _parameters(scheduler.set_timesteps):
             raise InexactScheduleError(f"{type(scheduler).__name__} takes no sigmas: replanning needs a flow-matching scheduler")
         if getattr(scheduler, "order", 1) != 1:
@@ -292,6 +297,19 @@ class ReplanningScheduler:
         self._plan: Replanner | None = None
         self._level = 0
         self._previous = -1
+
+    def _check_scheduler(self, scheduler: Any) -> None:
+        """InexactScheduleError unless ``scheduler`` runs the linear flow (its sigmas are the levels t and the model
+        predicts the velocity, which :meth:`step` reads): a VP scheduler's sigmas and outputs mean something else."""
+        from cotj.execute.schedulers import InexactScheduleError
+        from cotj.predict.prediction import is_flow_scheduler
+
+        if not is_flow_scheduler(scheduler) or scheduler.config.get("invert_sigmas", False):
+            raise InexactScheduleError(
+                f"{type(scheduler).__name__} is not a flow-matching scheduler: ReplanningScheduler reads sigmas as "
+                "levels t and the model output as a velocity; for a discrete VP scheduler (Stable Diffusion-style, "
+                "epsilon or v prediction) use cotj.execute.VPReplanningScheduler, or cotj.execute.replanning_scheduler "
+                "to pick the right one")
 
     def __getattr__(self, name: str) -> Any:
         if name == "scheduler":

@@ -10,14 +10,40 @@ step the teacher cost measures. Plans are first order ("euler").
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from cotj.execute.replan import ReplanningScheduler
+from cotj.execute.schedulers import InexactScheduleError
 from cotj.objectives import TeacherCost
 
-__all__ = ["VPReplanningScheduler"]
+__all__ = ["VPReplanningScheduler", "replanning_scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+def replanning_scheduler(scheduler: Any, teacher: TeacherCost, solver: str = "euler") -> ReplanningScheduler:
+    """The replanning scheduler for a pipeline's ``scheduler``: :class:`ReplanningScheduler` around a flow-matching
+    one (plans for ``solver``'s steps), :class:`VPReplanningScheduler` around a discrete VP one (an
+    ``EulerDiscreteScheduler`` of its configuration, same betas and prediction type, if it is another class: Euler in
+    its sigma space is DDIM on the VP path; ``solver`` must be "euler", the first-order steps the teacher cost
+    measures)."""
+    from diffusers import EulerDiscreteScheduler
+
+    from cotj.predict.prediction import is_flow_scheduler
+
+    if is_flow_scheduler(scheduler):
+        return ReplanningScheduler(scheduler, teacher, solver)
+    if not isinstance(scheduler, EulerDiscreteScheduler):
+        if not hasattr(scheduler, "alphas_cumprod"):
+            raise InexactScheduleError(f"{type(scheduler).__name__} is neither a flow-matching nor a discrete VP "
+                                       "scheduler (no alphas_cumprod): replanning cannot run it")
+        log.info("replanning %s as EulerDiscreteScheduler of its configuration (same betas, DDIM steps)",
+                 type(scheduler).__name__)
+        scheduler = EulerDiscreteScheduler.from_config(scheduler.config)
+    return VPReplanningScheduler(scheduler, teacher, solver)
 
 
 class VPReplanningScheduler(ReplanningScheduler):
@@ -43,8 +69,6 @@ class VPReplanningScheduler(ReplanningScheduler):
     def __init__(self, scheduler: Any, teacher: TeacherCost, solver: str = "euler") -> None:
         from diffusers import EulerDiscreteScheduler
 
-        from cotj.execute.schedulers import InexactScheduleError
-
         if not isinstance(scheduler, EulerDiscreteScheduler):
             raise InexactScheduleError(f"{type(scheduler).__name__}: VP replanning steps EulerDiscreteScheduler (use "
                                        "EulerDiscreteScheduler.from_config(scheduler.config))")
@@ -57,6 +81,14 @@ class VPReplanningScheduler(ReplanningScheduler):
         table = np.asarray(scheduler.alphas_cumprod, dtype=np.float64)
         self._sigma_table = np.sqrt((1.0 - table) / table)
         self._steps = table.size
+
+    def _check_scheduler(self, scheduler: Any) -> None:
+        """InexactScheduleError for a scheduler configured for the linear flow (use :class:`ReplanningScheduler`)."""
+        from cotj.predict.prediction import is_flow_scheduler
+
+        if is_flow_scheduler(scheduler):
+            raise InexactScheduleError(f"{type(scheduler).__name__} runs the linear flow (use_flow_sigmas): use "
+                                       "cotj.execute.ReplanningScheduler")
 
     def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
         """Replan from the current level (on the VP state and clean estimate), write the next level's timestep and
