@@ -332,7 +332,8 @@ def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | N
     O(K·M²) memory; ties break as a dense numpy programme with ``argmin`` breaks them (the lowest previous node,
     then the first final pair in row-major order). Only the entries a plan can use are read (``first[current, i]``
     for ``i < current``, ``pairs[k, j, i]`` for ``k > j > i >= 1``, ``end[j]`` for ``j >= 1``); ``+inf`` is a
-    missing step, NaN and ``-inf`` there are refused.
+    missing step. NaN and ``-inf`` are refused: in ``first``, ``end`` and the first step's row before planning, in
+    ``pairs`` as the DP reads them (the error names the first such entry; a row no plan reaches is not read).
 
     Args:
         cost: a multistep solver's :class:`SolverCost` on M nodes (M <= ``cotj._core.MAX_PAIR_NODES``).

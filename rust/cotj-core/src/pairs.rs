@@ -314,20 +314,32 @@ impl<'a> PairCost<'a> {
             stop.poll(1)?;
             self.plan_row(b, &rows[b], layers, stop)
         };
-        let plans: Vec<(Vec<usize>, f64)> = if n >= PARALLEL_MIN_ROWS {
-            // Every row's outcome, then the first error by row (whatever the threads).
-            let each: Vec<Result<_>> = stop.parallel(|| {
-                Ok((0..n)
-                    .into_par_iter()
-                    .map_init(Vec::new, |layers, b| plan(b, layers))
-                    .collect())
-            })?;
-            each.into_iter().collect::<Result<_>>()?
-        } else {
-            with_kept_layers(|layers| (0..n).map(|b| plan(b, layers)).collect::<Result<_>>())?
-        };
         const PLANS: &str = "the pair plans of the batch";
-        let width = plans.iter().map(|p| p.0.len()).max().unwrap_or(0);
+        // Every row's outcome in row order (a sequential run stops at the first error); the first
+        // error by row is reported, whatever the threads.
+        let mut each: Vec<Result<(Vec<usize>, f64)>> = memory::with_capacity(PLANS, n)?;
+        if n >= PARALLEL_MIN_ROWS {
+            stop.parallel(|| {
+                each.par_extend(
+                    (0..n)
+                        .into_par_iter()
+                        .map_init(Vec::new, |layers, b| plan(b, layers)),
+                );
+                Ok(())
+            })?;
+        } else {
+            with_kept_layers(|layers| {
+                for b in 0..n {
+                    let row = plan(b, layers);
+                    let failed = row.is_err();
+                    each.push(row);
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+        let width = each.iter().flatten().map(|p| p.0.len()).max().unwrap_or(0);
         let mut out = PairPlans {
             rows: n,
             width,
@@ -335,7 +347,8 @@ impl<'a> PairCost<'a> {
             lengths: memory::with_capacity(PLANS, n)?,
             cost: memory::with_capacity(PLANS, n)?,
         };
-        for (b, (nodes, cost)) in plans.into_iter().enumerate() {
+        for (b, row) in each.into_iter().enumerate() {
+            let (nodes, cost) = row?;
             for (c, &node) in nodes.iter().enumerate() {
                 out.nodes[b * width + c] = node as i64;
             }
