@@ -357,11 +357,18 @@ def test_pair_costs_are_bounded_before_anything_is_allocated():
         core(big, np.zeros((1, 1, 1)), np.zeros(m), 2, 3)
 
 
-def test_solver_costs_are_computed_once_per_content():
+def test_solver_costs_are_computed_once_per_content(monkeypatch):
     """A teacher cost read again from its file (as cotj.execute.sample(teacher=path) does on every call) gets the
     pair costs already computed: the same read-only arrays, not a new computation."""
+    import cotj.multistep as ms
     from cotj.objectives import TeacherCost
 
+    calls = []
+    monkeypatch.setattr(ms, "_CACHE", ms.OrderedDict())
+    monkeypatch.setattr(ms, "solver_costs", lambda *a, **k: calls.append(a[0]) or solver_costs(*a, **k))
+    for _ in range(3):
+        TeacherCost.load(SHAPES_TEACHER).plan("unipc", 4)
+    assert calls == ["unipc"]
     a, b = TeacherCost.load(SHAPES_TEACHER), TeacherCost.load(SHAPES_TEACHER)
     assert a is not b
     ca, cb = shared_solver_costs("unipc", a.gram, np.append(0.0, a.grid)), shared_solver_costs("unipc", b.gram, np.append(0.0, b.grid))
