@@ -502,10 +502,11 @@ def plan_batch(
     Raises:
         PlanError: (a ``ValueError``) a value out of range or of the wrong shape (NaN or
             negative DNA, NaN or -inf cost, budget, tau, grid, windows, current, more than
-            ``cotj.MAX_LEVELS`` levels...), or a dense cost with no finite plan of that length;
-            the message names the argument. (A schedule whose signal-to-noise ratio does not
-            fall is a plain ``ValueError``, from :func:`cotj.schedules.check_schedule`.)
-        TypeError: a wrong type (complex or object DNA, float budget...).
+            ``cotj.MAX_LEVELS`` levels, ragged nested lists...), a dense cost with no finite plan of that
+            length, or one whose plan cost overflows float64; the message names the argument. (A
+            schedule whose signal-to-noise ratio does not fall is a plain ``ValueError``, from
+            :func:`cotj.schedules.check_schedule`.)
+        TypeError: a wrong type (complex or object DNA, float budget, dna None without cost=...).
         MemoryError: the plans or the DP layers (8·max_steps·N bytes per thread) do not fit.
         KeyboardInterrupt: Ctrl-C; long plans check for it every 20 ms or so.
     """
