@@ -394,6 +394,52 @@ fn bad_dense_input_names_the_argument() {
 }
 
 #[test]
+fn a_dense_cost_that_overflows_is_named_as_such() {
+    let n = 6;
+    let planner = linear_planner(n, Ends::free(n));
+    let z = vec![0.0; n];
+    let huge = vec![-1e308; n * n]; // any plan of 3 or more levels sums past -f64::MAX
+    let cost = DenseCost::<f64>::new(n, &huge, &z, &z, None).unwrap();
+    assert_eq!(cost.plan_cost(0, &[4, 2]).unwrap(), -1e308);
+    let overflow = CotjError::DenseOverflow { at: String::new() };
+    assert_eq!(cost.plan_cost(0, &[4, 2, 0]).unwrap_err(), overflow);
+    let up: Vec<f64> = huge.iter().map(|v| -v).collect();
+    let cost_up = DenseCost::<f64>::new(n, &up, &z, &z, None).unwrap();
+    assert_eq!(cost_up.plan_cost(0, &[4, 2, 0]).unwrap_err(), overflow);
+    let mut missing = huge.clone();
+    missing[4 * n + 2] = f64::INFINITY; // a missing edge costs inf, overflow or not
+    let cost_missing = DenseCost::<f64>::new(n, &missing, &z, &z, None).unwrap();
+    assert_eq!(
+        cost_missing.plan_cost(0, &[4, 2, 0]).unwrap(),
+        f64::INFINITY
+    );
+    for budget in [
+        Budget::Fixed(3),
+        Budget::Adaptive {
+            tau: 0.9,
+            max_steps: None,
+        },
+    ] {
+        let e = planner
+            .plan_dense_batch(&cost, budget, Current::Free, &Stop::never())
+            .unwrap_err();
+        assert_eq!(
+            e,
+            CotjError::DenseOverflow {
+                at: " of row 0".into()
+            }
+        );
+        assert!(e.to_string().starts_with(
+            "the plan cost of row 0 overflows float64: the values of cost, start and end"
+        ));
+    }
+    let two = planner
+        .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free, &Stop::never())
+        .unwrap();
+    assert_eq!(two.cost[0], -1e308);
+}
+
+#[test]
 fn ties_break_the_same_way_every_time() {
     let planner = Planner::new(
         Arc::new(Lever::linear_flow(&default_grid(30)).unwrap()),
