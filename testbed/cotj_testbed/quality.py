@@ -112,6 +112,10 @@ class Problem:
         batch_size: rows per model call while sampling.
         teacher_cost: the model's measured jump costs (:func:`cotj.predict.calibrate` on training samples) for
             the :data:`TEACHER_SCHEDULES`; None leaves them out.
+        calibration_cond: (C, ...) the conditions of the ``calibration`` samples (the LD3-style schedule,
+            :mod:`cotj_testbed.ld3`); None: no LD3 schedule.
+        grad_denoiser: the same model, differentiable in its inputs (no ``no_grad`` inside, weights frozen), for
+            the LD3-style schedule; None: ``denoiser``.
     """
 
     denoiser: Any
@@ -130,6 +134,8 @@ class Problem:
     accuracy: Callable[[torch.Tensor], dict[str, float]] | None = None
     batch_size: int | None = None
     teacher_cost: TeacherCost | None = None
+    calibration_cond: Any = None
+    grad_denoiser: Any = None
 
 
 def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:

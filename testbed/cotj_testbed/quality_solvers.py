@@ -6,6 +6,8 @@ spends two per level) and runs every schedule of :data:`SCHEDULES` at that many 
 main benchmark, scored against the same reference (:mod:`cotj_testbed.quality`):
 
 - the fixed "uniform" and "shift3" levels and the "gits" data-set schedule;
+- "ld3": an LD3-style data-set schedule, the K levels learnt by gradient descent through this solver on the
+  calibration samples (:func:`cotj_testbed.ld3.ld3_schedule`; not for Heun);
 - cotj's default objective ("teacher": the teacher cost, first-order steps) and the paper's ("cotj_pred");
 - "solver_aware": the teacher cost of *this* solver's steps (:meth:`cotj.objectives.TeacherCost.plan`,
   docs/method.md §11), a data-set schedule made for the solver; for Euler it is "teacher" and is not run twice;
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 from cotj.execute.replan import Replanner, replan_sample
 from cotj.execute.solvers import SOLVERS, budget_for, solve
 from cotj.schedules import uniform
+from cotj_testbed.ld3 import ld3_schedule
 from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, crossing, grid_cost, schedule_levels
 
 __all__ = ["NFES", "SCHEDULES", "evaluate_solvers", "schedule_for_solver", "solver_findings"]
@@ -45,6 +48,7 @@ SCHEDULES: dict[str, str] = {
     "teacher": "cotj default objective (teacher cost, first-order)",
     "solver_aware": "teacher cost of this solver's steps",
     "closed_loop": "solver-aware teacher cost, closed loop",
+    "ld3": "LD3-style (levels learnt through this solver, data set)",
 }
 """Schedules of the solver study: JSON key -> display name."""
 
@@ -52,6 +56,8 @@ SCHEDULES: dict[str, str] = {
 def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDArray[np.float64] | None:
     """(B, K) levels of open-loop schedule ``name`` at K levels for ``solver``; None when the run would repeat
     another ("solver_aware" for Euler is "teacher")."""
+    if name == "ld3":
+        return ld3_schedule(problem, solver, k)  # None for Heun
     if name != "solver_aware":
         return schedule_levels(problem, name, k)
     if solver == "euler":

@@ -159,7 +159,8 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     setup_s = time.perf_counter() - clock
     data_range = float(reference.max() - reference.min())
     problem = Problem(model, "flow", noise, cond, reference, teacher, calibration, grid, dna_test,
-                      dna_train.mean(0), predicted, lambda x: x, data_range, teacher_cost=teacher_cost)  # fmt: skip
+                      dna_train.mean(0), predicted, lambda x: x, data_range, teacher_cost=teacher_cost,
+                      calibration_cond=torch.tensor(calib), grad_denoiser=tier1_model(cfg))  # fmt: skip
     if solvers is not None:
         results = evaluate_solvers(problem, nfes or NFES, solvers, schedules or tuple(SOLVER_SCHEDULES), progress=progress)
         time_planning = False

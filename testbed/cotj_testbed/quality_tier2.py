@@ -10,6 +10,7 @@ attribute classifier (:mod:`cotj_testbed.classifier`) scores prompt following. E
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -92,6 +93,12 @@ class Tier2Setup:
     def velocity(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """The guided velocity (n, 3, H, W) at states x, levels t (n,), token embeddings (n, 16, 384)."""
         return self.pipe.velocity(x, t, emb, self.cfg.guidance)
+
+    def grad_velocity(self, x: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """:meth:`velocity` differentiable in ``x`` and ``t`` (the pipeline's ``velocity`` without its
+        ``no_grad``; the UNet's weights frozen): the LD3-style schedule back-propagates through it."""
+        self.pipe.unet.requires_grad_(False)
+        return inspect.unwrap(type(self.pipe).velocity)(self.pipe, x, t, emb, self.cfg.guidance)
 
     def noise(self, prompts: list[str]) -> torch.Tensor:
         return seeded_noise(prompts, (3, self.side, self.side), self.cfg.noise_seed).float()
@@ -199,7 +206,8 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     except FileNotFoundError as exc:
         log.warning("no attribute accuracy: %s", exc)
     problem = Problem(tier.velocity, "flow", noise, cond, reference, teacher_traj, tier.trajectories(tier.train[: cfg.calibration]),
-                      grid, dna_test, mean_dna, predicted, _images, 1.0, accuracy, cfg.batch_size, teacher)  # fmt: skip
+                      grid, dna_test, mean_dna, predicted, _images, 1.0, accuracy, cfg.batch_size, teacher,
+                      tier.encode(tier.train[: cfg.calibration]), tier.grad_velocity)  # fmt: skip
     setup_s = time.perf_counter() - clock
     if solvers is not None:
         results = evaluate_solvers(problem, nfes or NFES, solvers, schedules or tuple(SOLVER_SCHEDULES), progress=progress)
