@@ -114,12 +114,13 @@ def test_study_schedule_is_learnt_once_and_reused_from_its_file(tmp_path, monkey
     path = tmp_path / "ld3_levels.json"
     monkeypatch.setenv(ld3.CACHE_ENV, str(path))
     monkeypatch.setattr(ld3, "STEPS", 4)
+    assert (ld3.steps_for(3), ld3.steps_for(1), ld3.steps_for(30)) == (6, 16, 6)  # at least MIN_STEPS
     monkeypatch.setattr(ld3, "_LEARNT", {})
     levels = ld3.ld3_schedule(problem, "unipc", 3)
     assert levels is not None and levels.shape == (4, 3) and np.all(levels == levels[0]) and levels[0, 0] == 1.0
     stored = json.loads(path.read_text())
     (key, entry), = stored.items()
-    assert key.startswith("unipc/K=3/") and entry["levels"] == levels[0].tolist() and entry["steps"] == 4
+    assert key.startswith("unipc/K=3/") and entry["levels"] == levels[0].tolist() and entry["steps"] == 6
     assert entry["batch_size"] == 4 and entry["calibration_samples"] == 6
     assert entry["error"] <= entry["initial_error"] and entry["init"] in ("uniform", "gits")
     monkeypatch.setattr(ld3, "_LEARNT", {})

@@ -37,15 +37,17 @@ from cotj.schedules import uniform
 if TYPE_CHECKING:
     from cotj_testbed.quality import Problem
 
-__all__ = ["BATCH", "CACHE_ENV", "LD3_SOLVERS", "LR", "STEPS", "LD3Fit", "ld3_fit", "ld3_levels", "ld3_schedule", "levels_of",
-           "logits_of", "solve_torch"]
+__all__ = ["BATCH", "CACHE_ENV", "LD3_SOLVERS", "LR", "MIN_STEPS", "STEPS", "LD3Fit", "ld3_fit", "ld3_levels", "ld3_schedule", "levels_of",
+           "logits_of", "solve_torch", "steps_for"]
 
 log = logging.getLogger(__name__)
 
 LD3_SOLVERS = ("euler", "dpmpp_2m", "unipc")
 """The solvers :func:`solve_torch` runs (names of :mod:`cotj.execute.solvers`)."""
-STEPS = 40
-"""Adam steps of :func:`ld3_fit` (and of the study's schedule, :func:`ld3_schedule`)."""
+STEPS = 24
+"""Adam steps of :func:`ld3_fit`, and of the study's schedule at K = 4 (:func:`steps_for`)."""
+MIN_STEPS = 6
+"""The fewest Adam steps of the study's schedule at any K (:func:`steps_for`)."""
 LR = 0.05
 """Adam's learning rate on the logits of :func:`levels_of`."""
 BATCH = 4
@@ -381,6 +383,12 @@ def ld3_levels(denoiser: Any, noise: torch.Tensor, cond: Any, reference: torch.T
 _LEARNT: dict[str, NDArray[np.float64]] = {}
 
 
+def steps_for(k: int) -> int:
+    """Adam steps of the study's schedule at K levels: :data:`STEPS` at K = 4, fewer as K grows (a step costs K
+    model evaluations per sample), so that every budget costs about the same, but at least :data:`MIN_STEPS`."""
+    return max(MIN_STEPS, round(STEPS * 4 / max(int(k), 1)))
+
+
 def _fingerprint(problem: Problem) -> str:
     """A digest of the calibration samples' noise and teacher endpoints (the model, its guidance and the prompts
     show in the endpoints): the cache key of their learnt levels."""
@@ -392,7 +400,7 @@ def _fingerprint(problem: Problem) -> str:
 
 def ld3_schedule(problem: Problem, solver: str, k: int) -> NDArray[np.float64] | None:
     """(B, K) the LD3-style levels of ``solver`` at K levels for every held-out row of the benchmark ``problem``
-    (:mod:`cotj_testbed.quality`), learnt by :func:`ld3_fit` (:data:`STEPS`, :data:`LR`, :data:`BATCH`) on its
+    (:mod:`cotj_testbed.quality`), learnt by :func:`ld3_fit` (:func:`steps_for`, :data:`LR`, :data:`BATCH`) on its
     calibration samples
     (``calibration.states[:, -1]`` their noise, ``calibration.states[:, 0]`` their teacher endpoints,
     ``calibration_cond`` their conditions) through ``grad_denoiser`` (else ``denoiser``); None for a solver
@@ -424,13 +432,13 @@ def ld3_schedule(problem: Problem, solver: str, k: int) -> NDArray[np.float64] |
                                                prediction=problem.prediction).double() - reference.double())
                                   .pow(2).flatten(1).mean(1).mean()) for name, lv in starts.items()}  # fmt: skip
         init = min(errors, key=lambda name: errors[name])
-        fit = ld3_fit(model, noise, problem.calibration_cond, reference, k, solver, steps=STEPS, lr=LR,
+        fit = ld3_fit(model, noise, problem.calibration_cond, reference, k, solver, steps=steps_for(k), lr=LR,
                       batch_size=min(BATCH, noise.shape[0]), init=starts[init], prediction=problem.prediction)
         _LEARNT[key] = fit.levels
         if path is not None:
             stored = json.loads(path.read_text()) if path.exists() else {}  # another run may have written meanwhile
             stored[key] = {"levels": fit.levels.tolist(), "init": init, "initial_error": fit.initial_error,
-                           "error": fit.error, "steps": STEPS, "lr": LR, "batch_size": min(BATCH, noise.shape[0]), "seconds": round(fit.seconds, 1),
+                           "error": fit.error, "steps": steps_for(k), "lr": LR, "batch_size": min(BATCH, noise.shape[0]), "seconds": round(fit.seconds, 1),
                            "calibration_samples": int(noise.shape[0])}  # fmt: skip
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(stored, indent=1, sort_keys=True))
