@@ -118,7 +118,7 @@ def _every_command(parser):
 def test_every_command_has_help(capsys):
     commands = list(_every_command(build_parser()))
     names = {c[0] for c in commands}
-    assert {"plan", "dna", "train-predictor", "predict", "sample", "plot", "diagnose"} == names  # the harness's are not here
+    assert {"plan", "dna", "train-predictor", "predict", "sample", "calibrate", "plot", "diagnose"} == names  # the harness's are not here
     assert ["plot", "cost"] in commands
     for cmd in commands:
         with pytest.raises(SystemExit) as exit_info:

@@ -114,7 +114,7 @@ def test_sample_solver_runs_the_plan_with_heun_dpmpp_2m_and_unipc(tiny_weights, 
     from cotj.execute import SOLVERS
 
     args = build_parser().parse_args(["sample", PROMPT, "--out", "x.png"])
-    assert args.solver == "euler"  # today's behaviour by default
+    assert args.solver is None  # resolved when the run knows its teacher cost: unipc with a Gram matrix, else euler
     for solver in SOLVERS:  # the CLI offers every solver of the registry
         assert build_parser().parse_args(["sample", PROMPT, "--out", "x.png", "--solver", solver]).solver == solver
 
@@ -160,6 +160,19 @@ def test_sample_solver_on_the_teacher_objective_replans_or_runs_heun_open_loop(t
             assert "planned for heun's steps" in next(line for line in lines if line.startswith("plan from:"))
             np.testing.assert_allclose(_levels(plan_line), tc.plan("heun", 3), atol=5e-3)
         assert png_size(tmp_path / "s.png") == (64, 64)
+
+    # No --solver: UniPC replanned after each step where the teacher cost has a Gram matrix, on the plan made for its
+    # steps; Euler closed loop without one, with one line saying why and how to recalibrate.
+    assert main(["sample", PROMPT, "--teacher", str(gram), *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "solver: unipc, NFE 3 for 3 levels" in lines
+    assert "replanned after each step" in next(line for line in lines if line.startswith("plan:"))
+    assert main(["sample", PROMPT, "--teacher", str(no_gram), *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "solver: euler, NFE 3 for 3 levels" in lines
+    assert any("no Gram matrix" in line and "cotj calibrate" in line for line in lines)
+    assert main(["sample", PROMPT, "--teacher", str(gram), "--open-loop", *common]) == 0  # open loop: Euler, as before
+    assert "solver: euler, NFE 3 for 3 levels" in capsys.readouterr().out.splitlines()
 
     refused = run_cotj("sample", PROMPT, "--teacher", no_gram, "--solver", "unipc", "--budget", "3",
                        "--weights", tiny_weights, "--out", tmp_path / "x.png")

@@ -28,8 +28,11 @@ that DNA). The shipped teacher cost and predictor belong to the shipped weights 
 --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used, the
 solver's model evaluations (NFE) and the time of each stage.
 
---solver runs the levels with another solver (cotj.execute.solvers, exactly at the levels, through its Diffusers
-scheduler): euler (the default, K model evaluations for K levels), heun (2K - 1: a second evaluation at each next
+The default solver is UniPC (bh2) on its solver-aware plan, replanned after every step: the best pairing measured
+on the shipped model (docs/results.md). A teacher cost without a Gram matrix runs Euler closed loop instead (one
+line says so; recalibrate with cotj calibrate). --solver runs the levels with another solver
+(cotj.execute.solvers, exactly at the levels, through its Diffusers scheduler): euler (K model evaluations for K
+levels; the default of --uniform, --tau, --open-loop and DNA plans), heun (2K - 1: a second evaluation at each next
 level, the step to 0 Euler), dpmpp_2m (DPM-Solver++(2M)) or unipc (UniPC bh2), both K. With the teacher objective
 the plan is made for the solver's steps, from the teacher cost's Gram matrix (docs/method.md §11): euler, dpmpp_2m
 and unipc replan after each step (closed loop, from the current and previous levels); a teacher cost without a
@@ -78,8 +81,9 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="what a plan minimises (cotj.objectives); default teacher where a teacher cost applies, else paper")
     p.add_argument("--teacher", metavar="JSON", help="the model's teacher cost (default: the shipped one, for the shipped model)")
     p.add_argument("--open-loop", action="store_true", help="do not replan after each step (teacher objective)")
-    p.add_argument("--solver", choices=["euler", "heun", "dpmpp_2m", "unipc"], default="euler",
-                   help="the solver that runs the levels, and that teacher plans are made for (default euler); heun "
+    p.add_argument("--solver", choices=["euler", "heun", "dpmpp_2m", "unipc"],
+                   help="the solver that runs the levels, and that teacher plans are made for (default: unipc closed "
+                        "loop where the teacher cost has a Gram matrix, as the shipped one does; else euler); heun "
                         "costs 2K - 1 evaluations and runs open loop")
     p.add_argument("--scale", type=_io.int_in(1, 64), default=8,
                    help="upscale the PNG by this factor, 1..64 (default 8)")
@@ -155,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
 
         levels = uniform(args.budget)
         clock = time.perf_counter()
+        args.solver = _io.resolve_solver(args, None)
         _use_solver(pipe, args.solver)
         image = pipe(args.prompt, sigmas=levels.tolist(), **run_kwargs).images[0]
         print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
@@ -193,6 +198,7 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
     from_dna = bool(args.predictor or args.true_dna or args.mean_dna)
     objective = args.objective or ("teacher" if teacher is not None and not from_dna else "paper")
     if objective == "paper":
+        args.solver = _io.resolve_solver(args, None)
         if args.open_loop:
             raise ValueError("--open-loop goes with the teacher objective (paper plans are open loop)")
         return _dna_source(args, pipe, models)
@@ -200,10 +206,11 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
         raise ValueError(f"--objective {objective} needs --teacher FILE: no shipped teacher cost applies to this model")
     if objective == "teacher" and from_dna:
         raise ValueError("--objective teacher plans without a DNA: drop --predictor, --true-dna and --mean-dna")
-    replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
     from cotj.objectives import TeacherCost
 
     cost = TeacherCost.load(teacher)
+    args.solver = _io.resolve_solver(args, cost if objective == "teacher" else None)
+    replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
     out: dict[str, Any] = dict(teacher=cost, objective=objective, replan=replan)
     if objective == "calibrated":
         dna = _dna_source(args, pipe, models)

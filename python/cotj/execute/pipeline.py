@@ -19,7 +19,7 @@ from cotj.objectives import OBJECTIVES, TeacherCost
 from cotj.objectives import objective as objective_kwargs
 from cotj.planning import DEFAULT_BUDGET
 
-__all__ = ["SampleResult", "sample"]
+__all__ = ["SampleResult", "default_solver", "sample"]
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,11 @@ def sample(
             scheduler (:func:`cotj.execute.solver_scheduler`, on the linear flow with the pipeline scheduler's
             ``num_train_timesteps``; the pipeline's scheduler must be a flow-matching one): "euler", "heun" (2K - 1
             model evaluations for K levels), "dpmpp_2m" or "unipc" (``neutral`` does not apply: those schedulers
-            are neutral). None (default): the pipeline's own scheduler as configured, with first-order plans. With the teacher objective the plans are made for the solver's
-            steps (:meth:`~cotj.objectives.TeacherCost.plan`, docs/method.md §11): closed loop (the default)
+            are neutral). None (default): :func:`default_solver`: "unipc" closed loop when the teacher objective
+            runs on a flow-matching pipeline and the teacher cost has a Gram matrix (the measured best pairing,
+            docs/results.md), "euler" closed loop on a teacher cost without one (logged, with how to recalibrate),
+            else the pipeline's own scheduler as configured, with first-order plans. With the teacher objective the
+            plans are made for the solver's steps (:meth:`~cotj.objectives.TeacherCost.plan`, docs/method.md §11): closed loop (the default)
             replans euler, dpmpp_2m and unipc after every evaluation from the current and previous levels
             (:class:`~cotj.execute.replan.ReplanningScheduler` around the solver's scheduler; dpmpp_2m and unipc
             need the teacher cost's Gram matrix and raise ValueError without one); heun runs open loop, its plan
@@ -166,6 +169,8 @@ def sample(
         raise ValueError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
     if replan and solver == "heun":
         raise ValueError("solver='heun' evaluates the model twice per level and runs open loop: pass replan=False")
+    if solver is None:
+        solver = default_solver(pipe.scheduler, tc, objective, tau=tau, replan=replan)
     replan = tc is not None and solver != "heun" if replan is None else replan
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
@@ -230,6 +235,25 @@ def sample(
     finally:
         pipe.scheduler = original
     return SampleResult(images, plans, dna)
+
+
+def default_solver(scheduler: Any, teacher: TeacherCost | None, objective: str = "teacher", *, tau: float | None = None,
+                   replan: bool | None = None) -> str | None:
+    """The solver :func:`sample` runs when none is given: "unipc" for the teacher objective at a fixed budget on a
+    flow-matching ``scheduler`` with a teacher cost that has a Gram matrix (UniPC on its solver-aware closed-loop
+    plan: the best pairing measured, docs/results.md); "euler" when that teacher cost has no Gram matrix (logged:
+    recalibrate for UniPC); None (the pipeline's own scheduler, first-order plans) otherwise."""
+    from cotj.predict.prediction import is_flow_scheduler
+
+    if teacher is None or objective != "teacher" or tau is not None or replan is False:
+        return None
+    if not is_flow_scheduler(scheduler) or scheduler.config.get("invert_sigmas", False):
+        return None
+    if teacher.gram is None:
+        log.info("solver: euler (closed loop): this teacher cost has no Gram matrix, which UniPC's plans need; "
+                 "recalibrate (cotj.predict.calibrate or `cotj calibrate`) to run the default, UniPC")
+        return "euler"
+    return "unipc"
 
 
 def _solver_scheduler(scheduler: Any, solver: str) -> Any:
