@@ -24,7 +24,8 @@ def _model(dim: int = 8) -> FlowMixtureModel:
     return FlowMixtureModel(MixtureFamily(dim=dim, seed=0))
 
 
-def _noise(b: int, dim: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+def _noise(b, dim, dtype, seed=0):
+    """(b, dim) standard normal noise in ``dtype``, drawn in float64 from ``seed``."""
     return torch.randn(b, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
 
 
@@ -125,7 +126,8 @@ def test_study_schedule_is_learnt_once_and_reused_from_its_file(tmp_path, monkey
     assert entry["error"] <= entry["initial_error"] and entry["init"] in ("uniform", "gits")
     monkeypatch.setattr(ld3, "_LEARNT", {})
     monkeypatch.setattr(ld3, "ld3_fit", lambda *a, **k: pytest.fail("the cached levels were not reused"))
-    assert np.array_equal(ld3.ld3_schedule(problem, "unipc", 3), levels)
+    again = ld3.ld3_schedule(problem, "unipc", 3)
+    assert again is not None and np.array_equal(again, levels)
     assert ld3.ld3_schedule(problem, "heun", 3) is None
     problem.calibration_cond = None
     with pytest.raises(ValueError, match="calibration_cond"):
