@@ -226,6 +226,21 @@ def solver_markdown(results: dict[str, Any]) -> str:
                   "| solver | " + " | ".join(f"NFE={n}" for n in nfes) + " |", "|---|" + "---|" * len(nfes)]
         lines += [f"| {_SOLVER_NAMES.get(s, s)} | " + " | ".join(_fmt(g[str(n)]) for n in nfes) + " |"
                   for s, g in f["gain_over_euler"].items()]  # fmt: skip
+    if f.get("headroom"):
+        lines += ["", "## The default against the best data-set pairing and the per-sample ceiling\n",
+                  "Best data-set pairing: the highest mean PSNR of any solver on levels shared by every sample (uniform, "
+                  "shift 3, GITS-style from 16 or 256 prompts, the solver-aware teacher plan, LD3-style). Ceiling: the "
+                  "default solver on each sample's own cheapest plan (its own teacher run). Difference: the mean "
+                  "paired per-sample PSNR difference, ± its 95 % interval. Share: (default − best) / (ceiling − best).\n",
+                  "| NFE | best data-set pairing | PSNR | default | default − best (± 95 %) | ceiling | share of gap |",
+                  "|---|---|---|---|---|---|---|"]
+        for n, h in f["headroom"].items():
+            b, d = h["best_dataset"], h.get("default_minus_best_dataset")
+            diff = "–" if d is None else f"{d['mean']:+.2f} ± {d['half_width']:.2f}"
+            share = h.get("share_of_gap")
+            lines.append(f"| {n} | {_SOLVER_NAMES.get(b['solver'], b['solver'])}, {names.get(b['schedule'], b['schedule'])} | "
+                         f"{b['psnr']:.2f} | {h['default']:.2f} | {diff} | {_fmt(h.get('ceiling'))} | "
+                         f"{'–' if share is None else f'{100 * share:.0f} %'} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -32,9 +32,11 @@ from cotj.execute.replan import Replanner, replan_sample
 from cotj.execute.solvers import SOLVERS, budget_for, solve
 from cotj.schedules import uniform
 from cotj_testbed.ld3 import ld3_schedule
+from cotj_testbed.per_sample import CostSet, cost_set, per_sample_grams, plan_nodes
 from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, crossing, grid_cost, schedule_levels
 
-__all__ = ["NFES", "SCHEDULES", "evaluate_solvers", "schedule_for_solver", "solver_findings"]
+__all__ = ["DATASET_SCHEDULES", "DEFAULT", "NFES", "SCHEDULES", "ceiling_levels", "evaluate_solvers", "headroom", "paired",
+           "schedule_for_solver", "solver_findings"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ SCHEDULES: dict[str, str] = {
     "teacher": "cotj default objective (teacher cost, first-order)",
     "solver_aware": "teacher cost of this solver's steps",
     "closed_loop": "solver-aware teacher cost, closed loop",
+    "ceiling": "per-sample ceiling (this solver's cost on the sample's own teacher run)",
     "ld3": "LD3-style (levels learnt through this solver, data set)",
 }
 """Schedules of the solver study: JSON key -> display name."""
@@ -56,6 +59,8 @@ SCHEDULES: dict[str, str] = {
 def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDArray[np.float64] | None:
     """(B, K) levels of open-loop schedule ``name`` at K levels for ``solver``; None when the run would repeat
     another ("solver_aware" for Euler is "teacher")."""
+    if name == "ceiling":
+        return ceiling_levels(problem, solver, k)
     if name == "ld3":
         return ld3_schedule(problem, solver, k)  # None for Heun
     if name != "solver_aware":
@@ -65,6 +70,22 @@ def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDA
     if problem.teacher_cost is None:
         raise ValueError("solver_aware needs the problem's teacher cost")
     return np.tile(problem.teacher_cost.plan(solver, k), (problem.noise.shape[0], 1))  # needs its Gram matrix
+
+
+_CEILING_COSTS: dict[tuple[int, str], CostSet] = {}
+
+
+def ceiling_levels(problem: Problem, solver: str, k: int) -> NDArray[np.float64]:
+    """(B, K) each held-out sample's cheapest K levels for ``solver`` on its own teacher run (its own Gram matrix,
+    :func:`cotj_testbed.per_sample.cost_set`): an OSS-style per-sample ceiling for any solver, which needs the
+    sample's 100-step run and so is no sampler."""
+    key = (id(problem.teacher), solver)
+    if key not in _CEILING_COSTS:
+        _CEILING_COSTS[key] = cost_set(solver, per_sample_grams(problem.teacher.states, problem.teacher.x0),
+                                       problem.teacher.levels[1:])  # fmt: skip
+    own = _CEILING_COSTS[key]
+    top = own.end.shape[1] - 1
+    return np.stack([problem.teacher.levels[plan_nodes(own.one(b), k, top)] for b in range(own.end.shape[0])])
 
 
 def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequence[str] = tuple(SOLVERS),
@@ -95,7 +116,7 @@ def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequ
             x = solve(problem.denoiser, problem.noise, problem.cond, levels, solver, prediction=problem.prediction,
                       batch_size=problem.batch_size)
         summary = _summary(_scores(problem, x), levels, grid_cost(problem.dna, levels, problem.grid), None)
-        summary.update(k=int(k), nfe=int(n))
+        summary.update(k=int(k), nfe=int(n), psnr_samples=[round(float(v), 4) for v in _scores(problem, x)["psnr"]])
         if name == "uniform_50":
             results["uniform_50"] = summary
         else:
@@ -133,4 +154,45 @@ def solver_findings(results: dict[str, Any]) -> dict[str, Any]:
             if s != "euler":
                 gain[s] = {str(n): (None if (a := best_of(s, n)) is None or (b := best_of("euler", n)) is None
                                     else a - b) for n in nfes}  # fmt: skip
-    return {"target_psnr": target, "best": best, "nfe_to_match_uniform_50": match, "gain_over_euler": gain}
+    return {"target_psnr": target, "best": best, "nfe_to_match_uniform_50": match, "gain_over_euler": gain,
+            "headroom": headroom(results)}
+
+
+DATASET_SCHEDULES = ("uniform", "shift3", "gits", "teacher", "solver_aware", "ld3")
+"""The schedules that give every sample the same levels (fixed formulas and data-set schedules)."""
+DEFAULT = ("unipc", "closed_loop")
+"""cotj's default pairing (:func:`cotj.execute.pipeline.default_solver`)."""
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Mean paired difference ``a - b`` of per-sample scores and its 95 % interval (normal approximation,
+    ``1.96·sd/sqrt(n)``)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
+    return {"mean": float(d.mean()), "half_width": float(half), "n": int(d.size)}
+
+
+def headroom(results: dict[str, Any]) -> dict[str, Any]:
+    """Per NFE: the best data-set pairing (:data:`DATASET_SCHEDULES` on any solver, by mean PSNR), the default
+    (:data:`DEFAULT`), the default solver's per-sample ceiling, the default's paired difference to the best
+    data-set pairing (95 % interval), and the share of the gap from that pairing to the ceiling the default
+    recovers."""
+    by_solver, out = results["solvers"], {}
+    solver, name = DEFAULT
+    for n in results["nfes"]:
+        cands = [(run["psnr"], s, sched, run) for s in by_solver for sched in DATASET_SCHEDULES
+                 if (run := by_solver[s].get(sched, {}).get(str(n))) is not None]  # fmt: skip
+        default = by_solver.get(solver, {}).get(name, {}).get(str(n))
+        if not cands or default is None:
+            continue
+        psnr, s, sched, best = max(cands, key=lambda c: c[0])
+        row: dict[str, Any] = {"best_dataset": {"solver": s, "schedule": sched, "psnr": psnr}, "default": default["psnr"]}
+        if "psnr_samples" in default and "psnr_samples" in best:
+            row["default_minus_best_dataset"] = paired(default["psnr_samples"], best["psnr_samples"])
+        ceiling = by_solver.get(solver, {}).get("ceiling", {}).get(str(n))
+        if ceiling is not None:
+            row["ceiling"] = ceiling["psnr"]
+            gap = ceiling["psnr"] - psnr
+            row["share_of_gap"] = (default["psnr"] - psnr) / gap if gap > 0 else None
+        out[str(n)] = row
+    return out
