@@ -17,8 +17,9 @@ import time
 
 import pytest
 
-EARLY = {  # (levels of the DNA, seconds between "ready" and SIGINT)
-    "in the first 20 ms of the call": (2000, 0.005),
+EARLY = {  # (levels of the DNA, seconds between "ready" and SIGINT); each plan runs for seconds uninterrupted, so a
+    # parent that a loaded machine wakes late still signals while the plan runs
+    "in the first 20 ms of the call": (4000, 0.005),
     "while the default grid of a wide DNA is built": (5000, 0.2),
 }
 
