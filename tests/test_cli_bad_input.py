@@ -72,6 +72,22 @@ def test_plan_input_errors_are_one_line(tmp_path, args, stdin, needle):
 
 
 @pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["plot", "ratio", str(QWEN), "--max-steps", "2147483647", "--out", "r.png"], "--max-steps"),
+        (["plot", "cost", str(QWEN), "--budget", "2147483647", "--out", "c.png"], "--budget"),
+        (["diagnose", str(QWEN), "--max-steps", "2147483647"], "--max-steps"),
+    ],
+)
+def test_step_flags_of_plot_and_diagnose_take_max_steps(args, flag):
+    from cotj.schedules import MAX_STEPS
+
+    done = run_cotj(*args)
+    command = " ".join(args[:2]) if args[0] == "plot" else args[0]
+    assert f"{flag}: must be an int in 1..{MAX_STEPS}, got 2147483647" in one_line_error(done, command)
+
+
+@pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--seed", "-1"], "--seed: must be an int in 0..4294967295"),

@@ -34,7 +34,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     source.add_argument("dna", nargs="?", help="DNA file (.npy, .json, .csv; every row is diagnosed), - for stdin, or a shipped mean DNA name")
     source.add_argument("--prompt", help="a prompt (testbed) or condition id (analytic): extract its DNA and run it")
     p.add_argument("--tau", type=_io.probability, default=0.99, help="explained-gain target (default 0.99)")
-    p.add_argument("--max-steps", type=_io.positive_int, metavar="K", help="longest plan (default N // 2)")
+    p.add_argument("--max-steps", type=_io.steps, metavar="K", help="longest plan (default N // 2)")
     p.add_argument("--grid", metavar="FILE", help="the DNA's noise levels (N,); default (i+1)/N")
     p.add_argument("--run-steps", type=_io.int_in(1, _io.MAX_STEPS), default=50, metavar="S",
                    help="with --prompt: steps of the recorded uniform run (default 50)")

@@ -49,14 +49,14 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     f.add_argument("--labels", help="comma list, one legend entry per row (default: file names)")
     f.add_argument("--grid", metavar="FILE", help="the DNA's noise levels (N,); default (i+1)/N")
     f = figure("cost", "the cost matrix d_j·L(j, i) as a heatmap, with the plan's path", _cost, [one])
-    f.add_argument("--budget", type=_io.positive_int, default=8, metavar="K",
+    f.add_argument("--budget", type=_io.steps, default=8, metavar="K",
                    help="steps of the drawn plan (default 8)")
     f = figure("ratio", "R(K) against K with tau, the chosen K and the knee", _ratio, [one])
     f.add_argument("--tau", type=_io.probability, default=0.99, help="explained-gain target (default 0.99)")
-    f.add_argument("--max-steps", type=_io.positive_int, metavar="K", help="longest plan (default N // 2)")
+    f.add_argument("--max-steps", type=_io.steps, metavar="K", help="longest plan (default N // 2)")
     figure("gains", "per-level gains, negative gains highlighted", _gains, [one])
     f = figure("schedules", "planned levels against uniform and shifted levels of the same K", _schedules, [one])
-    f.add_argument("--budget", type=_io.positive_int, default=8, metavar="K", help="steps (default 8)")
+    f.add_argument("--budget", type=_io.steps, default=8, metavar="K", help="steps (default 8)")
     f.add_argument("--shift", type=_io.finite_float, default=3.0,
                    help="the shifted schedule's shift s (default 3, as SD3)")
 
