@@ -91,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     from cotj_testbed import quality_report, quality_tier1, quality_tier2
 
     if args.from_json:
-        paths = quality_report.write_report(json.loads(args.from_json.read_text()), args.out, args.stem or args.from_json.stem)
+        results = json.loads(args.from_json.read_text())
+        if "solvers" in results:  # the findings follow the code that reads the runs
+            from cotj_testbed.quality_solvers import solver_findings
+
+            results["findings"] = solver_findings(results)
+        paths = quality_report.write_report(results, args.out, args.stem or args.from_json.stem)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
         return 0
     torch.set_num_threads(args.threads)

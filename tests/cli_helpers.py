@@ -43,3 +43,13 @@ def png_size(path: Path) -> tuple[int, int]:
         assert hi - lo > 50, f"{path} looks blank"
         assert sum(1 for count in pixels.histogram() if count) > 8, f"{path} has almost no tones"
         return img.size
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a child that must receive Ctrl-C: SIGINT unblocked and at its default disposition, whatever
+    the test process inherited or a library in it set (a child starts with its parent's signal mask and ignored
+    signals, and then would never see the SIGINT a Ctrl-C test sends)."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

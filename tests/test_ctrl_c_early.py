@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from cli_helpers import sigint_default
+
 EARLY = {  # (levels of the DNA, seconds between "ready" and SIGINT); each plan runs for seconds uninterrupted, so a
     # parent that a loaded machine wakes late still signals while the plan runs
     "in the first 20 ms of the call": (4000, 0.005),
@@ -36,7 +38,7 @@ def test_an_early_ctrl_c_stops_a_long_plan(levels, delay):
             print("finished", time.time() - start)
         except KeyboardInterrupt:
             print("interrupted", time.time())
-    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=sigint_default)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         time.sleep(delay)

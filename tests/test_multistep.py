@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import cotj
 import reference as ref
+from cli_helpers import sigint_default
 from cotj.multistep import (
     SOLVERS,
     SolverCost,
@@ -477,7 +478,7 @@ def test_ctrl_c_stops_a_long_pair_plan():
             print("finished")
         except KeyboardInterrupt:
             print("interrupted", time.time())
-    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=sigint_default)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         time.sleep(0.5)

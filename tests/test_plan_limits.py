@@ -151,7 +151,7 @@ def test_ctrl_c_stops_a_long_plan(setup, call):
             print("finished")
         except KeyboardInterrupt:
             print("interrupted", time.time())
-    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=cli_helpers.sigint_default)
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.5)
