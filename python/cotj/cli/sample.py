@@ -28,8 +28,9 @@ that DNA). The shipped teacher cost and predictor belong to the shipped weights 
 --uniform runs K uniform levels (1, 1 - 1/K, ..., 1/K) instead, for comparison. Prints the levels used, the
 solver's model evaluations (NFE) and the time of each stage.
 
-The default solver is UniPC (bh2) on its solver-aware plan, replanned after every step: the best pairing measured
-on the shipped model (docs/results.md). A teacher cost without a Gram matrix runs Euler closed loop instead (one
+The default solver is UniPC (bh2) on its solver-aware plan, replanned after every step: on the shipped model's 64
+held-out prompts 28.70 / 35.21 / 44.48 dB PSNR to the 100-step sample at 4 / 6 / 10 steps, against 27.54 / 31.27 /
+37.74 for Euler on the same closed loop (docs/results.md). A teacher cost without a Gram matrix runs Euler closed loop instead (one
 line says so; recalibrate with cotj calibrate). --solver runs the levels with another solver
 (cotj.execute.solvers, exactly at the levels, through its Diffusers scheduler): euler (K model evaluations for K
 levels; the default of --uniform, --tau, --open-loop and DNA plans), heun (2K - 1: a second evaluation at each next
