@@ -45,7 +45,7 @@ def png_size(path: Path) -> tuple[int, int]:
         return img.size
 
 
-def sigint_default() -> None:
+def _sigint_default() -> None:
     """``preexec_fn`` of a child that must receive Ctrl-C: SIGINT unblocked and at its default disposition, whatever
     the test process inherited or a library in it set (a child starts with its parent's signal mask and ignored
     signals, and then would never see the SIGINT a Ctrl-C test sends)."""
@@ -53,3 +53,27 @@ def sigint_default() -> None:
 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c_latency(setup: str, call: str, delay: float, timeout: float = 120) -> float:
+    """Run ``setup`` (Python lines, after ``import time, numpy as np, cotj``) in a child, then ``call`` (one line),
+    send SIGINT ``delay`` seconds after ``call`` starts, assert the child raised KeyboardInterrupt (not that
+    ``call`` finished) and return the seconds between the signal and the KeyboardInterrupt."""
+    import os
+    import signal
+    import time
+
+    code = (f"import time, numpy as np, cotj\n{setup}\nprint('ready', flush=True)\n"
+            f"try:\n    {call}\n    print('finished')\nexcept KeyboardInterrupt:\n    print('interrupted', time.time())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_sigint_default)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        sent = time.time()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    assert out.startswith("interrupted"), f"the call ran on after SIGINT: {out!r} {err[-2000:]}"
+    return float(out.split()[1]) - sent

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import cotj
 import reference as ref
-from cli_helpers import sigint_default
+from cli_helpers import ctrl_c_latency
 from cotj.multistep import (
     SOLVERS,
     SolverCost,
@@ -459,34 +459,8 @@ def test_ctrl_c_stops_a_long_pair_plan():
     """SIGINT 0.3 s into seconds of pair planning (4096 rows on the thread pool, N = 199) raises
     KeyboardInterrupt within ~100 ms: the core polls between rows of every layer, the binding runs Python's
     signal handlers while the GIL is released."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import textwrap
-    import time
-
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-        import time, numpy as np
-        from cotj._core import plan_pairs
-        m = 200
-        first, pairs, end = np.ones((m, m)), np.ones((m, m, m)), np.ones(m)
-        plan_pairs(first, pairs, end, 3, m - 1)
-        print("ready", flush=True)
-        try:
-            plan_pairs(first, pairs, end, 150, np.full(4096, m - 1))  # about 8 s uninterrupted on an idle machine
-            print("finished")
-        except KeyboardInterrupt:
-            print("interrupted", time.time())
-    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=sigint_default)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert out.startswith("interrupted"), f"{out!r} {err[-2000:]}"
-    latency = float(out.split()[1]) - sent
+    setup = ("from cotj._core import plan_pairs\nm = 200\n"
+             "first, pairs, end = np.ones((m, m)), np.ones((m, m, m)), np.ones(m)\nplan_pairs(first, pairs, end, 3, m - 1)")
+    # about 8 s uninterrupted on an idle machine
+    latency = ctrl_c_latency(setup, "plan_pairs(first, pairs, end, 150, np.full(4096, m - 1))", 0.3)
     assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -141,27 +139,7 @@ INTERRUPTIBLE = {  # (the input, built before the clock starts; the plan)
 @pytest.mark.parametrize(("setup", "call"), INTERRUPTIBLE.values(), ids=INTERRUPTIBLE.keys())
 def test_ctrl_c_stops_a_long_plan(setup, call):
     """SIGINT half a second into a plan of several seconds raises KeyboardInterrupt within ~100 ms."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time, numpy as np, cotj
-        cotj.plan(np.linspace(0.01, 1, 100), 4)
-        {setup}
-        print("ready", flush=True)
-        try:
-            {call}
-            print("finished")
-        except KeyboardInterrupt:
-            print("interrupted", time.time())
-    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=cli_helpers.sigint_default)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        sent = time.time()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-    assert out.startswith("interrupted"), f"{out!r} {err[-2000:]}"
-    latency = float(out.split()[1]) - sent
+    latency = cli_helpers.ctrl_c_latency(f"cotj.plan(np.linspace(0.01, 1, 100), 4)\n{setup}", call, 0.5, timeout=30)
     assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after SIGINT"
 
 

@@ -72,18 +72,21 @@ def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDA
     return np.tile(problem.teacher_cost.plan(solver, k), (problem.noise.shape[0], 1))  # needs its Gram matrix
 
 
-_CEILING_COSTS: dict[tuple[int, str], CostSet] = {}
+_CEILING_COSTS: dict[str, CostSet] = {}
+_CEILING_RUNS: list[Any] = []  # the teacher runs whose per-sample costs _CEILING_COSTS holds, by solver
 
 
 def ceiling_levels(problem: Problem, solver: str, k: int) -> NDArray[np.float64]:
     """(B, K) each held-out sample's cheapest K levels for ``solver`` on its own teacher run (its own Gram matrix,
     :func:`cotj_testbed.per_sample.cost_set`): an OSS-style per-sample ceiling for any solver, which needs the
     sample's 100-step run and so is no sampler."""
-    key = (id(problem.teacher), solver)
-    if key not in _CEILING_COSTS:
-        _CEILING_COSTS[key] = cost_set(solver, per_sample_grams(problem.teacher.states, problem.teacher.x0),
-                                       problem.teacher.levels[1:])  # fmt: skip
-    own = _CEILING_COSTS[key]
+    if not _CEILING_RUNS or _CEILING_RUNS[0] is not problem.teacher:  # another problem: its own runs
+        _CEILING_COSTS.clear()
+        _CEILING_RUNS[:] = [problem.teacher]
+    if solver not in _CEILING_COSTS:
+        _CEILING_COSTS[solver] = cost_set(solver, per_sample_grams(problem.teacher.states, problem.teacher.x0),
+                                          problem.teacher.levels[1:])  # fmt: skip
+    own = _CEILING_COSTS[solver]
     top = own.end.shape[1] - 1
     return np.stack([problem.teacher.levels[plan_nodes(own.one(b), k, top)] for b in range(own.end.shape[0])])
 

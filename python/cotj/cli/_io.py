@@ -283,17 +283,13 @@ def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> No
         p.add_argument("--batch-size", type=positive_int, default=64, help="model rows per call (default 64)")
 
 
-def resolve_solver(args: argparse.Namespace, teacher: Any, *, flow: bool = True) -> str:
-    """The value of ``--solver``: as given, else the default of :func:`cotj.execute.pipeline.default_solver`:
-    "unipc" (closed loop, plans for its steps) when a fixed budget is planned on a ``teacher`` cost that has a Gram
-    matrix on a flow-matching pipeline, else "euler" (one line says why when the teacher cost lacks the Gram)."""
+def resolve_solver(args: argparse.Namespace, scheduler: Any, teacher: Any) -> str:
+    """The value of ``--solver``: as given, else :func:`cotj.execute.pipeline.default_solver` for this run on the
+    pipeline's ``scheduler`` and ``teacher`` cost (None: plans from a DNA or uniform levels), "euler" where that
+    leaves the pipeline's own scheduler."""
     if args.solver is not None:
         return str(args.solver)
-    fixed = not (getattr(args, "uniform", False) or args.tau is not None or getattr(args, "open_loop", False))
-    if teacher is None or not flow or not fixed:
-        return "euler"
-    if teacher.gram is None:
-        print("solver: euler, closed loop (this teacher cost has no Gram matrix, which UniPC's plans need: "
-              "recalibrate it with cotj calibrate to run the default, UniPC)")
-        return "euler"
-    return "unipc"
+    from cotj.execute.pipeline import default_solver
+
+    open_loop = getattr(args, "uniform", False) or getattr(args, "open_loop", False)
+    return default_solver(scheduler, teacher, tau=args.tau, replan=False if open_loop else None) or "euler"

@@ -559,7 +559,7 @@ def sample_command(args: argparse.Namespace) -> int:
     run = _teacher_settings(loaded, cost, args.teacher, args)
     loaded.check_size(run["height"], run["width"])
     flow = loaded.kind != "unet"
-    args.solver = _io.resolve_solver(args, None if args.mean_dna else cost, flow=flow)
+    args.solver = _io.resolve_solver(args, loaded.pipe.scheduler, None if args.mean_dna else cost)
     if not flow and args.solver != "euler":
         raise ValueError(f"--solver {args.solver} runs on flow-matching pipelines (Flux, SD3); {loaded.name} "
                          "runs its own VP scheduler: use --solver euler")

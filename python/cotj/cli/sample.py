@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
         levels = uniform(args.budget)
         clock = time.perf_counter()
-        args.solver = _io.resolve_solver(args, None)
+        args.solver = _io.resolve_solver(args, pipe.scheduler, None)
         _use_solver(pipe, args.solver)
         image = pipe(args.prompt, sigmas=levels.tolist(), **run_kwargs).images[0]
         print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
@@ -199,7 +199,7 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
     from_dna = bool(args.predictor or args.true_dna or args.mean_dna)
     objective = args.objective or ("teacher" if teacher is not None and not from_dna else "paper")
     if objective == "paper":
-        args.solver = _io.resolve_solver(args, None)
+        args.solver = _io.resolve_solver(args, pipe.scheduler, None)
         if args.open_loop:
             raise ValueError("--open-loop goes with the teacher objective (paper plans are open loop)")
         return _dna_source(args, pipe, models)
@@ -210,7 +210,7 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
     from cotj.objectives import TeacherCost
 
     cost = TeacherCost.load(teacher)
-    args.solver = _io.resolve_solver(args, cost if objective == "teacher" else None)
+    args.solver = _io.resolve_solver(args, pipe.scheduler, cost if objective == "teacher" else None)
     replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
     out: dict[str, Any] = dict(teacher=cost, objective=objective, replan=replan)
     if objective == "calibrated":

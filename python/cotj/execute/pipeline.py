@@ -241,7 +241,7 @@ def default_solver(scheduler: Any, teacher: TeacherCost | None, objective: str =
                    replan: bool | None = None) -> str | None:
     """The solver :func:`sample` runs when none is given: "unipc" for the teacher objective at a fixed budget on a
     flow-matching ``scheduler`` with a teacher cost that has a Gram matrix (UniPC on its solver-aware closed-loop
-    plan: the best pairing measured, docs/results.md); "euler" when that teacher cost has no Gram matrix (logged:
+    plan: the best pairing measured, docs/results.md); "euler" when that teacher cost has no Gram matrix (a warning:
     recalibrate for UniPC); None (the pipeline's own scheduler, first-order plans) otherwise."""
     from cotj.predict.prediction import is_flow_scheduler
 
@@ -250,8 +250,8 @@ def default_solver(scheduler: Any, teacher: TeacherCost | None, objective: str =
     if not is_flow_scheduler(scheduler) or scheduler.config.get("invert_sigmas", False):
         return None
     if teacher.gram is None:
-        log.info("solver: euler (closed loop): this teacher cost has no Gram matrix, which UniPC's plans need; "
-                 "recalibrate (cotj.predict.calibrate or `cotj calibrate`) to run the default, UniPC")
+        log.warning("solver: euler (closed loop): this teacher cost has no Gram matrix, which UniPC's plans need; "
+                    "recalibrate (cotj.predict.calibrate or `cotj calibrate`) to run the default, UniPC")
         return "euler"
     return "unipc"
 

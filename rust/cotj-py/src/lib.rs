@@ -332,19 +332,23 @@ fn dna_array<'py>(obj: &Bound<'py, PyAny>, ndim: usize) -> PyResult<(Levels<'py>
     Ok((levels_values("dna", obj, &array)?, cols))
 }
 
-/// A float64 dense-cost array with `n` levels per row: `cost` (.., N, N), `start`/`end` (.., N).
+/// A float64 array `name` of `ndims` dimensions (one of two: a row or a batch of rows) whose row
+/// holds `n` entries per axis, `unit` naming them: a dense cost (`"N", "levels"`: `cost`
+/// (.., N, N), `start`/`end` (.., N)) or the pair DP's node costs (`"M", "entries (nodes)"`).
 fn dense_array<'py>(
     name: &str,
     obj: &Bound<'py, PyAny>,
     ndims: [usize; 2],
     n: usize,
+    unit: (&str, &str),
 ) -> PyResult<PyReadonlyArrayDyn<'py, f64>> {
     let untyped = numpy_array(name, obj, ndims)?;
     let shape = untyped.shape();
     let row = &shape[shape.len() - ndims[0]..];
     if row.iter().any(|&d| d != n) {
+        let (symbol, what) = unit;
         return Err(PlanError::new_err(format!(
-            "{name} must have N = {n} levels per axis of a row, got shape {shape:?}"
+            "{name} must have {symbol} = {n} {what} per axis of a row, got shape {shape:?}"
         )));
     }
     let arr = obj.cast::<PyArrayDyn<f64>>().map_err(|_| {
@@ -355,6 +359,9 @@ fn dense_array<'py>(
     })?;
     Ok(arr.readonly())
 }
+
+/// The unit of [`dense_array`] for dense costs.
+const LEVELS: (&str, &str) = ("N", "levels");
 
 /// The linear-flow levers of the default grids (`Lever.default`, and calls without a lever).
 static DEFAULT_LEVERS: LeverCache = LeverCache::new();
@@ -650,9 +657,9 @@ fn plan_dense<'py>(
         .unwrap_or(&0);
     let n = levels_of(lever, cols);
     let ends = ends(first, last, n)?;
-    let cost = dense_array("cost", cost, [2, 3], n)?;
-    let start = dense_array("start", start, [1, 2], n)?;
-    let end = dense_array("end", end, [1, 2], n)?;
+    let cost = dense_array("cost", cost, [2, 3], n, LEVELS)?;
+    let start = dense_array("start", start, [1, 2], n, LEVELS)?;
+    let end = dense_array("end", end, [1, 2], n, LEVELS)?;
     let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
     let scale = scale.map(|w| scale_array(w, n)).transpose()?;
     let request = Request {
@@ -795,11 +802,11 @@ fn plan_cost_dense(
     scale: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<f64> {
     let n = numpy_array("cost", cost, [2, 2])?.shape()[1];
-    let cost = dense_array("cost", cost, [2, 2], n)?;
-    let start = dense_array("start", start, [1, 1], n)?;
-    let end = dense_array("end", end, [1, 1], n)?;
+    let cost = dense_array("cost", cost, [2, 2], n, LEVELS)?;
+    let start = dense_array("start", start, [1, 1], n, LEVELS)?;
+    let end = dense_array("end", end, [1, 1], n, LEVELS)?;
     let scale = scale
-        .map(|w| dense_array("scale", w, [1, 1], n))
+        .map(|w| dense_array("scale", w, [1, 1], n, LEVELS))
         .transpose()?;
     let steps = steps_arg(steps, n)?;
     let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);

@@ -4,11 +4,10 @@
 
 use cotj_core::{CotjError, PairCost, PairRequest, MAX_PAIR_NODES};
 use numpy::prelude::*;
-use numpy::{PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn};
-use pyo3::exceptions::PyTypeError;
+use numpy::{PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use crate::{detach, int_or_array, numpy_array, plan_error, shape_text, PlanError};
+use crate::{dense_array, detach, int_or_array, numpy_array, plan_error};
 
 /// The plans of a batch: `(nodes (B, W) int64 padded with -1, lengths (B,) int64, cost (B,)
 /// float64)`.
@@ -18,35 +17,8 @@ type PairPlans<'py> = (
     Bound<'py, PyArray1<f64>>,
 );
 
-/// A float64 array `name` of `ndims` dimensions (one of two), each of `m` entries but the
-/// leading one of the larger (a batch).
-fn nodes_array<'py>(
-    name: &str,
-    obj: &Bound<'py, PyAny>,
-    ndims: [usize; 2],
-    m: usize,
-) -> PyResult<PyReadonlyArrayDyn<'py, f64>> {
-    let array = numpy_array(name, obj, ndims)?;
-    let shape = array.shape();
-    if shape[shape.len() - ndims[0]..].iter().any(|&d| d != m) {
-        return Err(PlanError::new_err(format!(
-            "{name} must have M = {m} entries (nodes) per axis{}, got shape {}",
-            if ndims[0] == ndims[1] {
-                ""
-            } else {
-                " of a row"
-            },
-            shape_text(shape)
-        )));
-    }
-    let arr = obj.cast::<PyArrayDyn<f64>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{name} must have dtype float64, got {}",
-            array.dtype()
-        ))
-    })?;
-    Ok(arr.readonly())
-}
+/// The unit of [`dense_array`] for the pair DP's costs.
+const NODES: (&str, &str) = ("M", "entries (nodes)");
 
 /// Values of a per-row int argument: the int, or the array's values.
 enum Ints<'py> {
@@ -93,11 +65,11 @@ fn plan_pairs<'py>(
     if !(2..=MAX_PAIR_NODES).contains(&m) {
         return Err(plan_error(CotjError::PairNodes { got: m }));
     }
-    let first = nodes_array("first", first, [2, 2], m)?;
-    let pairs = nodes_array("pairs", pairs, [3, 3], m)?;
-    let end = nodes_array("end", end, [1, 1], m)?;
+    let first = dense_array("first", first, [2, 2], m, NODES)?;
+    let pairs = dense_array("pairs", pairs, [3, 3], m, NODES)?;
+    let end = dense_array("end", end, [1, 1], m, NODES)?;
     let scale = scale
-        .map(|w| nodes_array("scale", w, [1, 2], m))
+        .map(|w| dense_array("scale", w, [1, 2], m, NODES))
         .transpose()?;
     let budget = Ints::new("budget", budget)?;
     let current = Ints::new("current", current)?;
