@@ -132,7 +132,7 @@ def test_replan_one_step(benchmark):
     pytest.importorskip("torch")
     from cotj.execute.replan import Replanner
     from cotj.models.generator import TEACHER
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     benchmark.group = "closed-loop replanning, one step (K=10, N=100, shipped teacher cost)"
     replanner = Replanner(TeacherCost.load(TEACHER), 10)
@@ -151,9 +151,9 @@ KM = 10
 @pytest.fixture(scope="module")
 def shapes_teacher():
     """The shipped shapes teacher cost (N = 100, with its Gram matrix), its solver costs computed beforehand (once
-    per content: cotj.multistep.shared_solver_costs)."""
+    per content: cotj.planning.multistep.shared_solver_costs)."""
     from cotj.models.generator import TEACHER
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     teacher = TeacherCost.load(TEACHER)
     for solver in ("dpmpp_2m", "unipc"):
@@ -219,7 +219,7 @@ def test_closed_loop_planning_cotj(benchmark, shapes_teacher, solver):
     """All the planning of one closed-loop sample of K = 10 evaluations, as ReplanningScheduler does it: the
     open-loop plan at set_timesteps, then one Replanner.next after every evaluation (states of a sample)."""
     from cotj.execute.replan import Replanner
-    from cotj.planning import plan_batch
+    from cotj.planning.planner import plan_batch
 
     benchmark.group = "closed-loop planning of one sample, K=10, N=100"
     replanner = Replanner(shapes_teacher, KM, solver=solver)

@@ -80,7 +80,7 @@ def test_plan_input_errors_are_one_line(tmp_path, args, stdin, needle):
     ],
 )
 def test_step_flags_of_plot_and_diagnose_take_max_steps(args, flag):
-    from cotj.schedules import MAX_STEPS
+    from cotj.planning.schedules import MAX_STEPS
 
     done = run_cotj(*args)
     command = " ".join(args[:2]) if args[0] == "plot" else args[0]
@@ -245,7 +245,7 @@ def test_an_overlong_prompt_is_not_repeated_and_loading_bars_need_verbose(tmp_pa
     ],
 )
 def test_every_step_flag_of_sample_takes_max_steps(tmp_path, args):
-    from cotj.schedules import MAX_STEPS
+    from cotj.planning.schedules import MAX_STEPS
 
     done = run_cotj("sample", "a red circle", "--out", tmp_path / "u.png", *args)
     flag = args[-2]

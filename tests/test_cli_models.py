@@ -125,7 +125,7 @@ def test_from_official_import_matches_the_library(official, tmp_path):
 
 
 def test_diagnose_an_analytic_prompt_sets_its_run_against_its_dna(tmp_path):
-    from cotj.diagnose import diagnose
+    from cotj.analysis.diagnose import diagnose
 
     done = run_cotj("diagnose", "--model", "analytic", "--prompt", "5", "--run-steps", "12", "--reference-steps", "50",
                     "--format", "json", "--plot", tmp_path / "sig.png")

@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from cotj import cli  # noqa: E402
 from cotj.cli import _pipeline  # noqa: E402
-from cotj.objectives import TeacherCost  # noqa: E402
+from cotj.planning.objectives import TeacherCost  # noqa: E402
 from cotj_testbed import tiny_pipelines  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,7 +13,7 @@ pytest.importorskip("matplotlib")
 import cotj  # noqa: E402
 from cli_helpers import QWEN, TURBO, one_line_error, png_size  # noqa: E402
 from cli_helpers import cotj as run_cotj
-from cotj.diagnose import diagnose, knee  # noqa: E402
+from cotj.analysis.diagnose import diagnose, knee  # noqa: E402
 
 
 @pytest.mark.parametrize(

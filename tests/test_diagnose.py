@@ -1,4 +1,4 @@
-"""Diagnostics (cotj.diagnose): negative gains, the knee of R(K), the adaptive choice, and a run's
+"""Diagnostics (cotj.analysis.diagnose): negative gains, the knee of R(K), the adaptive choice, and a run's
 acceleration signature against the DNA."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 import cotj
 from conftest import mean_dna
-from cotj.diagnose import diagnose, knee, negative_gains, run_signature
+from cotj.analysis.diagnose import diagnose, knee, negative_gains, run_signature
 
 
 def test_negative_gains_of_z_image_turbo_are_its_top_two_levels():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cotj
-from cotj.dna import parse_dna
+from cotj.planning.dna import parse_dna
 
 REF = np.linspace(0.01, 1.0, 20) ** 2
 

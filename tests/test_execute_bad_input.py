@@ -70,7 +70,7 @@ from cotj import default_grid  # noqa: E402
 from cotj.execute import sample, solve  # noqa: E402
 from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
-from cotj.objectives import TeacherCost, objective  # noqa: E402
+from cotj.planning.objectives import TeacherCost, objective  # noqa: E402
 from cotj.predict.teacher import calibrate  # noqa: E402
 
 MODEL = FlowMixtureModel(MixtureFamily(dim=6, seed=0))

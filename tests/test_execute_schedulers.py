@@ -155,10 +155,10 @@ EDM = {"EDM default": {}, "SD-like range, rho 5": dict(sigma_min=0.03, sigma_max
 
 @pytest.mark.parametrize("name", sorted(EDM))
 def test_edm_euler_runs_plans_on_the_karras_path(name):
-    """EDMEulerScheduler's sigmas= is the Karras ramp: the mapping makes it hold sigma(t) of cotj.schedules.ve
+    """EDMEulerScheduler's sigmas= is the Karras ramp: the mapping makes it hold sigma(t) of cotj.planning.schedules.ve
     with the scheduler's own range and rho, and end at 0; a planned copy ignores the requested step count."""
     from cotj.execute import planned_scheduler
-    from cotj.schedules import ve
+    from cotj.planning.schedules import ve
 
     sched = diffusers.EDMEulerScheduler(**EDM[name])
     np.testing.assert_allclose(_run(sched, LEVELS)[0], LEVELS, rtol=0, atol=ATOL)
@@ -214,7 +214,7 @@ def test_planned_scheduler_pickles_with_its_plan():
 
 
 def test_flow_schedulers_are_recognised_by_capability_not_by_name():
-    from cotj.predict.prediction import is_flow_scheduler, prediction_of
+    from cotj.paths import is_flow_scheduler, prediction_of
 
     class Renamed(diffusers.FlowMatchEulerDiscreteScheduler):  # a flow scheduler whose name says nothing
         pass

@@ -236,7 +236,7 @@ def test_replanning_composes_with_the_multistep_schedulers(tiny_shapes, record_t
     """ReplanningScheduler around dpmpp_2m / unipc: each step reads the next sigma when taken, so the run equals the
     batched solver on the levels the replanner chose, and the model sees exactly those levels."""
     from cotj.models.generator import TEACHER
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     teacher = TeacherCost.load(TEACHER)
     embeds, noise = torch.randn(1, 16, 384), torch.randn(1, 3, 24, 24)
@@ -278,7 +278,7 @@ def test_planned_copies_run_heun_and_replanning_refuses_it(tiny_shapes, record_t
     Euler): whatever the pipeline asks for, the model sees evaluation_levels of the plan. Replanning, which takes one
     evaluation per level, refuses Heun."""
     from cotj.models.generator import TEACHER
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     tiny_shapes.scheduler = planned_scheduler(solver_scheduler("heun"), PLAN)
     seen = record_timesteps(tiny_shapes.unet)
@@ -334,5 +334,5 @@ def test_other_bad_arguments():
         solve(model, _noise(2), torch.arange(2), PLAN, batch_size=0)
     bad: Any
     for bad in (0, 2.0, True):
-        with pytest.raises(ValueError, match="evaluations must be an int"):
+        with pytest.raises(ValueError, match="nfe must be an int"):
             budget_for("heun", bad)

@@ -20,7 +20,7 @@ external = pytest.importorskip("k_diffusion.external")
 import cotj  # noqa: E402
 from cotj.integrations.k_diffusion import get_sigmas_cotj, levels_of, sample_cotj  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint  # noqa: E402
-from cotj.objectives import TeacherCost  # noqa: E402
+from cotj.planning.objectives import TeacherCost  # noqa: E402
 from cotj.predict.teacher import calibrate  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

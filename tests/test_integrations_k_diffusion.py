@@ -25,7 +25,7 @@ from cotj.integrations.k_diffusion import (  # noqa: E402
     sigmas_of,
 )
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
-from cotj.objectives import TeacherCost  # noqa: E402
+from cotj.planning.objectives import TeacherCost  # noqa: E402
 from cotj.predict.teacher import calibrate  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -120,7 +120,7 @@ def test_sigma_level_mapping():
     np.testing.assert_allclose(levels_of(sigmas_of(t)), t)
     assert sigmas_of(1.0) == np.inf and levels_of(np.inf) == 1.0
     np.testing.assert_array_equal(sigmas_of(t, "flow"), t)
-    np.testing.assert_allclose(levels_of(80.0), cotj.schedules.karras(1)[0])  # the flow level EDM's sigma_max is
+    np.testing.assert_allclose(levels_of(80.0), cotj.planning.schedules.karras(1)[0])  # the flow level EDM's sigma_max is
 
 
 @pytest.mark.parametrize("name", cotj.mean_dna_names())
@@ -186,7 +186,7 @@ def test_restrict_slices_every_part(teacher):
     full, part = teacher.solver_cost("unipc"), w.solver_cost("unipc")
     np.testing.assert_array_equal(part.pairs, full.pairs[np.ix_(nodes, nodes, nodes)])
     # the sliced Gram matrix gives the sliced costs (up to the relabelled top level, which keeps its own costs)
-    fresh = cotj.multistep.solver_costs("unipc", w.gram, np.append(0.0, GRID[idx]))
+    fresh = cotj.planning.multistep.solver_costs("unipc", w.gram, np.append(0.0, GRID[idx]))
     for mine, theirs in ((part.first, fresh.first), (part.pairs, fresh.pairs), (part.end, fresh.end)):
         np.testing.assert_allclose(mine, np.maximum(theirs, 1e-12), rtol=1e-9)
 

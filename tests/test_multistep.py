@@ -1,4 +1,4 @@
-"""Solver-aware plans (cotj.multistep): the step weights against Diffusers' own schedulers, the Gram-matrix local
+"""Solver-aware plans (cotj.planning.multistep): the step weights against Diffusers' own schedulers, the Gram-matrix local
 errors against errors measured directly on teacher trajectories, and the pair DP against exhaustive search."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 import cotj
 import reference as ref
 from cli_helpers import ctrl_c_latency
-from cotj.multistep import (
-    SOLVERS,
+from cotj.planning.multistep import (
     SolverCost,
     at_predicted_state,
     ddim_weights,
@@ -27,6 +26,7 @@ from cotj.multistep import (
     solver_costs,
     unipc_weights,
 )
+from cotj.planning.solvers import SOLVERS
 
 SHAPES_TEACHER = Path(cotj.__file__).parent / "models" / "weights" / "shapes_teacher_cost.json"
 
@@ -272,7 +272,7 @@ def test_a_batch_plans_each_row_as_alone(m, seed, ties, rows):
 def test_plans_on_the_shipped_teacher_cost_equal_the_numpy_reference():
     """Real costs (the shapes model's UniPC and DPM-Solver++(2M) costs, N = 100): every budget from the top, and
     replanning from lower levels after a previous one with row scales, node for node as the numpy reference."""
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     teacher = TeacherCost.load(SHAPES_TEACHER)
     n = teacher.grid.size
@@ -361,8 +361,8 @@ def test_pair_costs_are_bounded_before_anything_is_allocated():
 def test_solver_costs_are_computed_once_per_content(monkeypatch):
     """A teacher cost read again from its file (as cotj.execute.sample(teacher=path) does on every call) gets the
     pair costs already computed: the same read-only arrays, not a new computation."""
-    import cotj.multistep as ms
-    from cotj.objectives import TeacherCost
+    import cotj.planning.multistep as ms
+    from cotj.planning.objectives import TeacherCost
 
     calls = []
     monkeypatch.setattr(ms, "_CACHE", ms.OrderedDict())
@@ -394,7 +394,7 @@ def calibrated():
 
 
 def test_teacher_cost_keeps_its_gram_through_a_file(calibrated, tmp_path):
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     assert calibrated.gram is not None and calibrated.gram.shape == (42, 42)
     np.testing.assert_allclose(calibrated.solver_cost("euler").first[1:, 1:][np.isfinite(calibrated.edges)],
@@ -408,7 +408,7 @@ def test_teacher_cost_keeps_its_gram_through_a_file(calibrated, tmp_path):
 
 def test_teacher_cost_plans_each_solver_optimally(calibrated):
     import cotj
-    from cotj.objectives import objective
+    from cotj.planning.objectives import objective
 
     n = calibrated.grid.size
     euler = cotj.plan_batch(**objective("teacher", teacher=calibrated), budget=5, current=n - 1).levels[0]
@@ -437,7 +437,7 @@ def test_replanning_a_batch_gives_each_row_its_own_plan():
     """Replanner.next_scaled plans all rows of a multistep batch in one core call: each row's next level is the
     second level of TeacherCost.plan for that row alone (its current and previous level, its row scales)."""
     from cotj.execute.replan import Replanner
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     teacher = TeacherCost.load(SHAPES_TEACHER)
     n = teacher.grid.size

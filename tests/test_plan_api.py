@@ -12,7 +12,7 @@ import pytest
 
 import cotj
 import reference as ref
-from cotj import schedules
+from cotj.planning import schedules
 
 
 def test_many_threads_get_the_sequential_answers(real_dna):

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 import cotj
 import reference as ref
-from cotj import schedules
+from cotj.planning import schedules
 
 N_MAX = 12
 

@@ -1,4 +1,4 @@
-"""Figures (cotj.plots): each returns a Figure that shows the data it was given."""
+"""Figures (cotj.analysis.plots): each returns a Figure that shows the data it was given."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ pytest.importorskip("matplotlib")
 
 import cotj  # noqa: E402
 from conftest import mean_dna  # noqa: E402
-from cotj import plots  # noqa: E402
-from cotj.diagnose import diagnose  # noqa: E402
+from cotj.analysis import plots  # noqa: E402
+from cotj.analysis.diagnose import diagnose  # noqa: E402
 
 
 def _rendered(fig, tmp_path, name="f.png"):

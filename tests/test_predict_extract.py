@@ -149,7 +149,7 @@ def test_bad_inputs_raise(batch):
     with pytest.raises(ValueError, match="needs uncond"):
         extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", guidance_scale=2.0, progress=False)
     with pytest.raises(ValueError, match="needs schedule"):
-        extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", schedule=cotj.schedules.ve(cotj.default_grid(100)),
+        extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", schedule=cotj.planning.schedules.ve(cotj.default_grid(100)),
                     progress=False)
     with pytest.raises(ValueError, match="one score per sample"):
         extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", metric=lambda x, r: (x - r).mean(), progress=False)

@@ -311,7 +311,7 @@ def _mutated_teacher(draw: st.DrawFn) -> str:
 
 def _load_teacher(text: str | bytes):
     """``TeacherCost.load`` of a file holding ``text``: the cost, or None after checking the refusal."""
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     with _file("teacher.json", text.encode() if isinstance(text, str) else text) as path:
         try:

@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 import cotj  # noqa: E402
-from cotj import schedules  # noqa: E402
 from cotj.execute.solvers import solve  # noqa: E402
 from cotj.models import seeded_noise  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, exact_endpoint  # noqa: E402
+from cotj.planning import schedules  # noqa: E402
 from cotj.predict.teacher import Trajectories  # noqa: E402
 from cotj_testbed import baselines, quality, quality_tier1  # noqa: E402
 

@@ -8,9 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from cotj import schedules  # noqa: E402
 from cotj.models.generator import flow_scheduler  # noqa: E402
 from cotj.models.text import EMBED_DIM, MAX_TOKENS  # noqa: E402
+from cotj.planning import schedules  # noqa: E402
 from cotj_testbed import quality  # noqa: E402
 from cotj_testbed.classifier import AttributeClassifier  # noqa: E402
 from cotj_testbed.quality_report import markdown  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cotj import schedules
+from cotj.planning import schedules
 
 G = np.linspace(0.01, 1.0, 50)
 TABLE = np.linspace(0.999, 0.01, 1000)

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cotj.objectives import MAX_MULTISTEP_LEVELS, MAX_TEACHER_LEVELS, RowModel, TeacherCost, multistep_cost_bytes
+from cotj.planning.objectives import (
+    MAX_MULTISTEP_LEVELS,
+    MAX_TEACHER_LEVELS,
+    RowModel,
+    TeacherCost,
+    multistep_cost_bytes,
+)
 
 
 def small_teacher(n: int = 6, seed: int = 0, gram: bool = True, rows: bool = True) -> TeacherCost:
@@ -213,7 +219,7 @@ def test_the_constructor_checks_what_load_checks():
 def test_single_step_solver_costs_are_held_to_the_same_memory_bound(monkeypatch):
     """Euler and Heun costs are (N + 1)² arrays: refused once their estimate passes the multistep bound's (about
     2,350 levels at MAX_MULTISTEP_LEVELS = 160; here with the bound lowered to 10 levels, 60 levels pass it)."""
-    import cotj.objectives as objectives
+    import cotj.planning.objectives as objectives
 
     tc = small_teacher(60, rows=False)
     monkeypatch.setattr(objectives, "MAX_MULTISTEP_LEVELS", 10)

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 import cotj  # noqa: E402
 from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
-from cotj.objectives import TeacherCost, objective  # noqa: E402
+from cotj.planning.objectives import TeacherCost, objective  # noqa: E402
 from cotj.predict.teacher import calibrate, euler_trajectories, fit_teacher_cost  # noqa: E402
 from cotj_testbed import baselines  # noqa: E402
 
@@ -231,7 +231,7 @@ def test_replanning_with_a_dna_prior_and_no_row_model_follows_the_calibrated_pla
 
 def test_sample_replans_with_the_default_budget_when_none_is_given(tiny_shapes, analytic_teacher):
     from cotj.execute import sample
-    from cotj.planning import DEFAULT_BUDGET
+    from cotj.planning.planner import DEFAULT_BUDGET
 
     out = sample(tiny_shapes, teacher=analytic_teacher, guidance_scale=1.0, prompt_embeds=torch.randn(1, 16, 384),
                  output_type="np")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from cotj.execute.solvers import solve  # noqa: E402
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
-from cotj.schedules import default_grid, uniform  # noqa: E402
+from cotj.planning.schedules import default_grid, uniform  # noqa: E402
 from cotj_testbed import ld3  # noqa: E402
 
 SOLVERS = ("euler", "dpmpp_2m", "unipc")

@@ -16,10 +16,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from cotj.dna import mean_dna_names
 from cotj.execute.replan import Replanner
-from cotj.integrations.k_diffusion import SOLVERS, get_sigmas_cotj, sample_cotj
-from cotj.objectives import TeacherCost
+from cotj.integrations.k_diffusion import SAMPLER_SOLVERS, get_sigmas_cotj, sample_cotj
+from cotj.planning.dna import mean_dna_names
+from cotj.planning.objectives import TeacherCost
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _load(path: str, mtime_ns: int, size: int) -> TeacherCost:
 
 
 def load_teacher(path: str) -> TeacherCost:
-    """The :class:`~cotj.objectives.TeacherCost` in ``path``; ValueError naming the input when it is empty or missing."""
+    """The :class:`~cotj.planning.objectives.TeacherCost` in ``path``; ValueError naming the input when it is empty or missing."""
     if not isinstance(path, str) or not path.strip():
         raise ValueError("teacher_file is empty: give the path of a teacher cost JSON (cotj.predict.calibrate)")
     full = os.path.abspath(os.path.expanduser(path.strip()))
@@ -70,7 +70,7 @@ class CotjScheduler:
                            "teacher cost in teacher_file"}),
                 "teacher_file": ("STRING", {"default": "", "tooltip": "path of a teacher cost JSON "
                                  "(cotj.predict.calibrate), used when source is 'teacher file'"}),
-                "solver": (list(SOLVERS), {"tooltip": "the solver the teacher-file plan is made for (pair it with the "
+                "solver": (list(SAMPLER_SOLVERS), {"tooltip": "the solver the teacher-file plan is made for (pair it with the "
                            "sampler); a mean DNA plans for euler"}),
                 "steps": ("INT", {"default": 8, "min": 1, "max": 1000}),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),

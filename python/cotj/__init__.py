@@ -1,7 +1,7 @@
 """cotj: Chain-of-Trajectories planning of diffusion sampling, per prompt.
 
 Predict the Diffusion DNA of a condition (:mod:`cotj.predict`, needs torch), Plan the cheapest
-schedule over a graph of noise levels (this package, numpy only), Execute it with an ordinary
+schedule over a graph of noise levels (:mod:`cotj.planning`, numpy only), Execute it with an ordinary
 solver (:mod:`cotj.execute`, needs diffusers). The torch-based subpackages load on first access,
 so ``import cotj`` never imports torch.
 
@@ -15,11 +15,12 @@ so ``import cotj`` never imports torch.
 import importlib
 from typing import Any
 
+from cotj import _deprecation
 from cotj._core import MAX_LEVELS, __version__
-from cotj.dna import align_dna, gains, load_dna, mean_dna, mean_dna_names
-from cotj.objectives import OBJECTIVES, TeacherCost, objective
-from cotj.planning import Plan, PlanBatch, PlanError, Planner, cost_matrix, plan, plan_batch, plan_cost
-from cotj.schedules import Schedule, default_grid
+from cotj.planning.dna import align_dna, gains, load_dna, mean_dna, mean_dna_names
+from cotj.planning.objectives import OBJECTIVES, TeacherCost, objective
+from cotj.planning.planner import Plan, PlanBatch, PlanError, Planner, cost_matrix, plan, plan_batch, plan_cost
+from cotj.planning.schedules import Schedule, default_grid
 
 __all__ = [
     "MAX_LEVELS",
@@ -44,10 +45,14 @@ __all__ = [
     "plan_cost",
 ]
 
-_LAZY = {"predict", "execute", "testbed", "plots", "cli", "diagnose"}
+_LAZY = {"predict", "execute", "analysis", "paths", "models", "cli", "integrations"}
+_MOVED = {"plots": "cotj.analysis.plots", "diagnose": "cotj.analysis.diagnose"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return importlib.import_module(f"cotj.{name}")
+    if name in _MOVED:
+        _deprecation.warn(f"cotj.{name}", _MOVED[name])
+        return importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'cotj' has no attribute {name!r}")

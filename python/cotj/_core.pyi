@@ -176,7 +176,7 @@ def plan_pairs(
 ) -> _PairPlans:
     """Plans of a multistep solver over (previous, current) pairs of nodes 0..M (node 0 is t = 0):
     ``first`` (M, M), ``pairs`` (M, M, M), ``end`` (M,) its local errors
-    (:class:`cotj.multistep.SolverCost`); ``budget`` (evaluations), ``current`` (first node) and
+    (:class:`cotj.planning.multistep.SolverCost`); ``budget`` (evaluations), ``current`` (first node) and
     ``previous`` (node evaluated before, negative for none) ints or (B,) int64; ``scale`` (M,) or
     (B, M) factors of the steps from each node, or None (ones)."""
 

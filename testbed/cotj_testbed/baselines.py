@@ -5,7 +5,7 @@ Every schedule is a descending array of K noise levels in (0, 1] on the linear f
 model is evaluated; the sampler's last step goes from the last level to 0 (NFE = K).
 
 The fixed formulas (uniform, SD3's shift, EDM's rho-spacing) are the library's
-(:func:`cotj.schedules.uniform`, :func:`~cotj.schedules.shifted`, :func:`~cotj.schedules.karras`);
+(:func:`cotj.planning.schedules.uniform`, :func:`~cotj.planning.schedules.shifted`, :func:`~cotj.planning.schedules.karras`);
 this module adds the teacher-based ones:
 
 - :func:`gits` (one schedule for a data set) and :func:`oss` (one schedule per sample): the
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cotj.planning.schedules import check_steps
 from cotj.predict.teacher import Trajectories
-from cotj.schedules import check_steps
 
 __all__ = ["cheapest_path", "gits", "oss"]
 

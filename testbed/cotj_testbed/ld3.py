@@ -10,7 +10,7 @@ decrements from 1 down to 0); the loss is the mean squared error between the K-s
 model and the solver's steps. What differs from the paper is written in docs/method.md §12.
 
 The steps are torch transliterations of cotj's own solvers (:func:`cotj.execute.solvers.solve` with the weights of
-:mod:`cotj.multistep`), differentiable in the levels (:func:`solve_torch`): Euler (DDIM on the path),
+:mod:`cotj.planning.multistep`), differentiable in the levels (:func:`solve_torch`): Euler (DDIM on the path),
 DPM-Solver++(2M) and UniPC-bh2; a test checks them against :func:`cotj.execute.solvers.solve`. Heun is not
 supported (it is not in the study's data-set pairings).
 """
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.predict.teacher import clean_estimate, ddim_step, path_of
-from cotj.schedules import uniform
+from cotj.paths import clean_estimate, ddim_step, path_of
+from cotj.planning.schedules import uniform
 
 if TYPE_CHECKING:
     from cotj_testbed.quality import Problem
@@ -67,13 +67,13 @@ def _lam(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def _ddim_weights(a_j: torch.Tensor, s_j: torch.Tensor, a_i: torch.Tensor, s_i: torch.Tensor) -> Weights:
-    """:func:`cotj.multistep.ddim_weights` on 0-d tensors."""
+    """:func:`cotj.planning.multistep.ddim_weights` on 0-d tensors."""
     return {"x_j": s_i / s_j, "m_j": a_i - a_j * s_i / s_j}
 
 
 def _dpmpp_2m_weights(a_k: torch.Tensor, s_k: torch.Tensor, a_j: torch.Tensor, s_j: torch.Tensor, a_i: torch.Tensor,
                       s_i: torch.Tensor) -> Weights:
-    """:func:`cotj.multistep.dpmpp_2m_weights` on 0-d tensors; a previous level at ``a_k = 0`` (t = 1 on the
+    """:func:`cotj.planning.multistep.dpmpp_2m_weights` on 0-d tensors; a previous level at ``a_k = 0`` (t = 1 on the
     flow, ``r = inf``) in the limit, where the previous estimate drops out (as the numpy weights give it)."""
     h = _lam(a_i, s_i) - _lam(a_j, s_j)
     phi = torch.expm1(-h)
@@ -85,7 +85,7 @@ def _dpmpp_2m_weights(a_k: torch.Tensor, s_k: torch.Tensor, a_j: torch.Tensor, s
 
 def _unipc_weights(a_k: torch.Tensor | None, s_k: torch.Tensor | None, a_j: torch.Tensor, s_j: torch.Tensor,
                    a_i: torch.Tensor, s_i: torch.Tensor) -> Weights:
-    """:func:`cotj.multistep.unipc_weights` on 0-d tensors (the same formulas, line for line); ``a_j = 0`` gives
+    """:func:`cotj.planning.multistep.unipc_weights` on 0-d tensors (the same formulas, line for line); ``a_j = 0`` gives
     ``B(h) = -1`` and ``a_k = 0`` the ``rk = -inf`` limit, without infinities in the graph."""
     b_h = -torch.ones_like(a_i) if float(a_j.detach()) == 0.0 else torch.expm1(-(_lam(a_i, s_i) - _lam(a_j, s_j)))
     base = {"x_j": s_i / s_j, "m_j": -a_i * b_h}
@@ -165,7 +165,7 @@ def solve_torch(denoiser: Any, noise: torch.Tensor, cond: Any, levels: torch.Ten
         cond: (B, ...) conditions or None.
         levels: (K,) float64 strictly decreasing in (0, 1] (not checked: a graph's tensor).
         solver: "euler", "dpmpp_2m" or "unipc".
-        prediction: what the denoiser predicts (:mod:`cotj.predict.prediction`).
+        prediction: what the denoiser predicts (:mod:`cotj.paths`).
 
     Returns:
         (B, ...) the samples at t = 0, in ``noise``'s dtype.

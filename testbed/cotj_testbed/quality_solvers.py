@@ -1,7 +1,7 @@
 """The solver study of the quality benchmark: every solver on the same plans, at equal NFE.
 
 For each NFE budget n and each solver of :mod:`cotj.execute.solvers` (Euler, Heun, DPM-Solver++(2M), UniPC), the
-solver gets the most levels it can run within n model evaluations (:func:`cotj.execute.solvers.budget_for`: Heun
+solver gets the most levels it can run within n model evaluations (:func:`cotj.planning.solvers.budget_for`: Heun
 spends two per level) and runs every schedule of :data:`SCHEDULES` at that many levels, from the same noise as the
 main benchmark, scored against the same reference (:mod:`cotj_testbed.quality`):
 
@@ -9,7 +9,7 @@ main benchmark, scored against the same reference (:mod:`cotj_testbed.quality`):
 - "ld3": an LD3-style data-set schedule, the K levels learnt by gradient descent through this solver on the
   calibration samples (:func:`cotj_testbed.ld3.ld3_schedule`; not for Heun);
 - cotj's default objective ("teacher": the teacher cost, first-order steps) and the paper's ("cotj_pred");
-- "solver_aware": the teacher cost of *this* solver's steps (:meth:`cotj.objectives.TeacherCost.plan`,
+- "solver_aware": the teacher cost of *this* solver's steps (:meth:`cotj.planning.objectives.TeacherCost.plan`,
   docs/method.md §11), a data-set schedule made for the solver; for Euler it is "teacher" and is not run twice;
 - "closed_loop": that cost replanned after every evaluation from what the sample shows
   (:func:`cotj.execute.replan.replan_sample` with the solver; for Euler cotj's default). Heun, which evaluates
@@ -29,9 +29,11 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from cotj.execute.replan import Replanner, replan_sample
-from cotj.execute.solvers import SOLVERS, budget_for, solve
-from cotj.schedules import uniform
+from cotj.execute.solvers import solve
+from cotj.planning.schedules import uniform
+from cotj.planning.solvers import SOLVERS, budget_for
 from cotj_testbed.ld3 import ld3_schedule
+from cotj_testbed.outputs import bar_disable
 from cotj_testbed.per_sample import CostSet, cost_set, per_sample_grams, plan_nodes
 from cotj_testbed.quality import MATCH_STEPS, Problem, _scores, _summary, crossing, grid_cost, schedule_levels
 
@@ -103,7 +105,7 @@ def evaluate_solvers(problem: Problem, nfes: Sequence[int] = NFES, solvers: Sequ
     results: dict[str, Any] = {"solvers": {s: {name: {} for name in schedules} for s in solvers}, "nfes": list(nfes),
                                "schedule_names": {k: SCHEDULES[k] for k in schedules}}  # fmt: skip
     reference = [("euler", "uniform_50", MATCH_STEPS)]
-    for solver, name, n in tqdm(reference + runs, desc="solver runs", unit="run", disable=not progress):
+    for solver, name, n in tqdm(reference + runs, desc="solver runs", unit="run", disable=bar_disable(progress)):
         k = budget_for(solver, n) if name != "uniform_50" else n
         if name == "closed_loop":
             if solver == "heun" or problem.teacher_cost is None:

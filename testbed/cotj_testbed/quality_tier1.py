@@ -20,11 +20,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from cotj.models import analytic, seeded_noise
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily, integrate
-from cotj.objectives import TeacherCost
+from cotj.planning.objectives import TeacherCost
+from cotj.planning.schedules import default_grid
 from cotj.predict import extract_dna
 from cotj.predict.shard import ShardedDNA, load_sharded
 from cotj.predict.teacher import Trajectories, fit_teacher_cost
-from cotj.schedules import default_grid
 from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna
 from cotj_testbed.quality_solvers import NFES, evaluate_solvers
 from cotj_testbed.quality_solvers import SCHEDULES as SOLVER_SCHEDULES

@@ -23,11 +23,11 @@ import torch
 from numpy.typing import NDArray
 
 from cotj.models import generator, seeded_noise
-from cotj.objectives import TeacherCost
+from cotj.planning.objectives import TeacherCost
+from cotj.planning.schedules import default_grid
 from cotj.predict import DNAPredictor, calibrate, extract_dna
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.predict.teacher import Trajectories, euler_trajectories
-from cotj.schedules import default_grid
 from cotj_testbed.quality import KS, LONG_KS, Problem, evaluate, planning_time, predict_dna, predictor_report
 from cotj_testbed.quality_solvers import NFES, evaluate_solvers
 from cotj_testbed.quality_solvers import SCHEDULES as SOLVER_SCHEDULES
@@ -170,7 +170,7 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
             (:meth:`~cotj.predict.DNAPredictor.save`; the shipped one is :data:`cotj.models.generator.PREDICTOR`).
         predictor: a saved DNA predictor to use instead of training one (then no training DNA is needed; the mean
             DNA is the predictor's alignment reference).
-        teacher: the model's teacher cost (a :class:`~cotj.objectives.TeacherCost` or its JSON file) for the
+        teacher: the model's teacher cost (a :class:`~cotj.planning.objectives.TeacherCost` or its JSON file) for the
             teacher, calibrated and closed-loop schedules; default :func:`tier2_calibrate` here.
     """
     from cotj.models.text import pool

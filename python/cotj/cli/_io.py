@@ -16,8 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 import cotj
-from cotj.dna import load_dna, parse_dna
-from cotj.schedules import MAX_STEPS
+from cotj.planning.dna import load_dna, parse_dna
+from cotj.planning.schedules import MAX_STEPS
 
 STDIN = "-"
 TESTBED, ANALYTIC = "testbed", "analytic"
@@ -53,7 +53,7 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
 def read_array(source: str, what: str = "DNA") -> NDArray[np.float64]:
     """A float64 array from a .npy/.json/.csv file (:func:`cotj.load_dna`), ``-`` (stdin,
-    :func:`cotj.dna.parse_dna`) or, for a DNA, the name of a mean DNA the package ships (:func:`cotj.mean_dna`):
+    :func:`cotj.planning.dna.parse_dna`) or, for a DNA, the name of a mean DNA the package ships (:func:`cotj.mean_dna`):
     every malformed input is a ValueError or TypeError naming it (and ``what`` it should hold)."""
     if what == "DNA" and source != STDIN and source in cotj.mean_dna_names():
         return cotj.mean_dna(source)
@@ -192,7 +192,7 @@ positive_int = int_in(1)
 """argparse type: an int in 1..MAX_INT."""
 steps = int_in(1, MAX_STEPS)
 """argparse type of every flag that sets a number of steps or levels a model runs: an int in 1..MAX_STEPS
-(:data:`cotj.schedules.MAX_STEPS`)."""
+(:data:`cotj.planning.schedules.MAX_STEPS`)."""
 seed = int_in(0, 2**32 - 1)
 """argparse type for seeds: an int in 0..2**32 - 1."""
 

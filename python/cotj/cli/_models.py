@@ -22,9 +22,9 @@ from numpy.typing import NDArray
 
 from cotj.cli._io import MAX_INT, TESTBED, ModelSpec
 from cotj.models import analytic, seeded_noise
+from cotj.planning.schedules import default_grid
 from cotj.predict import teacher
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded
-from cotj.schedules import default_grid
 
 ANALYTIC_REFERENCE_STEPS = 200
 """RK4 steps of the analytic model's exact endpoint, unless the spec says."""

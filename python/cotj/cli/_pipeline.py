@@ -142,7 +142,7 @@ class Loaded:
         """The teacher grid of ``levels`` levels: ``t_i = (i + 1)/N`` on the flow, integer training timesteps on a
         VP scheduler (:func:`cotj.execute.timestep_grid`), so that every scheduler that takes timesteps runs its
         plans exactly."""
-        from cotj.schedules import default_grid
+        from cotj.planning.schedules import default_grid
 
         if self.kind != "unet":
             return default_grid(levels)
@@ -361,12 +361,12 @@ def calibrate_pipeline(loaded: Loaded, prompts: list[str], out: str | Path, *, l
     features and Gram matrix kept in ``<out>.parts/``), then the fit of :func:`cotj.predict.teacher.fit_teacher_cost`
     written to ``out``. A rerun with the same settings resumes from the batches already in ``<out>.parts/``; under
     torchrun each process runs its block of batches (:func:`cotj.predict.shard.shard_bounds`) and rank 0 fits and
-    writes. Returns the :class:`~cotj.objectives.TeacherCost` on rank 0, None on the others."""
+    writes. Returns the :class:`~cotj.planning.objectives.TeacherCost` on rank 0, None on the others."""
     import torch.distributed as dist
     from tqdm.auto import tqdm
 
     from cotj.models import seeded_noise
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
     from cotj.predict.shard import _process_group, shard_bounds
     from cotj.predict.teacher import euler_trajectories, fit_teacher_cost
 
@@ -523,7 +523,7 @@ def vp_closed_loop(loaded: Loaded, prompt: str, teacher: Any, budget: int | None
 
     from cotj import Plan, plan_cost
     from cotj.execute.vp_replan import VPReplanningScheduler
-    from cotj.planning import DEFAULT_BUDGET
+    from cotj.planning.planner import DEFAULT_BUDGET
 
     original = loaded.pipe.scheduler
     base = original if isinstance(original, EulerDiscreteScheduler) else EulerDiscreteScheduler.from_config(original.config)
@@ -546,7 +546,7 @@ def sample_command(args: argparse.Namespace) -> int:
     if not (args.teacher or args.uniform or args.mean_dna):
         raise ValueError("--pipeline needs --teacher FILE (made by cotj calibrate --pipeline DIR), or --uniform / "
                          "--mean-dna FILE")
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     cost = TeacherCost.load(args.teacher) if args.teacher and not args.uniform else None
     import torch
@@ -574,7 +574,7 @@ def sample_command(args: argparse.Namespace) -> int:
     clock = time.perf_counter()
     if args.uniform:
         from cotj.execute import neutral_scheduler, planned_scheduler
-        from cotj.schedules import uniform
+        from cotj.planning.schedules import uniform
 
         levels = uniform(args.budget)
         original = loaded.pipe.scheduler

@@ -1,4 +1,4 @@
-"""``cotj calibrate``: a local Diffusers pipeline's teacher cost (:class:`cotj.objectives.TeacherCost`), from
+"""``cotj calibrate``: a local Diffusers pipeline's teacher cost (:class:`cotj.planning.objectives.TeacherCost`), from
 first-order teacher runs of a prompt file (:mod:`cotj.cli._pipeline`), resumable and sharded under torchrun."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``cotj diagnose``: what a DNA says (negative gains, the knee of R(K)) and, for a prompt run
-with a model, whether the run bent where the DNA says levels are hard (:mod:`cotj.diagnose`)."""
+with a model, whether the run bent where the DNA says levels are hard (:mod:`cotj.analysis.diagnose`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from cotj.analysis.diagnose import diagnose
 from cotj.cli import _io
-from cotj.diagnose import diagnose
 
 __all__ = ["add_parser", "run"]
 
@@ -50,8 +50,8 @@ def _label(args: argparse.Namespace) -> str:
 
 def _signature(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
     """The prompt's DNA (N,) and its run's signature report."""
+    from cotj.analysis.diagnose import run_signature
     from cotj.cli import _models
-    from cotj.diagnose import run_signature
 
     if args.run_steps < 5:
         raise ValueError(f"--run-steps must be >= 5 (a signature needs 2 windows of 4 states), got {args.run_steps}")
@@ -67,7 +67,7 @@ def _signature(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
               "hardest_window_level": float(sig.levels[hardest]), "levels": sig.levels,
               "signature": sig.signature[0], "dna_at_levels": sig.dna_at[0]}
     if args.plot:
-        from cotj import plots
+        from cotj.analysis import plots
 
         fig = plots.signature_vs_dna(sig.levels, sig.signature[0], sig.dna_at[0], correlation=float(sig.correlation[0]),
                                      title=f"{_label(args)}: a {args.run_steps}-step run against the DNA")

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 import cotj
 from cotj.cli import _io
-from cotj.schedules import check_schedule
+from cotj.planning.schedules import check_schedule
 
 __all__ = ["add_parser", "add_plan_flags", "budget", "plan_options", "run"]
 

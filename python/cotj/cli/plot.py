@@ -1,4 +1,4 @@
-"""``cotj plot``: PNG figures of a DNA and of its plans (:mod:`cotj.plots`)."""
+"""``cotj plot``: PNG figures of a DNA and of its plans (:mod:`cotj.analysis.plots`)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _one(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _dna(args: argparse.Namespace) -> int:
-    from cotj import plots
+    from cotj.analysis import plots
 
     rows, names = [], []
     for source in args.files:
@@ -96,7 +96,7 @@ def _dna(args: argparse.Namespace) -> int:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from cotj import plots
+    from cotj.analysis import plots
 
     dna, grid = _one(args)
     p = cotj.plan(dna, args.budget, grid=grid)
@@ -105,8 +105,8 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def _ratio(args: argparse.Namespace) -> int:
-    from cotj import plots
-    from cotj.diagnose import diagnose
+    from cotj.analysis import plots
+    from cotj.analysis.diagnose import diagnose
 
     dna, grid = _one(args)
     d = diagnose(dna, tau=args.tau, max_steps=args.max_steps, grid=grid)
@@ -114,17 +114,17 @@ def _ratio(args: argparse.Namespace) -> int:
 
 
 def _gains(args: argparse.Namespace) -> int:
-    from cotj import plots
+    from cotj.analysis import plots
 
     dna, grid = _one(args)
     return _save(args, plots.gain_bars(cotj.gains(dna), grid, **_size(args)))
 
 
 def schedule_set(dna: np.ndarray, k: int, shift: float, grid: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Planned, uniform and shifted levels of K steps (:func:`cotj.schedules.uniform`,
-    :func:`~cotj.schedules.shifted`), named with their cost C under ``dna``."""
-    from cotj.schedules import shifted as shifted_levels
-    from cotj.schedules import uniform as uniform_levels
+    """Planned, uniform and shifted levels of K steps (:func:`cotj.planning.schedules.uniform`,
+    :func:`~cotj.planning.schedules.shifted`), named with their cost C under ``dna``."""
+    from cotj.planning.schedules import shifted as shifted_levels
+    from cotj.planning.schedules import uniform as uniform_levels
 
     uniform, shifted = uniform_levels(k), shifted_levels(k, shift)
     planned = cotj.plan(dna, k, grid=grid).levels
@@ -137,7 +137,7 @@ def schedule_set(dna: np.ndarray, k: int, shift: float, grid: np.ndarray | None 
 
 
 def _schedules(args: argparse.Namespace) -> int:
-    from cotj import plots
+    from cotj.analysis import plots
 
     dna, grid = _one(args)
     named = schedule_set(dna, args.budget, args.shift, grid)

@@ -79,7 +79,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     dna.add_argument("--mean-dna", metavar="FILE", help="plan from this one DNA row (.npy, .json, .csv)")
     dna.add_argument("--uniform", action="store_true", help="uniform levels instead of a plan (needs --budget)")
     p.add_argument("--objective", choices=["paper", "teacher", "calibrated"],
-                   help="what a plan minimises (cotj.objectives); default teacher where a teacher cost applies, else paper")
+                   help="what a plan minimises (cotj.planning.objectives); default teacher where a teacher cost applies, else paper")
     p.add_argument("--teacher", metavar="JSON", help="the model's teacher cost (default: the shipped one, for the shipped model)")
     p.add_argument("--open-loop", action="store_true", help="do not replan after each step (teacher objective)")
     p.add_argument("--solver", choices=["euler", "heun", "dpmpp_2m", "unipc"],
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: loaded in {time.perf_counter() - clock:.2f} s")
     run_kwargs = dict(latents=latents, guidance_scale=args.guidance, output_type="np")
     if args.uniform:
-        from cotj.schedules import uniform
+        from cotj.planning.schedules import uniform
 
         levels = uniform(args.budget)
         clock = time.perf_counter()
@@ -207,7 +207,7 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
         raise ValueError(f"--objective {objective} needs --teacher FILE: no shipped teacher cost applies to this model")
     if objective == "teacher" and from_dna:
         raise ValueError("--objective teacher plans without a DNA: drop --predictor, --true-dna and --mean-dna")
-    from cotj.objectives import TeacherCost
+    from cotj.planning.objectives import TeacherCost
 
     cost = TeacherCost.load(teacher)
     args.solver = _io.resolve_solver(args, pipe.scheduler, cost if objective == "teacher" else None)

@@ -10,11 +10,12 @@
 - :class:`ReplanningScheduler`, :class:`Replanner`, :func:`replan_sample`: closed-loop replanning;
   :class:`VPReplanningScheduler` for discrete VP schedulers, :func:`replanning_scheduler` to pick one;
 - :class:`LatentRecorder`, :func:`acceleration_signature`: an online difficulty probe;
-- :func:`solve`, :data:`SOLVERS`, :func:`nfe`: Euler, Heun, DPM-Solver++(2M) and UniPC on given levels, batched,
-  with their NFE rules; :func:`solver_scheduler`: the Diffusers scheduler that runs each one exactly in a pipeline
-  (:mod:`cotj.execute.solvers`, :mod:`cotj.execute.flow_schedulers`).
+- :func:`solve`: Euler, Heun, DPM-Solver++(2M) and UniPC on given levels, batched; :data:`SOLVERS`, :func:`nfe`:
+  the solver registry and NFE rules (:mod:`cotj.planning.solvers`); :func:`solver_scheduler`: the Diffusers
+  scheduler that runs each one exactly in a pipeline (:mod:`cotj.execute.flow_schedulers`).
 """
 
+from cotj.execute.flow_schedulers import solver_scheduler
 from cotj.execute.pipeline import SampleResult, sample
 from cotj.execute.probe import LatentRecorder, acceleration_signature, compare_with_dna
 from cotj.execute.replan import Replanner, ReplanningScheduler, replan_sample
@@ -27,17 +28,9 @@ from cotj.execute.schedulers import (
     seen_levels,
     timestep_grid,
 )
-from cotj.execute.solvers import (
-    SOLVERS,
-    Evaluation,
-    Solver,
-    budget_for,
-    evaluation_levels,
-    nfe,
-    solve,
-    solver_scheduler,
-)
+from cotj.execute.solvers import Evaluation, solve
 from cotj.execute.vp_replan import VPReplanningScheduler, replanning_scheduler
+from cotj.planning.solvers import SOLVERS, Solver, budget_for, evaluation_levels, nfe
 
 __all__ = [
     "SOLVERS",

@@ -34,14 +34,15 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
 from cotj.execute.solvers import level_rows, multistep_predict, unic_correct
-from cotj.predict.prediction import to_x0
-from cotj.schedules import uniform
+from cotj.paths import to_x0
+from cotj.planning.schedules import uniform
+from cotj.planning.solvers import get_solver
 
-__all__ = ["DPMSolverExactScheduler", "FlowMatchHeunExactScheduler", "FlowMatchUniPCScheduler", "make"]
+__all__ = ["DPMSolverExactScheduler", "FlowMatchHeunExactScheduler", "FlowMatchUniPCScheduler", "solver_scheduler"]
 
 _FLOW = None
 """The "denoiser" handed to the solver steps: it has no ``path``, so the path is the linear flow
-(:func:`cotj.predict.teacher.path_of`)."""
+(:func:`cotj.paths.path_of`)."""
 
 
 def _sigmas(sigmas: Any, shift: float) -> torch.Tensor:
@@ -108,7 +109,7 @@ class FlowMatchUniPCScheduler(SchedulerMixin, ConfigMixin):
     plan (about 1e-3 for T = 1000), and it nudges sigma = 1 to 1 - 1e-6 because its update takes ``log(alpha)``.
     This one stores float timesteps ``sigma·T``, and its updates are those of :func:`cotj.execute.solve`
     (:func:`~cotj.execute.solvers.unic_correct`, :func:`~cotj.execute.solvers.multistep_predict`: the weights of
-    :mod:`cotj.multistep`, which take their limit at sigma = 1). Where Diffusers' rounding does not bite (levels whose ``t·T`` are
+    :mod:`cotj.planning.multistep`, which take their limit at sigma = 1). Where Diffusers' rounding does not bite (levels whose ``t·T`` are
     whole numbers, below 1) the two agree to float32 rounding.
 
     Each ``step`` (model output at ``timesteps[i]``, the velocity ``eps - x0``): the clean estimate
@@ -208,9 +209,11 @@ class FlowMatchUniPCScheduler(SchedulerMixin, ConfigMixin):
         return int(self.config.num_train_timesteps)
 
 
-def make(solver: str, num_train_timesteps: int = 1000) -> Any:
-    """A fresh scheduler (linear flow, no shift) that runs ``solver`` exactly on ``set_timesteps(sigmas=...)``:
-    the table in the module docstring."""
+def solver_scheduler(solver: str, num_train_timesteps: int = 1000) -> Any:
+    """A fresh Diffusers scheduler (linear flow, no shift) that runs ``solver`` (a name of
+    :data:`cotj.planning.solvers.SOLVERS`) exactly on ``set_timesteps(sigmas=...)``: the table in the module
+    docstring."""
+    solver = get_solver(solver).name
     if solver == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train_timesteps, shift=1.0, use_dynamic_shifting=False)
     if solver == "heun":
@@ -221,4 +224,4 @@ def make(solver: str, num_train_timesteps: int = 1000) -> Any:
                                        solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero")
     if solver == "unipc":
         return FlowMatchUniPCScheduler(num_train_timesteps=num_train_timesteps)
-    raise ValueError(f"unknown solver {solver!r}; known: euler, heun, dpmpp_2m, unipc")
+    raise AssertionError(f"no scheduler for the registered solver {solver!r}")

@@ -14,10 +14,10 @@ from numpy.typing import ArrayLike, NDArray
 from cotj import Plan, load_dna, plan_batch, plan_cost
 from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
 from cotj.execute.vp_replan import replanning_scheduler
-from cotj.multistep import MULTISTEP, SOLVERS
-from cotj.objectives import OBJECTIVES, TeacherCost
-from cotj.objectives import objective as objective_kwargs
-from cotj.planning import DEFAULT_BUDGET
+from cotj.planning.objectives import OBJECTIVES, TeacherCost
+from cotj.planning.objectives import objective as objective_kwargs
+from cotj.planning.planner import DEFAULT_BUDGET
+from cotj.planning.solvers import MULTISTEP, SOLVERS
 
 __all__ = ["SampleResult", "default_solver", "sample"]
 
@@ -119,9 +119,9 @@ def sample(
             given, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled over tokens.
         mean_dna: instead of a predictor, one DNA row (N,) (or a file, :func:`cotj.load_dna`)
             used for every prompt ("CoTj-mean").
-        teacher: the model's :class:`~cotj.objectives.TeacherCost` (or the path of its JSON file, from
+        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` (or the path of its JSON file, from
             :func:`cotj.predict.calibrate`): enables the "teacher" and "calibrated" objectives and replanning.
-        objective: "paper" (the DNA alone), "teacher" or "calibrated" (:mod:`cotj.objectives`); default "teacher"
+        objective: "paper" (the DNA alone), "teacher" or "calibrated" (:mod:`cotj.planning.objectives`); default "teacher"
             when ``teacher`` is given, else "paper".
         replan: closed-loop replanning after every step (:class:`~cotj.execute.replan.ReplanningScheduler`; one
             pipeline call per prompt, fixed ``budget``); default True when ``teacher`` is given, except for
@@ -139,7 +139,7 @@ def sample(
             runs on a flow-matching pipeline and the teacher cost has a Gram matrix (the measured best pairing,
             docs/results.md), "euler" closed loop on a teacher cost without one (logged, with how to recalibrate),
             else the pipeline's own scheduler as configured, with first-order plans. With the teacher objective the
-            plans are made for the solver's steps (:meth:`~cotj.objectives.TeacherCost.plan`, docs/method.md §11): closed loop (the default)
+            plans are made for the solver's steps (:meth:`~cotj.planning.objectives.TeacherCost.plan`, docs/method.md §11): closed loop (the default)
             replans euler, dpmpp_2m and unipc after every evaluation from the current and previous levels
             (:class:`~cotj.execute.replan.ReplanningScheduler` around the solver's scheduler; dpmpp_2m and unipc
             need the teacher cost's Gram matrix and raise ValueError without one); heun runs open loop, its plan
@@ -243,7 +243,7 @@ def default_solver(scheduler: Any, teacher: TeacherCost | None, objective: str =
     flow-matching ``scheduler`` with a teacher cost that has a Gram matrix (UniPC on its solver-aware closed-loop
     plan: the best pairing measured, docs/results.md); "euler" when that teacher cost has no Gram matrix (a warning:
     recalibrate for UniPC); None (the pipeline's own scheduler, first-order plans) otherwise."""
-    from cotj.predict.prediction import is_flow_scheduler
+    from cotj.paths import is_flow_scheduler
 
     if teacher is None or objective != "teacher" or tau is not None or replan is False:
         return None
@@ -258,8 +258,8 @@ def default_solver(scheduler: Any, teacher: TeacherCost | None, objective: str =
 
 def _solver_scheduler(scheduler: Any, solver: str) -> Any:
     """The scheduler that runs ``solver`` exactly in place of the pipeline's flow-matching ``scheduler``."""
-    from cotj.execute.solvers import solver_scheduler
-    from cotj.predict.prediction import is_flow_scheduler
+    from cotj.execute.flow_schedulers import solver_scheduler
+    from cotj.paths import is_flow_scheduler
 
     if not is_flow_scheduler(scheduler) or scheduler.config.get("invert_sigmas", False):
         raise ValueError(f"solver={solver!r} runs the linear flow's schedulers (cotj.execute.solver_scheduler); "

@@ -2,13 +2,13 @@
 shows, and replan the remaining steps with the same DP.
 
 Each evaluation at level t gives the sample's clean estimate ``x0_hat`` there for free. The teacher cost's row
-model (:class:`cotj.objectives.RowModel`) turns it into how much harder than the calibration mean this sample's
+model (:class:`cotj.planning.objectives.RowModel`) turns it into how much harder than the calibration mean this sample's
 jumps are, level by level; the cheapest plan of the remaining evaluations that starts at the current level
 (``cotj.plan_batch(..., current=level)``) gives the next level. The budget K is fixed: exactly K evaluations.
 
 With a multistep solver (DPM-Solver++(2M), UniPC) the plan is made for that solver's steps
-(:meth:`cotj.objectives.TeacherCost.plan`, docs/method.md §11) from the (previous, current) pair of levels, and the
-sampler takes that solver's steps: those of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.multistep`).
+(:meth:`cotj.planning.objectives.TeacherCost.plan`, docs/method.md §11) from the (previous, current) pair of levels, and the
+sampler takes that solver's steps: those of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.planning.multistep`).
 Heun evaluates twice per level and is not replanned (run it open loop).
 
 - :class:`Replanner`: the policy, numpy only: current levels and what the model said -> next levels.
@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.multistep import MULTISTEP, plan_pairs_batch
-from cotj.objectives import TeacherCost, _log_scale, grid_levels
-from cotj.planning import plan_batch
+from cotj.planning.multistep import plan_pairs_batch
+from cotj.planning.objectives import TeacherCost, _log_scale, grid_levels
+from cotj.planning.planner import plan_batch
+from cotj.planning.solvers import SOLVERS
 
 __all__ = ["Replanner", "ReplanningScheduler", "replan_sample"]
 
@@ -39,7 +40,7 @@ class Replanner:
     """Chooses each next level of a batch of samples from what the model said at the current one.
 
     Attributes:
-        teacher: the model's :class:`~cotj.objectives.TeacherCost` (its row model makes the loop closed; without
+        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` (its row model makes the loop closed; without
             one every row follows the teacher plan, open loop).
         budget: model evaluations per sample, K >= 1 (NFE).
         prior: (N,) or (B, N) log row scale known before sampling, added to the row model's: ``log(d / dbar)`` of
@@ -66,8 +67,9 @@ class Replanner:
                 raise TypeError(f"prior must be real numbers, got dtype {prior.dtype}")
             if prior.ndim not in (1, 2) or prior.shape[-1] != n or prior.size == 0 or not np.all(np.isfinite(prior)):
                 raise ValueError(f"prior must be finite, (N,) or (B, N) with N = {n}, got shape {prior.shape}")
-        if not isinstance(self.solver, str) or self.solver not in ("euler", *MULTISTEP):
-            raise ValueError(f"solver must be one of euler, {', '.join(MULTISTEP)} (heun evaluates twice per level), "
+        replanned = [name for name, s in SOLVERS.items() if s.replans]
+        if not isinstance(self.solver, str) or self.solver not in replanned:
+            raise ValueError(f"solver must be one of {', '.join(replanned)} (heun evaluates twice per level), "
                              f"got {self.solver!r}")
         if self.solver != "euler":
             self.teacher.solver_cost(self.solver)  # needs the Gram matrix: fail now, not mid-sampling
@@ -150,7 +152,7 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
         denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction`` (linear flow unless it has ``path``).
         noise: (B, ...) torch tensor, the state at the grid's top level. cond: (B, ...) per-row conditions.
         replanner: the policy, the budget K and the solver, whose steps are those of :func:`cotj.execute.solve`
-            (:func:`cotj.predict.teacher.ddim_step` for euler, :func:`~cotj.execute.solvers.multistep_predict` and
+            (:func:`cotj.paths.ddim_step` for euler, :func:`~cotj.execute.solvers.multistep_predict` and
             :func:`~cotj.execute.solvers.unic_correct` for the multistep solvers: the first step and the last, to
             t = 0, are first order; UniPC corrects each state with the evaluation made there), so a row's sample is
             the solver's on the levels it reports.
@@ -161,8 +163,9 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     """
     import torch
 
+    from cotj.execute.checks import check_cond, check_finite, check_noise
     from cotj.execute.solvers import multistep_predict, unic_correct
-    from cotj.predict.teacher import clean_estimate, ddim_step
+    from cotj.paths import clean_estimate, ddim_step
 
     if not isinstance(replanner, Replanner):
         raise TypeError(f"replanner must be a Replanner, got {type(replanner).__name__}")
@@ -210,44 +213,6 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
             prev2, prev, level, x = prev, level, nxt, x_new
             check_finite(x, "the sample", n + 1, nodes[level + 1])
     return x, seen
-
-
-def check_noise(noise: Any) -> None:
-    """TypeError unless ``noise`` is a real floating torch tensor (B, ...), ValueError unless it has B >= 1 rows
-    of finite values."""
-    import torch
-
-    if not isinstance(noise, torch.Tensor):
-        raise TypeError(f"noise must be a torch tensor (B, ...), got {type(noise).__name__}")
-    if not noise.is_floating_point():
-        raise TypeError(f"noise must be a real floating tensor, got dtype {noise.dtype}")
-    if noise.ndim < 1 or noise.shape[0] < 1 or noise.numel() == 0:
-        raise ValueError(f"noise must be (B, ...) with B >= 1 rows, got shape {tuple(noise.shape)}")
-    if not bool(torch.isfinite(noise).all()):
-        raise ValueError("noise holds NaN or inf")
-
-
-def check_cond(cond: Any, batch: int) -> None:
-    """ValueError unless ``cond`` is None or has one row per noise row (``batch``)."""
-    if cond is None:
-        return
-    rows = cond.shape[0] if hasattr(cond, "shape") and len(cond.shape) > 0 else (len(cond) if hasattr(cond, "__len__") else None)
-    if rows is None or isinstance(cond, (str, bytes)):
-        raise TypeError(f"cond must be None or (B, ...) per-row conditions (a tensor), got {type(cond).__name__}")
-    if rows != batch:
-        raise ValueError(f"cond must have one row per noise row ({batch}), got {rows}")
-
-
-def check_finite(value: Any, what: str, step: int, levels: Any) -> None:
-    """ValueError naming ``what`` and the ``step`` (at noise levels ``levels``) unless ``value`` is finite."""
-    import torch
-
-    finite = torch.isfinite(value.reshape(value.shape[0], -1)).all(1)
-    if not bool(finite.all()):
-        row = int((~finite).nonzero()[0, 0])
-        level = float(np.asarray(levels).reshape(-1)[row if np.size(levels) > 1 else 0])
-        raise ValueError(f"{what} at step {step} (t = {level:.4g}, row {row}) holds NaN or inf: the model's output "
-                         "overflowed (too large a guidance scale?)")
 
 
 class ReplanningScheduler:
@@ -302,7 +267,7 @@ class ReplanningScheduler:
         """InexactScheduleError unless ``scheduler`` runs the linear flow (its sigmas are the levels t and the model
         predicts the velocity, which :meth:`step` reads): a VP scheduler's sigmas and outputs mean something else."""
         from cotj.execute.schedulers import InexactScheduleError
-        from cotj.predict.prediction import is_flow_scheduler
+        from cotj.paths import is_flow_scheduler
 
         if not is_flow_scheduler(scheduler) or scheduler.config.get("invert_sigmas", False):
             raise InexactScheduleError(
@@ -339,6 +304,8 @@ class ReplanningScheduler:
         if self._plan is None:
             raise RuntimeError("call set_timesteps before step")
         import torch
+
+        from cotj.execute.checks import check_finite
 
         inner = self.scheduler
         i = len(self.levels)

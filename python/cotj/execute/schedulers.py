@@ -3,7 +3,7 @@
 A plan's levels are the noise levels the model must see: for flow-matching schedulers the
 sigmas (the model gets ``sigma·T`` as its timestep, ``T = num_train_timesteps``; Flux divides it
 by 1000 again), for discrete VP schedulers the training timesteps ``t·(T - 1)`` (the mapping of
-:func:`cotj.schedules.vp`). Schedulers transform what they are given, so:
+:func:`cotj.planning.schedules.vp`). Schedulers transform what they are given, so:
 
 - static shift ``s``: ``sigma' = s·σ/(1 + (s-1)·σ)`` is inverted, ``σ = sigma'/(s - (s-1)·sigma')``;
 - dynamic shift with ``mu`` (``use_dynamic_shifting``): exponential
@@ -16,7 +16,7 @@ by 1000 again), for discrete VP schedulers the training timesteps ``t·(T - 1)``
 - ``final_sigmas_type="sigma_min"`` ends sampling short of 0: not the plan's descent.
 
 EDM schedulers (``EDMEulerScheduler``: ``x = x0 + sigma·eps``) run levels on the Karras path of
-:func:`cotj.schedules.ve` with the scheduler's own ``sigma_min``, ``sigma_max`` and ``rho``: level
+:func:`cotj.planning.schedules.ve` with the scheduler's own ``sigma_min``, ``sigma_max`` and ``rho``: level
 t is ``sigma(t) = (sigma_min^(1/rho) + t·(sigma_max^(1/rho) - sigma_min^(1/rho)))^rho``, so plan
 (and extract the DNA) on that schedule. Their ``sigmas=`` argument is the Karras ramp (0 at
 sigma_max), so the mapping passes ``1 - t`` as a float64 tensor. ``sigma_schedule="exponential"``
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.predict.prediction import flow_matching, is_flow_scheduler
+from cotj.paths import flow_matching, is_flow_scheduler
 
 __all__ = [
     "InexactScheduleError",
@@ -139,7 +139,7 @@ def _edm_path(scheduler: Any) -> tuple[float, float, float]:
     if c.sigma_schedule != "karras":
         raise InexactScheduleError(
             f"{_name(scheduler)} with sigma_schedule={c.sigma_schedule!r}: cotj maps plans onto the Karras path "
-            "(cotj.schedules.ve) only; use sigma_schedule='karras'"
+            "(cotj.planning.schedules.ve) only; use sigma_schedule='karras'"
         )
     rho = float(c.rho)
     return float(c.sigma_min) ** (1 / rho), float(c.sigma_max) ** (1 / rho), rho

@@ -2,32 +2,32 @@
 
 A plan fixes the levels where the model is evaluated (docs/method.md §1); the solver decides what is done with
 the evaluations. Every solver here visits exactly the given levels, noisiest first, and ends with a step to t = 0,
-on any Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (:func:`cotj.predict.teacher.path_of`: the linear flow unless
+on any Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (:func:`cotj.paths.path_of`: the linear flow unless
 the denoiser has a ``path(t)`` method), so flow (velocity) and VP (epsilon) models alike.
 
-The multistep solvers' steps are those of :mod:`cotj.multistep` (docs/method.md §11), the one definition whose
+The multistep solvers' steps are those of :mod:`cotj.planning.multistep` (docs/method.md §11), the one definition whose
 weights the solver-aware plans are also costed with: a linear combination of the state ``x_j`` at the current
 level and of the model's clean estimates ``m`` at the previous (``m_k``), current (``m_j``) and next (``m_i``)
 levels, with weights from the path's ``a``, ``s`` at those levels, applied to tensors by :func:`combine`. The
 first-order step is DDIM
-(:func:`cotj.predict.teacher.ddim_step`, Euler on the linear flow; :func:`cotj.multistep.ddim_weights`): from a
+(:func:`cotj.paths.ddim_step`, Euler on the linear flow; :func:`cotj.planning.multistep.ddim_weights`): from a
 state ``x`` at level t, with a clean estimate ``D``,
 
     x' = a(t')·D + s(t')·(x - a(t)·D)/s(t)
 
-- ``euler``: ``D = x0_hat`` (:func:`cotj.predict.teacher.first_order_step`). Order 1, NFE = K.
+- ``euler``: ``D = x0_hat`` (:func:`cotj.paths.first_order_step`). Order 1, NFE = K.
 - ``heun``: Heun's method on the probability-flow ODE in the linear-flow variables of the path,
   ``τ = s/(a + s)``, ``x̄ = x/(a + s)`` (every Gaussian path is the linear flow after this rescaling; on the
   linear flow ``τ = t`` and this is Diffusers' ``FlowMatchHeunDiscreteScheduler``; :func:`heun_combine`). The
   Euler predictor is the DDIM step; a second evaluation at the next level averages the two slopes. The final step
   to 0 is Euler, as in k-diffusion and Diffusers. Order 2, NFE = 2K - 1.
 - ``dpmpp_2m``: DPM-Solver++(2M) (Lu et al. 2022), data prediction, midpoint form
-  (:func:`cotj.multistep.dpmpp_2m_weights`, :func:`multistep_predict`); the first step and the final step to 0
+  (:func:`cotj.planning.multistep.dpmpp_2m_weights`, :func:`multistep_predict`); the first step and the final step to 0
   are first order, as Diffusers' ``DPMSolverMultistepScheduler`` with ``final_sigmas_type="zero"``. Order 2,
   NFE = K.
 - ``unipc``: UniPC (Zhao et al. 2023), ``solver_type="bh2"``, data prediction, order 2: the UniP predictor (at
   order 2 and bh2 it is the DPM-Solver++(2M) update above) and the UniC corrector
-  (:func:`cotj.multistep.unipc_weights`, :func:`unic_correct`), which re-takes the previous step with the
+  (:func:`cotj.planning.multistep.unipc_weights`, :func:`unic_correct`), which re-takes the previous step with the
   evaluation just made at its end (no extra model call; its corrected state is what the next predictor starts
   from, the model having seen the uncorrected one); no corrector after the last step, first- and last-step
   predictors first order. As Diffusers' ``UniPCMultistepScheduler`` (``predict_x0=True``,
@@ -55,24 +55,12 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.multistep import ddim_weights, dpmpp_2m_weights, unipc_weights
-from cotj.predict.teacher import clean_estimate, ddim_step, first_order_step, path_of
+from cotj.execute.checks import check_cond, check_noise
+from cotj.paths import clean_estimate, ddim_step, first_order_step, path_of
+from cotj.planning.multistep import ddim_weights, dpmpp_2m_weights, unipc_weights
+from cotj.planning.solvers import get_solver
 
-__all__ = [
-    "SOLVERS",
-    "Evaluation",
-    "Solver",
-    "budget_for",
-    "combine",
-    "evaluation_levels",
-    "heun_combine",
-    "level_rows",
-    "multistep_predict",
-    "nfe",
-    "solve",
-    "solver_scheduler",
-    "unic_correct",
-]
+__all__ = ["Evaluation", "combine", "heun_combine", "level_rows", "multistep_predict", "solve", "unic_correct"]
 
 
 @dataclass(frozen=True)
@@ -122,14 +110,14 @@ def level_rows(levels: ArrayLike, batch: int) -> NDArray[np.float64]:
 
 
 def _path(denoiser: Any, t: torch.Tensor, prediction: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """``a(t), s(t)`` (n,) as float64 numpy arrays (:func:`cotj.predict.teacher.path_of`): the arguments of the
-    weight functions of :mod:`cotj.multistep`."""
+    """``a(t), s(t)`` (n,) as float64 numpy arrays (:func:`cotj.paths.path_of`): the arguments of the
+    weight functions of :mod:`cotj.planning.multistep`."""
     a, s = path_of(denoiser, t.to(torch.float64), prediction)
     return a.to(torch.float64).cpu().numpy(), s.to(torch.float64).cpu().numpy()
 
 
 def combine(weights: Mapping[str, ArrayLike], vectors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """``Σ_p w_p·v_p``: a step of :mod:`cotj.multistep` (its weights (n,) per row, or scalars, on named vectors
+    """``Σ_p w_p·v_p``: a step of :mod:`cotj.planning.multistep` (its weights (n,) per row, or scalars, on named vectors
     ``x_j``, ``m_k``, ``m_j``, ``m_i``) applied to the tensors (n, ...) of those names, in their dtype and device
     (the weights are computed in float64 and cast once). Names of ``vectors`` without a weight are unused."""
     out: torch.Tensor | None = None
@@ -166,7 +154,7 @@ def multistep_predict(denoiser: Any, x: torch.Tensor, m: torch.Tensor, m_prev: t
                       t_prev: torch.Tensor | None, t: torch.Tensor, t_next: torch.Tensor, prediction: str) -> torch.Tensor:
     """The DPM-Solver++(2M) step (= UniP-bh2 at order 2) of rows ``x`` (n, ...) from ``t`` to ``t_next`` (n,) (or
     (1,) for every row), ``m`` the clean estimate at ``t`` and ``m_prev`` the one at ``t_prev``: the weights of
-    :func:`cotj.multistep.dpmpp_2m_weights` (:func:`combine`). First order (:func:`cotj.multistep.ddim_weights`)
+    :func:`cotj.planning.multistep.dpmpp_2m_weights` (:func:`combine`). First order (:func:`cotj.planning.multistep.ddim_weights`)
     without a previous level (``t_prev`` None) and on rows whose step goes to 0 (``lower_order_final``)."""
     a_j, s_j = _path(denoiser, t, prediction)
     a_i, s_i = _path(denoiser, t_next, prediction)
@@ -185,7 +173,7 @@ def unic_correct(denoiser: Any, x_last: torch.Tensor, m_prev2: torch.Tensor | No
                  prediction: str) -> torch.Tensor:
     """UniC-bh2: the state at ``t`` (n,) re-taken from ``x_last`` (n, ...), the corrected state at ``t_prev``,
     with the new estimate ``m`` at ``t`` as well as ``m_prev`` (at ``t_prev``) and ``m_prev2`` (at ``t_prev2``):
-    the weights of :func:`cotj.multistep.unipc_weights` (:func:`combine`). The predictor that made the step was
+    the weights of :func:`cotj.planning.multistep.unipc_weights` (:func:`combine`). The predictor that made the step was
     first order when there is no level before ``t_prev`` (``t_prev2`` None; ``m_prev2`` unused), else second
     order."""
     a_k, s_k = (None, None) if t_prev2 is None else _path(denoiser, t_prev2, prediction)
@@ -238,7 +226,7 @@ class _Rows:
 
 
 def _euler(denoiser: Any, x: torch.Tensor, rows: _Rows, prediction: str) -> torch.Tensor:
-    """First-order steps (:func:`cotj.predict.teacher.first_order_step`) through each row's levels, then to 0."""
+    """First-order steps (:func:`cotj.paths.first_order_step`) through each row's levels, then to 0."""
     for k in range(rows.levels.shape[1] - 1):
         idx, t, t_next = rows.step(k)
         x_next, x0 = first_order_step(denoiser, x[idx], t, t_next, rows.cond_of(idx), prediction)
@@ -293,77 +281,10 @@ def _unipc(denoiser: Any, x: torch.Tensor, rows: _Rows, prediction: str) -> torc
     return x
 
 
-# ------------------------------------------------------------------------------------------ registry
-
-
-@dataclass(frozen=True)
-class Solver:
-    """A solver of :data:`SOLVERS`.
-
-    Attributes:
-        name: its key.
-        order: its nominal order (global error ``O(K^-order)`` for K levels on a smooth problem; Diffusers'
-            ``solver_order``): 1 for euler, 2 for the others (UniPC's corrector adds one in practice).
-        evaluations: model evaluations per level, not counting the final step to 0.
-        final: model evaluations of the final step (from the last level to t = 0).
-        scheduler: the Diffusers scheduler that runs it inside a pipeline (:func:`solver_scheduler`).
-        run: ``run(denoiser, x (B, ...), rows, prediction) -> x`` on one block of rows (internal).
-    """
-
-    name: str
-    order: int
-    evaluations: int
-    final: int
-    scheduler: str
-    run: Callable[[Any, torch.Tensor, _Rows, str], torch.Tensor]
-
-    def nfe(self, k: int) -> int:
-        """Model evaluations of a K-level run: ``evaluations·(K - 1) + final`` (K >= 1)."""
-        return self.evaluations * (int(k) - 1) + self.final
-
-    def evaluation_levels(self, levels: ArrayLike) -> NDArray[np.float64]:
-        """(NFE,) the levels the model is evaluated at, in order, for one row's levels (K,) (Heun:
-        ``t0, t1, t1, t2, t2, ..., t_{K-1}, t_{K-1}``)."""
-        lv = np.asarray(levels, dtype=np.float64)
-        return lv if self.evaluations == 1 else np.repeat(lv, self.evaluations)[self.evaluations - self.final:]
-
-
-SOLVERS: dict[str, Solver] = {
-    "euler": Solver("euler", 1, 1, 1, "FlowMatchEulerDiscreteScheduler", _euler),
-    "heun": Solver("heun", 2, 2, 1, "FlowMatchHeunDiscreteScheduler (sigmas=: FlowMatchHeunExactScheduler)", _heun),
-    "dpmpp_2m": Solver("dpmpp_2m", 2, 1, 1, "DPMSolverMultistepScheduler (sigmas=: DPMSolverExactScheduler)", _dpmpp_2m),
-    "unipc": Solver("unipc", 2, 1, 1, "FlowMatchUniPCScheduler (cotj's own; Diffusers' rounds timesteps)", _unipc),
+_RUN: dict[str, Callable[[Any, torch.Tensor, _Rows, str], torch.Tensor]] = {
+    "euler": _euler, "heun": _heun, "dpmpp_2m": _dpmpp_2m, "unipc": _unipc,
 }
-"""The solvers by name: order, NFE rule and Diffusers scheduler (module docstring for the updates)."""
-
-
-def _solver(name: str) -> Solver:
-    if name not in SOLVERS:
-        raise ValueError(f"unknown solver {name!r}; known: {', '.join(SOLVERS)}")
-    return SOLVERS[name]
-
-
-def nfe(solver: str, k: int | ArrayLike) -> Any:
-    """Model evaluations of ``solver`` on K levels (an int, or an array of per-row lengths -> int array):
-    K for euler, dpmpp_2m and unipc, 2K - 1 for heun."""
-    s = _solver(solver)
-    if np.ndim(k) == 0:
-        return s.nfe(int(np.asarray(k)))
-    return s.evaluations * (np.asarray(k, dtype=np.int64) - 1) + s.final
-
-
-def budget_for(solver: str, evaluations: int) -> int:
-    """The most levels K whose run costs at most ``evaluations`` model evaluations (>= 1): equal-NFE budgets
-    (heun: ``(NFE + 1) // 2``)."""
-    s = _solver(solver)
-    if isinstance(evaluations, bool) or not isinstance(evaluations, (int, np.integer)) or evaluations < s.final:
-        raise ValueError(f"evaluations must be an int >= {s.final}, got {evaluations!r}")
-    return (int(evaluations) - s.final) // s.evaluations + 1
-
-
-def evaluation_levels(solver: str, levels: ArrayLike) -> NDArray[np.float64]:
-    """(NFE,) the levels ``solver`` evaluates the model at on one row's levels (K,), in order."""
-    return _solver(solver).evaluation_levels(levels)
+"""Each solver of :data:`cotj.planning.solvers.SOLVERS`: ``run(denoiser, x (B, ...), rows, prediction) -> x``."""
 
 
 def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solver: str = "euler", *,
@@ -372,13 +293,13 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
 
     Args:
         denoiser: ``model(x_t (n, ...), t (n,), cond (n, ...)) -> prediction``; a ``path(t)`` method gives its
-            Gaussian path (:func:`cotj.predict.teacher.path_of`), else the linear flow.
+            Gaussian path (:func:`cotj.paths.path_of`), else the linear flow.
         noise: (B, ...) the state at each row's first level (the noise itself, Diffusers' convention).
         cond: (B, ...) per-row conditions (a tensor, indexed by rows), or None.
         levels: (K,) for every row, or (B, K) per row, strictly decreasing in (0, 1]; rows may end early with NaN
             padding (adaptive plans). Row b costs ``nfe(solver, K_b)`` evaluations.
         solver: a key of :data:`SOLVERS`: "euler", "heun", "dpmpp_2m" or "unipc".
-        prediction: what the denoiser predicts (:mod:`cotj.predict.prediction`); default its ``prediction``
+        prediction: what the denoiser predicts (:mod:`cotj.paths`); default its ``prediction``
             attribute.
         batch_size: rows per block solved together (each model call holds at most this many); default all.
         callback: called with an :class:`Evaluation` after every model evaluation.
@@ -393,9 +314,7 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
             or not finite, ``cond`` without one row per noise row, no prediction, a bad ``batch_size``, a sample
             that is not finite at the end (the model's output overflowed).
     """
-    from cotj.execute.replan import check_cond, check_noise
-
-    run = _solver(solver).run
+    run = _RUN[get_solver(solver).name]
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable as model(x_t, t, cond), got {type(denoiser).__name__}")
     prediction = prediction or getattr(denoiser, "prediction", None)
@@ -420,11 +339,3 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
         raise ValueError(f"the sample of row {int(bad.nonzero()[0, 0])} holds NaN or inf after {solver}'s last step: "
                          "the model's output overflowed")
     return out
-
-
-def solver_scheduler(solver: str, num_train_timesteps: int = 1000) -> Any:
-    """A fresh Diffusers scheduler for the linear flow (no shift) that runs ``solver`` on given sigmas exactly
-    (``set_timesteps(sigmas=levels)``; :mod:`cotj.execute.flow_schedulers`). Needs ``diffusers``."""
-    from cotj.execute import flow_schedulers
-
-    return flow_schedulers.make(_solver(solver).name, num_train_timesteps)

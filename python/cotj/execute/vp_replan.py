@@ -1,7 +1,7 @@
 """Closed-loop replanning on a discrete VP scheduler (Stable Diffusion-style UNets, epsilon or v prediction).
 
 :class:`VPReplanningScheduler` is :class:`cotj.execute.ReplanningScheduler` for Diffusers'
-``EulerDiscreteScheduler`` on a VP model: levels are training timesteps ``t·(T - 1)`` (:func:`cotj.schedules.vp`),
+``EulerDiscreteScheduler`` on a VP model: levels are training timesteps ``t·(T - 1)`` (:func:`cotj.planning.schedules.vp`),
 the scheduler steps in its sigma space (``x = x_vp·sqrt(1 + σ²)``, ``σ = sqrt((1 - ᾱ)/ᾱ)``), and the replanner
 sees the VP state ``x_vp`` and the clean estimate, as the teacher runs of :func:`cotj.predict.calibrate` on a
 :class:`cotj.predict.UNetDenoiser` record them. Euler in that sigma space is DDIM on the VP path, the first-order
@@ -17,7 +17,7 @@ import numpy as np
 
 from cotj.execute.replan import ReplanningScheduler
 from cotj.execute.schedulers import InexactScheduleError
-from cotj.objectives import TeacherCost
+from cotj.planning.objectives import TeacherCost
 
 __all__ = ["VPReplanningScheduler", "replanning_scheduler"]
 
@@ -32,7 +32,7 @@ def replanning_scheduler(scheduler: Any, teacher: TeacherCost, solver: str = "eu
     measures)."""
     from diffusers import EulerDiscreteScheduler
 
-    from cotj.predict.prediction import is_flow_scheduler
+    from cotj.paths import is_flow_scheduler
 
     if is_flow_scheduler(scheduler):
         return ReplanningScheduler(scheduler, teacher, solver)
@@ -84,7 +84,7 @@ class VPReplanningScheduler(ReplanningScheduler):
 
     def _check_scheduler(self, scheduler: Any) -> None:
         """InexactScheduleError for a scheduler configured for the linear flow (use :class:`ReplanningScheduler`)."""
-        from cotj.predict.prediction import is_flow_scheduler
+        from cotj.paths import is_flow_scheduler
 
         if is_flow_scheduler(scheduler):
             raise InexactScheduleError(f"{type(scheduler).__name__} runs the linear flow (use_flow_sigmas): use "

@@ -13,7 +13,7 @@ follows that interface; it does not import k-diffusion.
 What a sampler's sigma means depends on how the model is wrapped, so every function takes ``space``:
 
 - ``"ve"``, k-diffusion's own convention: ``x = x0 + σ·eps`` (variance exploding, EDM). The flow state divided by
-  ``1 - t`` is ``x0 + t/(1 - t)·eps``, so ``σ = t/(1 - t)`` and ``t = σ/(1 + σ)`` (as :func:`cotj.schedules.karras`).
+  ``1 - t`` is ``x0 + t/(1 - t)·eps``, so ``σ = t/(1 - t)`` and ``t = σ/(1 + σ)`` (as :func:`cotj.planning.schedules.karras`).
   Every Gaussian path is the linear flow after such a rescaling: a VP model wrapped for k-diffusion
   (``k_diffusion.external.DiscreteEpsDDPMDenoiser``, ``σ = sqrt((1 - ᾱ)/ᾱ)``) and a flow model wrapped to take
   VE states are on this axis. The flow's t = 1 is σ = ∞, so a finite ``sigma_max`` cuts the top of the grid.
@@ -21,7 +21,7 @@ What a sampler's sigma means depends on how the model is wrapped, so every funct
   state stays the flow's ``(1 - σ)·x0 + σ·eps`` and σ is t itself (ComfyUI applies a model's ``shift`` when it
   makes its own sigmas, not to sigmas it is given), so sigmas are cotj's levels unchanged and ``sigma_max`` is 1.
 
-The solvers take the steps of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.multistep`) on the path of
+The solvers take the steps of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.planning.multistep`) on the path of
 ``space``: ``a = 1, s = σ`` in "ve", ``a = 1 - t, s = t`` in "flow". First-order DDIM is the same update in both
 (it is k-diffusion's Euler step), and DPM-Solver++(2M) in "ve" is k-diffusion's ``sample_dpmpp_2m``; in "flow" the
 multistep updates use the flow's ``λ = log((1 - t)/t)``, so they are the same ODE solver as in "ve", where
@@ -55,23 +55,24 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import trange
 
-from cotj.dna import mean_dna
 from cotj.execute.replan import Replanner
 from cotj.execute.solvers import multistep_predict, unic_correct
-from cotj.multistep import MULTISTEP, SolverCost
-from cotj.objectives import TeacherCost
-from cotj.planning import plan, plan_batch
-from cotj.schedules import default_grid
+from cotj.planning.dna import mean_dna
+from cotj.planning.multistep import SolverCost
+from cotj.planning.objectives import TeacherCost
+from cotj.planning.planner import plan, plan_batch
+from cotj.planning.schedules import default_grid
+from cotj.planning.solvers import MULTISTEP, SOLVERS
 
-__all__ = ["SOLVERS", "SPACES", "get_sigmas_cotj", "levels_of", "restrict", "sample_cotj", "sample_cotj_fixed",
+__all__ = ["SAMPLER_SOLVERS", "SPACES", "get_sigmas_cotj", "levels_of", "restrict", "sample_cotj", "sample_cotj_fixed",
            "sigmas_of"]
 
 log = logging.getLogger(__name__)
 
 SPACES = ("ve", "flow")
 """What a sigma means (module docstring): ``"ve"`` ``x = x0 + σ·eps``, ``σ = t/(1 - t)``; ``"flow"`` ``σ = t``."""
-SOLVERS = ("euler", "dpmpp_2m", "unipc")
-"""The solvers of :func:`sample_cotj` and :func:`sample_cotj_fixed` (one model call per step)."""
+SAMPLER_SOLVERS = tuple(name for name, s in SOLVERS.items() if s.replans)
+"""The solvers of :func:`sample_cotj` and :func:`sample_cotj_fixed`: one model call per step."""
 _TOL = 1e-6  # on t: float32 sigmas round-trip to grid levels within this; grid spacings are far larger
 
 Teacher = TeacherCost | str | os.PathLike[str]
@@ -210,8 +211,8 @@ def _teacher_plan(teacher: TeacherCost, solver: str, n: int) -> NDArray[np.float
 
 
 def _solver(solver: object) -> str:
-    if not isinstance(solver, str) or solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if not isinstance(solver, str) or solver not in SAMPLER_SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SAMPLER_SOLVERS)}, got {solver!r}")
     return solver
 
 
@@ -224,7 +225,7 @@ def get_sigmas_cotj(n: int, sigma_min: float, sigma_max: float, *, teacher: Teac
         n: model calls (steps), >= 1.
         sigma_min, sigma_max: the range, ``0 <= sigma_min < sigma_max`` in ``space``'s sigmas; the first sigma is
             ``sigma_max`` and the others lie at or above ``sigma_min`` (0: down to the grid's lowest level).
-        teacher: a :class:`~cotj.objectives.TeacherCost` of a flow model (or the path of its JSON file): plan on
+        teacher: a :class:`~cotj.planning.objectives.TeacherCost` of a flow model (or the path of its JSON file): plan on
             its measured jump costs for ``solver`` (the "teacher" objective; "dpmpp_2m" and "unipc" need its Gram
             matrix).
         dna: instead of ``teacher``: a shipped mean DNA's name (:func:`cotj.mean_dna_names`) or one DNA row (N,),
@@ -266,7 +267,7 @@ def get_sigmas_cotj(n: int, sigma_min: float, sigma_max: float, *, teacher: Teac
 
 class _Path:
     """The Gaussian path of ``space`` as a function of the flow level t, for the solvers' weights
-    (:func:`cotj.predict.teacher.path_of`); the model's output is the clean estimate (prediction "sample")."""
+    (:func:`cotj.paths.path_of`); the model's output is the clean estimate (prediction "sample")."""
 
     prediction = "sample"
 
@@ -421,7 +422,7 @@ def sample_cotj(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
             (e.g. :func:`get_sigmas_cotj`, or any scheduler's sigmas, trimmed for denoise < 1 as usual).
         extra_args, callback, disable: as k-diffusion's samplers (``callback`` gets
             ``{"x", "i", "sigma", "sigma_hat", "denoised"}`` after each call, ``x`` the state the model saw).
-        teacher: the model's :class:`~cotj.objectives.TeacherCost` on flow levels, or its file; its row model
+        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` on flow levels, or its file; its row model
             makes the loop closed (without one the run follows the teacher plan).
         solver: "unipc" (default), "dpmpp_2m" (these two need the teacher cost's Gram matrix) or "euler".
         space: "ve" (k-diffusion) or "flow" (ComfyUI's flow models).

@@ -30,8 +30,8 @@ import torch
 from numpy.typing import ArrayLike
 
 from cotj.models import seeded_noise
+from cotj.planning.schedules import Schedule, linear_flow
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded
-from cotj.schedules import Schedule, linear_flow
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ PREDICTOR = WEIGHTS.parent / "shapes_dna_predictor"
 """The shipped DNA predictor of the shipped generator (a :class:`cotj.predict.DNAPredictor` directory: MiniLM
 mean-pooled prompt embedding (384,) -> DNA (100,)), trained by the Tier 2 quality benchmark."""
 TEACHER = WEIGHTS.parent / "shapes_teacher_cost.json"
-"""The shipped teacher cost of the shipped generator (a :class:`cotj.objectives.TeacherCost`: measured jump costs
+"""The shipped teacher cost of the shipped generator (a :class:`cotj.planning.objectives.TeacherCost`: measured jump costs
 and the closed-loop row model, :func:`cotj.predict.calibrate` on 256 training prompts at guidance 2): what
 ``cotj sample`` plans and replans with by default."""
 PREDICTOR_GUIDANCE = 2.0

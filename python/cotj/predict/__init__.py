@@ -6,14 +6,14 @@
   the DNA from a condition embedding;
 - :class:`FluxDenoiser`, :class:`SD3Denoiser`, :class:`UNetDenoiser`: Diffusers models as ``model(x_t, t, cond)``;
 - :func:`calibrate`: teacher runs -> the model's measured jump costs (the "teacher" and "calibrated"
-  objectives and closed-loop replanning, :mod:`cotj.objectives`);
+  objectives and closed-loop replanning, :mod:`cotj.planning.objectives`);
 - :func:`extract_sharded`, :func:`load_sharded`: extraction over many prompts, sharded across
   processes with ``torch.distributed`` (gloo; launched with torchrun), or in one process.
 """
 
+from cotj.paths import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.denoisers import FluxDenoiser, SD3Denoiser, UNetDenoiser
 from cotj.predict.extract import DNAResult, cfg, cfg_renorm, extract_dna, mse
-from cotj.predict.prediction import PREDICTIONS, prediction_of, to_x0
 from cotj.predict.predictor import DNAPredictor
 from cotj.predict.shard import DNAInputs, ShardedDNA, extract_sharded, load_sharded
 from cotj.predict.teacher import Trajectories, calibrate, euler_trajectories

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from cotj.predict.prediction import prediction_of
-from cotj.schedules import Schedule, linear_flow, vp
+from cotj.paths import prediction_of
+from cotj.planning.schedules import Schedule, linear_flow, vp
 
 __all__ = ["FluxDenoiser", "SD3Denoiser", "UNetDenoiser"]
 
@@ -139,7 +139,7 @@ class UNetDenoiser(torch.nn.Module):
     """A ``UNet2DConditionModel`` (SD 1.x/2.x style, or SDXL's) with its discrete VP scheduler.
 
     Level t is the training timestep ``t·(T - 1)`` (fractional where it falls between integers),
-    as in :func:`cotj.schedules.vp`; ``x_t`` (n, C, h, w) is the VP state ``a·x0 + s·eps`` (the
+    as in :func:`cotj.planning.schedules.vp`; ``x_t`` (n, C, h, w) is the VP state ``a·x0 + s·eps`` (the
     scaled input the UNet takes), ``cond`` the text states (n, L, D), bare or as
     ``{"prompt_embeds": ...}``; an SDXL UNet also takes ``"text_embeds"`` (n, P) (the pooled
     embeddings) and ``"time_ids"`` (n, 6) in the dict, its ``added_cond_kwargs``. The prediction

@@ -18,8 +18,8 @@ from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import tqdm
 
 from cotj import gains
-from cotj.predict.prediction import PREDICTIONS, ddim_update, to_x0
-from cotj.schedules import Schedule, default_grid, linear_flow
+from cotj.paths import PREDICTIONS, ddim_update, to_x0
+from cotj.planning.schedules import Schedule, default_grid, linear_flow
 
 __all__ = ["DNAResult", "Denoiser", "Guidance", "Metric", "cfg", "cfg_renorm", "extract_dna", "mse"]
 
@@ -154,7 +154,7 @@ class _Runner:
         return to_x0(pred.float(), x, self.coef(p.a, level), self.coef(p.s, level), self.prediction, da, ds)
 
     def step(self, x: torch.Tensor, x0: torch.Tensor, level: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        """One deterministic first-order step (:func:`cotj.predict.prediction.ddim_update`) from grid levels
+        """One deterministic first-order step (:func:`cotj.paths.ddim_update`) from grid levels
         ``level`` to ``nxt`` (-1 means t = 0, where ``a = 1, s = 0`` and the state is x0)."""
         shape = (-1, *([1] * (x.ndim - 1)))
         a, s = self.coef(self.path.a, level).reshape(shape), self.coef(self.path.s, level).reshape(shape)

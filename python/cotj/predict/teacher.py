@@ -5,7 +5,7 @@ at each visited state gives the first-order (Euler / DDIM) step from that level 
 teacher's own state there is where that step should land. So one N-step run measures the sample's whole N×N
 matrix of local errors (:attr:`Trajectories.jump_costs`) for N model evaluations. :func:`calibrate` averages it
 over a calibration batch (a GITS-style data-set cost) and fits the closed-loop row model of
-:class:`cotj.objectives.RowModel` on the same runs.
+:class:`cotj.planning.objectives.RowModel` on the same runs.
 """
 
 from __future__ import annotations
@@ -20,54 +20,14 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import tqdm
 
-from cotj.objectives import RowModel, TeacherCost, row_features
-from cotj.predict.prediction import ddim_update, to_x0
-from cotj.schedules import default_grid
+from cotj._deprecation import moved_names
+from cotj.paths import ddim_update, first_order_step, path_of
+from cotj.planning.objectives import RowModel, TeacherCost, row_features
+from cotj.planning.schedules import default_grid
 
-__all__ = [
-    "Trajectories",
-    "calibrate",
-    "clean_estimate",
-    "ddim_step",
-    "euler_trajectories",
-    "first_order_step",
-    "fit_teacher_cost",
-    "path_of",
-]
+__all__ = ["Trajectories", "calibrate", "euler_trajectories", "fit_teacher_cost"]
 
-
-def path_of(denoiser: Any, t: torch.Tensor, prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``a(t), s(t)`` (n,) float64 of ``x_t = a·x0 + s·eps``: the denoiser's own ``path`` if it has one, else the
-    linear flow ``a = 1 - t, s = t``."""
-    if hasattr(denoiser, "path"):
-        a, s, *_ = denoiser.path(t)
-        return a, s
-    if prediction != "flow":
-        raise ValueError(f"a {prediction!r} denoiser without a path(t) method: give a flow model or one with path()")
-    return 1.0 - t, t
-
-
-def clean_estimate(denoiser: Any, x: torch.Tensor, t: torch.Tensor, cond: Any, prediction: str) -> torch.Tensor:
-    """The model's clean estimate ``x0_hat`` (n, ...) at states ``x`` (n, ...) and levels ``t`` (n,) float64."""
-    a, s = path_of(denoiser, t, prediction)
-    return to_x0(denoiser(x, t.to(x.dtype), cond), x, a.to(x.dtype), s.to(x.dtype), prediction).to(x.dtype)
-
-
-def ddim_step(denoiser: Any, x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor,
-              prediction: str) -> torch.Tensor:
-    """The first-order step (:func:`cotj.predict.prediction.ddim_update`) from ``x`` at levels ``t`` to ``t_next``
-    (n,) float64 (0 = clean) on the denoiser's path, given the clean estimate ``x0`` there."""
-    shape = (-1, *([1] * (x.ndim - 1)))
-    a, s = (v.to(x.dtype).reshape(shape) for v in path_of(denoiser, t, prediction))
-    a_n, s_n = (v.to(x.dtype).reshape(shape) for v in path_of(denoiser, t_next, prediction))
-    return ddim_update(x, x0, a, s, a_n, s_n)
-
-
-def first_order_step(denoiser: Any, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, cond: Any,
-                     prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One first-order step of rows ``x`` (n, ...) from levels ``t`` to ``t_next`` (n,): (next state, x0_hat)."""
-    x0 = clean_estimate(denoiser, x, t, cond, prediction)
-    return ddim_step(denoiser, x, x0, t, t_next, prediction), x0
+__getattr__ = moved_names(__name__, {"clean_estimate": "cotj.paths", "ddim_step": "cotj.paths"})
 
 
 @dataclass(frozen=True)
@@ -109,7 +69,7 @@ class Trajectories:
     @functools.cached_property
     def jump_costs(self) -> NDArray[np.float64]:
         """(B, M, M) float64: ``[b, j, i]`` is the mean squared distance between one first-order
-        (Euler / DDIM, :func:`cotj.predict.prediction.ddim_update`) step from sample b's teacher state at level j
+        (Euler / DDIM, :func:`cotj.paths.ddim_update`) step from sample b's teacher state at level j
         down to level i and the teacher's own state at level i; ``inf`` where i >= j (no such jump)."""
         a, s = self.path
         x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
@@ -122,7 +82,7 @@ class Trajectories:
     def gram(self) -> NDArray[np.float64]:
         """(2M, 2M) float64: the mean over samples of ``V·Vᵀ/D``, ``V`` the (2M, D) stack of a sample's states at
         the M levels then its clean estimates there (column 0 of the estimates: the endpoint itself). Every
-        solver's mean local error on these trajectories is a quadratic form in it (:func:`cotj.multistep.solver_costs`)."""
+        solver's mean local error on these trajectories is a quadratic form in it (:func:`cotj.planning.multistep.solver_costs`)."""
         x, x0 = np.asarray(self.states, dtype=np.float64), np.asarray(self.x0, dtype=np.float64)
         x0 = x0.copy()
         x0[:, 0] = x[:, 0]
@@ -131,7 +91,7 @@ class Trajectories:
 
     @functools.cached_property
     def features(self) -> NDArray[np.float64]:
-        """(B, M - 1, F) :func:`cotj.objectives.row_features` of the teacher at levels 1..M-1 (what a sampler
+        """(B, M - 1, F) :func:`cotj.planning.objectives.row_features` of the teacher at levels 1..M-1 (what a sampler
         that is at that level on this trajectory sees)."""
         b, m, d = self.states.shape
         f = row_features(np.asarray(self.states[:, 1:], dtype=np.float64).reshape(-1, d),
@@ -223,7 +183,7 @@ def calibrate(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike | N
             split of the Tier 2 benchmark's training prompts (1 and 10 tried).
 
     Returns:
-        A :class:`~cotj.objectives.TeacherCost`. Cost: N model evaluations per sample.
+        A :class:`~cotj.planning.objectives.TeacherCost`. Cost: N model evaluations per sample.
     """
     g = default_grid(100) if grid is None else np.asarray(grid, dtype=np.float64)
     if noise.shape[0] < 2:

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from cotj import _core
 from cotj._core import PlanError
-from cotj.schedules import Schedule, check_schedule
+from cotj.planning.schedules import Schedule, check_schedule
 
 __all__ = ["Plan", "PlanBatch", "PlanError", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
 
@@ -239,7 +239,7 @@ class Planner:
     Args:
         grid: (N,) ascending noise levels in (0, 1]; default ``t_i = (i+1)/N`` with N taken from
             each DNA row (its lever is cached).
-        schedule: ``(a, s)`` of the Gaussian path on the grid (see :mod:`cotj.schedules`); default
+        schedule: ``(a, s)`` of the Gaussian path on the grid (see :mod:`cotj.planning.schedules`); default
             the linear flow. Needs ``grid``.
         first: which levels may start a plan: ``"any"``, ``"top"`` (pin to the grid's top level),
             or an int k (only the k highest levels).
@@ -431,7 +431,7 @@ def _grid_lever(grid: ArrayLike, schedule: ScheduleLike | None) -> tuple[_core.L
     try:
         a, s = schedule
     except (TypeError, ValueError):
-        raise TypeError("schedule must be a pair (a, s) of arrays, e.g. cotj.schedules.vp(grid, alphas_cumprod)") from None
+        raise TypeError("schedule must be a pair (a, s) of arrays, e.g. cotj.planning.schedules.vp(grid, alphas_cumprod)") from None
     arrays = []
     for name, v in (("a", a), ("s", s)):
         v = _asarray(f"schedule {name}", v)
@@ -505,7 +505,7 @@ def plan_batch(
             ``cotj.MAX_LEVELS`` levels, ragged nested lists...), a dense cost with no finite plan of that
             length, or one whose plan cost overflows float64; the message names the argument. (A
             schedule whose signal-to-noise ratio does not fall is a plain ``ValueError``, from
-            :func:`cotj.schedules.check_schedule`.)
+            :func:`cotj.planning.schedules.check_schedule`.)
         TypeError: a wrong type (complex or object DNA, float budget, dna None without cost=...).
         MemoryError: the plans or the DP layers (8·max_steps·N bytes per thread) do not fit.
         KeyboardInterrupt: Ctrl-C; long plans check for it every 20 ms or so.

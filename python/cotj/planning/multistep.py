@@ -1,0 +1,368 @@
+"""Plans for the solver that runs them (docs/method.md §11): solver costs in numpy, plans in the Rust core.
+
+The plan graph's edge cost (:mod:`cotj.planning.objectives`) models one first-order step. A solver's step from level
+``t_j`` to ``t_i`` is a linear combination of the state ``x_j`` and of clean estimates ``m = x0_hat``:
+
+- ``"euler"`` (DDIM on any Gaussian path ``x_t = a·x0 + s·eps``): ``x_i = (s_i/s_j)·x_j + (a_i - a_j·s_i/s_j)·m_j``;
+- ``"dpmpp_2m"`` (DPM-Solver++(2M), midpoint form, ``λ = log(a/s)``, ``h = λ_i - λ_j``, ``r = (λ_j - λ_k)/h``,
+  ``φ = e^(-h) - 1``): ``x_i = (s_i/s_j)·x_j - a_i·φ·(1 + 1/(2r))·m_j + a_i·φ/(2r)·m_k`` with ``m_k`` the estimate
+  at the previous level ``t_k``;
+- ``"unipc"`` (UniPC, B(h) = e^(-h) - 1, data prediction): the same predictor, then the UniC corrector, which
+  reuses the evaluation at the new state: ``x_i`` also weighs ``m_i``; first step and corrector of order 1, then
+  order 2 (:func:`unipc_weights`);
+- ``"heun"`` (flow only): ``x_i = x_j + (t_i - t_j)/2·(v_j + v_i)``, ``v = (x - m)/t``, the second slope at the
+  Euler-predicted state.
+
+Every solver's first step (no previous level yet) and last step (to ``t = 0``, where the state is ``m``) are first
+order, as Diffusers' schedulers take them with ``final_sigmas_type="zero"``.
+
+Because each step is linear in the vectors of a teacher trajectory, its local error on the trajectory,
+``mean ||x_i_hat - x_i||²/D``, is a quadratic form in the trajectory's Gram matrix of states and estimates: the
+mean Gram over calibration samples (:attr:`cotj.planning.objectives.TeacherCost.gram`) gives the exact mean local error of
+every jump ``(k, j) -> i`` at once (:func:`solver_costs`). UniPC's corrector and Heun's second slope evaluate the
+model at the *predicted* state, off the trajectory; their cost takes the teacher's estimate there moved by the
+predicted state's error times the estimate's sensitivity to its state (:func:`at_predicted_state`,
+:func:`estimate_gain`: a first-order proxy, no extra model calls).
+
+Single-step solvers plan with the layered DP of the core on an (N, N) cost. A multistep solver's cost depends on
+the previous level too, so :func:`plan_pairs` runs the DP over (previous, current) pairs, O(K·N³), in the Rust core.
+
+Memory: the pair costs of M = N + 1 nodes are an (M, M, M) float64 array, 8·M³ bytes: 8.2 MB at N = 100, 65 MB at
+N = 200, 8.0 GB at N = 1000. They are bounded like the lever: at most ``cotj._core.MAX_PAIR_NODES`` = 512 nodes
+(1.07 GB), refused by :func:`solver_costs` before anything of that size is allocated; :func:`solver_costs` computes
+them in slabs of previous nodes, so its temporaries stay near 60 MB whatever M (tracemalloc, N = 100 and 200).
+"""
+
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from cotj._deprecation import moved_names
+from cotj.planning.solvers import MULTISTEP, get_solver
+
+__all__ = [
+    "SolverCost",
+    "at_predicted_state",
+    "ddim_weights",
+    "dpmpp_2m_weights",
+    "estimate_gain",
+    "plan_pairs",
+    "plan_pairs_batch",
+    "shared_solver_costs",
+    "solver_costs",
+    "unipc_weights",
+]
+
+
+__getattr__ = moved_names(__name__, {"SOLVERS": "cotj.planning.solvers"})
+
+Weights = dict[str, NDArray[np.float64]]
+"""Coefficients of one step on named vectors: ``x_j`` (the state), ``m_k``, ``m_j``, ``m_i`` (clean estimates at
+the previous, current and next level) and ``x_i`` (the teacher's next state, Heun's proxy)."""
+
+
+def _lam(a: NDArray[np.float64], s: NDArray[np.float64]) -> NDArray[np.float64]:
+    with np.errstate(divide="ignore"):
+        return np.log(a) - np.log(s)
+
+
+def ddim_weights(a_j: ArrayLike, s_j: ArrayLike, a_i: ArrayLike, s_i: ArrayLike) -> Weights:
+    """The first-order step j -> i (broadcasting arrays): ``x_j`` and ``m_j`` weights."""
+    a_j, s_j, a_i, s_i = (np.asarray(v, dtype=np.float64) for v in (a_j, s_j, a_i, s_i))
+    return {"x_j": s_i / s_j, "m_j": a_i - a_j * s_i / s_j}
+
+
+def dpmpp_2m_weights(a_k: ArrayLike, s_k: ArrayLike, a_j: ArrayLike, s_j: ArrayLike, a_i: ArrayLike,
+                     s_i: ArrayLike) -> Weights:
+    """DPM-Solver++(2M) from j to i with the previous level k (midpoint form, as Diffusers' default)."""
+    a_k, s_k, a_j, s_j, a_i, s_i = (np.asarray(v, dtype=np.float64) for v in (a_k, s_k, a_j, s_j, a_i, s_i))
+    lam_k, lam_j, lam_i = _lam(a_k, s_k), _lam(a_j, s_j), _lam(a_i, s_i)
+    h = lam_i - lam_j
+    r = (lam_j - lam_k) / h
+    phi = np.expm1(-h)
+    return {"x_j": s_i / s_j, "m_j": -a_i * phi * (1.0 + 0.5 / r), "m_k": a_i * phi * 0.5 / r}
+
+
+def unipc_weights(a_k: ArrayLike | None, s_k: ArrayLike | None, a_j: ArrayLike, s_j: ArrayLike, a_i: ArrayLike,
+                  s_i: ArrayLike) -> Weights:
+    """UniPC (bh2, data prediction) from j to i: the predictor and the UniC corrector that uses the estimate
+    ``m_i`` at the new state. Without a previous level (``a_k = s_k = None``) both are of order 1, else of order 2
+    (the corrector's ``rho`` solves the order conditions ``R·rho = b`` of UniPC, as Diffusers does)."""
+    a_j, s_j, a_i, s_i = (np.asarray(v, dtype=np.float64) for v in (a_j, s_j, a_i, s_i))
+    lam_j, lam_i = _lam(a_j, s_j), _lam(a_i, s_i)
+    h = lam_i - lam_j
+    b_h = np.expm1(-h)  # B(h) of bh2, also phi_1
+    base = {"x_j": s_i / s_j, "m_j": -a_i * b_h}
+    if a_k is None or s_k is None:  # order 1: rho_c = 1/2 on D1_t = m_i - m_j
+        return {"x_j": base["x_j"], "m_j": base["m_j"] + 0.5 * a_i * b_h, "m_i": -0.5 * a_i * b_h}
+    rk = (_lam(np.asarray(a_k, dtype=np.float64), np.asarray(s_k, dtype=np.float64)) - lam_j) / h  # < 0
+    hh = -h
+    phi_k = b_h / hh - 1.0
+    b0 = phi_k / b_h
+    b1 = (phi_k / hh - 0.5) * 2.0 / b_h
+    # R = [[1, 1], [rk, 1]]; rho = R^-1 b. A previous level at t = 1 (a = 0) has rk = -inf: the limit is
+    # rho0 = 0, rho1 = b0 (the previous estimate drops out), where Diffusers' own solve would give NaN.
+    far = np.isinf(rk)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho0 = np.where(far, 0.0, (b0 - b1) / (1.0 - rk))
+        rho1 = np.where(far, b0, (b1 - rk * b0) / (1.0 - rk))
+        over_rk = np.where(far, 0.0, rho0 / rk)
+    # corrector: x_i = x_i_ - a_i·B(h)·(rho0·(m_k - m_j)/rk + rho1·(m_i - m_j))
+    return {"x_j": base["x_j"], "m_k": -a_i * b_h * over_rk,
+            "m_j": base["m_j"] + a_i * b_h * (over_rk + rho1), "m_i": -a_i * b_h * rho1}
+
+
+def at_predicted_state(w: Weights, predicted: Weights, gain: ArrayLike) -> Weights:
+    """Weights of a step whose estimate ``m_i`` is taken at the predicted state ``x_hat = Σ predicted·v`` rather
+    than at the teacher's state ``x_i``: to first order ``m(x_hat) = m_i + gain·(x_hat - x_i)``, ``gain`` the
+    estimate's sensitivity to its state at level i (:func:`estimate_gain`). UniPC's corrector and Heun's second
+    slope evaluate there; with the teacher's state instead, a large jump would look almost free."""
+    g = np.asarray(w.get("m_i", 0.0)) * np.asarray(gain, dtype=np.float64)
+    out = dict(w)
+    for name, p in predicted.items():
+        out[name] = out.get(name, 0.0) + g * p
+    out["x_i"] = out.get("x_i", 0.0) - g
+    return out
+
+
+def estimate_gain(a: ArrayLike, s: ArrayLike, second_moment: float) -> NDArray[np.float64]:
+    """``a·σ²/(a²·σ² + s²)`` (M,): how much the clean estimate moves per unit move of the state at each level, for
+    data of per-dimension second moment σ² (exact for Gaussian data: the slope of the posterior mean)."""
+    a, s = np.asarray(a, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    return a * second_moment / (a * a * second_moment + s * s)
+
+
+def _heun_weights(t_j: NDArray[np.float64], t_i: NDArray[np.float64], gain: NDArray[np.float64]) -> Weights:
+    """Heun on the linear flow: ``x_i = x_j + (t_i - t_j)/2·(v_j + v(x_hat))`` with ``v = (x - m)/t`` and the
+    Euler-predicted ``x_hat``, its estimate from :func:`at_predicted_state`."""
+    half = 0.5 * (t_i - t_j)
+    euler = ddim_weights(1.0 - t_j, t_j, 1.0 - t_i, t_i)
+    second = at_predicted_state({**euler, "m_i": -np.ones_like(t_i)}, euler, gain)  # x_hat - m(x_hat)
+    w: Weights = {"x_j": 1.0 + half / t_j, "m_j": -half / t_j}
+    for name, v in second.items():
+        w[name] = w.get(name, 0.0) + half / t_i * v
+    return w
+
+
+def _first_weights(solver: str, t: NDArray[np.float64], a: NDArray[np.float64], s: NDArray[np.float64],
+                   gain: NDArray[np.float64], j: NDArray[np.int64], i: NDArray[np.int64]) -> Weights:
+    """The weights of a solver's step j -> i (i >= 1) taken without a previous evaluation."""
+    euler = ddim_weights(a[j], s[j], a[i], s[i])
+    if solver == "unipc":
+        return at_predicted_state(unipc_weights(None, None, a[j], s[j], a[i], s[i]), euler, gain[i])
+    if solver == "heun":
+        return _heun_weights(t[j], t[i], gain[i])
+    return euler
+
+
+@dataclass(frozen=True)
+class SolverCost:
+    """A solver's mean local errors on teacher trajectories, on nodes ``0..M-1`` (node 0 is t = 0, node n is the
+    grid level n - 1).
+
+    Attributes:
+        solver: a :data:`SOLVERS` name.
+        first: (M, M) ``[j, i]`` the step j -> i taken without a previous level (a solver's first step; for the
+            single-step solvers every step); ``inf`` unless i < j, column 0 the first-order step to t = 0.
+        pairs: (M, M, M) ``[k, j, i]`` the step j -> i after an evaluation at k (multistep solvers; ``inf`` unless
+            k > j > i >= 1); None for single-step solvers.
+        end: (M,) ``[j]`` the last step, from j to t = 0 (first order: the state becomes ``m_j``).
+    """
+
+    solver: str
+    first: NDArray[np.float64]
+    pairs: NDArray[np.float64] | None
+    end: NDArray[np.float64]
+
+
+def _quadratic(gram: NDArray[np.float64], slots: dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]) -> NDArray[np.float64]:
+    """``sum_pq w_p·w_q·G[idx_p, idx_q]`` over the named slots (index array, weight array), elementwise."""
+    items = list(slots.values())
+    out = np.zeros(np.broadcast(*[w for _, w in items]).shape)
+    for ip, wp in items:
+        for iq, wq in items:
+            out = out + wp * wq * gram[ip, iq]
+    return out
+
+
+def solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike, a: ArrayLike | None = None,
+                 s: ArrayLike | None = None) -> SolverCost:
+    """The :class:`SolverCost` of ``solver`` from the mean Gram matrix of teacher trajectories.
+
+    Args:
+        solver: a :data:`SOLVERS` name.
+        gram: (2M, 2M) mean over calibration samples of ``V·Vᵀ/D``, ``V`` the (2M, D) stack of the states at the M
+            nodes then the clean estimates at them (:meth:`cotj.predict.teacher.Trajectories.gram`).
+        levels: (M,) ascending node levels, ``levels[0] = 0``.
+        a, s: (M,) the Gaussian path at the nodes; default the linear flow ``a = 1 - t``, ``s = t``.
+    """
+    get_solver(solver)
+    t = np.asarray(levels, dtype=np.float64)
+    g = np.asarray(gram, dtype=np.float64)
+    m = t.size
+    if t.ndim != 1 or m < 2 or t[0] != 0 or np.any(np.diff(t) <= 0):
+        raise ValueError("levels must be 1-D, ascending, start at 0 and hold at least 2 levels")
+    if g.shape != (2 * m, 2 * m):
+        raise ValueError(f"gram must have shape ({2 * m}, {2 * m}) for {m} levels, got {g.shape}")
+    flow = a is None and s is None
+    if solver == "heun" and not flow:
+        raise ValueError("the heun cost is defined on the linear flow only (give no a and s)")
+    av = 1.0 - t if a is None else np.asarray(a, dtype=np.float64)
+    sv = t if s is None else np.asarray(s, dtype=np.float64)
+    gain = estimate_gain(av, sv, float(g[0, 0]))  # σ²: the endpoints' mean square
+    nodes = np.arange(m)
+
+    def slots(w: Weights, k: NDArray[np.int64], j: NDArray[np.int64], i: NDArray[np.int64]) -> dict[str, tuple[NDArray[np.int64], NDArray[np.float64]]]:
+        where = {"x_j": j, "m_k": m + k, "m_j": m + j, "m_i": m + i, "x_i": i}
+        out = {name: (where[name], weight) for name, weight in w.items()}
+        ix, wx = out.get("x_i", (i, np.zeros(())))
+        out["x_i"] = (ix, wx - 1.0)  # the error against the teacher's next state
+        return out
+
+    j2, i2 = nodes[:, None], nodes[None, :]
+    below = (i2 < j2) & (j2 >= 1)
+    jj, ii = np.where(below, j2, 1), np.where(below, i2, 0)
+    inner = ii >= 1  # a step that lands on a level above t = 0: the solver's own first step there
+    w1 = _first_weights(solver, t, av, sv, gain, jj, np.maximum(ii, 1))
+    w1 = {name: np.where(inner, w, 0.0) for name, w in w1.items()}
+    for name, w in ddim_weights(av[jj], sv[jj], av[ii], sv[ii]).items():  # the last step, to t = 0: first order
+        w1[name] = np.where(inner, w1[name], w)
+    first = np.where(below, _quadratic(g, slots(w1, jj, jj, ii)), np.inf)
+    end = np.full(m, np.inf)
+    end[1:] = first[1:, 0]
+    pairs = None
+    if solver in MULTISTEP:
+        from cotj._core import MAX_PAIR_NODES
+
+        if m > MAX_PAIR_NODES:
+            raise ValueError(f"levels has {m} nodes: {solver}'s pair costs (M, M, M) would take "
+                             f"{8 * m**3 / 2**30:.1f} GiB; at most MAX_PAIR_NODES = {MAX_PAIR_NODES} nodes "
+                             f"({8 * MAX_PAIR_NODES**3 / 2**30:.0f} GiB) are planned: use a coarser grid")
+        pairs = np.full((m, m, m), np.inf)
+        j3, i3 = nodes[None, :, None], nodes[None, None, :]
+        slab = max(1, _SLAB // (m * m))
+        for lo in range(3, m, slab):  # previous nodes k >= 3: the first with a valid triple (3, 2, 1)
+            k3 = nodes[lo:lo + slab, None, None]
+            valid = (k3 > j3) & (j3 > i3) & (i3 >= 1)
+            # evaluate the weights at a valid stand-in, (3, 2, 1), where the triple is not one
+            kk, jj3, ii3 = np.where(valid, k3, 3), np.where(valid, j3, 2), np.where(valid, i3, 1)
+            args = (av[kk], sv[kk], av[jj3], sv[jj3], av[ii3], sv[ii3])
+            w3 = dpmpp_2m_weights(*args)
+            if solver == "unipc":  # the corrector's estimate is taken at the 2M-predicted state
+                w3 = at_predicted_state(unipc_weights(*args), w3, gain[ii3])
+            pairs[lo:lo + slab] = np.where(valid, _quadratic(g, slots(w3, kk, jj3, ii3)), np.inf)
+    return SolverCost(solver, first, pairs, end)
+
+
+_SLAB = 1 << 18
+"""Entries of the pair costs :func:`solver_costs` computes at once (a slab of previous nodes): its temporaries, a
+few dozen arrays of this size, stay near 60 MB whatever the grid."""
+
+
+_CACHE: OrderedDict[bytes, SolverCost] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_ENTRIES = 4
+"""Most solver costs :func:`shared_solver_costs` keeps."""
+_CACHE_BYTES = 256 << 20
+"""Most bytes of solver costs :func:`shared_solver_costs` keeps (a larger one is computed, returned, not kept)."""
+
+
+def shared_solver_costs(solver: str, gram: ArrayLike, levels: ArrayLike) -> SolverCost:
+    """:func:`solver_costs` on the linear flow, remembered by content: the same solver, Gram matrix and levels (a
+    teacher cost loaded again from its file, say) get the same :class:`SolverCost` back, whose arrays are read-only.
+    Keeps the last :data:`_CACHE_ENTRIES` within :data:`_CACHE_BYTES` (the pair costs at N = 100 take 8.2 MB)."""
+    g = np.ascontiguousarray(gram, dtype=np.float64)
+    t = np.ascontiguousarray(levels, dtype=np.float64)
+    h = hashlib.blake2b(solver.encode(), digest_size=32)
+    for v in (g, t):
+        h.update(repr(v.shape).encode())
+        h.update(v.tobytes())
+    key = h.digest()
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    cost = solver_costs(solver, g, t)
+    arrays = [a for a in (cost.first, cost.pairs, cost.end) if a is not None]
+    for a in arrays:
+        a.setflags(write=False)
+    size = sum(a.nbytes for a in arrays)
+    with _CACHE_LOCK:
+        if size <= _CACHE_BYTES:
+            _CACHE[key] = cost
+            while len(_CACHE) > _CACHE_ENTRIES or sum(
+                    sum(v.nbytes for v in (c.first, c.pairs, c.end) if v is not None) for c in _CACHE.values()
+            ) > _CACHE_BYTES:
+                _CACHE.popitem(last=False)
+    return cost
+
+
+_Arrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]
+
+
+def _plan_args(cost: SolverCost, scale: ArrayLike | None) -> _Arrays:
+    """The arrays :func:`cotj._core.plan_pairs` takes: ``first``, ``pairs``, ``end`` and the scale (or None)."""
+    if cost.pairs is None:
+        raise ValueError(f"{cost.solver} is a single-step solver: plan it with cotj.plan_batch(cost=...)")
+
+    def f64(v: ArrayLike) -> NDArray[np.float64]:
+        return np.ascontiguousarray(v, dtype=np.float64)
+
+    return f64(cost.first), f64(cost.pairs), f64(cost.end), None if scale is None else f64(scale)
+
+
+def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | None = None,
+               scale: ArrayLike | None = None) -> NDArray[np.int64]:
+    """The cheapest K-evaluation plan of a multistep solver from node ``current`` (evaluated next), over
+    (previous, current) pairs: nodes (budget,) descending, starting with ``current``.
+
+    The cost of a plan ``e_1 = current > e_2 > ... > e_K >= 1`` is ``step(e_1 -> e_2) + sum pairs[e_(n-1), e_n,
+    e_(n+1)] + end[e_K]``, the first step from ``first`` when there is no ``previous`` evaluation, else from
+    ``pairs``. ``scale`` (M,) finite and > 0 multiplies every step by a factor of its source node (closed-loop row
+    scales). Runs in the Rust core (``cotj._core.plan_pairs``, the GIL released, Ctrl-C stops it), O(K·M³/6) time,
+    O(K·M²) memory; ties break as a dense numpy programme with ``argmin`` breaks them (the lowest previous node,
+    then the first final pair in row-major order). Only the entries a plan can use are read (``first[current, i]``
+    for ``i < current``, ``pairs[k, j, i]`` for ``k > j > i >= 1``, ``end[j]`` for ``j >= 1``); ``+inf`` is a
+    missing step. NaN and ``-inf`` are refused: in ``first``, ``end`` and the first step's row before planning, in
+    ``pairs`` as the DP reads them (the error names the first such entry; a row no plan reaches is not read).
+
+    Args:
+        cost: a multistep solver's :class:`SolverCost` on M nodes (M <= ``cotj._core.MAX_PAIR_NODES``).
+        budget: evaluations K, 1..current.
+        current: the node evaluated next, 1..M-1.
+        previous: the node evaluated before it (current+1..M-1), None for none.
+        scale: (M,) per-node factors, None for ones.
+
+    Raises:
+        cotj.PlanError: a bad argument (named in the message), or no plan of finite cost.
+    """
+    from cotj._core import plan_pairs as core
+
+    first, pairs, end, w = _plan_args(cost, scale)
+    nodes, _, _ = core(first, pairs, end, budget, current, previous=previous, scale=w)
+    return nodes[0]
+
+
+def plan_pairs_batch(cost: SolverCost, budget: int | ArrayLike, *, current: int | ArrayLike,
+                     previous: int | ArrayLike | None = None, scale: ArrayLike | None = None) -> NDArray[np.int64]:
+    """:func:`plan_pairs` for B rows at once, in parallel: ``budget``, ``current`` and ``previous`` ints or (B,)
+    ints (``previous`` negative for none), ``scale`` (M,) or (B, M). Returns the nodes (B, max K), each row
+    padded with -1 past its budget."""
+    from cotj._core import plan_pairs as core
+
+    def ints(v: int | ArrayLike) -> int | NDArray[np.int64]:
+        if isinstance(v, int):  # bool too: the core refuses it
+            return v
+        return int(v) if isinstance(v, np.integer) else np.ascontiguousarray(v, dtype=np.int64)
+
+    first, pairs, end, w = _plan_args(cost, scale)
+    nodes, _, _ = core(first, pairs, end, ints(budget), ints(current), previous=None if previous is None else ints(previous),
+                       scale=w)
+    return nodes
