@@ -35,6 +35,44 @@ def test_parse_rejects_prompts_outside_the_grammar(bad):
         shapes.parse_prompt(bad)
 
 
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ("two red circls on the left", "unknown word 'circls' (closest known words: circles, circle)"),
+        ("a red star", "unknown word 'star' (closest known words: square)"),
+        ("Two red circles", "unknown word 'Two' (the grammar is lower case: 'two')"),
+        ("a pink circle", "unknown word 'pink' where the grammar expects a colour (red, green, blue, yellow, purple, "
+                          "cyan) or a size (small, large)"),
+        ("a red circle, mauve background", "unknown word 'mauve' where the grammar expects a background (black, "
+                                           "gray, white) after the comma"),
+        ("two red circle", "expected the plural after 'two' (circles, squares, triangles), got 'circle'"),
+        ("a red circles", "expected a shape (circle, square, triangle), got 'circles'"),
+        ("red two circles", "expected a count (a, two, three) first, got 'red'"),
+        ("a red circle, white", "expected 'background', got the end of the prompt"),
+        ("a red circle,white background", "write it as 'a red circle, white background'"),
+    ],
+)
+def test_parse_error_names_the_word_that_does_not_fit(bad, said):
+    with pytest.raises(ValueError) as info:
+        shapes.parse_prompt(bad)
+    message = str(info.value)
+    assert message == f"prompt {bad!r} is not in the shapes grammar: {said}"
+    assert "\n" not in message and "COUNT" not in message  # one line, not the whole grammar
+
+
+def test_parse_error_cuts_a_long_prompt():
+    with pytest.raises(ValueError) as info:
+        shapes.parse_prompt("a red circle " + "x" * 5000)
+    message = str(info.value)
+    assert "5,013 characters" in message and "5,000 characters" in message  # the prompt and the word, both cut
+    assert "x" * 100 not in message
+
+
+def test_parse_rejects_what_is_not_text():
+    with pytest.raises(TypeError, match="prompt must be a str"):
+        shapes.parse_prompt(3)  # type: ignore[arg-type]
+
+
 def test_scenes_from_prompts_keep_stated_attributes():
     rng = np.random.default_rng(0)
     prompts = ["three small green squares", "a yellow triangle in the center, white background"]

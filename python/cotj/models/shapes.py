@@ -11,8 +11,10 @@ mentioned". Images are float32 ``(B, 3, H, W)`` in [-1, 1], rendered with 4x4 su
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,12 +54,6 @@ _COUNT_WORDS = ("a", "two", "three")
 _PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 _POSITION_PHRASES = ("on the left", "on the right", "at the top", "at the bottom", "in the center")
 _RADIUS = {"small": 0.085, "large": 0.13}  # object radius, fraction of the image side
-_PROMPT_RE = re.compile(
-    r"^(?P<count>a|two|three) (?:(?P<size>small|large) )?(?P<colour>\w+) "
-    r"(?P<shape>circle|square|triangle)(?P<plural>s?)"
-    r"(?: (?P<position>on the left|on the right|at the top|at the bottom|in the center))?"
-    r"(?:, (?P<background>\w+) background)?$"
-)
 
 
 @dataclass(frozen=True)
@@ -108,25 +104,103 @@ def prompt_of(labels: np.ndarray, mentioned: np.ndarray) -> str:
 def parse_prompt(prompt: str) -> np.ndarray:
     """Attributes a prompt states, int64 ``(6,)`` in :data:`ATTRIBUTES` order, ``-1`` where not mentioned.
 
-    Raises ValueError if ``prompt`` is not in the grammar.
+    Raises ValueError if ``prompt`` is not in the grammar, in one line: the first word the grammar does not know,
+    with the closest words it knows (:func:`difflib.get_close_matches`) or else what it expects there; or the
+    first known word out of place and what the grammar expects there (e.g. the plural after ``two``).
     """
-    m = _PROMPT_RE.match(prompt)
-    if m is None or m["colour"] not in COLOURS or (m["background"] and m["background"] not in BACKGROUNDS):
-        raise ValueError(f"prompt is not in the shapes grammar: {prompt!r}")
-    count = _COUNT_WORDS.index(m["count"])
-    if (count == 0) == bool(m["plural"]):
-        raise ValueError(f"prompt's count and plural disagree: {prompt!r}")
-    return np.array(
-        [
-            list(COLOURS).index(m["colour"]),
-            SHAPES.index(m["shape"]),
-            count,
-            SIZES.index(m["size"]) if m["size"] else -1,
-            _POSITION_PHRASES.index(m["position"]) if m["position"] else -1,
-            list(BACKGROUNDS).index(m["background"]) if m["background"] else -1,
-        ],
-        dtype=np.int64,
-    )
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    words = re.findall(r"[^\s,]+|,", prompt)
+    unknown = next((i for i, w in enumerate(words) if w not in _VOCABULARY), None)
+    try:
+        labels = _parse_words(words)
+    except _Misfit as misfit:
+        what = f"prompt {_shown(prompt)} is not in the shapes grammar"
+        if unknown is not None:
+            hint = _closest(words[unknown])
+            if not hint and misfit.at == unknown:
+                hint = f" where the grammar expects {misfit.expected}"
+            raise ValueError(f"{what}: unknown word {_shown(words[unknown])}{hint}") from None
+        got = repr(words[misfit.at]) if misfit.at < len(words) else "the end of the prompt"
+        raise ValueError(f"{what}: expected {misfit.expected}, got {got}") from None
+    canonical = prompt_of(np.maximum(labels, 0), labels >= 0)
+    if prompt != canonical:  # every word in place, but the spaces or the comma differ
+        raise ValueError(f"prompt {_shown(prompt)} is not in the shapes grammar: write it as {canonical!r}")
+    return labels
+
+
+_FUNCTION_WORDS = ("a", "on", "at", "in", "the", ",")
+_VOCABULARY: frozenset[str] = frozenset(
+    [*_COUNT_WORDS, *SIZES, *COLOURS, *SHAPES, *_PLURAL.values(), *BACKGROUNDS, "background", *_FUNCTION_WORDS]
+    + [w for phrase in _POSITION_PHRASES for w in phrase.split()]
+)
+"""Every word of the grammar (the comma included)."""
+
+
+class _Misfit(Exception):
+    """A prompt's word ``at`` (an index into its words; their number: the end) is not what the grammar
+    ``expected`` there."""
+
+    def __init__(self, expected: str, at: int) -> None:
+        super().__init__(expected)
+        self.expected, self.at = expected, at
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted, cut to about ``limit`` characters."""
+    return repr(text) if len(text) <= limit else f"{text[:limit - 20]!r}... ({len(text):,} characters)"
+
+
+def _closest(word: str) -> str:
+    """``" (closest known words: ...)"`` for a word the grammar does not know, or ``""`` if none is close."""
+    if word.lower() in _VOCABULARY:
+        return f" (the grammar is lower case: {word.lower()!r})"
+    known = sorted(_VOCABULARY.difference(_FUNCTION_WORDS))
+    close = difflib.get_close_matches(word.lower(), known, n=3, cutoff=0.6)
+    return f" (closest known words: {', '.join(close)})" if close else ""
+
+
+def _parse_words(words: list[str]) -> np.ndarray:
+    """Labels ``(6,)`` of a prompt's ``words`` in :data:`ATTRIBUTES` order, ``-1`` where not mentioned; a
+    :class:`_Misfit` at the first word out of place."""
+    labels = np.full(len(ATTRIBUTES), -1, dtype=np.int64)
+    at = 0
+
+    def take(options: Sequence[str]) -> int:
+        nonlocal at
+        if at < len(words) and words[at] in options:
+            at += 1
+            return list(options).index(words[at - 1])
+        return -1
+
+    labels[_column("count")] = count = take(_COUNT_WORDS)
+    if count < 0:
+        raise _Misfit(f"a count ({', '.join(_COUNT_WORDS)}) first", at)
+    labels[_column("size")] = size = take(SIZES)
+    labels[_column("colour")] = take(list(COLOURS))
+    if labels[_column("colour")] < 0:
+        sizes = "" if size >= 0 else f" or a size ({', '.join(SIZES)})"
+        raise _Misfit(f"a colour ({', '.join(COLOURS)}){sizes}", at)
+    names = SHAPES if count == 0 else tuple(_PLURAL[s] for s in SHAPES)
+    labels[_column("shape")] = take(names)
+    if labels[_column("shape")] < 0:
+        number = "a shape" if count == 0 else f"the plural after {_COUNT_WORDS[count]!r}"
+        raise _Misfit(f"{number} ({', '.join(names)})", at)
+    for index, phrase in enumerate(p.split() for p in _POSITION_PHRASES):
+        if words[at : at + len(phrase)] == phrase:
+            labels[_column("position")], at = index, at + len(phrase)
+            break
+    if labels[_column("position")] < 0 and at < len(words) and words[at] != ",":
+        raise _Misfit(f"a position ({', '.join(_POSITION_PHRASES)}), ', BACKGROUND background' or the end", at)
+    if take([","]) == 0:
+        labels[_column("background")] = take(list(BACKGROUNDS))
+        if labels[_column("background")] < 0:
+            raise _Misfit(f"a background ({', '.join(BACKGROUNDS)}) after the comma", at)
+        if take(["background"]) < 0:
+            raise _Misfit("'background'", at)
+    if at < len(words):
+        raise _Misfit("the end of the prompt", at)
+    return labels
 
 
 def all_prompts() -> list[str]:
