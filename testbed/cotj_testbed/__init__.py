@@ -8,6 +8,8 @@ command; the ``cotj`` wheel does not contain it.
 - :mod:`cotj_testbed.baselines`: the GITS-style and OSS-style schedules from teacher trajectories.
 - :mod:`cotj_testbed.classifier`: the attribute classifier behind the prompt-following score.
 - :mod:`cotj_testbed.train`: the rectified-flow training of the shapes generator (``python -m cotj_testbed.train``).
-- :mod:`cotj_testbed.gallery`: the README's figures (``python -m cotj_testbed.gallery --out docs/gallery``).
+- :mod:`cotj_testbed.gallery`: the README's figures (``python -m cotj_testbed.gallery --update`` rewrites docs/gallery/).
 - :mod:`cotj_testbed.bench`: the speed and quality tables in one call (``python -m cotj_testbed.bench``).
+- :mod:`cotj_testbed.outputs`: where the commands write (runs/, or the committed files with ``--update``), the
+  checks of their inputs before a long run, and their progress bars (only on a terminal).
 """

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from cotj_testbed import outputs
+
 __all__ = ["main", "run"]
 
 BENCHES = Path(__file__).resolve().parents[2] / "benches"
@@ -21,12 +23,12 @@ Speed: benches/speed.py's run() and table(): the Python API against numpy and ne
 on both cores and with RAYON_NUM_THREADS=1 (pytest-benchmark; the 'bench' extra).
 Quality (--quality): runs benches/quality.py --tier T (1: the exact Gaussian-mixture model,
 2: the shapes model, with --weights) and prints its table; it also writes its report files
-(JSON, markdown, PSNR plot) into benches/results/.
-benches/ is the checkout's, or give --benches DIR.
+(JSON, markdown, PSNR plot) into runs/quality/, or with --update into benches/results/ (the
+committed report). benches/ is the checkout's, or give --benches DIR.
 
-Examples:
+Examples (times measured on the project's 2-core machine):
   python -m cotj_testbed.bench --quick
-  python -m cotj_testbed.bench --no-speed --quality --tier 1 --out tables.md"""
+  python -m cotj_testbed.bench --no-speed --quality --tier 1 --out runs/tables.md   # 8 min"""
 
 
 def _folder(given: str | None) -> Path:
@@ -52,13 +54,15 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(2, "no quality benchmark yet (benches/quality.py is not written)", str(quality))
     if args.no_speed and not args.quality:
         raise ValueError("--no-speed without --quality leaves nothing to run")
+    if args.out is not None:
+        outputs.output(args.out, "--out", update=args.update)
     tables = []
     if not args.no_speed:
         speed = _module(folder / "speed.py")
         tables.append("## Speed\n\n" + speed.table(speed.run(None, args.quick), speed.run(1, args.quick)))
     if args.quality:
         cmd = [sys.executable, str(quality), "--tier", str(args.tier), *(["--quick"] if args.quick else []),
-               *(["--weights", args.weights] if args.weights else [])]
+               *(["--weights", args.weights] if args.weights else []), *(["--update"] if args.update else [])]
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=folder.parent)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -66,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         tables.append("## Quality\n\n" + done.stdout.strip())
     text = "\n\n".join(tables) + "\n"
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
     else:
@@ -74,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cotj_testbed.bench", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = outputs.Parser(prog="python -m cotj_testbed.bench", description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--benches", metavar="DIR", help=f"the benches/ folder (default {BENCHES})")
     p.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     p.add_argument("--no-speed", action="store_true", help="skip the speed benchmark")
@@ -83,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tier", type=int, choices=(1, 2), default=1, help="quality benchmark tier (default 1)")
     p.add_argument("--weights", metavar="PATH", help="tier 2: the shapes generator's weights (file or run folder)")
     p.add_argument("--out", metavar="FILE", help="write the tables (markdown) here instead of printing them")
+    p.add_argument("--update", action="store_true",
+                   help="the quality benchmark replaces the committed report in benches/results/")
     args = p.parse_args(argv)
     try:
         return run(args)
     except (OSError, ValueError, ChildProcessError) as exc:
-        p.exit(2, f"{p.prog}: error: {exc}\n")
+        outputs.fail(p, exc)
 
 
 if __name__ == "__main__":

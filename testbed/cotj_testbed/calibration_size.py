@@ -4,7 +4,7 @@ A pool of training prompts (Tier 2's, :class:`cotj_testbed.quality_tier2.Tier2Se
 ``grid_size``-level teacher (:func:`cotj.predict.teacher.euler_trajectories`); for each calibration size n, ``repeats``
 random subsets of n pool prompts are fitted into a teacher cost (:func:`cotj.predict.teacher.fit_teacher_cost`,
 exactly what :func:`cotj.predict.calibrate` fits on those n prompts; no Gram matrix: Euler plans only). Each teacher
-cost plans K steps for held-out prompts, open loop (:meth:`cotj.objectives.TeacherCost.plan_kwargs`) and closed
+cost plans K steps for held-out prompts, open loop (:meth:`cotj.planning.objectives.TeacherCost.plan_kwargs`) and closed
 loop (:func:`cotj.execute.replan_sample`), and the samples are scored by PSNR (images in [0, 1]) against each
 prompt's ``grid_size``-step reference, the benchmark's (docs/howto-your-model.md reports the result).
 
@@ -16,12 +16,10 @@ n_test x K (open loop) and n_test x K (closed loop).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,10 +28,11 @@ from numpy.typing import NDArray
 
 from cotj.execute import Replanner, replan_sample, solve
 from cotj.models import generator
-from cotj.objectives import TeacherCost
-from cotj.planning import plan_batch
+from cotj.planning.objectives import TeacherCost
+from cotj.planning.planner import plan_batch
+from cotj.planning.schedules import default_grid
 from cotj.predict.teacher import fit_teacher_cost
-from cotj.schedules import default_grid
+from cotj_testbed import outputs
 from cotj_testbed.quality_tier2 import Tier2Config, Tier2Setup, _images
 
 __all__ = ["calibration_size", "main"]
@@ -47,7 +46,7 @@ def _pool(tier: Tier2Setup, prompts: list[str], batch: int, progress: bool) -> t
     from tqdm.auto import tqdm
 
     costs, feats = [], []
-    for start in tqdm(range(0, len(prompts), batch), desc="teacher runs (pool)", disable=not progress):
+    for start in tqdm(range(0, len(prompts), batch), desc="teacher runs (pool)", disable=outputs.bar_disable(progress)):
         traj = tier.trajectories(prompts[start : start + batch])
         costs.append(traj.jump_costs)
         feats.append(traj.features)
@@ -107,7 +106,7 @@ def calibration_size(sizes: Sequence[int], *, pool: int | None = None, n_test: i
             idx = np.sort(rng.choice(pool, size=n, replace=False))
             teacher: TeacherCost = fit_teacher_cost(costs[idx], feats[idx], grid)
             for k in ks:
-                levels = plan_batch(None, k, current=grid.size - 1, **teacher.plan_kwargs())[0].levels
+                levels = plan_batch(teacher.dense(), k, current=grid.size - 1)[0].levels
                 x = solve(tier.velocity, noise, cond, levels, prediction="flow", batch_size=cfg.batch_size)
                 opened[str(k)].append(float(_psnr(x, reference).mean()))
                 x, _ = replan_sample(tier.velocity, noise, cond, Replanner(teacher, k), prediction="flow")
@@ -138,24 +137,32 @@ def _table(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cotj_testbed.calibration_size", description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="16,32,64,128,256,512", help="calibration sizes, comma-separated")
-    p.add_argument("--pool", type=int, help="training prompts run through the teacher (default the largest size)")
-    p.add_argument("--n-test", type=int, default=64, help="held-out prompts scored (default 64)")
-    p.add_argument("--ks", default="4,6,8", help="budgets K, comma-separated (default 4,6,8)")
-    p.add_argument("--repeats", type=int, default=3, help="random subsets per size (default 3)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--out", help="write the results as JSON here")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p = outputs.Parser(prog="python -m cotj_testbed.calibration_size", description=__doc__.split("\n\n")[0],
+                       epilog="--sizes 8,16,32 --pool 32 --n-test 32 --ks 4,8 --repeats 3 took 760 s on the project's 2 "
+                              "shared cores (docs/howto-your-model.md); the defaults first run (512 + 64) x 100 guided evaluations "
+                              "through the teacher (not timed).")
+    p.add_argument("--sizes", type=outputs.int_list, default=(16, 32, 64, 128, 256, 512), help="calibration sizes, comma-separated")
+    p.add_argument("--pool", type=outputs.positive_int, help="training prompts run through the teacher (default the largest size)")
+    p.add_argument("--n-test", type=outputs.positive_int, default=64, help="held-out prompts scored (default 64)")
+    p.add_argument("--ks", type=outputs.int_list, default=(4, 6, 8), help="budgets K, comma-separated (default 4,6,8)")
+    p.add_argument("--repeats", type=outputs.positive_int, default=3, help="random subsets per size (default 3)")
+    p.add_argument("--threads", type=outputs.positive_int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", help="write the results as JSON here (not into the checkout's committed files)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (there are none when stderr is not a terminal)")
     args = p.parse_args(argv)
+    try:
+        out = outputs.output(args.out, "--out", can_update=False) if args.out is not None else None
+    except outputs.UsageError as exc:
+        outputs.fail(p, exc)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    results = calibration_size([int(v) for v in args.sizes.split(",")], pool=args.pool, n_test=args.n_test,
-                               ks=[int(v) for v in args.ks.split(",")], repeats=args.repeats, progress=not args.quiet)
+    results = calibration_size(list(args.sizes), pool=args.pool, n_test=args.n_test, ks=list(args.ks), repeats=args.repeats,
+                               progress=outputs.show_progress(not args.quiet))
     print(_table(results))
     print(f"({results['seconds']:.0f} s)")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 

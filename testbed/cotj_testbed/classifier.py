@@ -5,14 +5,13 @@ procedural scenes with mild noise and colour jitter so it also reads imperfect g
 says, for a batch of images and their prompts, how often each *mentioned* attribute is right, and how often
 all of them are (the GenEval-style "all correct" rate).
 
-Train and ship (about 5 minutes on one thread)::
+Train (about 5 minutes on one thread) into runs/classifier/, or replace the shipped weights with ``--update``::
 
-    python -m cotj_testbed.classifier --steps 3000 --to testbed/cotj_testbed/weights/classifier.safetensors
+    python -m cotj_testbed.classifier --steps 3000 --update
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -23,9 +22,12 @@ from torch import nn
 from tqdm import tqdm
 
 from cotj.models import shapes
+from cotj_testbed import outputs
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "classifier.safetensors"
 """The shipped classifier weights."""
+RUN_WEIGHTS = outputs.RUNS / "classifier" / WEIGHTS.name
+"""Where the command line writes the weights without ``--update``."""
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def train_classifier(steps: int = 3000, batch: int = 128, lr: float = 2e-3, seed
     model = AttributeClassifier()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    bar = tqdm(range(steps), desc="train classifier", mininterval=5.0)
+    bar = tqdm(range(steps), desc="train classifier", mininterval=5.0, disable=outputs.bar_disable(True))
     for step in bar:
         scenes = shapes.sample_scenes(rng, batch)
         x = torch.from_numpy(_augment(shapes.render(scenes, rng, model.resolution), rng))
@@ -134,18 +136,24 @@ def score(
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: train the classifier and write its weights."""
-    parser = argparse.ArgumentParser(prog="python -m cotj_testbed.classifier", description="Train the classifier.")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = outputs.Parser(prog="python -m cotj_testbed.classifier", description="Train the classifier.",
+                            epilog="3000 steps: about 5 minutes on one thread.")
+    parser.add_argument("--steps", type=outputs.positive_int, default=3000)
+    parser.add_argument("--batch", type=outputs.positive_int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--to", default=str(WEIGHTS), help="destination .safetensors")
+    parser.add_argument("--threads", type=outputs.positive_int, default=1)
+    parser.add_argument("--to", help=f"destination .safetensors (default {RUN_WEIGHTS}; with --update the shipped {WEIGHTS})")
+    parser.add_argument("--update", action="store_true", help="write the shipped weights (or let --to name a committed file)")
     args = parser.parse_args(argv)
+    try:
+        args.to = outputs.output(args.to or outputs.default_output(RUN_WEIGHTS, WEIGHTS, args.update), "--to", update=args.update)
+    except outputs.UsageError as exc:
+        outputs.fail(parser, exc)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     model = train_classifier(args.steps, args.batch, seed=args.seed)
     Path(args.to).parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, args.to)
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(args.to))
     rng = np.random.default_rng(args.seed + 1)
     scenes = shapes.sample_scenes(rng, 2000, p_mention=1.0)
     acc = score(torch.from_numpy(shapes.render(scenes, rng, model.resolution)), scenes.labels, model)

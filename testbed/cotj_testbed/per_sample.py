@@ -1,7 +1,7 @@
 """Per-sample planning study: how much of the per-sample headroom a predictor of the sample's costs recovers.
 
 Every sample has its own local-error costs: those of its own teacher trajectory, from its own Gram matrix
-(:meth:`cotj_testbed.trajectory_store.StoredTrajectories.grams`, :func:`cotj.multistep.solver_costs`). The cheapest
+(:meth:`cotj_testbed.trajectory_store.StoredTrajectories.grams`, :func:`cotj.planning.multistep.solver_costs`). The cheapest
 plan on them is the per-sample ceiling (OSS-style, for any solver). A data-set schedule plans every sample on the
 mean cost. A closed-loop sampler sees, at each level it visits, the state and the clean estimate; a *cost predictor*
 maps that to an estimate of the sample's costs, and the sampler replans on it.
@@ -15,7 +15,6 @@ predictors that score well are then run as real samplers (:mod:`cotj_testbed.qua
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 import cotj
-from cotj.multistep import SolverCost, plan_pairs, solver_costs
-from cotj.objectives import row_features
-from cotj.schedules import default_grid
+from cotj.planning.multistep import SolverCost, plan_multistep, solver_costs
+from cotj.planning.objectives import row_features
+from cotj.planning.schedules import default_grid
+from cotj_testbed import outputs
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,14 @@ def cost_set(solver: str, grams: NDArray[np.float64], grid: NDArray[np.float64] 
 def plan_nodes(cost: SolverCost, budget: int, current: int, previous: int | None = None,
                scale: NDArray[np.float64] | None = None) -> NDArray[np.int64]:
     """The cheapest ``budget`` nodes from ``current`` on ``cost`` (rows scaled by ``scale`` (M,))."""
-    if cost.pairs is not None:
-        return plan_pairs(cost, budget, current=current, previous=previous, scale=scale)
     m = cost.end.size
     w = np.ones(m - 1) if scale is None else scale[1:]
-    p = cotj.plan_batch(None, budget, cost=cost.first[1:, 1:], end=cost.end[1:] * w, scale=w,
-                        grid=default_grid(m - 1), current=current - 1)  # fmt: skip
-    return p.steps[0].astype(np.int64) + 1
+    if cost.pairs is not None:
+        steps, _ = plan_multistep(cost, budget, current=current - 1, previous=None if previous is None else previous - 1,
+                                  scale=w)
+        return steps + 1
+    dense = cotj.DenseCost(cost.first[1:, 1:], end=cost.end[1:] * w, scale=w, grid=default_grid(m - 1))
+    return cotj.plan_batch(dense, budget, current=current - 1).steps[0].astype(np.int64) + 1
 
 
 def plan_cost(cost: SolverCost, nodes: Sequence[int] | NDArray[np.int64]) -> float:
@@ -198,7 +199,7 @@ def _ridge(x: NDArray[np.float64], y: NDArray[np.float64], lam: float) -> NDArra
 
 
 def _scalar_rows(st: Study, lam: float = 0.04) -> Predictor:
-    """Ridge, level by level, of every row's log scale on the two features of :func:`cotj.objectives.row_features`
+    """Ridge, level by level, of every row's log scale on the two features of :func:`cotj.planning.objectives.row_features`
     (the shipped row model's features, refitted on this solver's row scales)."""
     def feats(states: NDArray[np.float32], x0: NDArray[np.float32]) -> NDArray[np.float64]:
         b, m, d = states.shape
@@ -314,10 +315,12 @@ def run_study(store: str | Path, solver: str, budgets: Sequence[int], ideas: Seq
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Per-sample planning study: regret of cost predictors on the validation runs.")
+    parser = outputs.Parser(prog="python -m cotj_testbed.per_sample",
+                            description="Per-sample planning study: regret of cost predictors on the validation runs.",
+                            epilog="About 3 min (--solver euler) and 8 min (--solver unipc) on two cores (docs/results.md).")
     parser.add_argument("store", type=Path, help="teacher runs written by python -m cotj_testbed.trajectory_store")
     parser.add_argument("--solver", default="euler", choices=["euler", "dpmpp_2m", "unipc"])
-    parser.add_argument("--ks", default="4,6,10", help="budgets, comma-separated")
+    parser.add_argument("--ks", type=outputs.int_list, default=(4, 6, 10), help="budgets, comma-separated")
     parser.add_argument("--ideas", default=",".join(IDEAS), help=f"comma-separated, of {', '.join(IDEAS)}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -325,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(ideas) - set(IDEAS)
     if unknown:
         parser.error(f"unknown ideas {sorted(unknown)}")
-    ks = [int(k) for k in args.ks.split(",")]
+    try:
+        outputs.need_dir(args.store, "store", ["calibration_0.npz", "validation_0.npz"], "python -m cotj_testbed.trajectory_store")
+    except outputs.UsageError as exc:
+        outputs.fail(parser, exc)
+    ks = list(args.ks)
     table = run_study(args.store, args.solver, ks, ideas)
     print(f"| {args.solver}: idea | " + " | ".join(f"K={k}" for k in ks) + " |\n|---|" + "---|" * len(ks))
     for name, row in table.items():

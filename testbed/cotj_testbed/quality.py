@@ -33,11 +33,12 @@ from tqdm.auto import tqdm
 import cotj
 from cotj.execute.replan import Replanner, replan_sample
 from cotj.execute.solvers import solve
-from cotj.objectives import TeacherCost, objective
+from cotj.planning.objectives import TeacherCost, objective
+from cotj.planning.schedules import karras, shifted, uniform
 from cotj.predict import DNAPredictor, cosine_scores, train_predictor
 from cotj.predict.teacher import Trajectories
-from cotj.schedules import karras, shifted, uniform
 from cotj_testbed import baselines
+from cotj_testbed.outputs import bar_disable
 
 __all__ = [
     "KS",
@@ -80,7 +81,7 @@ SCHEDULES: dict[str, str] = {
 }
 """Fixed-budget schedules: JSON key -> display name. The adaptive run is ``cotj_adaptive``. The "cotj_*" rows
 plan with the paper's objective; "teacher", "calibrated_*" and "closed_loop" with the measured jump costs of
-:func:`cotj.predict.calibrate` on the calibration set (:mod:`cotj.objectives`, :mod:`cotj.execute.replan`)."""
+:func:`cotj.predict.calibrate` on the calibration set (:mod:`cotj.planning.objectives`, :mod:`cotj.execute.replan`)."""
 TEACHER_SCHEDULES = ("teacher", "calibrated_pred", "calibrated_oracle", "closed_loop", "closed_loop_pred", "closed_loop_oracle")
 """The schedules that need the problem's teacher cost."""
 MATCH_STEPS = 50
@@ -148,8 +149,8 @@ def schedule_levels(problem: Problem, name: str, k: int) -> NDArray[np.float64]:
             raise ValueError(f"{name!r} needs a teacher cost and is not an open-loop schedule" if tc is None else
                              "closed_loop has no levels before it runs: use closed_loop_sample")  # fmt: skip
         dna = {"calibrated_pred": problem.predicted_dna, "calibrated_oracle": problem.dna}.get(name)
-        kw = objective("teacher", teacher=tc) if dna is None else objective("calibrated", dna=dna, mean_dna=problem.mean_dna, teacher=tc)
-        levels = cotj.plan_batch(budget=k, current=tc.grid.size - 1, **kw).levels  # teacher runs start at the top
+        cost = objective("teacher", teacher=tc) if dna is None else objective("calibrated", dna=dna, mean_dna=problem.mean_dna, teacher=tc)
+        levels = cotj.plan_batch(cost, k, current=tc.grid.size - 1).levels  # teacher runs start at the top
         return np.tile(levels, (b // levels.shape[0], 1))
     fixed = {"uniform": uniform, "shift3": shifted, "karras": karras}
     if name in fixed:
@@ -230,7 +231,7 @@ def evaluate(problem: Problem, ks: Sequence[int] = KS, tau: float = 0.99, *, pro
     if MATCH_STEPS not in ks:
         runs.append(("uniform_50", str(MATCH_STEPS), uniform(MATCH_STEPS)))
     results: dict[str, Any] = {"schedules": {name: {} for name in names}}
-    for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=not progress):
+    for name, k, levels in tqdm(runs, desc="schedules", unit="run", disable=bar_disable(progress)):
         if levels is None:
             x, levels = closed_loop_sample(problem, int(k), name)
         else:

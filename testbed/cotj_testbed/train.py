@@ -3,7 +3,11 @@
 Usage::
 
     python -m cotj_testbed.train --out runs/shapes --hours 2          # starts, or resumes from runs/shapes
-    python -m cotj_testbed.train export --out runs/shapes --to python/cotj/models/weights/shapes_unet.safetensors
+    python -m cotj_testbed.train export --out runs/shapes --to runs/shapes/shapes_unet.safetensors
+    python -m cotj_testbed.train export --out runs/shapes --update    # replaces the shipped weights
+
+The run directory and the exported weights are not written into the checkout's committed files without ``--update``
+(:mod:`cotj_testbed.outputs`); ``--hours`` bounds a run's wall time.
 
 Each step renders a fresh batch of procedural scenes (:mod:`cotj.models.shapes`), draws ``t ~ U(0, 1)`` and noise,
 and regresses the UNet's output on the velocity ``eps - x0`` at ``x_t = (1 - t)·x0 + t·eps``. A fraction
@@ -15,7 +19,6 @@ embedding cache; a run resumes from them, bit-for-bit the same as if it had not 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -30,8 +33,9 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from cotj.models import shapes
-from cotj.models.generator import NULL_PROMPT, RESOLUTION, build_unet, unet_config
+from cotj.models.generator import NULL_PROMPT, RESOLUTION, WEIGHTS, build_unet, unet_config
 from cotj.models.text import PromptEncoder
+from cotj_testbed import outputs
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +163,8 @@ def train(
     encoder.encode(shapes.all_prompts())  # the grammar is finite: embed it once
     deadline = time.monotonic() + 3600.0 * hours if hours is not None else float("inf")
     last_ckpt, t0, losses = time.monotonic(), time.monotonic(), []
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="train shapes", dynamic_ncols=True, mininterval=5.0)
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="train shapes", dynamic_ncols=True, mininterval=5.0,
+               disable=outputs.bar_disable(True))
     with open(out / "log.jsonl", "a") as log_file:
         while run.step < cfg.steps and time.monotonic() < deadline:
             scenes = shapes.sample_scenes(run.rng, cfg.batch)
@@ -218,7 +223,7 @@ def export(out: str | Path, dest: str | Path, dtype: torch.dtype = torch.float16
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry: ``python -m cotj_testbed.train [export] --out DIR ...``."""
-    parser = argparse.ArgumentParser(prog="python -m cotj_testbed.train", description=__doc__.split("\n\n")[0])
+    parser = outputs.Parser(prog="python -m cotj_testbed.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", choices=["train", "export"], default="train")
     parser.add_argument("--out", required=True, help="run directory (created, or resumed from)")
     parser.add_argument("--hours", type=float, default=None, help="stop after this much wall time")
@@ -228,14 +233,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
-    parser.add_argument("--to", default=None, help="export: destination .safetensors")
+    parser.add_argument("--to", default=None, help=f"export: destination .safetensors (with --update default {WEIGHTS})")
     parser.add_argument("--weights", choices=["ema", "model"], default="ema", help="export: which weights")
+    parser.add_argument("--update", action="store_true", help="export: replace the shipped weights (or let --to name a committed file)")
     args = parser.parse_args(argv)
+    try:
+        if args.command == "export":
+            outputs.need_dir(args.out, "--out", [p.name for p in _state_paths(Path(args.out))[::2]], "python -m cotj_testbed.train")
+            if args.to is None and not args.update:
+                raise outputs.UsageError("export needs --to FILE (or --update to replace the shipped weights)")
+            args.to = outputs.output(args.to or WEIGHTS, "--to", update=args.update)
+        else:
+            outputs.output(args.out, "--out", can_update=False)
+    except outputs.UsageError as exc:
+        outputs.fail(parser, exc)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     if args.command == "export":
-        if args.to is None:
-            parser.error("export needs --to")
         step = export(args.out, args.to, weights=args.weights)
         log.info("exported %s weights of step %d to %s", args.weights, step, args.to)
         return

@@ -90,7 +90,7 @@ def train_predictor(
         patience: stop after this many epochs without a better validation score (cosine, or minus the log MSE).
         loss: "cosine" or "log_mse".
         seed: seeds the split, the initialisation and the batch order.
-        progress: tqdm bar over epochs.
+        progress: tqdm bar over epochs (only when stderr is a terminal).
 
     Returns:
         The predictor (best validation epoch, eval mode, statistics from the training split:
@@ -120,7 +120,7 @@ def train_predictor(
     losses: list[float] = []
     val_cos: list[float] = []
     best, best_state, best_epoch = -np.inf, copy.deepcopy(model.state_dict()), 0
-    bar = tqdm(range(epochs), desc="DNA predictor", unit="epoch", disable=not progress)
+    bar = tqdm(range(epochs), desc="DNA predictor", unit="epoch", disable=None if progress else True)
     for epoch in bar:
         model.train()
         perm = train[torch.randperm(len(train), generator=gen)]
