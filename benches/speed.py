@@ -96,7 +96,7 @@ def table(both: dict[str, float], one: dict[str, float]) -> str:
         ("`plan_batch` 4096 prompts, K = 8", "test_batch_cotj", "test_batch_numpy", None, 4096),
         ("4096 prompts in calls of 8 rows, 1 Python thread", "test_small_calls_one_python_thread", "test_batch_numpy", None, 4096),
         ("4096 prompts in calls of 8 rows, 2 Python threads", "test_small_calls_two_python_threads", "test_batch_numpy", None, 4096),
-        ("dense cost, one plan, K = 8, shared (N, N) matrix (`cotj.plan(None, cost=...)`)", "test_dense_one_cotj", "test_plan_one_numpy", None, 1),
+        ("dense cost, one plan, K = 8, shared (N, N) matrix (`cotj.plan(cotj.DenseCost(...))`)", "test_dense_one_cotj", "test_plan_one_numpy", None, 1),
         ("dense cost, 4096 plans, K = 8, shared matrix + per-row `scale`", "test_dense_batch_cotj", "test_batch_numpy", None, 4096),
     ]
     lines = [

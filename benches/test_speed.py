@@ -77,13 +77,13 @@ def test_adaptive_one_networkx(benchmark, dna):
 
 def test_dense_one_cotj(benchmark, dna, lever_matrix):
     benchmark.group = "dense cost, one plan, K=8, shared (N, N) matrix"
-    p = benchmark(cotj.plan, None, K, cost=lever_matrix, scale=dna, start=-dna, end=dna)
+    p = benchmark(cotj.plan, cotj.DenseCost(lever_matrix, start=-dna, end=dna, scale=dna), K)
     np.testing.assert_array_equal(p.steps, cotj.plan(dna, K).steps)
 
 
 def test_dense_batch_cotj(benchmark, batch, lever_matrix):
     benchmark.group = f"dense cost, batch of {BATCH}, K=8, shared matrix, per-row scale"
-    out = benchmark(cotj.plan_batch, None, K, cost=lever_matrix, scale=batch, start=-batch, end=batch)
+    out = benchmark(cotj.plan_batch, cotj.DenseCost(lever_matrix, start=-batch, end=batch, scale=batch), K)
     np.testing.assert_array_equal(out.steps, cotj.plan_batch(batch, K).steps)
 
 
@@ -165,8 +165,8 @@ def shapes_teacher():
 def test_pairs_plan_cotj(benchmark, shapes_teacher, solver):
     """One open-loop plan for a multistep solver, K = 10 from the top (TeacherCost.plan: the Rust pair DP)."""
     benchmark.group = f"multistep plan, {solver}, K=10, N=100"
-    levels = benchmark(shapes_teacher.plan, solver, KM)
-    assert levels.shape == (KM,)
+    p = benchmark(shapes_teacher.plan, solver, KM)
+    assert p.levels.shape == (KM,)
 
 
 def test_pairs_plan_numpy(benchmark, shapes_teacher):
@@ -175,7 +175,7 @@ def test_pairs_plan_numpy(benchmark, shapes_teacher):
     cost = shapes_teacher.solver_cost("unipc")
     n = shapes_teacher.grid.size
     nodes = benchmark.pedantic(ref.pair_plan, (cost.first, cost.pairs, cost.end, KM, n), rounds=5)
-    np.testing.assert_array_equal(shapes_teacher.grid[nodes - 1], shapes_teacher.plan("unipc", KM))
+    np.testing.assert_array_equal(nodes - 1, shapes_teacher.plan("unipc", KM).steps)
 
 
 def _states(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +227,7 @@ def test_closed_loop_planning_cotj(benchmark, shapes_teacher, solver):
 
     def sample() -> list[int]:
         if solver == "euler":
-            plan_batch(None, KM, current=99, **shapes_teacher.plan_kwargs())
+            plan_batch(shapes_teacher.dense(), KM, current=99)
         else:
             shapes_teacher.plan(solver, KM)
         level, previous, seen = np.array([99]), np.array([-1]), []

@@ -143,7 +143,7 @@ def adaptive_choice(curve: np.ndarray, tau: float) -> int:
 
 def pair_plan(first: np.ndarray, pairs: np.ndarray, end: np.ndarray, budget: int, current: int,
               previous: int | None = None, scale: np.ndarray | None = None) -> np.ndarray:
-    """The multistep pair DP as ``cotj.planning.multistep.plan_pairs`` ran it in numpy before the Rust core (the test
+    """The multistep pair DP as ``cotj.planning.multistep.plan_multistep`` ran it in numpy before the Rust core (the test
     reference, kept verbatim): nodes (budget,) descending from ``current``, over (previous, current) pairs of the
     costs ``first`` (M, M), ``pairs`` (M, M, M), ``end`` (M,) of a ``SolverCost``; ``scale`` (M,) per source node.
     Dense ``argmin`` back-pointers: the lowest previous node wins ties, and the first final pair in row-major

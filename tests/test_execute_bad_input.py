@@ -139,7 +139,7 @@ BAD_EXECUTE = {
     "complex log_scale": (lambda tc: tc.plan("euler", 3, log_scale=np.ones(12) * 1j), TypeError, r"log_scale must be real"),
     "log_scale inf": (lambda tc: tc.plan("euler", 3, log_scale=np.full(12, np.inf)), ValueError, r"log_scale must be finite"),
     "unknown solver": (lambda tc: tc.plan("rk4", 3), ValueError, r"solver must be one of euler, heun, dpmpp_2m, unipc"),
-    "plan_kwargs log_scale (2, 5)": (lambda tc: tc.plan_kwargs(np.ones((2, 5))), ValueError,
+    "dense log_scale (2, 5)": (lambda tc: tc.dense(np.ones((2, 5))), ValueError,
                                      r"log_scale must have shape \(N,\) or \(B, N\) with N = 12"),
     # objective
     "teacher dict": (lambda tc: objective("teacher", teacher={}), TypeError, r"teacher must be a TeacherCost"),
@@ -221,4 +221,4 @@ def test_replanner_takes_good_input_unchanged(teacher):
     b = r.next([11, 11], 1, x.reshape(2, 6), 0.5 * x.reshape(2, 6))
     np.testing.assert_array_equal(a, b)
     assert np.all((a >= 1) & (a < 11))
-    assert teacher.plan("unipc", 3, current=np.int64(9), previous=11).shape == (3,)
+    assert teacher.plan("unipc", 3, current=np.int64(9), previous=11).levels.shape == (3,)

@@ -144,7 +144,7 @@ def test_old_module_paths_still_work_and_warn(old: str, new: str) -> None:
     if "diagnose" in old or "prediction" in old:
         pytest.importorskip("torch")
     out = _warns(f"import {old} as old_module; import {new} as new_module", "old_module is new_module")
-    assert f"DeprecationWarning: the module {old} is deprecated" in out and new in out
+    assert f"DeprecationWarning: the module {old}: deprecated" in out and new in out
 
 
 @pytest.mark.parametrize(("statement", "check", "new"), [

@@ -20,6 +20,8 @@ from cotj.planning.multistep import (
     ddim_weights,
     dpmpp_2m_weights,
     estimate_gain,
+    plan_multistep,
+    plan_multistep_batch,
     plan_pairs,
     plan_pairs_batch,
     shared_solver_costs,
@@ -192,6 +194,21 @@ def _random_cost(m: int, seed: int, ties: bool) -> SolverCost:
     return SolverCost("dpmpp_2m", first, pairs, np.append(np.inf, values(m - 1)))
 
 
+def _nodes(cost, budget, current, previous=None, scale=None):
+    """plan_multistep on the reference's nodes (node n is grid level n - 1, node 0 is t = 0)."""
+    steps, _ = plan_multistep(cost, budget, current=current - 1, previous=None if previous is None else previous - 1,
+                              scale=None if scale is None else np.asarray(scale)[1:])
+    return steps + 1
+
+
+def _nodes_batch(cost, budget, current, previous=None, scale=None):
+    """plan_multistep_batch on the reference's nodes, -1 padding kept."""
+    steps, _ = plan_multistep_batch(cost, budget, current=np.asarray(current) - 1,
+                                    previous=None if previous is None else np.where(np.asarray(previous) < 0, -1, np.asarray(previous) - 1),
+                                    scale=None if scale is None else np.asarray(scale)[..., 1:])
+    return np.where(steps >= 0, steps + 1, -1)
+
+
 @settings(max_examples=300, deadline=None)
 @given(m=st.integers(3, 11), seed=st.integers(0, 2**16), ties=st.booleans(), data=st.data())
 def test_pair_dp_is_optimal_and_equals_the_numpy_reference(m, seed, ties, data):
@@ -210,10 +227,10 @@ def test_pair_dp_is_optimal_and_equals_the_numpy_reference(m, seed, ties, data):
         want = ref.pair_plan(cost.first, cost.pairs, cost.end, budget, current, previous, scale)
     except ValueError:
         with pytest.raises(cotj.PlanError, match="has a finite cost"):
-            plan_pairs(cost, budget, current=current, previous=previous, scale=scale)
+            _nodes(cost, budget, current=current, previous=previous, scale=scale)
         assert best == np.inf
         return
-    plan = plan_pairs(cost, budget, current=current, previous=previous, scale=scale)
+    plan = _nodes(cost, budget, current=current, previous=previous, scale=scale)
     np.testing.assert_array_equal(plan, want)
     assert plan.dtype == np.int64 and plan[0] == current and len(plan) == budget and np.all(np.diff(plan) < 0)
     if budget > 1:
@@ -234,9 +251,9 @@ def test_every_request_on_small_costs_equals_the_numpy_reference():
                             want = ref.pair_plan(cost.first, cost.pairs, cost.end, budget, current, previous, w)
                         except ValueError:
                             with pytest.raises(cotj.PlanError, match="has a finite cost"):
-                                plan_pairs(cost, budget, current=current, previous=previous, scale=w)
+                                _nodes(cost, budget, current=current, previous=previous, scale=w)
                             continue
-                        got = plan_pairs(cost, budget, current=current, previous=previous, scale=w)
+                        got = _nodes(cost, budget, current=current, previous=previous, scale=w)
                         np.testing.assert_array_equal(got, want, err_msg=f"{m=} {seed=} {current=} {previous=} {budget=}")
                         checked += 1
     assert checked > 2000
@@ -245,7 +262,7 @@ def test_every_request_on_small_costs_equals_the_numpy_reference():
 @settings(max_examples=40, deadline=None)
 @given(m=st.integers(4, 12), seed=st.integers(0, 2**16), ties=st.booleans(), rows=st.integers(1, 20))
 def test_a_batch_plans_each_row_as_alone(m, seed, ties, rows):
-    """plan_pairs_batch (rows planned in parallel) gives each row the plan plan_pairs gives it, padded with -1."""
+    """plan_multistep_batch (rows planned in parallel) gives each row the plan plan_multistep gives it, padded with -1."""
     cost = _random_cost(m, seed, ties)
     rng = np.random.default_rng(seed)
     current = rng.integers(2, m, rows)
@@ -256,13 +273,13 @@ def test_a_batch_plans_each_row_as_alone(m, seed, ties, rows):
     want = []
     for b in range(rows):
         try:
-            want.append(plan_pairs(cost, int(budget[b]), current=int(current[b]),
+            want.append(_nodes(cost, int(budget[b]), current=int(current[b]),
                                    previous=None if previous[b] < 0 else int(previous[b]), scale=scale[b]))
         except cotj.PlanError:
             with pytest.raises(cotj.PlanError, match=rf"\(row {b}\)"):
-                plan_pairs_batch(cost, budget, current=current, previous=previous, scale=scale)
+                _nodes_batch(cost, budget, current=current, previous=previous, scale=scale)
             return
-    got = plan_pairs_batch(cost, budget, current=current, previous=previous, scale=scale)
+    got = _nodes_batch(cost, budget, current=current, previous=previous, scale=scale)
     assert got.shape == (rows, budget.max())
     for b in range(rows):
         np.testing.assert_array_equal(got[b, :budget[b]], want[b])
@@ -280,7 +297,7 @@ def test_plans_on_the_shipped_teacher_cost_equal_the_numpy_reference():
     for solver in ("dpmpp_2m", "unipc"):
         cost = teacher.solver_cost(solver)
         for budget in (2, 3, 4, 6, 10, 15):
-            np.testing.assert_array_equal(plan_pairs(cost, budget, current=n),
+            np.testing.assert_array_equal(_nodes(cost, budget, current=n),
                                           ref.pair_plan(cost.first, cost.pairs, cost.end, budget, n))
         for _ in range(6):
             current = int(rng.integers(20, n))
@@ -288,11 +305,12 @@ def test_plans_on_the_shipped_teacher_cost_equal_the_numpy_reference():
             budget = int(rng.integers(2, 10))
             scale = np.exp(rng.normal(0.0, 0.5, n + 1))
             np.testing.assert_array_equal(
-                plan_pairs(cost, budget, current=current, previous=previous, scale=scale),
+                _nodes(cost, budget, current=current, previous=previous, scale=scale),
                 ref.pair_plan(cost.first, cost.pairs, cost.end, budget, current, previous, scale))
 
 
-def test_plan_pairs_bad_input():
+@pytest.mark.filterwarnings("ignore:plan_pairs:DeprecationWarning")
+def test_deprecated_plan_pairs_bad_input():
     """Each bad argument is refused with cotj.PlanError (a ValueError) naming it; wrong types with TypeError."""
     cost = SolverCost("euler", np.zeros((4, 4)), None, np.zeros(4))
     with pytest.raises(ValueError, match="single-step solver"):
@@ -340,6 +358,29 @@ def test_plan_pairs_bad_input():
     with pytest.raises(cotj.PlanError, match=r"current has 2 rows but the batch has 3"):
         plan_pairs_batch(ok, 2, current=np.array([3, 3]), scale=np.ones((3, 4)))
     assert set(SOLVERS) == {"euler", "heun", "dpmpp_2m", "unipc"}
+
+
+def test_plan_multistep_takes_grid_indices_and_names_bad_ones():
+    """plan_multistep's current, previous and scale are per grid level, as every planning call's: its plan is the
+    deprecated node-indexed plan_pairs' shifted by one (which warns), its cost the plan's cost, and a bad index or
+    scale is refused in grid terms."""
+    ok = _random_cost(6, 3, False)
+    scale = np.random.default_rng(3).uniform(0.5, 2.0, 5)
+    steps, total = plan_multistep(ok, 3, current=4, previous=None, scale=scale)
+    with pytest.warns(DeprecationWarning, match="plan_pairs .*use plan_multistep"):
+        nodes = plan_pairs(ok, 3, current=5, scale=np.append(1.0, scale))
+    np.testing.assert_array_equal(steps + 1, nodes)
+    assert total == pytest.approx(_plan_cost(ok, nodes, None, np.append(1.0, scale)))
+    for kwargs, match in (({"current": 5}, r"current must be a grid index in 0\.\.4, got 5"),
+                          ({"current": -1}, r"current must be a grid index in 0\.\.4, got -1"),
+                          ({"current": 2, "previous": 7}, r"previous must be a grid index in 0\.\.4 \(or -1 for none\), got 7"),
+                          ({"current": 4, "scale": np.ones(6)}, r"scale must be \(5,\) or \(B, 5\)"),
+                          ({"current": 4, "scale": np.array([1.0, 0.0, 1.0, 1.0, 1.0])}, r"scale\[1\] = 0"),
+                          ({"current": 4, "scale": np.array([1.0, 1.0, np.nan, 1.0, 1.0])}, r"scale\[2\] = nan")):
+        with pytest.raises(cotj.PlanError, match=match):
+            plan_multistep(ok, 2, **kwargs)
+    with pytest.raises(TypeError, match="current must be a grid index"):
+        plan_multistep(ok, 2, current=2.0)  # type: ignore[arg-type]
 
 
 def test_pair_costs_are_bounded_before_anything_is_allocated():
@@ -403,7 +444,7 @@ def test_teacher_cost_keeps_its_gram_through_a_file(calibrated, tmp_path):
     back = TeacherCost.load(tmp_path / "tc.json")
     np.testing.assert_array_equal(back.gram, calibrated.gram)  # full precision, symmetric
     for solver in SOLVERS:
-        np.testing.assert_array_equal(back.plan(solver, 5), calibrated.plan(solver, 5))
+        np.testing.assert_array_equal(back.plan(solver, 5).levels, calibrated.plan(solver, 5).levels)
 
 
 def test_teacher_cost_plans_each_solver_optimally(calibrated):
@@ -411,13 +452,16 @@ def test_teacher_cost_plans_each_solver_optimally(calibrated):
     from cotj.planning.objectives import objective
 
     n = calibrated.grid.size
-    euler = cotj.plan_batch(**objective("teacher", teacher=calibrated), budget=5, current=n - 1).levels[0]
-    np.testing.assert_array_equal(calibrated.plan("euler", 5), euler)
+    euler = cotj.plan_batch(objective("teacher", teacher=calibrated), 5, current=n - 1)[0]
+    made = calibrated.plan("euler", 5)
+    np.testing.assert_array_equal(made.levels, euler.levels)
+    assert made.cost == pytest.approx(euler.cost) and np.all(made.levels == calibrated.grid[made.steps])
     for solver in ("dpmpp_2m", "unipc"):
         cost = calibrated.solver_cost(solver)
-        levels = calibrated.plan(solver, 4, current=n - 3, previous=n - 1)
-        nodes = np.searchsorted(np.append(0.0, calibrated.grid), levels)
-        assert _plan_cost(cost, nodes, n, np.ones(n + 1)) == pytest.approx(_brute(cost, 4, n - 2, n, np.ones(n + 1)))
+        made = calibrated.plan(solver, 4, current=n - 3, previous=n - 1)
+        nodes = np.searchsorted(np.append(0.0, calibrated.grid), made.levels)
+        best = _brute(cost, 4, n - 2, n, np.ones(n + 1))
+        assert _plan_cost(cost, nodes, n, np.ones(n + 1)) == pytest.approx(best) and made.cost == pytest.approx(best)
     with pytest.raises(ValueError, match="no Gram matrix"):
         from dataclasses import replace
 
@@ -452,7 +496,7 @@ def test_replanning_a_batch_gives_each_row_its_own_plan():
             for b in range(6):
                 plan = teacher.plan(solver, 10 - done + 1, current=int(level[b]),
                                     previous=None if previous is None else int(previous[b]), log_scale=log_scale[b])
-                assert got[b] == np.searchsorted(teacher.grid, plan[1])
+                assert got[b] == plan.steps[1]
 
 
 def test_ctrl_c_stops_a_long_pair_plan():

@@ -58,16 +58,16 @@ def test_every_budget_matches_exhaustive_search(inst):
     planner = cotj.Planner(first=first, last=last)
     for k in range(1, n + 1):
         best, optimal = exhaustive(n, k, m, start, end, scale, first, last, current)
-        kwargs = dict(cost=m, start=start, end=end, scale=scale, current=current)
+        cost = cotj.DenseCost(m, start=start, end=end, scale=scale)
         if not optimal:
             with pytest.raises(ValueError, match="infeasible"):
-                planner.plan(None, k, **kwargs)
+                planner.plan(cost, k, current=current)
             continue
-        p = planner.plan(None, k, **kwargs)
+        p = planner.plan(cost, k, current=current)
         assert p.cost == pytest.approx(best, rel=1e-12, abs=1e-12)
         assert list(p.steps) in optimal
         assert current is None or p.steps[0] == current
-        own = cotj.plan_cost(None, p.steps, cost=m, start=start, end=end, scale=scale)
+        own = cotj.plan_cost(cotj.DenseCost(m, start=start, end=end, scale=scale), p.steps)
         assert own == pytest.approx(p.cost, rel=1e-12, abs=1e-12)
         np.testing.assert_array_equal(p.levels, cotj.default_grid(n)[p.steps])
 
@@ -79,12 +79,13 @@ def test_adaptive_length_follows_the_exhaustive_curve(inst, tau, data):
     kmax = data.draw(st.integers(1, n))
     current = data.draw(st.none() | st.integers(0, n - 1))
     curve = np.array([exhaustive(n, k, m, start, end, scale, current=current)[0] for k in range(1, kmax + 1)])
-    kwargs = dict(cost=m, start=start, end=end, scale=scale, tau=tau, max_steps=kmax, current=current)
+    cost = cotj.DenseCost(m, start=start, end=end, scale=scale)
+    kwargs = dict(tau=tau, max_steps=kmax, current=current)
     if not np.any(np.isfinite(curve)):
         with pytest.raises(ValueError, match=f"max_steps = {kmax} is infeasible"):
-            cotj.plan(None, **kwargs)
+            cotj.plan(cost, **kwargs)
         return
-    p = cotj.plan(None, **kwargs)
+    p = cotj.plan(cost, **kwargs)
     np.testing.assert_allclose(p.curve, curve, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(p.ratio, ref.ratio(curve), rtol=1e-9, atol=1e-12)
     assert p.budget == ref.adaptive_choice(p.curve, tau)
@@ -99,21 +100,21 @@ def test_batched_shared_and_scaled_forms_plan_each_row_optimally(inst, data):
     rows = max([1] + [a.shape[0] for a, per_row in ((m, 3), (start, 2), (end, 2), (scale, 2)) if a is not None and a.ndim == per_row])
     budget = data.draw(arrays(np.int64, rows, elements=st.integers(1, n)))
     current = data.draw(st.none() | arrays(np.int64, rows, elements=st.integers(0, n - 1)))
-    kwargs = dict(cost=m, start=start, end=end, scale=scale, current=current)
+    cost = cotj.DenseCost(m, start=start, end=end, scale=scale)
     expected = []
     for r in range(rows):
         arrs = [a if a is None or a.ndim == base else a[r] for a, base in ((m, 2), (start, 1), (end, 1), (scale, 1))]
         k, c = int(budget[r]), None if current is None else int(current[r])
         if c is not None and k > c + 1:
             with pytest.raises(ValueError, match=rf"budget\[{r}\] = {k} is infeasible with current\[{r}\] = {c}"):
-                cotj.plan_batch(None, budget, **kwargs)
+                cotj.plan_batch(cost, budget, current=current)
             return
         expected.append(exhaustive(n, k, *arrs, current=c))
     if any(not optimal for _, optimal in expected):
         with pytest.raises(ValueError, match="infeasible for row"):
-            cotj.plan_batch(None, budget, **kwargs)
+            cotj.plan_batch(cost, budget, current=current)
         return
-    batch = cotj.plan_batch(None, budget, **kwargs)
+    batch = cotj.plan_batch(cost, budget, current=current)
     np.testing.assert_array_equal(batch.lengths, budget)
     for r, (best, optimal) in enumerate(expected):
         assert list(batch[r].steps) in optimal
@@ -134,10 +135,10 @@ def test_the_dna_form_is_the_dense_form_with_the_lever(dna, data):
     lengths = data.draw(st.sampled_from([{"budget": 6}, {"budget": np.arange(7) % 5 + 2}, {"tau": 0.9, "max_steps": 10}]))
     planner = cotj.Planner(first=first, last=last)
     as_dna = planner.plan_batch(dna, current=current, **lengths)
-    as_dense = planner.plan_batch(None, cost=lev, scale=dna, start=-dna, end=dna, current=current, **lengths)
+    as_dense = planner.plan_batch(cotj.DenseCost(lev, start=-dna, end=dna, scale=dna), current=current, **lengths)
     for field in ("steps", "levels", "lengths", "cost", "curve", "ratio"):
         np.testing.assert_array_equal(getattr(as_dense, field), getattr(as_dna, field), err_msg=field)
-    one = planner.plan(None, 6, cost=lev, scale=dna[0], start=-dna[0], end=dna[0], current=current)
+    one = planner.plan(cotj.DenseCost(lev, start=-dna[0], end=dna[0], scale=dna[0]), 6, current=current)
     np.testing.assert_array_equal(one.steps, planner.plan(dna[0], 6, current=current).steps)
     assert one.cost == planner.plan(dna[0], 6, current=current).cost
 
@@ -148,10 +149,10 @@ def test_the_dna_form_is_the_dense_form_on_real_dna_in_float32(real_dna):
     dna = (real_dna * rng.uniform(0.5, 2.0, (64, 1))).astype(np.float32)
     d64 = dna.astype(np.float64)
     as_dna = cotj.plan_batch(dna, 8)
-    as_dense = cotj.plan_batch(None, 8, cost=lev, scale=dna, start=-d64, end=d64)
+    as_dense = cotj.plan_batch(cotj.DenseCost(lev, start=-d64, end=d64, scale=dna), 8)
     np.testing.assert_array_equal(as_dense.steps, as_dna.steps)
     np.testing.assert_array_equal(as_dense.cost, as_dna.cost)
-    ties = cotj.plan_batch(None, 7, cost=np.zeros((50, 50)), scale=np.zeros((4, 50)))
+    ties = cotj.plan_batch(cotj.DenseCost(np.zeros((50, 50)), scale=np.zeros((4, 50))), 7)
     np.testing.assert_array_equal(ties.steps, cotj.plan_batch(np.zeros((4, 50)), 7).steps)
 
 

@@ -52,10 +52,10 @@ TOO_WIDE = r"{name} has {n} levels, more than MAX_LEVELS = 10000"
         ("cotj.Planner(np.linspace(1e-6, 1, 200_000), (np.ones(200_000), np.ones(200_000)))", TOO_WIDE.format(name="grid", n=200000)),
         ("_core.Lever(np.linspace(1e-6, 1, 10_001))", TOO_WIDE.format(name="grid", n=10001)),
         ("_core.Lever.default(2**62)", TOO_WIDE.format(name="n", n=2**62)),
-        ("cotj.plan_batch(None, 4, cost=np.empty((0, 20_000, 20_000)))", TOO_WIDE.format(name="cost", n=20000)),
+        ("cotj.plan_batch(cotj.DenseCost(np.empty((0, 20_000, 20_000))), 4)", TOO_WIDE.format(name="edges", n=20000)),
         ("cotj.plan_cost(np.ones(10), np.linspace(1, 0.1, 20_000))", r"steps as noise levels has 20000 levels, more than MAX_LEVELS"),
         ("cotj.plan(np.array([0.5]), 1)", r"dna must have at least 2 levels, got 1"),
-        ("cotj.plan(None, 1, cost=np.zeros((1, 1)))", r"cost must have at least 2 levels, got 1"),
+        ("cotj.plan(cotj.DenseCost(np.zeros((1, 1))), 1)", r"edges must have at least 2 levels, got 1"),
     ],
 )
 def test_too_many_or_too_few_levels_are_refused_before_allocating(call, match):
@@ -132,7 +132,7 @@ def test_memory_stays_bounded_across_many_widths():
 INTERRUPTIBLE = {  # (the input, built before the clock starts; the plan)
     "one row, adaptive (O(N^3))": ("x = np.linspace(0.01, 1, 5000) ** 1.5", "cotj.plan(x, tau=0.99)"),
     "a batch on the thread pool": ("x = np.tile(np.linspace(0.01, 1, 2000) ** 1.5, (32, 1))", "cotj.plan_batch(x, tau=0.99)"),
-    "a dense cost": ("x = np.tril(np.ones((4000, 4000)), -1)", "cotj.plan(None, tau=0.99, cost=x)"),
+    "a dense cost": ("x = np.tril(np.ones((4000, 4000)), -1)", "cotj.plan(cotj.DenseCost(x), tau=0.99)"),
 }
 
 
@@ -157,11 +157,11 @@ def test_ctrl_c_stops_a_long_plan(setup, call):
         (lambda: cotj.plan(D, 4, first=np.array([1, 2])), ValueError, r"first must be 'any', 'top' or an int number of levels, got array\(\[1, 2\]\)"),
         (lambda: cotj.plan(D, 4, last=np.array(["any"])), ValueError, r"last must be 'any', 'bottom' or an int"),
         (lambda: cotj.plan(D, 4, first=[1]), ValueError, r"first must be 'any', 'top' or an int"),
-        (lambda: cotj.plan(None, tau=0.9, cost=np.tril(np.ones((10, 10)), -1), start=np.full(10, np.inf)), ValueError,
+        (lambda: cotj.plan(cotj.DenseCost(np.tril(np.ones((10, 10)), -1), start=np.full(10, np.inf)), tau=0.9), ValueError,
          r"the default max_steps = 5 is infeasible for row 0: every plan of 1..=5 levels"),
         (lambda: _core.plan_batch(B, _core.Lever.default(20), budget=2**64, first=20, last=20), ValueError, r"budget = 18446744073709551616 " + OUT_OF_RANGE),
-        (lambda: cotj.plan(None, 4, cost=np.float64(1.0)), ValueError, r"cost must be \(N, N\); use cotj.plan_batch for a batch, got shape \(\)"),
-        (lambda: cotj.plan_batch(None, 4, cost=np.empty((0, 2**20, 2**20))), ValueError, r"cost has 1048576 levels, more than MAX_LEVELS"),
+        (lambda: cotj.plan(cotj.DenseCost(np.float64(1.0)), 4), ValueError, r"edges must be \(N, N\) or \(B, N, N\), got shape \(\)"),
+        (lambda: cotj.plan_batch(cotj.DenseCost(np.empty((0, 2**20, 2**20))), 4), ValueError, r"edges has 1048576 levels, more than MAX_LEVELS"),
     ],
 )
 def test_awkward_numbers_get_named_errors(call, error, match):

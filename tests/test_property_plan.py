@@ -146,7 +146,7 @@ def test_property_dense_costs_on_anything(request, ends):
     n = cost.shape[-1] if cost.ndim else 0
     start, end, scale = (None if v is None else np.full(n, v) for v in ends)
     try:
-        batch = cotj.plan_batch(None, cost=cost, **_given(start=start, end=end, scale=scale), **kwargs)
+        batch = cotj.plan_batch(cotj.DenseCost(cost), **_given(start=start, end=end, scale=scale), **kwargs)
     except (ValueError, TypeError) as exc:
         refused_well(exc)
         event(f"refused: {type(exc).__name__}")
@@ -155,7 +155,7 @@ def test_property_dense_costs_on_anything(request, ends):
     _check_batch(batch, n)
     if cost.ndim == 2 and scale is None:
         for b, p in enumerate(batch):
-            again = cotj.plan_cost(None, p.steps, cost=cost, start=start, end=end)
+            again = cotj.plan_cost(cotj.DenseCost(cost, start=start, end=end), p.steps)
             assert _close(again, batch.cost[b], cost, start, end)
 
 

@@ -152,7 +152,7 @@ def test_a_saved_teacher_cost_loads_back_equal(tmp_path):
     np.testing.assert_allclose(back.gram, tc.gram, rtol=1e-15)
     assert back.rows is not None and tc.rows is not None
     np.testing.assert_allclose(back.rows.beta, tc.rows.beta, rtol=1e-6)
-    np.testing.assert_array_equal(back.plan("unipc", 3), tc.plan("unipc", 3))
+    np.testing.assert_array_equal(back.plan("unipc", 3).levels, tc.plan("unipc", 3).levels)
 
 
 def test_the_shipped_teacher_cost_loads():
@@ -194,9 +194,9 @@ def test_multistep_costs_past_the_bound_are_refused_before_building(tmp_path):
         tc.plan("unipc", 4)
     assert _peak_mib() - before < 50
     assert multistep_cost_bytes(400) > 6 * 2**30
-    assert tc.plan("euler", 4).shape == (4,)
+    assert tc.plan("euler", 4).levels.shape == (4,)
     within = small_teacher(40, rows=False)
-    assert within.plan("dpmpp_2m", 4).shape == (4,)
+    assert within.plan("dpmpp_2m", 4).levels.shape == (4,)
 
 
 def test_the_constructor_checks_what_load_checks():
@@ -227,4 +227,4 @@ def test_single_step_solver_costs_are_held_to_the_same_memory_bound(monkeypatch)
                                          r"the multistep costs at MAX_MULTISTEP_LEVELS"):
         tc.plan("heun", 3)
     monkeypatch.setattr(objectives, "MAX_MULTISTEP_LEVELS", 160)
-    assert tc.plan("heun", 3).shape == (3,)
+    assert tc.plan("heun", 3).levels.shape == (3,)

@@ -17,14 +17,32 @@ from typing import Any
 
 from cotj import _deprecation
 from cotj._core import MAX_LEVELS, __version__
-from cotj.planning.dna import align_dna, gains, load_dna, mean_dna, mean_dna_names
-from cotj.planning.objectives import OBJECTIVES, TeacherCost, objective
-from cotj.planning.planner import Plan, PlanBatch, PlanError, Planner, cost_matrix, plan, plan_batch, plan_cost
-from cotj.planning.schedules import Schedule, default_grid
+from cotj.planning import (
+    OBJECTIVES,
+    DenseCost,
+    Plan,
+    PlanBatch,
+    PlanError,
+    Planner,
+    Schedule,
+    TeacherCost,
+    align_dna,
+    cost_matrix,
+    default_grid,
+    gains,
+    load_dna,
+    mean_dna,
+    mean_dna_names,
+    objective,
+    plan,
+    plan_batch,
+    plan_cost,
+)
 
 __all__ = [
     "MAX_LEVELS",
     "OBJECTIVES",
+    "DenseCost",
     "__version__",
     "Plan",
     "PlanBatch",

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
-def warn(old: str, new: str, stacklevel: int = 3) -> None:
-    """One DeprecationWarning: ``old`` is deprecated, use ``new``."""
-    warnings.warn(f"{old} is deprecated and goes in the next release: use {new}", DeprecationWarning,
-                  stacklevel=stacklevel)
+
+def _caller_level() -> int:
+    """The stack level of the first caller outside this package (and outside the import machinery), so that the
+    warning names the user's line and Python's default filters show it."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None:
+        name = frame.f_code.co_filename
+        internal = "importlib" in name and "_bootstrap" in name  # frames the warnings module skips, uncounted
+        if not internal and not name.startswith(_PACKAGE):
+            break
+        frame, level = frame.f_back, level + (not internal)  # type: ignore[assignment]
+    return level
+
+
+def warn(old: str, new: str, stacklevel: int | None = None) -> None:
+    """One DeprecationWarning: ``old`` is deprecated, use ``new``; attributed to the caller outside cotj."""
+    warnings.warn(f"{old}: deprecated, goes in the next release; use {new}", DeprecationWarning,
+                  stacklevel=stacklevel or _caller_level())
 
 
 def alias_module(old: str, new: str) -> None:

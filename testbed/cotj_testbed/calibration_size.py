@@ -4,7 +4,7 @@ A pool of training prompts (Tier 2's, :class:`cotj_testbed.quality_tier2.Tier2Se
 ``grid_size``-level teacher (:func:`cotj.predict.teacher.euler_trajectories`); for each calibration size n, ``repeats``
 random subsets of n pool prompts are fitted into a teacher cost (:func:`cotj.predict.teacher.fit_teacher_cost`,
 exactly what :func:`cotj.predict.calibrate` fits on those n prompts; no Gram matrix: Euler plans only). Each teacher
-cost plans K steps for held-out prompts, open loop (:meth:`cotj.planning.objectives.TeacherCost.plan_kwargs`) and closed
+cost plans K steps for held-out prompts, open loop (:meth:`cotj.planning.objectives.TeacherCost.dense`) and closed
 loop (:func:`cotj.execute.replan_sample`), and the samples are scored by PSNR (images in [0, 1]) against each
 prompt's ``grid_size``-step reference, the benchmark's (docs/howto-your-model.md reports the result).
 

@@ -71,7 +71,7 @@ def schedule_for_solver(problem: Problem, name: str, solver: str, k: int) -> NDA
         return None
     if problem.teacher_cost is None:
         raise ValueError("solver_aware needs the problem's teacher cost")
-    return np.tile(problem.teacher_cost.plan(solver, k), (problem.noise.shape[0], 1))  # needs its Gram matrix
+    return np.tile(problem.teacher_cost.plan(solver, k).levels, (problem.noise.shape[0], 1))  # needs its Gram matrix
 
 
 _CEILING_COSTS: dict[str, CostSet] = {}

@@ -14,8 +14,8 @@ from numpy.typing import ArrayLike, NDArray
 from cotj import Plan, load_dna, plan_batch, plan_cost
 from cotj.execute.schedulers import neutral_scheduler, planned_scheduler
 from cotj.execute.vp_replan import replanning_scheduler
+from cotj.planning import objectives
 from cotj.planning.objectives import OBJECTIVES, TeacherCost
-from cotj.planning.objectives import objective as objective_kwargs
 from cotj.planning.planner import DEFAULT_BUDGET
 from cotj.planning.solvers import MULTISTEP, SOLVERS
 
@@ -106,72 +106,72 @@ def sample(
     solver: str | None = None,
     **pipe_kwargs: Any,
 ) -> SampleResult:
-    """Predict the DNA of each prompt, plan its schedule, and sample it with ``pipe``.
+    """Predict the DNA of each prompt, plan its schedule, and sample it with the Diffusers pipeline ``pipe``.
 
-    Args:
-        pipe: a Diffusers pipeline (flow-matching or discrete VP scheduler; see
-            :mod:`cotj.execute.schedulers` for which schedulers run plans exactly).
-        prompt: a prompt or a list of B prompts; or pass ``prompt_embeds`` (B, L, D) (and the
-            pipeline's other embedding arguments) in ``pipe_kwargs``.
-        budget: steps per prompt (int or (B,) ints); exclusive with ``tau`` (adaptive length,
-            docs/method.md §5, with ``max_steps``). Default 8 steps.
-        predictor: a :class:`cotj.predict.DNAPredictor`; its input is ``embeddings`` (B, D) if
-            given, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled over tokens.
-        mean_dna: instead of a predictor, one DNA row (N,) (or a file, :func:`cotj.load_dna`)
-            used for every prompt ("CoTj-mean").
-        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` (or the path of its JSON file, from
-            :func:`cotj.predict.calibrate`): enables the "teacher" and "calibrated" objectives and replanning.
-        objective: "paper" (the DNA alone), "teacher" or "calibrated" (:mod:`cotj.planning.objectives`); default "teacher"
-            when ``teacher`` is given, else "paper".
-        replan: closed-loop replanning after every step (:class:`~cotj.execute.replan.ReplanningScheduler`; one
-            pipeline call per prompt, fixed ``budget``); default True when ``teacher`` is given, except for
-            ``solver="heun"``, which runs open loop (True raises for it).
-        grid: the DNA's grid (N,); default ``t_i = (i + 1)/N``.
-        neutral: run on :func:`neutral_scheduler` of the pipeline's scheduler (Karras/beta/
-            exponential spacing, ``shift_terminal`` and ``final_sigmas_type`` turned off)
-            instead of raising for them.
-        atol: tolerance of the exactness check on the levels the model sees.
-        solver: run the levels with this solver of :mod:`cotj.execute.solvers`, exactly, through its Diffusers
-            scheduler (:func:`cotj.execute.solver_scheduler`, on the linear flow with the pipeline scheduler's
-            ``num_train_timesteps``; the pipeline's scheduler must be a flow-matching one): "euler", "heun" (2K - 1
-            model evaluations for K levels), "dpmpp_2m" or "unipc" (``neutral`` does not apply: those schedulers
-            are neutral). None (default): :func:`default_solver`: "unipc" closed loop when the teacher objective
-            runs on a flow-matching pipeline and the teacher cost has a Gram matrix (the measured best pairing,
-            docs/results.md), "euler" closed loop on a teacher cost without one (logged, with how to recalibrate),
-            else the pipeline's own scheduler as configured, with first-order plans. With the teacher objective the
-            plans are made for the solver's steps (:meth:`~cotj.planning.objectives.TeacherCost.plan`, docs/method.md §11): closed loop (the default)
-            replans euler, dpmpp_2m and unipc after every evaluation from the current and previous levels
-            (:class:`~cotj.execute.replan.ReplanningScheduler` around the solver's scheduler; dpmpp_2m and unipc
-            need the teacher cost's Gram matrix and raise ValueError without one); heun runs open loop, its plan
-            made for Heun's steps when the teacher cost has a Gram matrix, else the first-order teacher plan (a
-            warning is logged), as open-loop dpmpp_2m and unipc plans do. ``tau``, and the "paper" and
-            "calibrated" objectives, plan first-order steps whatever the solver.
-        pipe_kwargs: passed to the pipeline; tensors and lists with B rows are split per prompt. One
-            ``generator`` for B > 1 prompts becomes B generators seeded from it in prompt order, so each
-            prompt's noise is the same however the prompts group by plan; pass ``latents`` or a list of B
-            generators to choose the noise yourself.
+    ``prompt``: one or B prompts (or ``prompt_embeds`` (B, L, D) in ``pipe_kwargs``). ``budget``: model evaluations
+    per prompt, an int or (B,) ints (default 8); or ``tau`` (adaptive, up to ``max_steps``). The plan comes from a
+    ``predictor`` (a :class:`cotj.predict.DNAPredictor` on ``embeddings``, ``embed(prompts)`` or pooled
+    ``prompt_embeds``), a ``mean_dna`` row or file, or a ``teacher`` cost (:class:`~cotj.TeacherCost` or its file),
+    with ``objective`` "paper", "teacher" (default with a teacher) or "calibrated". ``replan``: closed loop, replanned
+    after every evaluation (default with a teacher). ``solver``: "euler", "heun", "dpmpp_2m" or "unipc", run exactly
+    through its scheduler; default :func:`default_solver` (UniPC closed loop with a teacher cost that has a Gram
+    matrix). ``grid``: the DNA's grid; ``neutral``: run on :func:`~cotj.execute.neutral_scheduler` of the pipeline's
+    scheduler; ``atol``: tolerance of the exactness check. Other keywords go to the pipeline (rows split per prompt;
+    one ``generator`` becomes B generators seeded from it in prompt order).
 
-    Returns:
-        :class:`SampleResult` with the images, the plans (their ``levels`` are the levels run; Heun also
-        evaluates each but the first a second time, :func:`cotj.execute.evaluation_levels`; the cost of teacher
-        plans is the first-order teacher cost of their levels) and the DNA. Prompts that share a plan run in one
-        pipeline call; the pipeline's scheduler is restored afterwards.
-
-    Raises:
-        InexactScheduleError: the scheduler cannot run a plan exactly.
-        ValueError: missing or conflicting arguments.
+    Returns a :class:`SampleResult` (images, the plan each prompt ran, the DNA). Prompts sharing a plan run in one
+    pipeline call; the pipeline's scheduler is restored afterwards. Raises
+    :class:`~cotj.execute.InexactScheduleError` when the scheduler cannot run a plan exactly, ValueError for missing
+    or conflicting arguments. The whole story: docs/method.md §9 and §11.
     """
     batch = _batch_size(prompt, pipe_kwargs.get("prompt_embeds"))
     prompts = [prompt] if isinstance(prompt, str) else prompt
+    opts = _options(pipe.scheduler, teacher, objective, solver, replan, tau)
+    dna = None
+    if opts.objective != "teacher" or predictor is not None or mean_dna is not None:
+        dna = _dna(batch, predictor, mean_dna, _embeddings(predictor, embeddings, embed, prompts, pipe_kwargs))
+    if "generator" in pipe_kwargs:
+        pipe_kwargs["generator"] = _per_prompt(pipe_kwargs["generator"], batch)
+    if opts.replan:
+        assert opts.teacher is not None  # checked by _options
+        return _closed_loop(pipe, prompts, batch, opts.teacher, opts.objective, dna, budget, tau, pipe_kwargs,
+                            opts.solver)
+    plans = _open_loop_plans(opts, batch, dna, predictor, budget, tau, max_steps, grid)
+    original = pipe.scheduler
+    if opts.solver is not None:
+        base = _solver_scheduler(original, opts.solver)
+    else:
+        base = neutral_scheduler(original) if neutral else original
+    try:
+        images = _run_groups(pipe, base, prompts, plans, pipe_kwargs, atol)
+    finally:
+        pipe.scheduler = original
+    return SampleResult(images, plans, dna)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What :func:`sample` runs, its arguments checked and its defaults resolved."""
+
+    teacher: TeacherCost | None
+    objective: str
+    solver: str | None
+    replan: bool
+
+
+def _options(scheduler: Any, teacher: TeacherCost | str | os.PathLike[str] | None, objective: str | None,
+             solver: str | None, replan: bool | None, tau: float | None) -> _Options:
+    """Load the teacher cost, resolve the objective, solver and replanning defaults, and refuse what conflicts."""
     tc = TeacherCost.load(os.fspath(teacher)) if isinstance(teacher, (str, os.PathLike)) else teacher
     objective = objective or ("paper" if tc is None else "teacher")
     if solver is not None and solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
-    if replan and solver == "heun":
-        raise ValueError("solver='heun' evaluates the model twice per level and runs open loop: pass replan=False")
+    if replan and solver is not None and not SOLVERS[solver].replans:
+        raise ValueError(f"solver={solver!r} evaluates the model twice per level and runs open loop: pass replan=False")
     if solver is None:
-        solver = default_solver(pipe.scheduler, tc, objective, tau=tau, replan=replan)
-    replan = tc is not None and solver != "heun" if replan is None else replan
+        solver = default_solver(scheduler, tc, objective, tau=tau, replan=replan)
+    if replan is None:
+        replan = tc is not None and (solver is None or SOLVERS[solver].replans)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     if (replan or objective != "paper") and tc is None:
@@ -180,61 +180,61 @@ def sample(
         raise ValueError(f"closed-loop replanning with solver={solver!r} plans its steps from the teacher cost's Gram "
                          "matrix, and this teacher cost has none: recalibrate (cotj.predict.calibrate records it), "
                          "or pass replan=False (open loop)")
-    dna = None
-    if objective != "teacher" or predictor is not None or mean_dna is not None:
-        if predictor is not None and embeddings is None:
-            if embed is not None and prompts is not None:
-                embeddings = embed(list(prompts))
-            elif pipe_kwargs.get("prompt_embeds") is not None:
-                embeddings = pipe_kwargs["prompt_embeds"].float().mean(dim=1).cpu()
-            else:
-                raise ValueError("the predictor needs embeddings, embed(prompts) or prompt_embeds")
-        dna = _dna(batch, predictor, mean_dna, embeddings)
-    if "generator" in pipe_kwargs:
-        pipe_kwargs["generator"] = _per_prompt(pipe_kwargs["generator"], batch)
-    if replan:
-        assert tc is not None  # checked above
-        return _closed_loop(pipe, prompts, batch, tc, objective, dna, budget, tau, pipe_kwargs, solver)
-    if objective == "paper":
-        plans = list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
-    else:
-        assert tc is not None  # checked above: the other objectives need a teacher cost
-        if objective == "teacher" and solver not in (None, "euler") and tau is None and tc.gram is not None:
-            plans = _solver_plans(tc, solver, batch, budget)
-        else:
-            if objective == "teacher" and solver not in (None, "euler") and tau is None:
-                log.warning("the teacher cost has no Gram matrix: solver=%r runs the first-order teacher plan "
-                            "(recalibrate with cotj.predict.calibrate for plans made for its steps)", solver)
-            if objective == "calibrated" and predictor is None:
-                raise ValueError("the 'calibrated' objective needs a predictor (its DNA is scaled by the predictor's "
-                                 "mean DNA)")
-            ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else None
-            kw = objective_kwargs(objective, dna=dna, mean_dna=ref, teacher=tc)
-            rows = plan_batch(budget=budget, tau=tau, max_steps=max_steps, current=tc.grid.size - 1, **kw)
-            plans = [rows[b if len(rows) > 1 else 0] for b in range(batch)]
+    return _Options(tc, objective, solver, bool(replan))
+
+
+def _embeddings(predictor: Any, embeddings: Any, embed: Callable[[Sequence[str]], Any] | None,
+                prompts: Sequence[str] | None, pipe_kwargs: dict[str, Any]) -> Any:
+    """The predictor's input: ``embeddings``, else ``embed(prompts)``, else ``prompt_embeds`` mean-pooled."""
+    if predictor is None or embeddings is not None:
+        return embeddings
+    if embed is not None and prompts is not None:
+        return embed(list(prompts))
+    if pipe_kwargs.get("prompt_embeds") is not None:
+        return pipe_kwargs["prompt_embeds"].float().mean(dim=1).cpu()
+    raise ValueError("the predictor needs embeddings, embed(prompts) or prompt_embeds")
+
+
+def _open_loop_plans(opts: _Options, batch: int, dna: NDArray[np.float64] | None, predictor: Any, budget: Any,
+                     tau: float | None, max_steps: int | None, grid: ArrayLike | None) -> list[Plan]:
+    """One plan per prompt, made before sampling."""
+    if opts.objective == "paper":
+        return list(plan_batch(dna, budget, grid=grid, tau=tau, max_steps=max_steps))
+    tc, solver = opts.teacher, opts.solver
+    assert tc is not None  # the other objectives need a teacher cost (_options)
+    made_for_solver = opts.objective == "teacher" and solver not in (None, "euler") and tau is None
+    if made_for_solver and tc.gram is not None:
+        return _solver_plans(tc, str(solver), batch, budget)
+    if made_for_solver:
+        log.warning("the teacher cost has no Gram matrix: solver=%r runs the first-order teacher plan "
+                    "(recalibrate with cotj.predict.calibrate for plans made for its steps)", solver)
+    if opts.objective == "calibrated" and predictor is None:
+        raise ValueError("the 'calibrated' objective needs a predictor (its DNA is scaled by the predictor's mean DNA)")
+    ref = predictor.mean_dna.double().cpu().numpy() if predictor is not None else None
+    cost = objectives.objective(opts.objective, dna=dna, mean_dna=ref, teacher=tc)
+    rows = plan_batch(cost, budget, tau=tau, max_steps=max_steps, current=tc.grid.size - 1)
+    return [rows[b if len(rows) > 1 else 0] for b in range(batch)]
+
+
+def _run_groups(pipe: Any, base: Any, prompts: Sequence[str] | None, plans: list[Plan], pipe_kwargs: dict[str, Any],
+                atol: float) -> list[Any]:
+    """Run the prompts that share a plan in one pipeline call each, on ``base`` set to their plan."""
+    batch = len(plans)
     groups: dict[tuple[int, ...], list[int]] = {}
     for b, p in enumerate(plans):
         groups.setdefault(tuple(int(i) for i in p.steps), []).append(b)
-    original = pipe.scheduler
-    if solver is not None:
-        base = _solver_scheduler(original, solver)
-    else:
-        base = neutral_scheduler(original) if neutral else original
     images: list[Any] = [None] * batch
-    try:
-        for idx in groups.values():
-            plan = plans[idx[0]]
-            log.info("prompts %s: %d steps at levels %s", idx, plan.budget, np.round(plan.levels, 4).tolist())
-            pipe.scheduler = planned_scheduler(base, plan, atol=atol)
-            kwargs = {k: _rows(v, idx, batch) for k, v in pipe_kwargs.items()}
-            if prompts is not None:
-                kwargs["prompt"] = [prompts[i] for i in idx]
-            out = pipe(num_inference_steps=plan.budget, **kwargs).images
-            for b, image in zip(idx, out, strict=False):
-                images[b] = image
-    finally:
-        pipe.scheduler = original
-    return SampleResult(images, plans, dna)
+    for idx in groups.values():
+        plan = plans[idx[0]]
+        log.info("prompts %s: %d steps at levels %s", idx, plan.budget, np.round(plan.levels, 4).tolist())
+        pipe.scheduler = planned_scheduler(base, plan, atol=atol)
+        kwargs = {k: _rows(v, idx, batch) for k, v in pipe_kwargs.items()}
+        if prompts is not None:
+            kwargs["prompt"] = [prompts[i] for i in idx]
+        out = pipe(num_inference_steps=plan.budget, **kwargs).images
+        for b, image in zip(idx, out, strict=False):
+            images[b] = image
+    return images
 
 
 def default_solver(scheduler: Any, teacher: TeacherCost | None, objective: str = "teacher", *, tau: float | None = None,
@@ -273,9 +273,8 @@ def _solver_plans(teacher: TeacherCost, solver: str, batch: int, budget: Any) ->
     budgets = np.broadcast_to(np.asarray(DEFAULT_BUDGET if budget is None else budget), (batch,))
     plans: dict[int, Plan] = {}
     for k in {int(k) for k in budgets}:
-        levels = teacher.plan(solver, k)
-        steps = np.searchsorted(teacher.grid, levels).astype(np.int64)
-        plans[k] = Plan(steps, teacher.grid[steps], plan_cost(None, steps, cost=teacher.edges, end=teacher.end))
+        made = teacher.plan(solver, k)
+        plans[k] = Plan(made.steps, made.levels, plan_cost(teacher.dense(), made.steps))
     return [plans[int(k)] for k in budgets]
 
 
@@ -302,7 +301,7 @@ def _closed_loop(pipe: Any, prompts: Sequence[str] | None, batch: int, teacher: 
             images[b] = pipe(num_inference_steps=int(budget), **kwargs).images[0]
             levels = np.asarray(pipe.scheduler.levels)
             steps = np.abs(teacher.grid[None, :] - levels[:, None]).argmin(1)
-            cost = plan_cost(None, steps, cost=teacher.edges, end=teacher.end)  # open-loop units: the calibration mean
+            cost = plan_cost(teacher.dense(), steps)  # open-loop units: the calibration mean
             plans.append(Plan(steps.astype(np.int64), levels, cost))
             log.info("prompt %d: replanned %d steps at levels %s", b, len(levels), np.round(levels, 4).tolist())
     finally:

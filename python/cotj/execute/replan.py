@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.planning.multistep import plan_pairs_batch
+from cotj.planning.multistep import plan_multistep_batch
 from cotj.planning.objectives import TeacherCost, _log_scale, grid_levels
 from cotj.planning.planner import plan_batch
 from cotj.planning.solvers import SOLVERS
@@ -117,13 +117,13 @@ class Replanner:
         if np.any(level < left):
             raise ValueError(f"level {level.min()} leaves no room for {left} more evaluations (grid levels below it)")
         if self.solver == "euler":
-            plans = plan_batch(None, left + 1, current=level, **self.teacher.plan_kwargs(log_scale))
+            plans = plan_batch(self.teacher.dense(log_scale), left + 1, current=level)
             return plans.steps[:, 1].astype(np.int64)
-        # One call plans every row (in parallel, in the core) as TeacherCost.plan plans one: nodes are grid index + 1.
+        # One call plans every row (in parallel, in the core) as TeacherCost.plan plans one.
         w = np.exp(_log_scale(log_scale, None, n))
-        nodes = plan_pairs_batch(self.teacher.solver_cost(self.solver), left + 1, current=level + 1,
-                                 previous=np.where(prev < 0, -1, prev + 1), scale=np.hstack([np.ones((level.size, 1)), w]))
-        return nodes[:, 1] - 1
+        steps, _ = plan_multistep_batch(self.teacher.solver_cost(self.solver), left + 1, current=level, previous=prev,
+                                        scale=w)
+        return steps[:, 1]
 
 
 def _previous(previous: ArrayLike, level: NDArray[np.int64], n: int) -> NDArray[np.int64]:
@@ -293,9 +293,9 @@ class ReplanningScheduler:
             raise TypeError(f"num_inference_steps must be an int, got {type(k).__name__}")
         self._plan = Replanner(self.teacher, int(k), solver=self.solver)
         if self.solver == "euler":
-            first = plan_batch(None, self._plan.budget, current=self._plan.top, **self.teacher.plan_kwargs())[0].levels
+            first = plan_batch(self.teacher.dense(), self._plan.budget, current=self._plan.top)[0].levels
         else:
-            first = self.teacher.plan(self.solver, self._plan.budget)
+            first = self.teacher.plan(self.solver, self._plan.budget).levels
         self.scheduler.set_timesteps(**scheduler_args(first, self.scheduler), device=device)
         self._level, self._previous, self.levels = self._plan.top, -1, []
 

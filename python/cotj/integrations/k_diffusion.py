@@ -206,8 +206,8 @@ def _teacher_plan(teacher: TeacherCost, solver: str, n: int) -> NDArray[np.float
         raise ValueError(f"n = {n} steps, but the teacher grid has only {teacher.grid.size} levels in "
                          "[sigma_min, sigma_max]")
     if solver == "euler":
-        return plan_batch(None, n, current=teacher.grid.size - 1, **teacher.plan_kwargs()).levels[0]
-    return teacher.plan(solver, n)
+        return plan_batch(teacher.dense(), n, current=teacher.grid.size - 1).levels[0]
+    return teacher.plan(solver, n).levels
 
 
 def _solver(solver: object) -> str:

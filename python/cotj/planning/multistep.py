@@ -25,7 +25,7 @@ predicted state's error times the estimate's sensitivity to its state (:func:`at
 :func:`estimate_gain`: a first-order proxy, no extra model calls).
 
 Single-step solvers plan with the layered DP of the core on an (N, N) cost. A multistep solver's cost depends on
-the previous level too, so :func:`plan_pairs` runs the DP over (previous, current) pairs, O(K·N³), in the Rust core.
+the previous level too, so :func:`plan_multistep` runs the DP over (previous, current) pairs, O(K·N³), in the Rust core.
 
 Memory: the pair costs of M = N + 1 nodes are an (M, M, M) float64 array, 8·M³ bytes: 8.2 MB at N = 100, 65 MB at
 N = 200, 8.0 GB at N = 1000. They are bounded like the lever: at most ``cotj._core.MAX_PAIR_NODES`` = 512 nodes
@@ -40,11 +40,13 @@ import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj._deprecation import moved_names
+from cotj._core import PlanError
+from cotj._deprecation import moved_names, warn
 from cotj.planning.solvers import MULTISTEP, get_solver
 
 __all__ = [
@@ -53,8 +55,8 @@ __all__ = [
     "ddim_weights",
     "dpmpp_2m_weights",
     "estimate_gain",
-    "plan_pairs",
-    "plan_pairs_batch",
+    "plan_multistep",
+    "plan_multistep_batch",
     "shared_solver_costs",
     "solver_costs",
     "unipc_weights",
@@ -318,51 +320,88 @@ def _plan_args(cost: SolverCost, scale: ArrayLike | None) -> _Arrays:
     return f64(cost.first), f64(cost.pairs), f64(cost.end), None if scale is None else f64(scale)
 
 
-def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | None = None,
-               scale: ArrayLike | None = None) -> NDArray[np.int64]:
-    """The cheapest K-evaluation plan of a multistep solver from node ``current`` (evaluated next), over
-    (previous, current) pairs: nodes (budget,) descending, starting with ``current``.
+def plan_multistep(cost: SolverCost, budget: int, *, current: int, previous: int | None = None,
+                   scale: ArrayLike | None = None) -> tuple[NDArray[np.int64], float]:
+    """The cheapest ``budget``-evaluation plan of a multistep solver from grid level ``current`` (evaluated next),
+    over (previous, current) pairs: ``(steps (budget,) grid indices descending from current, its cost)``.
 
-    The cost of a plan ``e_1 = current > e_2 > ... > e_K >= 1`` is ``step(e_1 -> e_2) + sum pairs[e_(n-1), e_n,
-    e_(n+1)] + end[e_K]``, the first step from ``first`` when there is no ``previous`` evaluation, else from
-    ``pairs``. ``scale`` (M,) finite and > 0 multiplies every step by a factor of its source node (closed-loop row
-    scales). Runs in the Rust core (``cotj._core.plan_pairs``, the GIL released, Ctrl-C stops it), O(K·M³/6) time,
-    O(K·M²) memory; ties break as a dense numpy programme with ``argmin`` breaks them (the lowest previous node,
-    then the first final pair in row-major order). Only the entries a plan can use are read (``first[current, i]``
-    for ``i < current``, ``pairs[k, j, i]`` for ``k > j > i >= 1``, ``end[j]`` for ``j >= 1``); ``+inf`` is a
-    missing step. NaN and ``-inf`` are refused: in ``first``, ``end`` and the first step's row before planning, in
-    ``pairs`` as the DP reads them (the error names the first such entry; a row no plan reaches is not read).
-
-    Args:
-        cost: a multistep solver's :class:`SolverCost` on M nodes (M <= ``cotj._core.MAX_PAIR_NODES``).
-        budget: evaluations K, 1..current.
-        current: the node evaluated next, 1..M-1.
-        previous: the node evaluated before it (current+1..M-1), None for none.
-        scale: (M,) per-node factors, None for ones.
-
-    Raises:
-        cotj.PlanError: a bad argument (named in the message), or no plan of finite cost.
+    The cost of a plan ``current = j_1 > ... > j_K`` is its first step (from ``cost.first``, or from
+    ``cost.pairs`` after an evaluation at grid level ``previous``), then ``pairs[j_(n-1), j_n, j_(n+1)]``, then
+    ``end[j_K]``; ``scale`` (N,) finite and > 0 multiplies every step by a factor of its source level (closed-loop
+    row scales). Runs in the Rust core (GIL released, Ctrl-C stops it), O(K·N³/6) time, O(K·N²) memory; ties break
+    as numpy's ``argmin`` would (docs/method.md §11). ``+inf`` is a missing step; NaN and ``-inf`` are refused.
+    Raises :class:`cotj.PlanError` for a bad argument (named) or no plan of finite cost.
     """
+    steps, costs = plan_multistep_batch(cost, budget, current=current, previous=previous, scale=scale)
+    return steps[0], float(costs[0])
+
+
+def plan_multistep_batch(cost: SolverCost, budget: int | ArrayLike, *, current: int | ArrayLike,
+                         previous: int | ArrayLike | None = None,
+                         scale: ArrayLike | None = None) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """:func:`plan_multistep` for B rows at once, in parallel: ``budget``, ``current`` and ``previous`` (grid
+    indices; negative: none) ints or (B,) ints, ``scale`` (N,) or (B, N). Returns ``(steps (B, max budget) grid
+    indices padded with -1, costs (B,))``."""
+    n = cost.end.shape[0] - 1
+    w = None
+    if scale is not None:
+        s = np.asarray(scale, dtype=np.float64)
+        if s.ndim not in (1, 2) or s.shape[-1] != n:
+            raise PlanError(f"scale must be ({n},) or (B, {n}), one factor per grid level, got shape {s.shape}")
+        bad = ~(np.isfinite(s) & (s > 0))
+        if np.any(bad):
+            where = np.argwhere(bad)[0]
+            raise PlanError(f"scale[{', '.join(str(int(i)) for i in where)}] = {s[tuple(where)]} must be finite and > 0")
+        w = np.concatenate([np.ones((*s.shape[:-1], 1)), s], axis=-1)
+    nodes, costs = _pairs_core(cost, budget, _shift(current, "current", n),
+                               None if previous is None else _shift(previous, "previous", n), w)
+    return np.where(nodes >= 1, nodes - 1, -1), costs
+
+
+def _shift(index: int | ArrayLike, name: str, n: int) -> int | NDArray[np.int64]:
+    """Grid indices (< n; ``previous`` negative for none) as nodes of the pair costs (node 0 is t = 0)."""
+    if isinstance(index, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a grid index (int), got {type(index).__name__}")
+    arr = np.asarray(index)
+    if arr.dtype.kind not in "iu" or arr.ndim > 1:
+        raise TypeError(f"{name} must be a grid index (int) or (B,) ints, got {arr.dtype} of shape {arr.shape}")
+    low = -1 if name == "previous" else 0
+    if arr.size and (arr.min() < low or arr.max() >= n):
+        bad = arr.reshape(-1)[np.argmax((arr.reshape(-1) < low) | (arr.reshape(-1) >= n))]
+        raise PlanError(f"{name} must be a grid index in {max(low, 0)}..{n - 1}"
+                        f"{' (or -1 for none)' if low < 0 else ''}, got {bad}")
+    shifted = np.where(arr >= 0, arr.astype(np.int64) + 1, -1)
+    return int(shifted) if arr.ndim == 0 else shifted
+
+
+def _pairs_core(cost: SolverCost, budget: int | ArrayLike, current: int | ArrayLike, previous: int | ArrayLike | None,
+                scale: ArrayLike | None) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """``cotj._core.plan_pairs`` on nodes: ``(nodes (B, W) padded with -1, costs (B,))``."""
     from cotj._core import plan_pairs as core
 
+    def ints(v: Any) -> Any:
+        """np.integer as int and int arrays as int64; anything else as given, for the core to refuse by name."""
+        if isinstance(v, np.integer):
+            return int(v)
+        if isinstance(v, (list, tuple, np.ndarray)) and np.asarray(v).dtype.kind in "iu":
+            return np.ascontiguousarray(v, dtype=np.int64)
+        return v
+
     first, pairs, end, w = _plan_args(cost, scale)
-    nodes, _, _ = core(first, pairs, end, budget, current, previous=previous, scale=w)
-    return nodes[0]
+    nodes, _, costs = core(first, pairs, end, ints(budget), ints(current), previous=None if previous is None else ints(previous),
+                           scale=w)
+    return nodes, costs
+
+
+def plan_pairs(cost: SolverCost, budget: int, *, current: int, previous: int | None = None,
+               scale: ArrayLike | None = None) -> NDArray[np.int64]:
+    """Deprecated: :func:`plan_multistep` on nodes (node 0 is t = 0, node n the grid level n - 1)."""
+    warn("plan_pairs (nodes, node 0 = t = 0)", "plan_multistep (grid indices, as every planning call)")
+    return _pairs_core(cost, budget, current, previous, scale)[0][0]
 
 
 def plan_pairs_batch(cost: SolverCost, budget: int | ArrayLike, *, current: int | ArrayLike,
                      previous: int | ArrayLike | None = None, scale: ArrayLike | None = None) -> NDArray[np.int64]:
-    """:func:`plan_pairs` for B rows at once, in parallel: ``budget``, ``current`` and ``previous`` ints or (B,)
-    ints (``previous`` negative for none), ``scale`` (M,) or (B, M). Returns the nodes (B, max K), each row
-    padded with -1 past its budget."""
-    from cotj._core import plan_pairs as core
-
-    def ints(v: int | ArrayLike) -> int | NDArray[np.int64]:
-        if isinstance(v, int):  # bool too: the core refuses it
-            return v
-        return int(v) if isinstance(v, np.integer) else np.ascontiguousarray(v, dtype=np.int64)
-
-    first, pairs, end, w = _plan_args(cost, scale)
-    nodes, _, _ = core(first, pairs, end, ints(budget), ints(current), previous=None if previous is None else ints(previous),
-                       scale=w)
-    return nodes
+    """Deprecated: :func:`plan_multistep_batch` on nodes (node 0 is t = 0, node n the grid level n - 1)."""
+    warn("plan_pairs_batch (nodes, node 0 = t = 0)", "plan_multistep_batch (grid indices, as every planning call)")
+    return _pairs_core(cost, budget, current, previous, scale)[0]

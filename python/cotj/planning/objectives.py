@@ -1,7 +1,7 @@
 """Planning objectives: what the edge cost of the plan graph is (docs/method.md, "Objectives").
 
-Every objective gives the keyword arguments of :func:`cotj.plan_batch` for a batch of prompts, so one DP serves
-them all. With ``N`` grid levels ``t_0 < ... < t_{N-1}``, a plan ``j_1 > ... > j_K`` costs
+Every objective is a :class:`~cotj.planning.dense.DenseCost` for a batch of prompts, so one DP serves them all.
+With ``N`` grid levels ``t_0 < ... < t_{N-1}``, a plan ``j_1 > ... > j_K`` costs
 ``start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]``:
 
 - ``"paper"``: the paper's objective, unchanged. ``M = L`` (the temporal lever), ``w = d`` (the DNA),
@@ -28,7 +28,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.planning.multistep import SolverCost, plan_pairs, shared_solver_costs
+from cotj import _core
+from cotj._deprecation import warn
+from cotj.planning.dense import DenseCost
+from cotj.planning.multistep import SolverCost, plan_multistep, shared_solver_costs
+from cotj.planning.planner import Plan, plan_batch
 from cotj.planning.solvers import MULTISTEP, SOLVERS
 
 __all__ = ["MAX_MULTISTEP_LEVELS", "MAX_TEACHER_LEVELS", "OBJECTIVES", "RowModel", "TeacherCost", "multistep_cost_bytes",
@@ -176,19 +180,17 @@ class TeacherCost:
         return self._solver_costs[solver]
 
     def plan(self, solver: str, budget: int, *, current: int | None = None, previous: int | None = None,
-             log_scale: ArrayLike | None = None) -> NDArray[np.float64]:
-        """The cheapest ``budget`` levels (K,) descending for ``solver`` from grid level ``current`` (default the
+             log_scale: ArrayLike | None = None) -> Plan:
+        """The cheapest ``budget``-level :class:`~cotj.Plan` for ``solver`` from grid level ``current`` (default the
         top), after an evaluation at grid level ``previous`` (multistep solvers), rows scaled by
         ``exp(log_scale)`` (N,) (closed loop): the single-step solvers through :func:`cotj.plan_batch`, the
-        multistep ones through :func:`cotj.planning.multistep.plan_pairs`.
+        multistep ones through :func:`cotj.planning.multistep.plan_multistep`.
 
         Raises:
             TypeError: ``current``, ``previous`` or ``budget`` not an int, ``log_scale`` not real numbers.
             ValueError: a grid index out of range, ``previous`` not above ``current``, ``budget`` not in
                 1..current + 1, ``log_scale`` not (N,) or not finite, no Gram matrix (:meth:`solver_cost`).
         """
-        from cotj.planning.planner import plan_batch
-
         n = self.grid.size
         top = n - 1 if current is None else _grid_index(current, "current", n)
         prev = None if previous is None else _grid_index(previous, "previous", n)
@@ -202,24 +204,26 @@ class TeacherCost:
         if cost.pairs is None:
             if prev is not None:
                 raise ValueError(f"{solver} is a single-step solver: it takes no previous level")
-            plans = plan_batch(None, int(budget), cost=cost.first[1:, 1:], end=cost.end[1:] * w, scale=w,
-                               grid=self.grid, current=top)
-            return plans.levels[0]
+            dense = DenseCost(cost.first[1:, 1:], end=cost.end[1:] * w, scale=w, grid=self.grid)
+            return plan_batch(dense, int(budget), current=top)[0]
         if prev is not None and not prev > top:
             raise ValueError(f"previous must be a grid level above current = {top} (evaluated before it), got {prev}")
-        nodes = plan_pairs(cost, int(budget), current=top + 1, previous=None if prev is None else prev + 1,
-                           scale=np.append(1.0, w))
-        return self.grid[nodes - 1]
+        steps, total = plan_multistep(cost, int(budget), current=top, previous=prev, scale=w)
+        return Plan(steps, self.grid[steps], total)
+
+    def dense(self, log_scale: ArrayLike | None = None) -> DenseCost:
+        """The first-order jump costs as a :class:`~cotj.DenseCost` on :attr:`grid`; with ``log_scale`` (B, N) (or
+        (N,) for one row) row b's edges from level j and its final step from j are multiplied by
+        ``exp(log_scale[b, j])`` (TypeError for non-real, ValueError for another shape or non-finite values)."""
+        if log_scale is None:
+            return DenseCost(self.edges, end=self.end, grid=self.grid)
+        w = np.exp(_log_scale(log_scale, None, self.grid.size))
+        return DenseCost(self.edges, end=w * self.end, scale=w, grid=self.grid)
 
     def plan_kwargs(self, log_scale: ArrayLike | None = None) -> dict[str, Any]:
-        """Keyword arguments of :func:`cotj.plan_batch`: ``cost``, ``end`` and ``grid``; with ``log_scale`` (B, N)
-        (or (N,) for one row) row b's edges from level j and its final step from j are multiplied by
-        ``exp(log_scale[b, j])`` (TypeError for non-real, ValueError for another shape or non-finite values)."""
-        kwargs: dict[str, Any] = {"cost": self.edges, "end": self.end, "grid": self.grid}
-        if log_scale is not None:
-            w = np.exp(_log_scale(log_scale, None, self.grid.size))
-            kwargs.update(scale=w, end=w * self.end)
-        return kwargs
+        """Deprecated: keyword arguments of :func:`cotj.plan_batch` (``cost``); use :meth:`dense`."""
+        warn("TeacherCost.plan_kwargs", "TeacherCost.dense(), a DenseCost to plan on")
+        return {"cost": self.dense(log_scale)}
 
     def row_scale(self, level: ArrayLike, x: ArrayLike, x0_hat: ArrayLike) -> NDArray[np.float64]:
         """(B, N) log row scale of samples at grid levels ``level`` (B,) in states ``x`` (B, D) with clean
@@ -466,8 +470,9 @@ def _digits(a: NDArray[np.float64]) -> Any:
 
 
 def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost | None = None,
-              mean_dna: ArrayLike | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`cotj.plan_batch` that plan with objective ``name`` (module docstring).
+              mean_dna: ArrayLike | None = None) -> DenseCost:
+    """The :class:`~cotj.DenseCost` of objective ``name`` (module docstring), to plan on:
+    ``cotj.plan_batch(objective("teacher", teacher=tc), budget=8)``.
 
     Args:
         name: one of :data:`OBJECTIVES`.
@@ -476,8 +481,8 @@ def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost |
         mean_dna: (N,) the DNA that ``dna`` is relative to ("calibrated"; the mean DNA a predictor aligns to).
 
     Returns:
-        ``{"dna": ...}`` for "paper"; ``{"cost", "end", "grid"[, "scale"]}`` otherwise. Pass them on with the
-        budget: ``cotj.plan_batch(**objective("teacher", teacher=tc), budget=8)``.
+        A :class:`~cotj.DenseCost`: "paper" on the default grid of N levels (the same plans as ``cotj.plan_batch(dna)``),
+        the others on the teacher's grid.
 
     Raises:
         TypeError: ``teacher`` not a :class:`TeacherCost`; ``dna`` or ``mean_dna`` not real numbers.
@@ -489,13 +494,13 @@ def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost |
     if name == "paper":
         if dna is None:
             raise ValueError("the 'paper' objective needs dna")
-        return {"dna": dna}
+        return _paper(dna)
     if teacher is None:
         raise ValueError(f"the {name!r} objective needs teacher (a TeacherCost, from cotj.predict.calibrate)")
     if not isinstance(teacher, TeacherCost):
         raise TypeError(f"teacher must be a TeacherCost (TeacherCost.load reads its file), got {type(teacher).__name__}")
     if name == "teacher":
-        return {"dna": None, **teacher.plan_kwargs()}
+        return teacher.dense()
     if dna is None or mean_dna is None:
         raise ValueError("the 'calibrated' objective needs dna and mean_dna")
     d, ref = _positive(dna, "dna"), _positive(mean_dna, "mean_dna")
@@ -505,7 +510,22 @@ def objective(name: str, *, dna: ArrayLike | None = None, teacher: TeacherCost |
     log_ratio = np.log(np.atleast_2d(d)) - np.log(ref)
     if not np.all(np.abs(log_ratio) < _MAX_LOG_SCALE):
         raise ValueError(f"dna / mean_dna must lie within exp(±{_MAX_LOG_SCALE:g}) (the scale of each level's jumps)")
-    return {"dna": None, **teacher.plan_kwargs(log_ratio)}
+    return teacher.dense(log_ratio)
+
+
+def _paper(dna: ArrayLike) -> DenseCost:
+    """The paper's objective as a dense cost: ``edges = L`` (the lever of the default grid), ``scale = d``,
+    ``start = -d``, ``end = d``."""
+    d = np.asarray(dna)
+    if d.dtype.kind not in "iuf":
+        raise TypeError(f"dna must be real numbers, got {f'dtype {d.dtype}' if d.dtype.kind != 'O' else type(dna).__name__}")
+    if d.ndim not in (1, 2) or d.shape[-1] < 1:
+        raise ValueError(f"dna must be (N,) or (B, N), got shape {d.shape}")
+    d = d.astype(np.float64)
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        raise ValueError("dna must be finite and >= 0")
+    lever = _core.Lever.default(d.shape[-1], "dna")
+    return DenseCost(lever.matrix(), start=-d, end=d, scale=d, grid=lever.levels)
 
 
 def _positive(value: ArrayLike, name: str) -> NDArray[np.float64]:

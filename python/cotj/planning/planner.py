@@ -7,13 +7,10 @@ runs in Rust (``cotj._core``) with the GIL released; this module converts and do
 checks every value and holds the defaults; a planning argument it refuses raises :class:`PlanError`
 (a ``ValueError``), a wrong type ``TypeError``.
 
-Instead of a DNA, every planning call also takes an explicit dense cost (keyword ``cost=``): a
-plan ``j_1 > ... > j_K`` then costs ``start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]``
-with ``M = cost`` (N, N) (entry ``[j, i]`` is the jump from level j down to i < j; entries with
-i >= j are ignored; ``+inf`` is no edge), ``start`` and ``end`` (N,) (default zeros; ``+inf``:
-the level may not start / end a plan) and ``w = scale`` (N,) (default ones, finite, >= 0). The
-DNA form is the special case ``cost = L``, ``scale = d``, ``start = -d``, ``end = d`` with L the
-lever of the grid (docs/method.md §3): same plans, same costs, same tie-breaking.
+Instead of a DNA, every planning call also takes a :class:`~cotj.planning.dense.DenseCost` (any cost of jumps
+between grid levels, :mod:`cotj.planning.dense`). The DNA form is the special case ``edges = L``, ``scale = d``,
+``start = -d``, ``end = d`` with L the lever of the grid (docs/method.md §3): same plans, same costs, same
+tie-breaking.
 
 Replanning: ``current=j`` pins the plan's first level to grid index j. A sampler at level j with
 k model evaluations left calls ``plan_batch(..., current=j, budget=k)`` and gets the best k-level
@@ -31,9 +28,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from cotj import _core
 from cotj._core import PlanError
+from cotj._deprecation import warn
+from cotj.planning.dense import DenseCost, _asarray, _float_array
 from cotj.planning.schedules import Schedule, check_schedule
 
-__all__ = ["Plan", "PlanBatch", "PlanError", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
+__all__ = ["DenseCost", "Plan", "PlanBatch", "PlanError", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
 
 DEFAULT_BUDGET: int = _core.DEFAULT_BUDGET
 """Steps per plan when neither ``budget`` nor ``tau`` is given (the core's default, read from it)."""
@@ -111,51 +110,41 @@ class PlanBatch:
         return (self[b] for b in range(len(self)))
 
 
-_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
-
-
-def _asarray(name: str, value: object) -> np.ndarray:
-    """``np.asarray(value)``, a ragged nested list refused with a message naming ``name``."""
-    try:
-        return np.asarray(value)
-    except ValueError:
-        raise PlanError(f"{name} must be a rectangular array (every row of the same length), got a ragged nested sequence") from None
-
-
-def _float_array(name: str, value: object) -> np.ndarray:
-    """``value`` as a C-contiguous native float32/float64 array (other real dtypes widened)."""
-    if type(value) is np.ndarray and value.dtype in _FLOATS and value.flags.c_contiguous:
-        return value
-    if value is None:
-        raise TypeError(f"{name} must be a real numeric array, got None")
-    arr = _asarray(name, value)
-    kind = arr.dtype.kind
-    if kind == "f":
-        if arr.dtype.itemsize < 4:
-            arr = arr.astype(np.float32)
-        elif arr.dtype.itemsize > 8:
-            arr = arr.astype(np.float64)
-        elif not arr.dtype.isnative:
-            arr = arr.astype(arr.dtype.newbyteorder("="))
-    elif kind in "iu":
-        arr = arr.astype(np.float64)
-    else:
-        raise TypeError(f"{name} must be a real numeric array (float32 or float64), got dtype {arr.dtype}")
-    return np.asarray(arr, order="C")  # keeps a 0-d array 0-d, for the shape errors
-
-
-def _float64_array(name: str, value: ArrayLike) -> np.ndarray:
-    """``value`` as a C-contiguous native float64 array."""
-    if type(value) is np.ndarray and value.dtype.char == "d" and value.flags.c_contiguous and value.dtype.isnative:
-        return value
-    return _float_array(name, value).astype(np.float64, copy=False)
-
-
 def _dna_array(dna: object) -> np.ndarray:
-    """The DNA of a planning call as float32/float64; None (the dense form without ``cost=``) refused."""
+    """The DNA of a planning call as float32/float64; None refused."""
     if dna is None:
-        raise TypeError("dna is None and cost= was not given: give a DNA row (N,) (or rows (B, N)), or dna=None with a dense cost=")
+        raise TypeError("dna is None and cost= was not given: give a DNA row (N,) (or rows (B, N)) or a cotj.DenseCost")
     return _float_array("dna", dna)
+
+
+Source = ArrayLike | DenseCost | None
+"""What a planning call plans on: DNA rows, or a :class:`DenseCost`."""
+
+
+def _dense_of(dna: Source, cost: object, start: object, end: object, scale: object) -> DenseCost | None:
+    """The dense cost of a planning call (None for the DNA form), with the deprecated ``cost=`` array and
+    ``start``/``end``/``scale`` keywords turned into one."""
+    loose = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
+    if cost is not None and dna is not None:
+        raise PlanError("give either dna or cost=, not both (dna=None with a dense cost)")
+    dense = cost if cost is not None else dna
+    if isinstance(dense, DenseCost):
+        if loose:
+            raise PlanError(f"{', '.join(loose)} go in the DenseCost, not beside it")
+        return dense
+    if cost is None:
+        if loose:
+            raise PlanError(f"{', '.join(loose)} go with cost= (a dense cost, cotj.DenseCost); the DNA form sets them "
+                            "from dna")
+        return None
+    warn("the cost=, start=, end= and scale= keywords", "cotj.DenseCost(edges, start, end, scale) as the first argument")
+    return DenseCost(cost, start, end, scale)  # type: ignore[arg-type]
+
+
+def _same_grid(dense: DenseCost, grid: NDArray[np.float64] | None) -> None:
+    """Refuse a dense cost whose own grid differs from the planner's."""
+    if dense.grid is not None and grid is not None and not np.array_equal(dense.grid, grid):
+        raise PlanError("the DenseCost's grid differs from grid=: give one of them")
 
 
 def _dna_row(dna: object) -> np.ndarray:
@@ -164,47 +153,6 @@ def _dna_row(dna: object) -> np.ndarray:
     if arr.ndim != 1:
         raise PlanError(f"dna must be 1-D (N,), got shape {arr.shape}")
     return arr.astype(np.float64, copy=False)
-
-
-@dataclass(slots=True)
-class _Dense:
-    """The arrays of a dense cost, converted for the binding (see the module docstring)."""
-
-    cost: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    scale: np.ndarray | None
-
-    @property
-    def n(self) -> int:
-        return self.cost.shape[-1]
-
-    @classmethod
-    def of(cls, cost: ArrayLike, start: ArrayLike | None, end: ArrayLike | None, scale: ArrayLike | None, batch: bool) -> _Dense:
-        """Converted arrays: one plan (cost (N, N), the others (N,)) or, with ``batch``, each
-        array one row shared by the batch or one row per plan."""
-        m = _float64_array("cost", cost)
-        matrices, rows = ((2, 3), (1, 2)) if batch else ((2,), (1,))
-        n = m.shape[-1] if m.ndim in matrices else 0  # a wrong ndim is reported below
-        if n:
-            _core.check_levels("cost", n)  # before the default start and end of N zeros
-        s = np.zeros(n) if start is None else _float64_array("start", start)
-        e = np.zeros(n) if end is None else _float64_array("end", end)
-        w = None if scale is None else _float_array("scale", scale)
-        if m.ndim not in matrices or s.ndim not in rows or e.ndim not in rows or (w is not None and w.ndim not in rows):
-            raise PlanError(_dense_shape_error(m, s, e, w, batch))
-        return cls(m, s, e, w)
-
-
-def _dense_shape_error(m: np.ndarray, s: np.ndarray, e: np.ndarray, w: np.ndarray | None, batch: bool) -> str:
-    """The message for the first dense array with the wrong number of dimensions."""
-    wants = (("cost", m, (2, 3), "(N, N)", " or (B, N, N)"), ("start", s, (1, 2), "(N,)", " or (B, N)"),
-             ("end", e, (1, 2), "(N,)", " or (B, N)"), ("scale", w, (1, 2), "(N,)", " or (B, N)"))
-    name, a, one, many = next((name, a, one, many) for name, a, ndims, one, many in wants
-                              if a is not None and a.ndim not in (ndims if batch else ndims[:1]))
-    if batch:
-        return f"{name} must be {one}{many}, got shape {a.shape}"
-    return f"{name} must be {one}; use cotj.plan_batch for a batch, got shape {a.shape}"
 
 
 def _one_int(name: str, value: object) -> object:
@@ -272,82 +220,82 @@ class Planner:
 
     def plan_batch(
         self,
-        dna: ArrayLike | None,
+        dna: Source,
         budget: int | ArrayLike | None = None,
         *,
         tau: float | None = None,
         max_steps: int | None = None,
-        cost: ArrayLike | None = None,
+        current: int | ArrayLike | None = None,
+        cost: ArrayLike | DenseCost | None = None,
         start: ArrayLike | None = None,
         end: ArrayLike | None = None,
         scale: ArrayLike | None = None,
-        current: int | ArrayLike | None = None,
     ) -> PlanBatch:
-        """Plan every row of ``dna`` (B, N), or of a dense ``cost``. See :func:`cotj.plan_batch`."""
+        """Plan every row of ``dna`` (B, N), or of a :class:`DenseCost`. See :func:`cotj.plan_batch`."""
         k, at = _per_row_int("budget", budget), _per_row_int("current", current)
-        if cost is None:
-            _no_dense(start, end, scale)
+        dense = _dense_of(dna, cost, start, end, scale)
+        if dense is None:
             return PlanBatch(*_core.plan_batch(_dna_array(dna), self._lever, budget=k, tau=tau, max_steps=max_steps,
                                                first=self.first, last=self.last, current=at))
-        return self._plan_dense(dna, _Dense.of(cost, start, end, scale, batch=True), k, tau, max_steps, at)
+        return self._plan_dense(dense, True, k, tau, max_steps, at)
 
     def plan(
         self,
-        dna: ArrayLike | None,
+        dna: Source,
         budget: int | None = None,
         *,
         tau: float | None = None,
         max_steps: int | None = None,
-        cost: ArrayLike | None = None,
+        current: int | None = None,
+        cost: ArrayLike | DenseCost | None = None,
         start: ArrayLike | None = None,
         end: ArrayLike | None = None,
         scale: ArrayLike | None = None,
-        current: int | None = None,
     ) -> Plan:
-        """Plan one DNA row (N,), or one dense ``cost`` (N, N). See :func:`cotj.plan`."""
-        if cost is None:
-            _no_dense(start, end, scale)
+        """Plan one DNA row (N,), or one :class:`DenseCost` (N, N). See :func:`cotj.plan`."""
+        dense = _dense_of(dna, cost, start, end, scale)
+        if dense is None:
             return _plan_row(dna, self._lever, budget, tau, max_steps, self.first, self.last, current)
-        dense = _Dense.of(cost, start, end, scale, batch=False)
-        return self._plan_dense(dna, dense, _one_int("budget", budget), tau, max_steps, _one_int("current", current))[0]
+        return self._plan_dense(dense, False, _one_int("budget", budget), tau, max_steps, _one_int("current", current))[0]
 
-    def _plan_dense(self, dna: object, dense: _Dense, budget: Any, tau: Any, max_steps: Any, current: Any) -> PlanBatch:
-        """The plans of a dense cost (``dna`` must be None); lengths and ``current`` as the core takes them."""
-        if dna is not None:
-            raise PlanError("give either dna or cost=, not both (dna=None with a dense cost)")
+    def _plan_dense(self, dense: DenseCost, batch: bool, budget: Any, tau: Any, max_steps: Any, current: Any) -> PlanBatch:
+        """The plans of a dense cost; lengths and ``current`` as the core takes them."""
         _no_schedule_with_cost(self._schedule, dense)
-        return PlanBatch(*_core.plan_dense(dense.cost, dense.start, dense.end, self._lever, scale=dense.scale, budget=budget,
-                                           tau=tau, max_steps=max_steps, first=self.first, last=self.last, current=current))
+        _same_grid(dense, self.grid)
+        lever = self._lever if dense.grid is None else _core.Lever(dense.grid)
+        edges, start, end, scale = dense.arrays(batch)
+        return PlanBatch(*_core.plan_dense(edges, start, end, lever, scale=scale, budget=budget, tau=tau,
+                                           max_steps=max_steps, first=self.first, last=self.last, current=current))
 
     def plan_cost(
         self,
-        dna: ArrayLike | None,
+        dna: Source,
         steps: ArrayLike,
         *,
-        cost: ArrayLike | None = None,
+        cost: ArrayLike | DenseCost | None = None,
         start: ArrayLike | None = None,
         end: ArrayLike | None = None,
         scale: ArrayLike | None = None,
     ) -> float:
-        """The cost C of a given plan for one DNA row (N,) or one dense ``cost`` (N, N). See
+        """The cost C of a given plan for one DNA row (N,) or one :class:`DenseCost` (N, N). See
         :func:`cotj.plan_cost`."""
         s = _asarray("steps", steps)
-        if cost is not None:
-            return self._dense_cost(dna, _Dense.of(cost, start, end, scale, batch=False), s)
-        _no_dense(start, end, scale)
+        dense = _dense_of(dna, cost, start, end, scale)
+        if dense is not None:
+            return self._dense_cost(dense, s)
         arr = _dna_row(dna)
         if s.dtype.kind == "f":
             return self._level_cost(arr, s)
         return _core.plan_cost(arr, _grid_indices(s, arr.shape[0]), self._lever_for(arr.shape[0], "dna"))
 
-    def _dense_cost(self, dna: object, dense: _Dense, steps: np.ndarray) -> float:
+    def _dense_cost(self, dense: DenseCost, steps: np.ndarray) -> float:
         """Cost of a plan given as grid indices on a dense cost: ``inf`` if it uses a missing edge."""
-        if dna is not None:
-            raise PlanError("give either dna or cost=, not both (dna=None with a dense cost)")
         if self.grid is not None and len(self.grid) != dense.n:
-            raise PlanError(f"cost has {dense.n} levels per row but the grid has {len(self.grid)}")
-        w = None if dense.scale is None else dense.scale.astype(np.float64, copy=False)
-        return _core.plan_cost_dense(dense.cost, dense.start, dense.end, _grid_indices(steps, dense.n), scale=w)
+            raise PlanError(f"edges has {dense.n} levels per row but the grid has {len(self.grid)}")
+        _same_grid(dense, self.grid)
+        edges, start, end, scale = dense.arrays(batch=False)
+        w = None if scale is None else scale.astype(np.float64, copy=False)
+        return _core.plan_cost_dense(edges, start, end, _grid_indices(steps, dense.n), scale=w)
 
     def _level_cost(self, d: np.ndarray, levels: np.ndarray) -> float:
         """Cost of a plan given as noise levels: DNA (and a, s) interpolated linearly in t."""
@@ -383,12 +331,6 @@ def _plan_row(dna: object, lever: _core.Lever | None, budget: Any, tau: Any, max
               current: Any) -> Plan:
     """The plan of one DNA row (N,) on ``lever`` (None: the default grid of N levels)."""
     return Plan(*_core.plan_row(_dna_array(dna), lever, budget, tau, max_steps, first, last, current))
-
-
-def _no_dense(start: object, end: object, scale: object) -> None:
-    given = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
-    if given:
-        raise PlanError(f"{', '.join(given)} go with cost= (a dense cost); the DNA form sets them from dna")
 
 
 def _grid_indices(steps: np.ndarray, n: int) -> np.ndarray:
@@ -445,7 +387,7 @@ def _grid_lever(grid: ArrayLike, schedule: ScheduleLike | None) -> tuple[_core.L
 
 
 def plan_batch(
-    dna: ArrayLike | None,
+    dna: Source,
     budget: int | ArrayLike | None = None,
     *,
     grid: ArrayLike | None = None,
@@ -454,69 +396,35 @@ def plan_batch(
     first: First = "any",
     last: Last = "any",
     schedule: ScheduleLike | None = None,
-    cost: ArrayLike | None = None,
+    current: int | ArrayLike | None = None,
+    cost: ArrayLike | DenseCost | None = None,
     start: ArrayLike | None = None,
     end: ArrayLike | None = None,
     scale: ArrayLike | None = None,
-    current: int | ArrayLike | None = None,
 ) -> PlanBatch:
-    """Plan every row of a DNA batch, or of a dense cost: the serving call.
+    """Plan every row of a DNA batch (B, N) float32/float64, or of a :class:`DenseCost`: the serving call.
 
-    Args:
-        dna: (B, N) float32 or float64 one-step reconstruction errors, one row per prompt, one
-            column per grid level (ascending t). Finite and non-negative. None with ``cost``.
-        budget: steps per plan (NFE): an int for every row or a (B,) int array, each in 1..N.
-            Default :data:`DEFAULT_BUDGET` (8, the core's). Exclusive with ``tau``.
-        grid: (N,) ascending noise levels in (0, 1]; default ``t_i = (i+1)/N``.
-        tau: adaptive length: the smallest K whose plan explains a fraction ``tau`` in (0, 1] of
-            the gain of the ``max_steps`` plan (docs/method.md §5). The paper uses 0.99.
-        max_steps: longest adaptive plan, default (the core's) N // 2, raised to 2 when the windows
-            allow no one-level plan.
-        first: ``"any"``, ``"top"`` (first step at the grid's top level) or int k (one of the
-            k highest levels).
-        last: ``"any"``, ``"bottom"`` (last step at the grid's lowest level) or int k (one of the
-            k lowest levels).
-        schedule: ``(a, s)`` of a Gaussian path on ``grid`` (VP, EDM...); default linear flow.
-            DNA form only.
-        cost: a dense cost instead of the DNA (module docstring): float64 (N, N) shared by every
-            plan or (B, N, N) one per plan; ``[j, i]`` is the cost of the jump from level j
-            down to i < j (entries with i >= j are ignored), ``+inf`` for no edge. No NaN or
-            ``-inf``. Same units as the plan cost.
-        start: with ``cost``: (N,) or (B, N) cost of entering at each level; default zeros;
-            ``+inf`` forbids starting there.
-        end: with ``cost``: (N,) or (B, N) cost of stopping at each level; default zeros;
-            ``+inf`` forbids ending there.
-        scale: with ``cost``: (N,) or (B, N) float32/float64 weights w of the source level of
-            each jump (edge j -> i costs ``w[j]·cost[j, i]``); default ones; finite, >= 0.
-            B is the largest row count of ``cost``, ``start``, ``end`` and ``scale`` (1 if
-            all are shared); each holds one shared row or B rows.
-        current: an int or (B,) int array of grid indices: each plan's first level is exactly
-            there (it must lie in the ``first`` window). The replanning primitive: a sampler at
-            grid level j with k evaluations left calls ``plan_batch(..., current=j, budget=k)``
-            and gets j followed by the best k - 1 levels below it.
+    ``budget``: steps per plan (= model evaluations), an int or (B,) ints in 1..N, default :data:`DEFAULT_BUDGET`;
+    or ``tau`` in (0, 1]: the shortest plan that explains that share of the gain of the ``max_steps`` plan (default
+    N // 2). ``grid``: (N,) ascending levels in (0, 1], default ``t_i = (i+1)/N``. ``first`` / ``last``: ``"any"``,
+    ``"top"`` / ``"bottom"`` or an int k (one of the k highest / lowest levels). ``schedule``: ``(a, s)`` of a
+    Gaussian path on ``grid`` (DNA form only; :mod:`cotj.planning.schedules`). ``current``: an int or (B,) grid
+    indices where each plan starts (replanning: a sampler at level j with k evaluations left asks for
+    ``current=j, budget=k``). ``cost``, ``start``, ``end``, ``scale``: deprecated, give a :class:`DenseCost`.
 
-    Returns:
-        A :class:`PlanBatch`: (B, W) steps and levels noisiest first (padded with -1 / NaN),
-        lengths, costs, and for adaptive runs the curves ``C*_K`` and ``R(K)``.
-
-    Raises:
-        PlanError: (a ``ValueError``) a value out of range or of the wrong shape (NaN or
-            negative DNA, NaN or -inf cost, budget, tau, grid, windows, current, more than
-            ``cotj.MAX_LEVELS`` levels, ragged nested lists...), a dense cost with no finite plan of that
-            length, or one whose plan cost overflows float64; the message names the argument. (A
-            schedule whose signal-to-noise ratio does not fall is a plain ``ValueError``, from
-            :func:`cotj.planning.schedules.check_schedule`.)
-        TypeError: a wrong type (complex or object DNA, float budget, dna None without cost=...).
-        MemoryError: the plans or the DP layers (8·max_steps·N bytes per thread) do not fit.
-        KeyboardInterrupt: Ctrl-C; long plans check for it every 20 ms or so.
+    Returns a :class:`PlanBatch` ((B, W) steps and levels noisiest first, padded with -1 / NaN). Raises
+    :class:`PlanError` (a ValueError naming the argument) for a value out of range or of the wrong shape, or a dense
+    cost with no finite plan; TypeError for a wrong type; MemoryError when the DP does not fit; KeyboardInterrupt
+    on Ctrl-C. Arguments in full: docs/method.md §3–5, §10.
     """
-    _no_schedule_with_cost(schedule, cost)
+    _no_schedule_with_cost(schedule, cost if cost is not None else dna if isinstance(dna, DenseCost) else None)
     planner = Planner(grid, schedule, first=first, last=last)
-    return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)
+    return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, current=current, cost=cost, start=start,
+                              end=end, scale=scale)
 
 
 def plan(
-    dna: ArrayLike | None,
+    dna: Source,
     budget: int | None = None,
     *,
     grid: ArrayLike | None = None,
@@ -525,43 +433,42 @@ def plan(
     first: First = "any",
     last: Last = "any",
     schedule: ScheduleLike | None = None,
-    cost: ArrayLike | None = None,
+    current: int | None = None,
+    cost: ArrayLike | DenseCost | None = None,
     start: ArrayLike | None = None,
     end: ArrayLike | None = None,
     scale: ArrayLike | None = None,
-    current: int | None = None,
 ) -> Plan:
-    """Plan one DNA row (N,), or one dense ``cost`` (N, N) with ``start``, ``end``, ``scale``
-    (N,) and an int ``current``; arguments as in :func:`plan_batch`. Returns a :class:`Plan`."""
-    if grid is None and schedule is None and cost is None and start is None and end is None and scale is None:
+    """Plan one DNA row (N,), or one :class:`DenseCost` with (N, N) edges; arguments as in :func:`plan_batch`
+    (``budget`` and ``current`` one int). Returns a :class:`Plan`."""
+    if (grid is None and schedule is None and cost is None and start is None and end is None and scale is None
+            and not isinstance(dna, DenseCost)):
         return _plan_row(dna, None, budget, tau, max_steps, first, last, current)  # the serving call: no Planner to build
-    _no_schedule_with_cost(schedule, cost)
+    _no_schedule_with_cost(schedule, cost if cost is not None else dna if isinstance(dna, DenseCost) else None)
     planner = Planner(grid, schedule, first=first, last=last)
-    return planner.plan(dna, budget, tau=tau, max_steps=max_steps, cost=cost, start=start, end=end, scale=scale, current=current)
+    return planner.plan(dna, budget, tau=tau, max_steps=max_steps, current=current, cost=cost, start=start, end=end,
+                        scale=scale)
 
 
 def plan_cost(
-    dna: ArrayLike | None,
+    dna: Source,
     steps: ArrayLike,
     *,
     grid: ArrayLike | None = None,
     schedule: ScheduleLike | None = None,
-    cost: ArrayLike | None = None,
+    cost: ArrayLike | DenseCost | None = None,
     start: ArrayLike | None = None,
     end: ArrayLike | None = None,
     scale: ArrayLike | None = None,
 ) -> float:
     """The cost C of any plan for one DNA row (N,) (docs/method.md §3), to score your own schedules.
 
-    ``steps`` is either grid indices (int, strictly decreasing) or noise levels (float, strictly
-    decreasing, within the grid), in which case the DNA is interpolated linearly in t.
-
-    With ``cost`` (N, N) (and optional ``start``, ``end``, ``scale`` (N,), as in
-    :func:`plan_batch`; ``dna`` None), ``steps`` must be grid indices and the result is
-    ``start[j_1] + sum_m scale[j_m]·cost[j_m, j_{m+1}] + end[j_K]``: ``inf`` when the plan uses
-    a missing (``+inf``) edge, start or end.
+    ``steps`` is either grid indices (int, strictly decreasing) or noise levels (float, strictly decreasing, within
+    the grid; the DNA is interpolated linearly in t). For a :class:`DenseCost` ``steps`` must be grid indices; the
+    result is ``inf`` when the plan uses a missing (``+inf``) edge, start or end. ``cost``, ``start``, ``end``,
+    ``scale``: deprecated, give a :class:`DenseCost`.
     """
-    _no_schedule_with_cost(schedule, cost)
+    _no_schedule_with_cost(schedule, cost if cost is not None else dna if isinstance(dna, DenseCost) else None)
     return Planner(grid, schedule).plan_cost(dna, steps, cost=cost, start=start, end=end, scale=scale)
 
 
