@@ -8,9 +8,11 @@ nor the editable harness can stand in for what the wheel lacks.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,30 @@ def test_plan_and_sample_run_from_the_wheel(site: Path, tmp_path: Path):
     assert "replanned after each step" in sample.stdout
     harness = run_installed(site, tmp_path, "-c", "import cotj.testbed")
     assert harness.returncode != 0 and "No module named 'cotj.testbed'" in harness.stderr
+
+
+def links(markdown: str) -> list[str]:
+    """Every link and image target of a markdown text: inline ``[t](x)`` / ``![a](x)``, reference definitions
+    ``[t]: x`` and HTML ``src=`` / ``href=`` attributes."""
+    inline = re.findall(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)", markdown)
+    defined = re.findall(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", markdown, flags=re.M)
+    html = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", markdown)
+    return inline + defined + html
+
+
+def test_links_finds_every_kind_of_link():
+    text = '[a](docs/x.md) ![i](img.png) [c](https://e.org/z) [d](#anchor)\n[b]: ../y.md\n<img src="p.png">'
+    assert links(text) == ["docs/x.md", "img.png", "https://e.org/z", "#anchor", "../y.md", "p.png"]
+
+
+def test_the_long_description_has_no_relative_links(wheel: Path):
+    """The wheel's METADATA carries the long description a package index shows: links relative to the checkout
+    (docs/..., images) would not resolve there, so every link must be absolute."""
+    with zipfile.ZipFile(wheel) as zf:
+        (name,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = Parser().parsestr(zf.read(name).decode())
+    assert metadata["Description-Content-Type"].startswith("text/markdown")
+    description = metadata.get_payload() or metadata.get("Description", "")
+    assert "Predict" in description and "pip install cotj" in description  # the short description, not empty
+    relative = [target for target in links(description) if not re.match(r"https?://", target)]
+    assert not relative, relative
