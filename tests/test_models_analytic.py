@@ -150,7 +150,7 @@ def test_the_predict_stage_accepts_the_models_and_conditions_have_different_dna(
     cond = torch.arange(6)
     x0 = torch.stack([family.mixture(c).sample(1, gen)[0] for c in range(6)])
     noise = torch.randn(6, 64, generator=gen, dtype=torch.float64)
-    dna = np.asarray(extract_dna(model_cls(family), cond, noise, x_ref=x0, progress=False).dna)
+    dna = np.asarray(extract_dna(model_cls(family), noise=noise, cond=cond, x_ref=x0, progress=False).dna)
     assert dna.shape == (6, 100) and np.all(dna >= 0)
     assert np.all(dna[:, 0] < 0.05 * dna.max(axis=1))  # the exact denoiser barely errs at t = 0.01
     unit = dna / np.linalg.norm(dna, axis=1, keepdims=True)

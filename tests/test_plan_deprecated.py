@@ -45,3 +45,14 @@ def test_a_splatted_objective_and_plan_kwargs_warn_and_plan_the_same() -> None:
         kwargs = tc.plan_kwargs()
     np.testing.assert_array_equal(cotj.plan_batch(None, 3, current=N - 1, **kwargs).steps, new.steps)
     np.testing.assert_array_equal(new.levels[0], tc.grid[new.steps[0]])
+
+
+def test_renamed_step_keywords_warn_and_mean_the_same() -> None:
+    from cotj.planning import schedules, solvers
+
+    with pytest.warns(DeprecationWarning, match=r"uniform\(k=\.\.\.\).*uniform\(budget=\.\.\.\)"):
+        np.testing.assert_array_equal(schedules.uniform(k=5), schedules.uniform(budget=5))
+    with pytest.warns(DeprecationWarning, match=r"budget_for\(evaluations=\.\.\.\)"):
+        assert solvers.budget_for("heun", evaluations=9) == solvers.budget_for("heun", nfe=9) == 5
+    with pytest.raises(TypeError, match="got k= and budget="):
+        schedules.karras(k=3, budget=3)

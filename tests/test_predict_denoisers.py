@@ -4,14 +4,16 @@ pipeline's own deterministic sample from the same noise (same levels, same guida
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+from conftest import needs_extra
+
+pytestmark = [needs_extra("diffusers"), pytest.mark.usefixtures("one_torch_thread")]
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
 from cotj.execute import scheduler_args, timestep_grid  # noqa: E402
 from cotj.predict import FluxDenoiser, UNetDenoiser, extract_dna  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_flux_adapter_reference_equals_the_pipeline(tiny_flux):
@@ -20,7 +22,7 @@ def test_flux_adapter_reference_equals_the_pipeline(tiny_flux):
     cond = {"prompt_embeds": torch.randn(2, 5, 16, generator=g), "pooled_prompt_embeds": torch.randn(2, 8, generator=g)}
     noise = torch.randn(2, 16, 16, generator=g)  # packed latents: 16 tokens of 16 channels
     den = FluxDenoiser.from_pipeline(pipe, 16, 16)
-    res = extract_dna(den, cond, noise, None, batch_size=64, reference_steps=10, progress=False)
+    res = extract_dna(den, noise=noise, cond=cond, x_ref=None, batch_size=64, reference_steps=10, progress=False)
     # FluxPipeline's default schedule for 10 steps is sigmas linspace(1, 0.1, 10): the same descent
     want = pipe(**cond, latents=noise, num_inference_steps=10, height=16, width=16, output_type="latent").images
     torch.testing.assert_close(res.x_ref, want, atol=1e-5, rtol=1e-4)
@@ -39,7 +41,7 @@ def test_unet_adapter_reference_equals_the_pipeline_with_guidance(tiny_sd):
     grid = timestep_grid(sched, 100)
     den = UNetDenoiser(pipe.unet, sched)
     assert den.prediction == "epsilon"
-    res = extract_dna(den, text, noise, None, grid, guidance_scale=2.0, uncond=neg, reference_steps=8, progress=False)
+    res = extract_dna(den, noise=noise, cond=text, x_ref=None, grid=grid, guidance_scale=2.0, uncond=neg, reference_steps=8, progress=False)
     targets = (8 - np.arange(8)) / 8  # the reference descent: 8 even steps from 1, snapped to the grid
     levels = grid[np.abs(grid[None] - targets[:, None]).argmin(axis=1)]
     args = scheduler_args(levels, sched)
@@ -53,7 +55,7 @@ def test_unet_adapter_reference_equals_the_pipeline_with_guidance(tiny_sd):
 
 
 def test_unet_adapter_schedule_is_the_schedulers_vp_path(tiny_sd):
-    sched = diffusers.DDPMScheduler(prediction_type="v_prediction")
+    sched = diffusers.DDPMScheduler(prediction_type="v_prediction", steps_offset=1, clip_sample=False)
     den = UNetDenoiser(tiny_sd(sched).unet, sched)
     grid = cotj.default_grid(10)
     a, s = den.schedule(grid)

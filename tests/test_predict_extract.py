@@ -3,7 +3,11 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import needs_extra
+
+pytestmark = needs_extra("torch")
+
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
 from cotj.predict import extract_dna  # noqa: E402
@@ -44,7 +48,7 @@ def batch():
 
 def test_one_step_dna_matches_closed_form_per_sample(batch):
     mu, ref, noise = batch
-    res = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", batch_size=64, progress=False)
+    res = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", batch_size=64, progress=False)
     want = _closed_form(ref, noise, mu, cotj.default_grid(100))
     assert res.dna.shape == (3, 100) and res.dna.dtype == np.float64
     np.testing.assert_allclose(res.dna, want, rtol=2e-4, atol=1e-7)
@@ -55,8 +59,8 @@ def test_one_step_dna_matches_closed_form_per_sample(batch):
 
 def test_batch_size_does_not_change_the_result(batch):
     mu, ref, noise = batch
-    a = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", batch_size=7, progress=False).dna
-    b = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", batch_size=300, progress=False).dna
+    a = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", batch_size=7, progress=False).dna
+    b = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", batch_size=300, progress=False).dna
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
@@ -64,7 +68,7 @@ def test_custom_metric_and_grid(batch):
     mu, ref, noise = batch
     grid = np.array([0.05, 0.2, 0.5, 0.9, 1.0])
     l1 = lambda x0, r: (x0 - r).abs().flatten(1).mean(1)  # noqa: E731
-    res = extract_dna(gaussian_flow, mu, noise, ref, grid, prediction="flow", metric=l1, progress=False)
+    res = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, grid=grid, prediction="flow", metric=l1, progress=False)
     want = _closed_form(ref, noise, mu, grid, metric=lambda e: np.abs(e).mean(-1))
     np.testing.assert_allclose(res.dna, want, rtol=2e-4, atol=1e-7)
 
@@ -72,8 +76,7 @@ def test_custom_metric_and_grid(batch):
 def test_guidance_uses_the_guided_prediction(batch):
     mu, ref, noise = batch
     w = 3.0
-    res = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", guidance_scale=w, uncond=torch.zeros(3),
-                      progress=False)
+    res = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", guidance_scale=w, uncond=torch.zeros(3), progress=False)
     grid = cotj.default_grid(100)
     t = torch.tensor(grid).reshape(1, -1, 1, 1, 1)
     x = (1 - t) * ref.double()[:, None] + t * noise.double()[:, None]
@@ -93,7 +96,7 @@ def test_reference_run_converges_to_the_ode_endpoint(batch):
     mu, _, noise = batch
     want = _ode_x0(noise.double(), 1.0, mu.reshape(-1, 1, 1, 1))
     err = [
-        (extract_dna(gaussian_flow, mu, noise, None, prediction="flow", reference_steps=k, progress=False).x_ref.double()
+        (extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=None, prediction="flow", reference_steps=k, progress=False).x_ref.double()
          - want).abs().max().item()
         for k in (10, 50)
     ]
@@ -103,8 +106,8 @@ def test_reference_run_converges_to_the_ode_endpoint(batch):
 def test_ode_completion_scores_the_completed_estimate(batch):
     mu, ref, noise = batch
     kw = dict(prediction="flow", progress=False)
-    done = extract_dna(gaussian_flow, mu, noise, ref, completion_steps=40, **kw)
-    one = extract_dna(gaussian_flow, mu, noise, ref, **kw)
+    done = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, completion_steps=40, **kw)
+    one = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, **kw)
     t = cotj.default_grid(100).reshape(1, -1, 1)
     r = ref.double().flatten(1).numpy()[:, None]
     x = (1 - t) * r + t * noise.double().flatten(1).numpy()[:, None]
@@ -127,7 +130,7 @@ def test_general_path_epsilon_model():
         coef = torch.tensor([tab[float(v)] for v in t.float()])
         return 1.1 * (x - coef[:, :1] * cond) / coef[:, 1:]
 
-    res = extract_dna(oracle, ref, noise, ref, grid, prediction="epsilon", schedule=(a, s), progress=False)
+    res = extract_dna(oracle, noise=noise, cond=ref, x_ref=ref, grid=grid, prediction="epsilon", schedule=(a, s), progress=False)
     want = (0.1 * s / a)[None] ** 2 * (noise.double() ** 2).mean(1, keepdim=True).numpy()
     np.testing.assert_allclose(res.dna, want, rtol=1e-4)
 
@@ -135,24 +138,23 @@ def test_general_path_epsilon_model():
 def test_bad_inputs_raise(batch):
     mu, ref, noise = batch
     with pytest.raises(ValueError, match="prediction must be one of"):
-        extract_dna(gaussian_flow, mu, noise, ref, prediction="velocity", progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="velocity", progress=False)
     with pytest.raises(ValueError, match="prediction must be one of"):
-        extract_dna(gaussian_flow, mu, noise, ref, progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, progress=False)
     with pytest.raises(ValueError, match="x_ref must be a tensor of noise's shape"):
-        extract_dna(gaussian_flow, mu, noise, ref[:2], prediction="flow", progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref[:2], prediction="flow", progress=False)
     with pytest.raises(ValueError, match="cond must have the batch size"):
-        extract_dna(gaussian_flow, mu[:2], noise, ref, prediction="flow", progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu[:2], x_ref=ref, prediction="flow", progress=False)
     with pytest.raises(ValueError, match="grid must be"):
-        extract_dna(gaussian_flow, mu, noise, ref, [0.5, 0.2], prediction="flow", progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, grid=[0.5, 0.2], prediction="flow", progress=False)
     with pytest.raises(ValueError, match="batch_size"):
-        extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", batch_size=0, progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", batch_size=0, progress=False)
     with pytest.raises(ValueError, match="needs uncond"):
-        extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", guidance_scale=2.0, progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", guidance_scale=2.0, progress=False)
     with pytest.raises(ValueError, match="needs schedule"):
-        extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", schedule=cotj.planning.schedules.ve(cotj.default_grid(100)),
-                    progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", schedule=cotj.planning.schedules.ve(cotj.default_grid(100)), progress=False)
     with pytest.raises(ValueError, match="one score per sample"):
-        extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", metric=lambda x, r: (x - r).mean(), progress=False)
+        extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", metric=lambda x, r: (x - r).mean(), progress=False)
 
 
 def test_runs_in_the_models_dtype(batch):
@@ -168,7 +170,7 @@ def test_runs_in_the_models_dtype(batch):
             dtypes.append((x.dtype, t.dtype))
             return gaussian_flow(x, t, cond).double() * self.scale
 
-    res = extract_dna(Float64Model(), mu, noise, ref, prediction="flow", progress=False)
+    res = extract_dna(Float64Model(), noise=noise, cond=mu, x_ref=ref, prediction="flow", progress=False)
     assert set(dtypes) == {(torch.float64, torch.float64)}
     np.testing.assert_allclose(res.dna, _closed_form(ref, noise, mu, cotj.default_grid(100)), rtol=2e-4, atol=1e-7)
 
@@ -189,8 +191,18 @@ def test_guidance_combination_is_pluggable(batch):
         calls.append(scale)
         return cond_pred
 
-    guided = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", guidance_scale=5.0, uncond=torch.zeros(3),
-                         combine=only_cond, progress=False)
-    plain = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", progress=False)
+    guided = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", guidance_scale=5.0, uncond=torch.zeros(3), combine=only_cond, progress=False)
+    plain = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", progress=False)
     np.testing.assert_allclose(guided.dna, plain.dna)
     assert calls and set(calls) == {5.0}
+
+
+def test_positional_cond_noise_still_work_for_one_release_and_warn(batch):
+    """The previous order extract_dna(denoiser, cond, noise, x_ref) gives the same DNA as the keywords, warning."""
+    mu, ref, noise = batch
+    want = extract_dna(gaussian_flow, noise=noise, cond=mu, x_ref=ref, prediction="flow", progress=False).dna
+    with pytest.warns(DeprecationWarning, match=r"extract_dna\(denoiser, noise=noise, cond=cond"):
+        got = extract_dna(gaussian_flow, mu, noise, ref, prediction="flow", progress=False).dna
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="needs noise="):
+        extract_dna(gaussian_flow, cond=mu, prediction="flow", progress=False)

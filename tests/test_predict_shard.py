@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import needs_extra
+
+pytestmark = [needs_extra("torch"), pytest.mark.usefixtures("one_torch_thread")]
+
+import torch  # noqa: E402
 
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 from cotj.predict import extract_dna  # noqa: E402
 from cotj.predict.shard import DNAInputs, extract_sharded, load_sharded, shard_bounds  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = FlowMixtureModel(MixtureFamily(dim=8, seed=0))
 
@@ -39,7 +42,7 @@ def test_one_process_equals_extract_dna_and_round_trips(tmp_path):
     items = [4, 1, 7, 3, 9]
     res = extract_sharded(lambda: MODEL, items, _inputs, tmp_path / "dna", chunk_size=2, batch_size=64, progress=False)
     direct = _inputs(items)
-    want = extract_dna(MODEL, direct.cond, direct.noise, direct.x_ref, batch_size=500, progress=False).dna
+    want = extract_dna(MODEL, noise=direct.noise, cond=direct.cond, x_ref=direct.x_ref, batch_size=500, progress=False).dna
     np.testing.assert_allclose(res.dna, want, rtol=1e-6, atol=0)
     assert res.items == items and res.world_size == 1 and res.grid.shape == (100,)
     back = load_sharded(tmp_path / "dna")

@@ -48,9 +48,9 @@ def test_fixed_baselines_follow_their_formulas():
 
 @pytest.mark.parametrize("bad", [0, -2])
 def test_baselines_reject_bad_budgets(bad):
-    with pytest.raises(ValueError, match="k must be in 1.."):
+    with pytest.raises(ValueError, match="budget must be in 1.."):
         schedules.uniform(bad)
-    with pytest.raises(TypeError, match="k must be an int"):
+    with pytest.raises(TypeError, match="budget must be an int"):
         schedules.karras(2.0)
     with pytest.raises(ValueError, match="shift"):
         schedules.shifted(3, shift=0.0)

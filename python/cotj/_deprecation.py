@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -47,3 +50,22 @@ def moved_names(module: str, moved: dict[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(moved[name]), name)
 
     return __getattr__
+
+
+def renamed(**old_to_new: str) -> Callable[[F], F]:
+    """Decorate a function whose keywords were renamed: an old keyword still works, warning, for one release."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__name__}() got {old}= and {new}=: give {new}= only")
+                    warn(f"{fn.__name__}({old}=...)", f"{fn.__name__}({new}=...)")
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -148,7 +148,7 @@ def run_tier1(cfg: Tier1Config = Tier1Config(), *, dna_dir: str | Path | None = 
     noise = seeded_noise(cfg.test_items, (cfg.dim,), cfg.noise_seed)
     teacher = ode_trajectories(model, noise, cond, grid, cfg.substeps)
     reference = torch.from_numpy(teacher.states[:, 0].copy())
-    dna_test = extract_dna(model, cond, noise, reference, grid, batch_size=8 * cfg.grid_size, progress=False).dna
+    dna_test = extract_dna(model, noise=noise, cond=cond, x_ref=reference, grid=grid, batch_size=8 * cfg.grid_size, progress=False).dna
     calib = cfg.train_items[: cfg.calibration]
     calibration = ode_trajectories(model, seeded_noise(calib, (cfg.dim,), cfg.noise_seed), torch.tensor(calib), grid, cfg.substeps)
     teacher_cost = tier1_teacher_cost(cfg, model)

@@ -181,8 +181,7 @@ def run_tier2(cfg: Tier2Config = Tier2Config(), *, pipe: Any = None, encode: Cal
     grid, cond, noise = default_grid(cfg.grid_size), tier.encode(tier.test), tier.noise(tier.test)
     teacher_traj = tier.trajectories(tier.test)
     reference = torch.from_numpy(teacher_traj.states[:, 0].copy()).float().reshape(noise.shape)
-    dna_test = extract_dna(tier.velocity, cond, noise, reference, grid, prediction="flow", batch_size=cfg.batch_size,
-                           progress=False).dna  # fmt: skip
+    dna_test = extract_dna(tier.velocity, noise=noise, cond=cond, x_ref=reference, grid=grid, prediction="flow", batch_size=cfg.batch_size, progress=False).dna  # fmt: skip
     if predictor is not None:
         model = DNAPredictor.load(predictor, device="cpu")
         predicted, mean_dna, source = model.predict(pool(cond).double().numpy()), model.mean_dna.double().numpy(), f"predictor {predictor}"

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cotj._deprecation import renamed
+
 __all__ = ["MAX_STEPS", "Schedule", "check_schedule", "check_steps", "default_grid", "dna_grid", "karras", "linear_flow", "shifted", "uniform", "vp", "ve"]
 
 
@@ -117,40 +119,44 @@ MAX_STEPS = 10_000
 flag asks a model for: memory and time grow with it, and no sampler needs more."""
 
 
-def check_steps(k: object) -> int:
-    """``k`` as a number of steps: an int in 1..:data:`MAX_STEPS` (TypeError or ValueError naming ``k``
+@renamed(k="budget")
+def check_steps(budget: object) -> int:
+    """``budget`` as a number of steps: an int in 1..:data:`MAX_STEPS` (TypeError or ValueError naming it
     otherwise)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if not 1 <= k <= MAX_STEPS:
-        raise ValueError(f"k must be in 1..{MAX_STEPS} (MAX_STEPS), got {k}")
-    return int(k)
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise TypeError(f"budget must be an int, got {type(budget).__name__}")
+    if not 1 <= budget <= MAX_STEPS:
+        raise ValueError(f"budget must be in 1..{MAX_STEPS} (MAX_STEPS), got {budget}")
+    return int(budget)
 
 
-def uniform(k: int) -> NDArray[np.float64]:
-    """``1, (k-1)/k, ..., 1/k``: K evenly spaced levels from the top, (K,) float64."""
-    k = check_steps(k)
+@renamed(k="budget")
+def uniform(budget: int) -> NDArray[np.float64]:
+    """``1, (K-1)/K, ..., 1/K``: K = ``budget`` evenly spaced levels from the top, (K,) float64."""
+    k = check_steps(budget)
     return np.arange(k, 0, -1, dtype=np.float64) / k
 
 
-def shifted(k: int, shift: float = 3.0) -> NDArray[np.float64]:
+@renamed(k="budget")
+def shifted(budget: int, shift: float = 3.0) -> NDArray[np.float64]:
     """SD3's static time shift of :func:`uniform`: ``t' = s·t / (1 + (s - 1)·t)``; s > 1 spends
     more steps at high noise. (K,) float64."""
     if not 0 < shift < np.inf:
         raise ValueError(f"shift must be > 0 and finite, got {shift}")
-    t = uniform(k)
+    t = uniform(budget)
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
-def karras(k: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> NDArray[np.float64]:
-    """EDM's spacing (Karras et al. 2022) mapped to the flow, (K,) float64.
+@renamed(k="budget")
+def karras(budget: int, rho: float = 7.0, sigma_min: float = 0.002, sigma_max: float = 80.0) -> NDArray[np.float64]:
+    """EDM's spacing (Karras et al. 2022) mapped to the flow: K = ``budget`` levels, (K,) float64.
 
     EDM sigmas ``σ_m = (σ_max^(1/ρ) + m/(K-1)·(σ_min^(1/ρ) - σ_max^(1/ρ)))^ρ``, m = 0..K-1 (K = 1: σ_max),
     become flow levels by ``t = σ/(1 + σ)``: the EDM state ``x0 + σ·eps`` divided by ``1 + σ`` is the flow
     state ``(1 - t)·x0 + t·eps``. With EDM's defaults the first level is t = 80/81 ≈ 0.988 (the flow's
     t = 1 is σ = ∞) and the last t ≈ 0.002.
     """
-    k = check_steps(k)
+    k = check_steps(budget)
     if not 0 < sigma_min < sigma_max < np.inf:
         raise ValueError(f"need 0 < sigma_min < sigma_max < inf, got sigma_min={sigma_min}, sigma_max={sigma_max}")
     if not 0 < rho < np.inf:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cotj._deprecation import renamed
+
 __all__ = ["MULTISTEP", "SOLVERS", "Solver", "budget_for", "evaluation_levels", "get_solver", "nfe"]
 
 
@@ -70,6 +72,7 @@ def get_solver(name: object) -> Solver:
     return SOLVERS[name]
 
 
+@renamed(k="budget")
 def nfe(solver: str, budget: int | ArrayLike) -> Any:
     """Model evaluations of ``solver`` on ``budget`` levels (an int, or an array of per-row lengths -> int array):
     the budget for euler, dpmpp_2m and unipc, 2·budget - 1 for heun."""
@@ -79,6 +82,7 @@ def nfe(solver: str, budget: int | ArrayLike) -> Any:
     return s.evaluations * (np.asarray(budget, dtype=np.int64) - 1) + s.final
 
 
+@renamed(evaluations="nfe")
 def budget_for(solver: str, nfe: int) -> int:
     """The most levels whose run costs at most ``nfe`` model evaluations (>= 1): equal-NFE budgets
     (heun: ``(NFE + 1) // 2``)."""

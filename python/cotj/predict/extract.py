@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from tqdm.auto import tqdm
 
 from cotj import gains
+from cotj._deprecation import warn
 from cotj.paths import PREDICTIONS, ddim_update, to_x0
 from cotj.planning.schedules import Schedule, default_grid, linear_flow
 
@@ -194,11 +195,11 @@ def _padded(paths: list[list[int]]) -> torch.Tensor:
 
 def extract_dna(
     denoiser: Denoiser,
-    cond: Any,
-    noise: torch.Tensor,
+    *args: Any,
+    noise: torch.Tensor | None = None,
+    cond: Any = None,
     x_ref: torch.Tensor | None = None,
     grid: ArrayLike | None = None,
-    *,
     prediction: str | None = None,
     schedule: PathLike | None = None,
     batch_size: int = 32,
@@ -210,50 +211,32 @@ def extract_dna(
     reference_steps: int = 50,
     progress: bool = True,
 ) -> DNAResult:
-    """The DNA ``d_i`` (docs/method.md §2) of B samples at every level of a grid.
+    """The DNA ``d_i`` (docs/method.md §2) of B samples at every level of a grid: ``extract_dna(denoiser,
+    noise=noise, cond=cond)``, the order of every sampler of the package.
 
-    Args:
-        denoiser: ``model(x_t, t, cond) -> prediction`` (see :mod:`cotj.predict.denoisers` for
-            Diffusers transformers and UNets). Inputs are cast to the dtype of its parameters
-            when it is an ``nn.Module``, else to ``noise``'s.
-        cond: the condition of each sample: a tensor (B, ...), a dict whose tensors of first
-            dimension B are per sample (others are shared), or None.
-        noise: (B, ...) the noise eps, on the model's device.
-        x_ref: (B, ...) reference clean samples (data, or a many-step sample from ``noise``).
-            None: run the model itself from ``noise`` with ``reference_steps`` deterministic
-            first-order steps on the grid (from the top level, as pipelines start from noise).
-        grid: (N,) ascending levels in (0, 1]; default ``t_i = (i + 1)/100``.
-        prediction: ``"flow"``, ``"epsilon"``, ``"v"`` or ``"sample"``; default the adapter's
-            ``prediction`` attribute.
-        schedule: the path on the grid: ``(a, s)``, or ``(a, s, da, ds)`` for a flow model on a
-            path other than the linear flow; default the adapter's ``schedule(grid)``, else the
-            linear flow.
-        batch_size: rows per model call.
-        metric: ``metric(x0_hat, x_ref) -> (n,)`` per-sample score; default :func:`mse`. Any
-            callable works (LPIPS, a reward model's negative score...), evaluated on the
-            model's output space (latents unless the metric decodes them).
-        guidance_scale: classifier-free guidance ``w``: the DNA is taken on the guided prediction
-            ``u + w·(c - u)`` with ``u`` the prediction under ``uncond``, as the pipeline samples
-            with it. The DNA depends on ``w``: extract it at the scale you sample with. Doubles
-            the cost. None: unguided.
-        uncond: the unconditional (negative) condition, same layout as ``cond``; needed with
-            ``guidance_scale``.
-        combine: how the pipeline combines the two predictions: :func:`cfg` (default) or
-            :func:`cfg_renorm` (Qwen-Image), or any ``combine(cond_pred, uncond_pred, scale)``.
-        completion_steps: 1 scores the one-step estimate (docs/method.md §2). m > 1 scores the ODE-completed
-            estimate: from each canonical state, m first-order steps to t = 0 (levels spread
-            evenly below t_i, snapped to the grid). Costs up to m evaluations per level instead
-            of 1: about N·m per sample in all.
-        reference_steps: steps of the reference run when ``x_ref`` is None.
-        progress: show a tqdm bar over model evaluations.
+    ``denoiser``: ``model(x_t, t, cond) -> prediction`` (:mod:`cotj.predict.denoisers` adapts Diffusers models).
+    ``noise``: (B, ...) the noise on the model's device; ``cond``: a tensor (B, ...), a dict of per-sample and shared
+    tensors, or None. ``x_ref``: (B, ...) reference clean samples; None runs ``reference_steps`` first-order steps
+    from ``noise``. ``grid``: (N,) ascending levels in (0, 1] (default ``t_i = (i + 1)/100``). ``prediction`` and
+    ``schedule`` (``(a, s)`` or ``(a, s, da, ds)``) default to the adapter's. ``metric(x0_hat, x_ref) -> (n,)``
+    (default :func:`mse`); ``guidance_scale`` with ``uncond`` and ``combine`` takes the DNA on the guided prediction
+    (extract it at the scale you sample with); ``completion_steps`` m > 1 scores the estimate completed by m steps.
+    Positional ``cond, noise`` (the previous order) still work for one release, with a DeprecationWarning.
 
-    Returns:
-        A :class:`DNAResult`: ``dna`` (B, N) float64, ``gains`` (B, N - 1), the grid, x_ref, the cost.
-
-    Raises:
-        ValueError / TypeError: mismatched shapes, an unknown prediction, a bad grid, schedule,
-            batch size or step count, guidance without ``uncond``.
+    Returns a :class:`DNAResult`: ``dna`` (B, N) float64, ``gains`` (B, N - 1), the grid, x_ref, the cost.
+    Raises ValueError / TypeError for mismatched shapes, an unknown prediction, a bad grid, schedule, batch size or
+    step count, guidance without ``uncond``.
     """
+    if args:
+        if len(args) > 4 or noise is not None or cond is not None:
+            raise TypeError("extract_dna takes denoiser positionally, then noise=, cond=, x_ref=, grid= by keyword")
+        warn("extract_dna(denoiser, cond, noise, ...) with positional arguments",
+             "extract_dna(denoiser, noise=noise, cond=cond, ...)")
+        cond, noise = args[0], args[1] if len(args) > 1 else None
+        x_ref = args[2] if len(args) > 2 else x_ref
+        grid = args[3] if len(args) > 3 else grid
+    if noise is None:
+        raise TypeError("extract_dna needs noise= (B, ...) the noise of each sample")
     prediction = prediction if prediction is not None else getattr(denoiser, "prediction", None)
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS} (the denoiser does not say), got {prediction!r}")

@@ -158,8 +158,7 @@ def extract_sharded(
             for begin in range(lo, hi, chunk_size):
                 block = items[begin : min(begin + chunk_size, hi)]
                 inputs = make_inputs(block)
-                res = extract_dna(denoiser, inputs.cond, inputs.noise, inputs.x_ref, grid,
-                                  batch_size=batch_size, progress=False, **extract_kwargs)  # fmt: skip
+                res = extract_dna(denoiser, noise=inputs.noise, cond=inputs.cond, x_ref=inputs.x_ref, grid=grid, batch_size=batch_size, progress=False, **extract_kwargs)  # fmt: skip
                 if res.dna.shape[0] != len(block):
                     raise ValueError(f"make_inputs returned {res.dna.shape[0]} samples for {len(block)} items")
                 rows.append(res.dna)
