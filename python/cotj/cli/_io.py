@@ -20,20 +20,25 @@ from cotj.planning.dna import load_dna, parse_dna
 from cotj.planning.schedules import MAX_STEPS
 
 STDIN = "-"
-TESTBED, ANALYTIC = "testbed", "analytic"
+SHAPES, ANALYTIC = "shapes", "analytic"
+"""The values of ``--model``: the shipped shapes generator and the analytic Gaussian-mixture flow model."""
+TESTBED = SHAPES
+"""Deprecated name of :data:`SHAPES` (``--model testbed`` still works, with a warning, for one release)."""
+DEPRECATED_MODELS = {"testbed": SHAPES}
+"""Old ``--model`` names that still work for one release, and the name each stands for."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Which model a command runs and how (:func:`add_model_flags`; :mod:`cotj.cli._models` takes it).
 
-    ``model`` is :data:`TESTBED` (the shipped shapes generator, or ``weights``: a file or a training run folder,
+    ``model`` is :data:`SHAPES` (the shipped shapes generator, or ``weights``: a file or a training run folder,
     sampled at ``guidance``) or :data:`ANALYTIC` (the exact Gaussian-mixture flow model of dimension ``dim`` from
     the family ``family_seed``). ``seed`` seeds each prompt's noise; ``reference_steps`` is the length of the
     reference a DNA is scored against (None: the model's default); ``batch_size`` rows per model call;
     ``progress`` shows progress bars."""
 
-    model: str = TESTBED
+    model: str = SHAPES
     weights: str | None = None
     guidance: float = 2.0
     seed: int = 0
@@ -262,15 +267,25 @@ def save_figure(fig: Any, out: str | Path, dpi: int) -> Path:
     return path
 
 
+def model_name(text: str) -> str:
+    """argparse type for ``--model``: the name as given, or the one a deprecated name stands for
+    (:data:`DEPRECATED_MODELS`), after one warning line on stderr."""
+    if text in DEPRECATED_MODELS:
+        print(f"cotj: warning: --model {text} is deprecated and will be removed in the next release; use --model "
+              f"{DEPRECATED_MODELS[text]}", file=sys.stderr)
+        return DEPRECATED_MODELS[text]
+    return text
+
+
 def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> None:
     """Flags selecting and configuring the model (shared by dna, predict, diagnose, sample)."""
-    p.add_argument("--model", choices=(TESTBED, ANALYTIC), default=TESTBED,
-                   help="testbed: the shipped shapes generator (prompts are text); analytic: the exact "
-                        "Gaussian-mixture flow model (prompts are condition ids) (default testbed)")
+    p.add_argument("--model", type=model_name, choices=(SHAPES, ANALYTIC), default=SHAPES,
+                   help="shapes: the shipped shapes generator (prompts are text); analytic: the exact "
+                        "Gaussian-mixture flow model (prompts are condition ids) (default shapes)")
     p.add_argument("--weights", metavar="PATH",
-                   help="testbed generator weights: a file or a training run directory (default: the shipped file)")
+                   help="shapes generator weights: a file or a training run directory (default: the shipped file)")
     p.add_argument("--guidance", type=finite_float, default=2.0,
-                   help="testbed classifier-free guidance scale (default 2)")
+                   help="shapes classifier-free guidance scale (default 2)")
     p.add_argument("--seed", type=seed, default=0, help="noise seed (default 0)")
     p.add_argument("--dim", type=int_in(1, 4096), default=64, help="analytic: data dimension, 1..4096 (default 64)")
     p.add_argument("--family-seed", type=seed, default=0, help="analytic: seed of the mixture family (default 0)")
@@ -278,7 +293,7 @@ def add_model_flags(p: argparse.ArgumentParser, *, reference: bool = True) -> No
                    help="torch threads (default 1: the small models run fastest on one, and share the machine)")
     if reference:
         p.add_argument("--reference-steps", type=int_in(1, MAX_STEPS), metavar="S",
-                       help="steps of the reference the DNA is scored against: the testbed's own first-order "
+                       help="steps of the reference the DNA is scored against: the shapes generator's own first-order "
                             "sample (default 50) or the analytic models' exact ODE endpoint (RK4, default 200)")
         p.add_argument("--batch-size", type=positive_int, default=64, help="model rows per call (default 64)")
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from cotj.cli._io import MAX_INT, TESTBED, ModelSpec
+from cotj.cli._io import MAX_INT, SHAPES, ModelSpec
 from cotj.models import analytic, seeded_noise
 from cotj.planning.schedules import default_grid
 from cotj.predict import teacher
@@ -75,7 +75,7 @@ def shipped_teacher(spec: ModelSpec) -> Path | None:
 def _shipped_applies(spec: ModelSpec) -> bool:
     from cotj.models import generator
 
-    return spec.model == TESTBED and not spec.weights and spec.guidance == generator.PREDICTOR_GUIDANCE
+    return spec.model == SHAPES and not spec.weights and spec.guidance == generator.PREDICTOR_GUIDANCE
 
 
 def condition_ids(prompts: Sequence[str]) -> list[int]:
@@ -96,7 +96,7 @@ def analytic_model(dim: int, family_seed: int) -> analytic.FlowMixtureModel:
 def embeddings(spec: ModelSpec, prompts: Sequence[str]) -> NDArray[np.float64]:
     """Condition embeddings (B, D) the DNA predictor takes: MiniLM mean-pooled token states for
     the shapes generator, the mixture's descriptor (6,) for the analytic model."""
-    if spec.model == TESTBED:
+    if spec.model == SHAPES:
         from cotj.models.text import predictor_input
 
         return predictor_input(list(prompts)).numpy()
@@ -123,7 +123,7 @@ def extract(spec: ModelSpec, prompts: Sequence[str], levels: int = 100, pipe: An
     same noise, under guidance ``spec.guidance`` (docs/method.md §2); the analytic model's reference is the
     exact ODE endpoint of the noise (``spec.reference_steps`` RK4 steps, default 200).
     """
-    if spec.model != TESTBED:
+    if spec.model != SHAPES:
         return analytic.extract(analytic_model(spec.dim, spec.family_seed), condition_ids(prompts),
                                 default_grid(levels), noise_seed=spec.seed,
                                 reference_steps=spec.reference_steps or ANALYTIC_REFERENCE_STEPS,
@@ -154,7 +154,7 @@ def realised_run(spec: ModelSpec, prompt: str, steps: int, pipe: Any = None) -> 
     """A uniform ``steps``-step first-order run of ``prompt`` from its noise
     (:func:`cotj.predict.teacher.euler_trajectories`): the states in step order (steps + 1, 1, ...)
     float64, from the noise at t = 1 to the sample, and their levels (steps + 1,) from 1 to 0."""
-    if spec.model == TESTBED:
+    if spec.model == SHAPES:
         pipe = pipe if pipe is not None else shapes_pipeline(spec.weights)
         denoiser, cond = _velocity(pipe, spec.guidance), pipe.encode_prompt([prompt])
         start = noise(spec, pipe, [prompt])

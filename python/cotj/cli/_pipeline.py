@@ -460,7 +460,7 @@ def calibrate_pipeline(loaded: Loaded, prompts: list[str], out: str | Path, *, l
 
 
 def _check_sample_args(args: argparse.Namespace) -> None:
-    if args.model != _io.TESTBED:
+    if args.model != _io.SHAPES:
         raise ValueError("--pipeline runs that pipeline: drop --model")
     for attr, flag in (("predictor", "--predictor"), ("true_dna", "--true-dna"), ("weights", "--weights")):
         if getattr(args, attr, None):
@@ -535,7 +535,7 @@ def vp_closed_loop(loaded: Loaded, prompt: str, teacher: Any, budget: int | None
     finally:
         loaded.pipe.scheduler = original
     steps = np.abs(teacher.grid[None, :] - levels[:, None]).argmin(1).astype(np.int64)
-    return image, Plan(steps, teacher.grid[steps], plan_cost(None, steps, cost=teacher.edges, end=teacher.end))
+    return image, Plan(steps, teacher.grid[steps], plan_cost(teacher.dense(), steps))
 
 
 def sample_command(args: argparse.Namespace) -> int:

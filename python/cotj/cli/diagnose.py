@@ -17,7 +17,7 @@ DESCRIPTION = """Diagnose a DNA: the levels whose step down raises the one-step 
 undo work, e.g. t = 1 in distilled models), where extra steps stop paying (the smallest K with
 R(K) >= tau, and the knee of the R(K) curve), and the plan at tau.
 
-With --prompt (text for the testbed, a condition id with --model analytic) the DNA is extracted
+With --prompt (text for the shapes generator, a condition id with --model analytic) the DNA is extracted
 with the model, and a uniform run of --run-steps steps from the same noise is recorded: its
 acceleration signature (mean squared third finite difference of the states, the DDiT seed) is
 set against the DNA at the same levels, with their Spearman rank correlation.
@@ -32,7 +32,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("dna", nargs="?", help="DNA file (.npy, .json, .csv; every row is diagnosed), - for stdin, or a shipped mean DNA name")
-    source.add_argument("--prompt", help="a prompt (testbed) or condition id (analytic): extract its DNA and run it")
+    source.add_argument("--prompt", help="a prompt (shapes) or condition id (analytic): extract its DNA and run it")
     p.add_argument("--tau", type=_io.probability, default=0.99, help="explained-gain target (default 0.99)")
     p.add_argument("--max-steps", type=_io.steps, metavar="K", help="longest plan (default N // 2)")
     p.add_argument("--grid", metavar="FILE", help="the DNA's noise levels (N,); default (i+1)/N")
@@ -45,7 +45,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def _label(args: argparse.Namespace) -> str:
-    return f"“{args.prompt}”" if args.model == _io.TESTBED else f"condition {args.prompt}"
+    return f"“{args.prompt}”" if args.model == _io.SHAPES else f"condition {args.prompt}"
 
 
 def _signature(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
@@ -58,7 +58,7 @@ def _signature(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
     if args.grid:
         raise ValueError("--grid goes with a DNA file; --prompt extracts on the default grid")
     _models.use_threads(args.threads)
-    pipe = _models.shapes_pipeline(args.weights) if args.model == _io.TESTBED else None
+    pipe = _models.shapes_pipeline(args.weights) if args.model == _io.SHAPES else None
     dna = _models.prompt_dna(_io.model_spec(args), args.prompt, pipe)
     states, levels = _models.realised_run(_io.model_spec(args), args.prompt, args.run_steps, pipe=pipe)
     sig = run_signature(states, levels, dna)

@@ -16,7 +16,7 @@ __all__ = ["add_parser", "run"]
 DESCRIPTION = """Extract the true DNA of each prompt with a model (cotj.predict.extract_dna): the one-step
 reconstruction error at every level of the grid t_i = (i+1)/N.
 
-PROMPTS: a file with one prompt per line (or - for stdin): text for the testbed model,
+PROMPTS: a file with one prompt per line (or - for stdin): text for the shapes generator,
 condition ids (ints) for the analytic model.
 Writes into the folder OUT: dna.npy ((B, N) float64, one row per prompt in file order),
 grid.npy, items.json (the prompts in row order), embeddings.npy ((B, D) condition embeddings, what
@@ -32,7 +32,7 @@ Examples:
 
 
 def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("dna", parents=parents, help="true DNA of a prompt file with the testbed or analytic model",
+    p = sub.add_parser("dna", parents=parents, help="true DNA of a prompt file with the shapes or analytic model",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("prompts", help="prompt file, one per line, or - for stdin")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write dna.npy and its companions into")
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     np.save(out / "embeddings.npy", emb)
     settings = {"model": args.model, "seed": args.seed, "levels": args.levels, "processes": result.world_size,
                 "seconds": result.seconds, "evaluations_per_prompt": result.evaluations}
-    if args.model == _io.TESTBED:
+    if args.model == _io.SHAPES:
         settings.update(weights=args.weights, guidance=args.guidance, reference_steps=args.reference_steps or 50)
     else:
         settings.update(dim=args.dim, family_seed=args.family_seed, reference_rk4_steps=args.reference_steps or 200)

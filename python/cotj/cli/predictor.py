@@ -26,8 +26,8 @@ Examples:
   cotj train-predictor --from-official qwenimage_model_state.pth qwenimage_norm_data.pt --out runs/qwen"""
 
 PREDICT = """Predict the DNA of conditions with a trained predictor: from embeddings (.npy, (B, D)) or from
-prompts (embedded as the model's condition: MiniLM for the testbed). Without --predictor, the testbed's
-prompts go to the shipped predictor of the shipped generator. The DNA is aligned to the
+prompts (embedded as the model's condition: MiniLM for the shapes generator). Without --predictor, prompts of
+the shipped shapes generator go to its shipped predictor. The DNA is aligned to the
 predictor's mean DNA (docs/method.md §8). Writes --out (.npy) or prints JSON rows (pipe into 'cotj plan -').
 With --dna TRUE.npy, also reports the cosine similarity with the true DNA (on stderr).
 
@@ -62,7 +62,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        description=PREDICT, formatter_class=fmt)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--predictor", metavar="DIR",
-                        help="a predictor written by 'cotj train-predictor' (default with --model testbed: the shipped "
+                        help="a predictor written by 'cotj train-predictor' (default with --model shapes: the shipped "
                              "one, trained on the shipped generator's DNA at guidance 2)")
     source.add_argument("--from-official", nargs=2, metavar=("MODEL_STATE", "NORM_DATA"),
                         help="the paper's released predictor files")
@@ -92,7 +92,7 @@ def _load(args: argparse.Namespace) -> Any:
         directory = _models.shipped_predictor(_io.model_spec(args))
         if directory is None:
             raise ValueError("give --predictor DIR or --from-official: the shipped predictor is only for --model "
-                             "testbed with its shipped weights at --guidance 2")
+                             "shapes with its shipped weights at --guidance 2")
     if not (Path(directory) / "dna_predictor.json").is_file():
         raise FileNotFoundError(2, "no DNA predictor (dna_predictor.json) in", str(directory))
     return DNAPredictor.load(directory, device="cpu")

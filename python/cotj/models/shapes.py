@@ -1,4 +1,4 @@
-"""Procedural shape scenes and their prompt grammar (the Tier 2 testbed's data).
+"""Procedural shape scenes and their prompt grammar: the shapes generator's data (Tier 2 of the quality benchmark).
 
 A scene is one to three identical shapes (circle, square or triangle) of one colour and size, placed in one
 region of the image (left, right, top, bottom or center) on a plain background. The prompt always names the
