@@ -201,9 +201,17 @@ def test_an_overlong_message_is_shortened(monkeypatch, capsys, tmp_path):
     [
         (["", "--out", "e.png"], "the prompt is empty"),
         (["   ", "--out", "e.png", "--any-prompt"], "the prompt is empty"),
-        (["hello world", "--out", "e.png"], "the prompt is not in the shapes grammar, COUNT [SIZE] COLOUR SHAPE[s]"),
-        (["a red circles", "--out", "e.png"], "COUNT a|two|three (plural shape after two and three)"),
+        (["two red circls on the left", "--out", "e.png"],
+         "prompt 'two red circls on the left' is not in the shapes grammar: unknown word 'circls' (closest known "
+         "words: circles, circle); the grammar is in 'cotj sample --help', or pass --any-prompt to run other text"),
+        (["a red circles", "--out", "e.png"], "expected a shape (circle, square, triangle), got 'circles'"),
         (["two red circles", "--out", "e.jpg"], "--out must be a .png file, got 'e.jpg'"),
+        (["two red circles", "--out", "e.png", "--model", "cube"], "argument --model: invalid choice: 'cube'"),
+        (["two red circles", "--out", "e.png", "--teacher", "none.json"], "no teacher cost file: none.json"),
+        (["two red circles", "--out", "e.png", "--mean-dna", "none.json"], "no DNA file"),
+        (["two red circles", "--out", "e.png", "--predictor", "none"], "no DNA predictor (dna_predictor.json) in: none"),
+        (["two red circles", "--out", "e.png", "--weights", "none.safetensors"],
+         "no shapes generator weights file or training run directory: none.safetensors"),
     ],
 )
 def test_sample_checks_prompt_and_out_before_loading_the_model(tmp_path, args, needle):
@@ -211,6 +219,23 @@ def test_sample_checks_prompt_and_out_before_loading_the_model(tmp_path, args, n
     assert needle in one_line_error(done, "sample")
     assert "model: loaded" not in done.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_deprecated_model_name_warns_in_one_line(tmp_path):
+    done = run_cotj("sample", "a red star", "--model", "testbed", "--out", tmp_path / "x.png")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == [
+        "cotj: warning: --model testbed is deprecated and will be removed in the next release; use --model shapes",
+        "cotj sample: error: prompt 'a red star' is not in the shapes grammar: unknown word 'star' (closest known "
+        "words: square); the grammar is in 'cotj sample --help', or pass --any-prompt to run other text"]
+
+
+def test_a_malformed_teacher_file_is_refused_before_the_model_loads(tmp_path):
+    (tmp_path / "teacher.json").write_text('{"grid": [0.5, 1.0]}')
+    done = run_cotj("sample", "two red circles", "--out", tmp_path / "t.png", "--teacher", tmp_path / "teacher.json")
+    assert "teacher.json: not a valid teacher cost file: format must be 'cotj.teacher_cost/1'" in one_line_error(
+        done, "sample")
+    assert "model: loaded" not in done.stdout
 
 
 def _sample(*args: str) -> subprocess.CompletedProcess:

@@ -113,9 +113,9 @@ def check_prompt(prompt: str, any_prompt: bool) -> None:
         return
     try:
         parse_prompt(prompt)
-    except ValueError:
-        raise ValueError(f"the prompt is not in the shapes grammar, {grammar()}; e.g. 'two red circles on the "
-                         "left'; pass --any-prompt to run other text") from None
+    except ValueError as exc:  # one line naming the word that does not fit
+        raise ValueError(f"{exc}; the grammar is in 'cotj sample --help', or pass --any-prompt to run other "
+                         "text") from None
 
 
 def save_png(image: np.ndarray, out: str | Path, scale: int) -> Path:
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.height or args.width:
         raise ValueError("--height and --width go with --pipeline (the shapes generator makes 24x24 images)")
     args.guidance = _io.ModelSpec.guidance if args.guidance is None else args.guidance
-    if args.model != _io.TESTBED:
+    if args.model != _io.SHAPES:
         raise ValueError("sample runs the shipped shapes generator; the analytic models have no images")
     _io.png_path(args.out)
     check_prompt(args.prompt, args.any_prompt)
@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--uniform needs --budget K")
     if args.max_steps is not None and args.tau is None:
         raise ValueError("--max-steps goes with --tau")
+    given = _read_inputs(args)
     from cotj.cli import _models
     from cotj.execute import nfe, sample
 
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         k = args.budget
     else:
         clock = time.perf_counter()
-        plan_kwargs = _plan_source(args, pipe, _models)
+        plan_kwargs = _plan_source(args, pipe, _models, given)
         print(f"plan from: {plan_kwargs.pop('what')} in {time.perf_counter() - clock:.2f} s")
         clock = time.perf_counter()
         plan_args = dict(budget=args.budget, tau=args.tau, max_steps=args.max_steps, **plan_kwargs, **run_kwargs)
@@ -192,9 +193,27 @@ def _use_solver(pipe: Any, solver: str) -> None:
         pipe.scheduler = solver_scheduler(solver)
 
 
-def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
+def _read_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The files the flags name, read before the model loads (a missing or malformed one fails at once):
+    ``teacher`` (the :class:`~cotj.TeacherCost` of ``--teacher``) and ``mean_dna`` (the row of ``--mean-dna``),
+    None where not given; ``--predictor`` and ``--weights`` are checked to exist."""
+    if args.predictor and not (Path(args.predictor) / "dna_predictor.json").is_file():
+        raise FileNotFoundError(2, "no DNA predictor (dna_predictor.json) in", args.predictor)
+    if args.weights and not Path(args.weights).exists():
+        raise FileNotFoundError(2, "no shapes generator weights file or training run directory", args.weights)
+    teacher = None
+    if args.teacher:
+        if not Path(args.teacher).is_file():
+            raise FileNotFoundError(2, "no teacher cost file", args.teacher)
+        from cotj.planning.objectives import TeacherCost
+
+        teacher = TeacherCost.load(args.teacher)
+    return dict(teacher=teacher, mean_dna=_io.read_array(args.mean_dna) if args.mean_dna else None)
+
+
+def _plan_source(args: argparse.Namespace, pipe: Any, models: Any, given: dict[str, Any]) -> dict[str, Any]:
     """The planning arguments of :func:`cotj.execute.sample` (objective, teacher cost, replanning, DNA); ``what``
-    describes them."""
+    describes them. ``given``: the files :func:`_read_inputs` read."""
     teacher = args.teacher or models.shipped_teacher(_io.model_spec(args))
     from_dna = bool(args.predictor or args.true_dna or args.mean_dna)
     objective = args.objective or ("teacher" if teacher is not None and not from_dna else "paper")
@@ -202,19 +221,19 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
         args.solver = _io.resolve_solver(args, pipe.scheduler, None)
         if args.open_loop:
             raise ValueError("--open-loop goes with the teacher objective (paper plans are open loop)")
-        return _dna_source(args, pipe, models)
+        return _dna_source(args, pipe, models, given)
     if teacher is None:
         raise ValueError(f"--objective {objective} needs --teacher FILE: no shipped teacher cost applies to this model")
     if objective == "teacher" and from_dna:
         raise ValueError("--objective teacher plans without a DNA: drop --predictor, --true-dna and --mean-dna")
     from cotj.planning.objectives import TeacherCost
 
-    cost = TeacherCost.load(teacher)
+    cost = given["teacher"] if args.teacher else TeacherCost.load(teacher)
     args.solver = _io.resolve_solver(args, pipe.scheduler, cost if objective == "teacher" else None)
     replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
     out: dict[str, Any] = dict(teacher=cost, objective=objective, replan=replan)
     if objective == "calibrated":
-        dna = _dna_source(args, pipe, models)
+        dna = _dna_source(args, pipe, models, given)
         out.update(dna, what=f"teacher cost {teacher} scaled by the DNA {dna['what']}")
         return out
     if replan and args.solver in ("dpmpp_2m", "unipc") and cost.gram is None:
@@ -227,7 +246,7 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, 
     return out
 
 
-def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, Any]:
+def _dna_source(args: argparse.Namespace, pipe: Any, models: Any, given: dict[str, Any]) -> dict[str, Any]:
     """The DNA arguments of :func:`cotj.execute.sample`, and ``what`` describes them."""
     predictor = args.predictor
     if predictor is None and not (args.true_dna or args.mean_dna):
@@ -238,6 +257,6 @@ def _dna_source(args: argparse.Namespace, pipe: Any, models: Any) -> dict[str, A
         return dict(predictor=DNAPredictor.load(predictor, device="cpu"), what=f"predicted by {predictor}",
                     embed=lambda prompts: models.embeddings(_io.model_spec(args), prompts))
     if args.mean_dna:
-        return dict(mean_dna=_io.read_array(args.mean_dna), what=f"one row from {args.mean_dna}")
+        return dict(mean_dna=given["mean_dna"], what=f"one row from {args.mean_dna}")
     what = f"the prompt's true DNA (100 levels against a {args.reference_steps or 50}-step reference)"
     return dict(mean_dna=models.prompt_dna(_io.model_spec(args), args.prompt, pipe), what=what)
