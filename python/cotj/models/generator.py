@@ -57,6 +57,19 @@ def build_unet(config: dict | None = None) -> UNet2DConditionModel:
     return UNet2DConditionModel(**(config if config is not None else unet_config()))
 
 
+def trained_unet(config: dict, state: dict[str, torch.Tensor]) -> UNet2DConditionModel:
+    """The UNet of ``config`` with the weights ``state`` (float32, eval mode): built on the meta device and given
+    the tensors of ``state``, so no random initialisation is computed and thrown away. RuntimeError if ``state``
+    does not hold exactly the UNet's weights."""
+    with torch.device("meta"):
+        unet = build_unet(config)
+    unet.load_state_dict({k: v.float() for k, v in state.items()}, assign=True)
+    unset = [name for name, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if unset:  # a tensor the state dict does not hold (a non-persistent buffer)
+        raise RuntimeError(f"the UNet's {unset[0]} is not in the weights")
+    return unet.eval()
+
+
 def flow_scheduler() -> FlowMatchEulerDiscreteScheduler:
     """The scheduler the model is sampled with: flow-matching Euler, no shift, so sigmas are the levels t."""
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=False)
@@ -86,9 +99,7 @@ class ShapesPipeline(DiffusionPipeline):
         with safe_open(str(weights), framework="pt") as f:
             config = json.loads(f.metadata()["unet_config"])
             state = {k: f.get_tensor(k) for k in f.keys()}
-        unet = build_unet(config)
-        unet.load_state_dict({k: v.float() for k, v in state.items()})
-        return cls(unet.eval(), flow_scheduler())
+        return cls(trained_unet(config, state), flow_scheduler())
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """Token embeddings ``(B, 16, 384)`` on the UNet's device."""
@@ -171,7 +182,5 @@ def load_pipeline(weights: str | Path | None = None) -> ShapesPipeline:
     ckpt, config = path / "checkpoint.safetensors", path / "config.json"
     if not ckpt.exists():
         raise FileNotFoundError(f"no checkpoint.safetensors in the run directory {path}")
-    unet = build_unet(json.loads(config.read_text())["unet"])
-    ema = {k[len("ema."):]: v.float() for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
-    unet.load_state_dict(ema)
-    return ShapesPipeline(unet.eval(), flow_scheduler())
+    ema = {k[len("ema."):]: v for k, v in load_file(str(ckpt)).items() if k.startswith("ema.")}
+    return ShapesPipeline(trained_unet(json.loads(config.read_text())["unet"], ema), flow_scheduler())
