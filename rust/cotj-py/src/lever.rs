@@ -1,0 +1,125 @@
+//! `Lever`, a grid with its temporal lever, and the bounded cache of the default grids' levers.
+
+use std::sync::Arc;
+
+use cotj_core::{CotjError, Ends, LeverCache, Planner};
+use numpy::PyArray1;
+use pyo3::prelude::*;
+
+use crate::args::vector;
+use crate::convert::{matrix, Array2};
+use crate::error::{plan_error, PlanError};
+
+/// The linear-flow levers of the default grids (`Lever.default`, and calls without a lever).
+static DEFAULT_LEVERS: LeverCache = LeverCache::new();
+
+/// A grid of noise levels with its temporal lever (immutable, shareable across threads).
+#[pyclass(frozen, module = "cotj._core")]
+pub(crate) struct Lever(Arc<cotj_core::Lever>);
+
+#[pymethods]
+impl Lever {
+    /// Lever of the linear flow on `grid`, or of the Gaussian path `a(t) x0 + s(t) eps` when
+    /// `a` and `s` (one value per level) are given.
+    #[new]
+    #[pyo3(signature = (grid, a=None, s=None))]
+    fn new(
+        py: Python<'_>,
+        grid: &Bound<'_, PyAny>,
+        a: Option<&Bound<'_, PyAny>>,
+        s: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let grid = vector("grid", grid)?;
+        let grid = grid.as_slice()?;
+        let lever = match (a, s) {
+            (None, None) => py.detach(|| cotj_core::Lever::linear_flow(grid)),
+            (Some(a), Some(s)) => {
+                let (a, s) = (vector("schedule a", a)?, vector("schedule s", s)?);
+                let (a, s) = (a.as_slice()?, s.as_slice()?);
+                py.detach(|| cotj_core::Lever::gaussian(grid, a, s))
+            }
+            _ => return Err(PlanError::new_err("schedule needs both a and s")),
+        };
+        Ok(Self(Arc::new(lever.map_err(plan_error)?)))
+    }
+
+    /// The linear-flow lever on the default grid `t_i = (i+1)/n`, the recent ones cached
+    /// (bounded). `name` is the argument `n` came from, for errors (`n` must lie in
+    /// 2..=MAX_LEVELS).
+    #[staticmethod]
+    #[pyo3(signature = (n, name="n"))]
+    fn default(py: Python<'_>, n: i64, name: &str) -> PyResult<Self> {
+        let n = usize::try_from(n).unwrap_or(0);
+        let lever = py
+            .detach(|| DEFAULT_LEVERS.default_linear_flow(name, n))
+            .map_err(plan_error)?;
+        Ok(Self(lever))
+    }
+
+    /// Number of grid levels N.
+    #[getter]
+    pub(crate) fn n(&self) -> usize {
+        self.0.n()
+    }
+
+    /// The grid levels, ascending. (N,)
+    #[getter]
+    fn levels<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_slice(py, self.0.levels())
+    }
+
+    /// The dense lever, (N, N): `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
+    fn matrix<'py>(&self, py: Python<'py>) -> PyResult<Array2<'py, f64>> {
+        let m = py.detach(|| self.0.matrix()).map_err(plan_error)?;
+        matrix(py, m, self.n(), self.n())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Lever(n={})", self.0.n())
+    }
+}
+
+impl Lever {
+    /// The planner of this lever with free windows (the cost of a given plan).
+    pub(crate) fn free_planner(&self) -> PyResult<Planner> {
+        Planner::new(Arc::clone(&self.0), Ends::free(self.n())).map_err(plan_error)
+    }
+}
+
+/// The planner of a call: `lever`, else the linear-flow lever of the default grid of `n` levels
+/// (`name`: the argument `n` comes from), with the windows `ends`. Run with the GIL released: a
+/// default lever not cached yet is built here.
+pub(crate) fn planner(
+    lever: Option<&Lever>,
+    name: &str,
+    n: usize,
+    ends: Ends,
+) -> Result<Planner, CotjError> {
+    let lever = match lever {
+        Some(lever) => Arc::clone(&lever.0),
+        None => DEFAULT_LEVERS.default_linear_flow(name, n)?,
+    };
+    Planner::new(lever, ends)
+}
+
+/// N of a call: the lever's, else the width `cols` of its rows (the default grid).
+pub(crate) fn levels_of(lever: Option<&Lever>, cols: usize) -> usize {
+    lever.map_or(cols, Lever::n)
+}
+
+/// Checks that `n` levels (of the argument `name`) lie in 2..=MAX_LEVELS.
+#[pyfunction]
+pub(crate) fn check_levels(name: &str, n: usize) -> PyResult<()> {
+    cotj_core::check_levels(name, n).map_err(plan_error)
+}
+
+/// `(levers kept, their bytes)` of the `Lever.default` cache, and its bounds
+/// `(max levers, max bytes)`: to check that memory stays bounded.
+#[pyfunction]
+#[pyo3(name = "_lever_cache")]
+pub(crate) fn lever_cache() -> ((usize, usize), (usize, usize)) {
+    (
+        DEFAULT_LEVERS.usage(),
+        (LeverCache::MAX_ENTRIES, LeverCache::MAX_BYTES),
+    )
+}
