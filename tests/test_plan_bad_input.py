@@ -88,22 +88,22 @@ NAN_AT_3_1 = np.where(np.arange(400).reshape(20, 20) == 61, np.nan, M)
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: cotj.plan(cotj.DenseCost(NAN_AT_3_1), 4), ValueError, r"cost\[3, 1\] = NaN: cost must be a number or \+inf \(no NaN, no -inf\)"),
-        (lambda: cotj.plan(cotj.DenseCost(np.where(np.eye(20) > 0, -np.inf, 0.0)), 4), ValueError, r"cost\[0, 0\] = -inf: cost must be"),
-        (lambda: cotj.plan_batch(cotj.DenseCost(np.stack([M, M, NAN_AT_3_1])), 4), ValueError, r"cost\[2, 3, 1\] = NaN"),
+        (lambda: cotj.plan(cotj.DenseCost(NAN_AT_3_1), 4), ValueError, r"edges\[3, 1\] = NaN: edges must be a number or \+inf \(no NaN, no -inf\)"),
+        (lambda: cotj.plan(cotj.DenseCost(np.where(np.eye(20) > 0, -np.inf, 0.0)), 4), ValueError, r"edges\[0, 0\] = -inf: edges must be"),
+        (lambda: cotj.plan_batch(cotj.DenseCost(np.stack([M, M, NAN_AT_3_1])), 4), ValueError, r"edges\[2, 3, 1\] = NaN"),
         (lambda: cotj.plan(cotj.DenseCost(M, start=np.r_[np.nan, np.zeros(19)]), 4), ValueError, r"start\[0\] = NaN: start must be"),
         (lambda: cotj.plan_batch(cotj.DenseCost(M, end=np.r_[np.zeros(25), -np.inf, np.zeros(14)].reshape(2, 20)), 4), ValueError, r"end\[1, 5\] = -inf: end must be"),
         (lambda: cotj.plan_batch(cotj.DenseCost(M, scale=-B), 4), ValueError, r"scale\[0, 0\] = -0.01: scale must be finite and non-negative"),
         (lambda: cotj.plan(cotj.DenseCost(M, scale=np.full(20, np.inf)), 4), ValueError, r"scale\[0\] = inf: scale must be finite"),
         (lambda: cotj.plan(cotj.DenseCost(M, scale=np.full(20, np.nan)), 4), ValueError, r"scale\[0\] = NaN"),
-        (lambda: cotj.plan(cotj.DenseCost(M[:, :19]), 4), ValueError, r"cost must have N = 19 levels per axis of a row, got shape \[20, 19\]"),
+        (lambda: cotj.plan(cotj.DenseCost(M[:, :19]), 4), ValueError, r"edges must have N = 19 levels per axis of a row, got shape \[20, 19\]"),
         (lambda: cotj.plan(cotj.DenseCost(M, start=np.zeros(19)), 4), ValueError, r"start must have N = 20 levels"),
         (lambda: cotj.plan(cotj.DenseCost(M, scale=np.ones(21)), 4), ValueError, r"scale has 21 levels per row but the grid has 20"),
-        (lambda: cotj.plan(cotj.DenseCost(M), 4, grid=cotj.default_grid(19)), ValueError, r"cost must have N = 19 levels"),
+        (lambda: cotj.plan(cotj.DenseCost(M), 4, grid=cotj.default_grid(19)), ValueError, r"edges must have N = 19 levels"),
         (lambda: cotj.plan(cotj.DenseCost(np.stack([M, M])), 4), ValueError, r"edges must be \(N, N\); use cotj.plan_batch"),
         (lambda: cotj.plan(cotj.DenseCost(M, scale=B), 4), ValueError, r"scale must be \(N,\); use cotj.plan_batch"),
         (lambda: cotj.plan_batch(cotj.DenseCost(M[None, None]), 4), ValueError, r"edges must be \(N, N\) or \(B, N, N\), got shape"),
-        (lambda: cotj.plan_batch(cotj.DenseCost(np.stack([M, M]), scale=B), 4), ValueError, r"cost has 2 rows but the batch has 3"),
+        (lambda: cotj.plan_batch(cotj.DenseCost(np.stack([M, M]), scale=B), 4), ValueError, r"edges has 2 rows but the batch has 3"),
         (lambda: cotj.plan_batch(cotj.DenseCost(M, scale=B), [4, 4]), ValueError, r"budget has 2 entries but the batch has 3 rows"),
         (lambda: cotj.plan(cotj.DenseCost(M.astype(complex)), 4), TypeError, r"edges must be a real numeric array.*complex"),
         (lambda: cotj.plan(cotj.DenseCost(M, start=np.array(["a"] * 20)), 4), TypeError, r"start must be a real numeric array"),
@@ -117,7 +117,7 @@ NAN_AT_3_1 = np.where(np.arange(400).reshape(20, 20) == 61, np.nan, M)
         (lambda: cotj.plan(cotj.DenseCost(M, start=np.full(20, np.inf)), tau=0.9, max_steps=3), ValueError, r"max_steps = 3 is infeasible for row 0: every plan of 1..=3 levels"),
         (lambda: cotj.plan_cost(cotj.DenseCost(M), np.array([0.5, 0.2])), TypeError, r"steps must be a 1-D array of grid indices"),
         (lambda: cotj.plan_cost(cotj.DenseCost(M), np.array([3, 5])), ValueError, r"steps must be strictly decreasing"),
-        (lambda: cotj.plan_cost(cotj.DenseCost(NAN_AT_3_1), np.array([3, 1])), ValueError, r"cost\[3, 1\] = NaN"),
+        (lambda: cotj.plan_cost(cotj.DenseCost(NAN_AT_3_1), np.array([3, 1])), ValueError, r"edges\[3, 1\] = NaN"),
         (lambda: cotj.Planner(np.linspace(0.1, 1, 10)).plan_cost(cotj.DenseCost(M), np.array([3, 1])), ValueError, r"edges has 20 levels per row but the grid has 10"),
         (lambda: cotj.plan(D, 4, current=20), ValueError, r"current = 20 must be a grid index that may start a plan: 0..20 \(first = 20\)"),
         (lambda: cotj.plan(D, 4, current=-1), ValueError, r"current = -1 must be a grid index"),
@@ -247,7 +247,7 @@ def test_the_raw_binding_refuses_what_it_cannot_read():
     with pytest.raises(_core.PlanError, match="needs both a and s"):
         _core.Lever(cotj.default_grid(20), cotj.default_grid(20))
     m, zeros = np.zeros((20, 20)), np.zeros(20)
-    with pytest.raises(TypeError, match="cost must have dtype float64, got float32"):
+    with pytest.raises(TypeError, match="edges must have dtype float64, got float32"):
         _core.plan_dense(m.astype(np.float32), zeros, zeros, lever, budget=3)
     with pytest.raises(_core.PlanError, match="start must be C-contiguous"):
         _core.plan_dense(m, np.zeros(40)[::2], zeros, lever, budget=3)
@@ -271,9 +271,9 @@ HUGE = np.tril(np.full((20, 20), -1e308), k=-1)  # any plan of 3 or more levels 
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda: cotj.plan_cost(cotj.DenseCost(HUGE), np.array([9, 5, 1])), cotj.PlanError, r"^the plan cost overflows float64: .*divide cost, start and end by a common factor"),
+        (lambda: cotj.plan_cost(cotj.DenseCost(HUGE), np.array([9, 5, 1])), cotj.PlanError, r"^the plan cost overflows float64: .*divide edges, start and end by a common factor"),
         (lambda: cotj.plan_cost(cotj.DenseCost(-HUGE), np.array([9, 5, 1])), cotj.PlanError, r"^the plan cost overflows float64"),
-        (lambda: cotj.plan(cotj.DenseCost(HUGE), 3), cotj.PlanError, r"^the plan cost of row 0 overflows float64: the values of cost, start and end"),
+        (lambda: cotj.plan(cotj.DenseCost(HUGE), 3), cotj.PlanError, r"^the plan cost of row 0 overflows float64: the values of edges, start and end"),
         (lambda: cotj.plan_batch(cotj.DenseCost(np.stack([M, HUGE])), 3), cotj.PlanError, r"^the plan cost of row 1 overflows float64"),
         (lambda: cotj.plan(cotj.DenseCost(M, start=np.full(20, -1e308), end=np.full(20, -1e308)), 3), cotj.PlanError, r"^the plan cost of row 0 overflows"),
         (lambda: cotj.plan(cotj.DenseCost(np.tril(np.full((20, 20), -1e200), k=-1), scale=np.full(20, 1e200)), 3), cotj.PlanError, r"^the plan cost of row 0 overflows"),

@@ -125,7 +125,7 @@ def plan_batch(
     and ``current`` may hold one value per row ((B,) int64)."""
 
 def plan_dense(
-    cost: NDArray[np.float64],
+    edges: NDArray[np.float64],
     start: NDArray[np.float64],
     end: NDArray[np.float64],
     lever: Lever | None = None,
@@ -137,22 +137,22 @@ def plan_dense(
     last: int | Literal["any", "bottom"] | None = None,
     current: int | NDArray[np.int64] | None = None,
 ) -> _BatchPlan:
-    """Plans on a dense cost: ``cost`` (N, N) or (B, N, N), ``start``/``end`` (N,) or (B, N),
+    """Plans on a dense cost: ``edges`` (N, N) or (B, N, N), ``start``/``end`` (N,) or (B, N),
     ``scale`` (N,) or (B, N) or None (ones); one row shared or one per plan; N is the lever's
-    (None: the cost's, on the default grid). Other arguments as in :func:`plan_batch`."""
+    (None: the edges', on the default grid). Other arguments as in :func:`plan_batch`."""
 
 def plan_cost(dna: NDArray[np.float64], steps: NDArray[np.int64], lever: Lever) -> float:
     """Cost C of a plan (grid indices, strictly decreasing) for one DNA row (N,)."""
 
 def plan_cost_dense(
-    cost: NDArray[np.float64],
+    edges: NDArray[np.float64],
     start: NDArray[np.float64],
     end: NDArray[np.float64],
     steps: NDArray[np.int64],
     *,
     scale: NDArray[np.float64] | None = None,
 ) -> float:
-    """Cost of a plan (grid indices) on one dense cost (N, N) with ``start``, ``end``, ``scale``
+    """Cost of a plan (grid indices) on one dense cost ``edges`` (N, N) with ``start``, ``end``, ``scale``
     (N,); ``inf`` when it uses a missing edge."""
 
 def cost_matrix(dna: NDArray[np.float64], lever: Lever) -> NDArray[np.float64]:

@@ -279,7 +279,7 @@ impl Planner {
     {
         if cost.n() != self.n() {
             return Err(CotjError::Levels {
-                name: "cost",
+                name: "edges",
                 expected: self.n(),
                 got: cost.n(),
             });

@@ -1,5 +1,5 @@
 //! Explicit dense plan costs (docs/method.md §4): a plan `j_1 > … > j_K` costs
-//! `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`, with `M` an (N, N) matrix whose entry
+//! `start[j_1] + sum_m w[j_m]·M[j_m, j_{m+1}] + end[j_K]`, with `M` (`edges`) an (N, N) matrix whose entry
 //! `[j, i]` is the jump from level `j` down to `i < j` (entries with `i >= j` are ignored),
 //! `w` a per-level scaling of the source level and `+inf` marking a missing edge, start or end.
 //! The DNA form is `M = L`, `w = d`, `start = -d`, `end = d`.
@@ -15,8 +15,8 @@ use crate::triangle::Triangle;
 /// Dense costs of a batch of plans over N levels, borrowed and validated.
 ///
 /// Every array holds one row shared by the whole batch or one row per plan (row-major):
-/// `cost` (N, N) or (B, N, N); `start`, `end` and `scale` (N,) or (B, N). B is the largest row
-/// count. `cost`, `start` and `end` may hold `+inf` (no edge, may not start, may not end) but no
+/// `edges` (N, N) or (B, N, N); `start`, `end` and `scale` (N,) or (B, N). B is the largest row
+/// count. `edges`, `start` and `end` may hold `+inf` (no edge, may not start, may not end) but no
 /// NaN or `-inf`; `scale` (the weights `w`, all ones when absent) must be finite and
 /// non-negative.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub struct DenseCost<'a, T = f64> {
     scale: Option<&'a [T]>,
 }
 
-/// Rule of `cost`, `start` and `end` entries: anything but NaN and `-inf`.
+/// Rule of `edges`, `start` and `end` entries: anything but NaN and `-inf`.
 fn not_nan_or_neg_inf(v: f64) -> bool {
     v > f64::NEG_INFINITY
 }
@@ -72,7 +72,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         end: &'a [f64],
         scale: Option<&'a [T]>,
     ) -> Result<Self> {
-        check_levels("cost", n)?;
+        check_levels("edges", n)?;
         let count = |name, got: usize, unit: usize| {
             if got > 0 && got.is_multiple_of(unit) {
                 Ok((name, got / unit))
@@ -81,7 +81,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
             }
         };
         let counts = [
-            count("cost", cost.len(), n * n)?,
+            count("edges", cost.len(), n * n)?,
             count("start", start.len(), n)?,
             count("end", end.len(), n)?,
             count("scale", scale.map_or(n, <[T]>::len), n)?,
@@ -117,7 +117,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
     }
 
     /// Checks row `b` of the arrays that hold one row per plan (the error names the first bad
-    /// entry, e.g. `cost[b, j, i]`).
+    /// entry, e.g. `edges[b, j, i]`).
     pub fn check_row(&self, b: usize) -> Result<()> {
         self.check(b, true)
     }
@@ -127,7 +127,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
         let n = self.n;
         let rule = "a number or +inf (no NaN, no -inf)";
         check_array(
-            "cost",
+            "edges",
             self.cost,
             &[n, n],
             b,

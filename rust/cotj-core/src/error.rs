@@ -93,9 +93,9 @@ pub enum CotjError {
     /// Plan costs overflowed `f64`: DNA or lever values too large to add up.
     #[error("dna values are too large: plan costs overflow float64 (rescale the dna; only its shape matters)")]
     Overflow,
-    /// A dense plan cost overflowed `f64` (`at`: "" or " of row b"): cost, start, end or scale
+    /// A dense plan cost overflowed `f64` (`at`: "" or " of row b"): edges, start, end or scale
     /// too large in magnitude to add up.
-    #[error("the plan cost{at} overflows float64: the values of cost, start and end (times scale) are too large in magnitude to add up; divide cost, start and end by a common factor (the plans do not change)")]
+    #[error("the plan cost{at} overflows float64: the values of edges, start and end (times scale) are too large in magnitude to add up; divide edges, start and end by a common factor (the plans do not change)")]
     DenseOverflow { at: String },
     /// A dense cost array that is not a whole number of rows (`unit` values each).
     #[error("{name} has {got} values: it must hold one or more rows of {unit}")]
@@ -120,7 +120,7 @@ pub enum CotjError {
         got: usize,
         expected: usize,
     },
-    /// A value not allowed in a dense cost array (`name`: cost, start, end or scale).
+    /// A value not allowed in a dense cost array (`name`: edges, start, end or scale).
     #[error("{name}[{at}] = {value:?}: {name} must be {rule}")]
     Value {
         name: &'static str,
@@ -146,7 +146,7 @@ pub enum CotjError {
         why: String,
     },
     /// A dense cost under which no plan of the asked length has a finite cost.
-    #[error("{name} = {value:?} is infeasible for row {row}: every plan of {lengths} uses an infinite entry of cost, start or end, or its cost overflows float64 (then divide cost, start and end by a common factor)")]
+    #[error("{name} = {value:?} is infeasible for row {row}: every plan of {lengths} uses an infinite entry of edges, start or end, or its cost overflows float64 (then divide edges, start and end by a common factor)")]
     NoFinitePlan {
         name: String,
         value: usize,

@@ -16,11 +16,11 @@ fn too_many_levels_are_refused_by_name() {
     ));
     assert!(matches!(
         DenseCost::<f64>::new(MAX_LEVELS + 1, &[], &[], &[], None),
-        Err(CotjError::TooManyLevels { ref name, .. }) if name == "cost"
+        Err(CotjError::TooManyLevels { ref name, .. }) if name == "edges"
     ));
     assert!(matches!(
         DenseCost::<f64>::new(1, &[0.0], &[0.0], &[0.0], None),
-        Err(CotjError::TooFewLevels { ref name, got: 1 }) if name == "cost"
+        Err(CotjError::TooFewLevels { ref name, got: 1 }) if name == "edges"
     ));
 }
 

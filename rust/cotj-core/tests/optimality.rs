@@ -311,7 +311,7 @@ fn bad_dense_input_names_the_argument() {
     let e = DenseCost::<f64>::new(n, &m, &z, &z, None).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "cost[2, 1] = NaN: cost must be a number or +inf (no NaN, no -inf)"
+        "edges[2, 1] = NaN: edges must be a number or +inf (no NaN, no -inf)"
     );
     m[2 * n + 1] = f64::INFINITY;
     let batched = [m.clone(), m.clone()].concat();
@@ -337,7 +337,7 @@ fn bad_dense_input_names_the_argument() {
     assert_eq!(
         DenseCost::<f64>::new(n, &batched, &three, &z, None).unwrap_err(),
         CotjError::Rows {
-            name: "cost",
+            name: "edges",
             got: 2,
             expected: 3
         }
@@ -345,7 +345,7 @@ fn bad_dense_input_names_the_argument() {
     assert!(matches!(
         DenseCost::<f64>::new(n, &m[..10], &z, &z, None).unwrap_err(),
         CotjError::DenseLength {
-            name: "cost",
+            name: "edges",
             got: 10,
             unit: 16
         }
@@ -386,7 +386,7 @@ fn bad_dense_input_names_the_argument() {
     assert!(matches!(
         other.plan_dense_batch(&cost, Budget::Fixed(2), Current::Free, &Stop::never()),
         Err(CotjError::Levels {
-            name: "cost",
+            name: "edges",
             expected: 5,
             got: 4
         })
@@ -430,7 +430,7 @@ fn a_dense_cost_that_overflows_is_named_as_such() {
             }
         );
         assert!(e.to_string().starts_with(
-            "the plan cost of row 0 overflows float64: the values of cost, start and end"
+            "the plan cost of row 0 overflows float64: the values of edges, start and end"
         ));
     }
     let two = planner

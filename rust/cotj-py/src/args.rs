@@ -86,7 +86,7 @@ pub(crate) fn array<'py>(
 }
 
 /// A float64 array `name` of `ndims` dimensions (one of two: a row or a batch of rows) whose row
-/// holds `n` entries per axis, `unit` naming them: a dense cost (`LEVELS`: `cost` (.., N, N),
+/// holds `n` entries per axis, `unit` naming them: a dense cost (`LEVELS`: `edges` (.., N, N),
 /// `start`/`end` (.., N)) or the pair DP's node costs (`"M", "entries (nodes)"`).
 pub(crate) fn dense<'py>(
     name: &str,
@@ -113,10 +113,10 @@ pub(crate) fn dense<'py>(
     Ok(arr.readonly())
 }
 
-/// A dense cost of `n` levels: `cost` (N, N), `start` and `end` (N,) float64, for a batch
+/// A dense cost of `n` levels: `edges` (N, N), `start` and `end` (N,) float64, for a batch
 /// (`Rows::Many`) also one per row, (B, N, N) and (B, N).
 pub(crate) fn dense_cost<'py>(
-    cost: &Bound<'py, PyAny>,
+    edges: &Bound<'py, PyAny>,
     start: &Bound<'py, PyAny>,
     end: &Bound<'py, PyAny>,
     n: usize,
@@ -124,7 +124,7 @@ pub(crate) fn dense_cost<'py>(
 ) -> PyResult<[PyReadonlyArrayDyn<'py, f64>; 3]> {
     let b = usize::from(matches!(rows, Rows::Many));
     Ok([
-        dense("cost", cost, [2, 2 + b], n, LEVELS)?,
+        dense("edges", edges, [2, 2 + b], n, LEVELS)?,
         dense("start", start, [1, 1 + b], n, LEVELS)?,
         dense("end", end, [1, 1 + b], n, LEVELS)?,
     ])

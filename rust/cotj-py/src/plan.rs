@@ -232,28 +232,28 @@ planning_call! {
 }
 
 planning_call! {
-    /// Plans on a dense cost: `cost` (N, N) or (B, N, N) float64, `start` and `end` (N,) or (B, N)
+    /// Plans on a dense cost: `edges` (N, N) or (B, N, N) float64, `start` and `end` (N,) or (B, N)
     /// float64, `scale` (N,) or (B, N) float32/float64 or None (all ones); N is the lever's (default:
-    /// the cost's, on the default grid). One row, shared by the batch, or one per plan; B is the
+    /// the edges', on the default grid). One row, shared by the batch, or one per plan; B is the
     /// largest row count. Length, windows and `current` as in `plan_batch`.
     fn plan_dense(
         py,
-        cost: &Bound<'py, PyAny>,
+        edges: &Bound<'py, PyAny>,
         start: &Bound<'py, PyAny>,
         end: &Bound<'py, PyAny>,
         lever: Option<&Lever> = None,
         scale: Option<&Bound<'py, PyAny>> = None;
         request
     ) -> BatchPlan<'py> {
-        let cols = *array("cost", cost, [2, 3])?.shape().last().unwrap_or(&0);
+        let cols = *array("edges", edges, [2, 3])?.shape().last().unwrap_or(&0);
         let n = levels_of(lever, cols);
         let ends = request.ends(n)?;
-        let [cost, start, end] = dense_cost(cost, start, end, n, Rows::Many)?;
-        let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
+        let [edges, start, end] = dense_cost(edges, start, end, n, Rows::Many)?;
+        let (m, s, e) = (edges.as_slice()?, start.as_slice()?, end.as_slice()?);
         let scale = scale.map(|w| Floats::scale(w, n)).transpose()?;
         let values = Floats::values(scale.as_ref())?;
         let plans = request.plan(py, Rows::Many, |budget, current, stop| {
-            let planner = planner(lever, "cost", n, ends)?;
+            let planner = planner(lever, "edges", n, ends)?;
             with_values!(values, |scale| {
                 let dense = DenseCost::new(n, m, s, e, scale)?;
                 planner.plan_dense_batch(&dense, budget, current, stop)
@@ -278,25 +278,25 @@ pub(crate) fn plan_cost(
         .map_err(plan_error)
 }
 
-/// The cost of a plan (grid indices) on one dense cost: `cost` (N, N), `start`, `end` and
+/// The cost of a plan (grid indices) on one dense cost: `edges` (N, N), `start`, `end` and
 /// `scale` (N,) float64 (`scale` None: all ones). `inf` when the plan uses a missing edge.
 #[pyfunction]
-#[pyo3(signature = (cost, start, end, steps, *, scale=None))]
+#[pyo3(signature = (edges, start, end, steps, *, scale=None))]
 pub(crate) fn plan_cost_dense(
     py: Python<'_>,
-    cost: &Bound<'_, PyAny>,
+    edges: &Bound<'_, PyAny>,
     start: &Bound<'_, PyAny>,
     end: &Bound<'_, PyAny>,
     steps: &Bound<'_, PyAny>,
     scale: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<f64> {
-    let n = array("cost", cost, [2, 2])?.shape()[1];
-    let [cost, start, end] = dense_cost(cost, start, end, n, Rows::One)?;
+    let n = array("edges", edges, [2, 2])?.shape()[1];
+    let [edges, start, end] = dense_cost(edges, start, end, n, Rows::One)?;
     let scale = scale
         .map(|w| dense("scale", w, [1, 1], n, LEVELS))
         .transpose()?;
     let steps = args::steps(steps, n)?;
-    let (m, s, e) = (cost.as_slice()?, start.as_slice()?, end.as_slice()?);
+    let (m, s, e) = (edges.as_slice()?, start.as_slice()?, end.as_slice()?);
     let w = scale.as_ref().map(|w| w.as_slice()).transpose()?;
     py.detach(|| DenseCost::new(n, m, s, e, w)?.plan_cost(0, &steps))
         .map_err(plan_error)
