@@ -1,4 +1,4 @@
-"""The Gaussian paths ``x_t = a(t)·x0 + s(t)·eps`` that Predict and Execute both step on (docs/method.md §2).
+"""The Gaussian paths ``x_t = a(t)·x0 + s(t)·eps`` that Predict and Execute both step on (docs/method.md §1).
 
 :func:`to_x0` turns a model output into the clean estimate ``x0_hat``, for the four things a denoiser may predict:
 ``"flow"`` (the velocity ``dx_t/dt``; rectified flow: ``v = eps - x0``), ``"epsilon"``, ``"v"`` (``a·eps - s·x0``)

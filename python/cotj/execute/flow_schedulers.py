@@ -1,26 +1,18 @@
 """Diffusers schedulers that run planned levels exactly with the solvers of :mod:`cotj.execute.solvers`, inside an
 unchanged pipeline (``pipe.scheduler = solver_scheduler("heun")``; ``pipe(..., sigmas=levels)``).
 
-Every one takes ``set_timesteps(sigmas=levels)`` (levels in (0, 1], noisiest first, the step to 0 appended) and
-stores float timesteps ``sigma·T`` (T = ``num_train_timesteps``), so that the model sees exactly the planned
-levels (a pipeline passes ``timestep/T`` or ``timestep``; the shapes pipeline divides by 1000 again):
+Each takes ``set_timesteps(sigmas=levels)`` (levels in (0, 1], noisiest first; the step to 0 is appended) and stores
+float timesteps ``sigma·T`` (T = ``num_train_timesteps``), so the model sees exactly the planned levels
+(docs/method.md §9 and §11; why each one, in docs/guide.md "Solvers"):
 
-- euler: Diffusers' ``FlowMatchEulerDiscreteScheduler`` as it is (it already takes ``sigmas=``).
-- heun: :class:`FlowMatchHeunExactScheduler`, Diffusers' ``FlowMatchHeunDiscreteScheduler`` whose ``set_timesteps``
-  also takes ``sigmas=`` (Diffusers' takes only a number of steps); its ``timesteps`` has 2K - 1 entries
-  (``t0, t1, t1, ..., t_{K-1}, t_{K-1}``), one per model evaluation, and any pipeline that loops over
-  ``scheduler.timesteps`` runs it unchanged. The step is Diffusers'.
-- dpmpp_2m: :class:`DPMSolverExactScheduler`, Diffusers' ``DPMSolverMultistepScheduler`` configured for the flow
-  (``use_flow_sigmas``, ``prediction_type="flow_prediction"``, ``algorithm_type="dpmsolver++"``,
-  ``solver_order=2``, ``final_sigmas_type="zero"``) whose ``set_timesteps`` also takes ``sigmas=``: Diffusers'
-  takes only integer ``timesteps`` (cast to int64, and with ``use_flow_sigmas`` ignored). The step is Diffusers'.
-- unipc: :class:`FlowMatchUniPCScheduler`, cotj's own (see its docstring for why).
+- euler: Diffusers' ``FlowMatchEulerDiscreteScheduler`` as it is;
+- heun: :class:`FlowMatchHeunExactScheduler`, Diffusers' Heun (which takes only a step count) with ``sigmas=``;
+- dpmpp_2m: :class:`DPMSolverExactScheduler`, Diffusers' DPM-Solver++ (which with flow sigmas ignores given
+  timesteps) with ``sigmas=``;
+- unipc: :class:`FlowMatchUniPCScheduler`, cotj's own (Diffusers' rounds timesteps to whole numbers).
 
-Planned copies (:func:`cotj.execute.planned_scheduler`) run every one of them (Heun's copy checks its 2K - 1
-evaluations). Closed-loop replanning (:class:`cotj.execute.ReplanningScheduler`) works on the dpmpp_2m and unipc
-schedulers as on Euler: one evaluation per level, and each step reads the sigmas it needs when it is taken, so a
-next level written in place is used; Heun's two evaluations per level do not fit it (it refuses Heun).
-:func:`cotj.execute.sample` (``solver=``) uses these schedulers for both.
+They run planned copies (:func:`cotj.execute.planned_scheduler`) and, all but Heun (two evaluations per level),
+closed-loop replanning (:class:`cotj.execute.ReplanningScheduler`): :func:`cotj.execute.sample` uses them for both.
 """
 
 from __future__ import annotations
@@ -83,7 +75,7 @@ class DPMSolverExactScheduler(DPMSolverMultistepScheduler):
     """Diffusers' ``DPMSolverMultistepScheduler`` with ``set_timesteps(sigmas=...)`` (needs ``use_flow_sigmas``):
     the given levels (``flow_shift``, or ``e^mu`` under dynamic shifting, applied as Diffusers applies it) as
     sigmas, timesteps ``sigma·T`` as floats, the state reset by Diffusers' own ``set_timesteps``. The step is
-    Diffusers'; configure it with :func:`make` ("dpmpp_2m")."""
+    Diffusers'; configure it with :func:`solver_scheduler` ("dpmpp_2m")."""
 
     def set_timesteps(self, num_inference_steps: int | None = None, device: Any = None, mu: float | None = None,
                       timesteps: Any = None, sigmas: Any = None) -> None:
@@ -211,7 +203,7 @@ class FlowMatchUniPCScheduler(SchedulerMixin, ConfigMixin):
 
 def solver_scheduler(solver: str, num_train_timesteps: int = 1000) -> Any:
     """A fresh Diffusers scheduler (linear flow, no shift) that runs ``solver`` (a name of
-    :data:`cotj.planning.solvers.SOLVERS`) exactly on ``set_timesteps(sigmas=...)``: the table in the module
+    :data:`cotj.planning.solvers.SOLVERS`) exactly on ``set_timesteps(sigmas=...)``: the list in the module
     docstring."""
     solver = get_solver(solver).name
     if solver == "euler":

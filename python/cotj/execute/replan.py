@@ -1,19 +1,15 @@
-"""Closed-loop replanning: after every model evaluation, re-cost the rest of the trajectory from what the sample
-shows, and replan the remaining steps with the same DP.
+"""Closed-loop replanning (docs/method.md §7): after every model evaluation, re-cost the rest of the trajectory from
+what the sample shows, and replan the remaining steps with the same DP.
 
-Each evaluation at level t gives the sample's clean estimate ``x0_hat`` there for free. The teacher cost's row
-model (:class:`cotj.planning.objectives.RowModel`) turns it into how much harder than the calibration mean this sample's
-jumps are, level by level; the cheapest plan of the remaining evaluations that starts at the current level
-(``cotj.plan_batch(..., current=level)``) gives the next level. The budget K is fixed: exactly K evaluations.
-
-With a multistep solver (DPM-Solver++(2M), UniPC) the plan is made for that solver's steps
-(:meth:`cotj.planning.objectives.TeacherCost.plan`, docs/method.md §11) from the (previous, current) pair of levels, and the
-sampler takes that solver's steps: those of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.planning.multistep`).
-Heun evaluates twice per level and is not replanned (run it open loop).
+The clean estimate ``x0_hat`` of each evaluation feeds the teacher cost's row model
+(:class:`cotj.planning.objectives.RowModel`): how much harder than the calibration mean this sample's jumps are;
+the cheapest plan of the remaining evaluations from the current level gives the next level. The budget K is fixed.
+With DPM-Solver++(2M) or UniPC the plan is made for that solver's steps from the (previous, current) pair of levels
+(docs/method.md §11) and the sampler takes them (:mod:`cotj.execute.solvers`); Heun is not replanned (run it
+open loop).
 
 - :class:`Replanner`: the policy, numpy only: current levels and what the model said -> next levels.
-- :func:`replan_sample`: a sampler for any denoiser ``model(x_t, t, cond)`` (Euler, DPM-Solver++(2M) or UniPC),
-  one plan per row.
+- :func:`replan_sample`: a sampler for any denoiser ``model(x_t, t, cond)``, one plan per row.
 - :class:`ReplanningScheduler`: wraps a Diffusers flow-matching scheduler, so an unchanged pipeline replans
   (:class:`cotj.execute.vp_replan.VPReplanningScheduler`: the same for a discrete VP scheduler).
 """
@@ -218,31 +214,24 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
 class ReplanningScheduler:
     """A Diffusers flow-matching scheduler that replans after every step; pipelines use it unchanged::
 
-        pipe.scheduler = ReplanningScheduler(pipe.scheduler, teacher)
+        pipe.scheduler = ReplanningScheduler(pipe.scheduler, teacher)   # or solver_scheduler("unipc"), solver="unipc"
         pipe(prompt, num_inference_steps=6)          # 6 evaluations, levels chosen as the sample goes
 
-        pipe.scheduler = ReplanningScheduler(solver_scheduler("unipc"), teacher, solver="unipc")
-
-    ``set_timesteps(K)`` starts at the teacher grid's top level with the teacher plan of K steps (for ``solver``);
-    each ``step`` computes the clean estimate ``x0_hat = x - sigma·v``, asks the :class:`Replanner` for the next
-    level (from the current one and, for a multistep solver, the previous one) and writes it into the scheduler's
-    ``sigmas`` and ``timesteps`` in place before stepping, so the pipeline's loop evaluates the model there next
-    (the wrapped scheduler must read its sigmas when each step is taken, as Diffusers' flow-matching Euler and the
-    schedulers of :func:`cotj.execute.solver_scheduler` do). One plan serves the whole batch of a call (the mean
-    of its rows' row scales): call the pipeline once per prompt for per-prompt loops (:func:`cotj.execute.sample`
-    does). ``levels`` holds the levels the model was evaluated at. Other attributes are the wrapped scheduler's.
+    ``set_timesteps(K)`` loads the teacher plan of K steps from the grid's top; each ``step`` computes
+    ``x0_hat = x - sigma·v``, asks the :class:`Replanner` for the next level and writes it into the scheduler's
+    ``sigmas`` and ``timesteps`` in place, so the pipeline evaluates the model there next (docs/method.md §7; the
+    wrapped scheduler must read its sigmas when each step is taken, as Diffusers' flow-matching Euler and
+    :func:`cotj.execute.solver_scheduler`'s do). One plan serves a whole call (the mean of its rows' scales): call
+    the pipeline once per prompt for per-prompt loops. ``levels``: where the model was evaluated; other attributes
+    are the wrapped scheduler's.
 
     Args:
-        scheduler: a flow-matching scheduler that takes ``sigmas=`` and evaluates the model once per level
-            (``order`` 1: not Heun); a :func:`~cotj.execute.schedulers.neutral_scheduler` copy of it is run.
-            Other schedulers raise :class:`~cotj.execute.InexactScheduleError` (a discrete VP one:
-            :class:`~cotj.execute.vp_replan.VPReplanningScheduler`; :func:`~cotj.execute.replanning_scheduler`
-            picks).
+        scheduler: a flow-matching scheduler that takes ``sigmas=`` and evaluates the model once per level (not
+            Heun), run as a :func:`~cotj.execute.schedulers.neutral_scheduler` copy; others raise
+            :class:`~cotj.execute.InexactScheduleError` (:func:`~cotj.execute.replanning_scheduler` picks the VP one).
         teacher: the model's teacher cost.
-        solver: the solver the plans are made for (:attr:`Replanner.solver`): "euler" (default: first-order
-            steps, whatever the wrapped scheduler does), or the wrapped scheduler's own "dpmpp_2m" / "unipc"
-            (:func:`cotj.execute.solver_scheduler`), whose plans need the teacher cost's Gram matrix
-            (ValueError here without one).
+        solver: what the plans are made for: "euler" (default: first-order steps, whatever the wrapped scheduler
+            does) or its own "dpmpp_2m" / "unipc", whose plans need the teacher cost's Gram matrix (else ValueError).
     """
 
     def __init__(self, scheduler: Any, teacher: TeacherCost, solver: str = "euler") -> None:

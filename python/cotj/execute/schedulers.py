@@ -1,30 +1,17 @@
-"""Plans onto Diffusers schedulers, exactly (docs/method.md §9).
+"""Plans onto Diffusers schedulers, exactly (docs/method.md §9: the mappings and their inverses).
 
-A plan's levels are the noise levels the model must see: for flow-matching schedulers the
-sigmas (the model gets ``sigma·T`` as its timestep, ``T = num_train_timesteps``; Flux divides it
-by 1000 again), for discrete VP schedulers the training timesteps ``t·(T - 1)`` (the mapping of
-:func:`cotj.planning.schedules.vp`). Schedulers transform what they are given, so:
+A plan's levels are the noise levels the model must see: for flow-matching schedulers the sigmas (the model gets
+``sigma·T`` as its timestep, ``T = num_train_timesteps``), for discrete VP schedulers the training timesteps
+``t·(T - 1)`` (:func:`cotj.planning.schedules.vp`), for EDM schedulers levels on the Karras path of
+:func:`cotj.planning.schedules.ve` with the scheduler's own ``sigma_min``, ``sigma_max`` and ``rho`` (plan and
+extract the DNA on that path). Schedulers transform what they are given, so the mapping passes the preimage of the
+plan: static and dynamic shifts are inverted, ``invert_sigmas`` is handled, ``shift_terminal`` is honoured only
+when the plan ends at its value.
 
-- static shift ``s``: ``sigma' = s·σ/(1 + (s-1)·σ)`` is inverted, ``σ = sigma'/(s - (s-1)·sigma')``;
-- dynamic shift with ``mu`` (``use_dynamic_shifting``): exponential
-  ``sigma' = e^mu/(e^mu + 1/σ - 1)`` inverts to ``σ = 1/(1 + e^mu·(1/sigma' - 1))``, linear
-  (``mu`` for ``e^mu``) likewise;
-- ``invert_sigmas`` (Mochi) changes only the convention of what is stored: handled;
-- ``shift_terminal`` forces the last level to its value: honoured only when the plan ends there;
-- Karras, exponential and beta spacing (``use_karras_sigmas``...) re-space any given sigmas
-  from their two ends: never exact;
-- ``final_sigmas_type="sigma_min"`` ends sampling short of 0: not the plan's descent.
-
-EDM schedulers (``EDMEulerScheduler``: ``x = x0 + sigma·eps``) run levels on the Karras path of
-:func:`cotj.planning.schedules.ve` with the scheduler's own ``sigma_min``, ``sigma_max`` and ``rho``: level
-t is ``sigma(t) = (sigma_min^(1/rho) + t·(sigma_max^(1/rho) - sigma_min^(1/rho)))^rho``, so plan
-(and extract the DNA) on that schedule. Their ``sigmas=`` argument is the Karras ramp (0 at
-sigma_max), so the mapping passes ``1 - t`` as a float64 tensor. ``sigma_schedule="exponential"``
-has no cotj path and raises.
-
-Whatever cannot be inverted raises :class:`InexactScheduleError` naming the scheduler and the
-option; :func:`neutral_scheduler` makes a copy with those options off. Every mapping is checked
-by running ``set_timesteps`` and comparing what the scheduler then holds with the plan.
+Whatever cannot be exact (Karras, exponential or beta re-spacing, ``final_sigmas_type="sigma_min"``, an EDM
+``sigma_schedule="exponential"``) raises :class:`InexactScheduleError` naming the scheduler and the option;
+:func:`neutral_scheduler` makes a copy with those options off. Every mapping is checked by running
+``set_timesteps`` and comparing what the scheduler then holds with the plan.
 """
 
 from __future__ import annotations

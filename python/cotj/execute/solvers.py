@@ -1,48 +1,18 @@
 """Deterministic solvers that run given noise levels exactly, batched: Euler, Heun, DPM-Solver++(2M), UniPC (bh2).
 
-A plan fixes the levels where the model is evaluated (docs/method.md §1); the solver decides what is done with
-the evaluations. Every solver here visits exactly the given levels, noisiest first, and ends with a step to t = 0,
-on any Gaussian path ``x_t = a(t)·x0 + s(t)·eps`` (:func:`cotj.paths.path_of`: the linear flow unless
-the denoiser has a ``path(t)`` method), so flow (velocity) and VP (epsilon) models alike.
+A plan fixes the levels where the model is evaluated; the solver decides what is done with the evaluations. Every
+solver here visits exactly the given levels, noisiest first, then steps to t = 0, on any Gaussian path
+``x_t = a(t)·x0 + s(t)·eps`` (:func:`cotj.paths.path_of`), so flow and VP models alike. The steps, their weights and
+the Diffusers schedulers each one matches are in docs/method.md §11; the weights are those of
+:mod:`cotj.planning.multistep`, applied to tensors by :func:`combine`:
 
-The multistep solvers' steps are those of :mod:`cotj.planning.multistep` (docs/method.md §11), the one definition whose
-weights the solver-aware plans are also costed with: a linear combination of the state ``x_j`` at the current
-level and of the model's clean estimates ``m`` at the previous (``m_k``), current (``m_j``) and next (``m_i``)
-levels, with weights from the path's ``a``, ``s`` at those levels, applied to tensors by :func:`combine`. The
-first-order step is DDIM
-(:func:`cotj.paths.ddim_step`, Euler on the linear flow; :func:`cotj.planning.multistep.ddim_weights`): from a
-state ``x`` at level t, with a clean estimate ``D``,
+- ``euler``: DDIM (:func:`cotj.paths.first_order_step`), order 1, NFE = K;
+- ``heun``: Heun in the path's linear-flow variables (:func:`heun_combine`), order 2, NFE = 2K - 1;
+- ``dpmpp_2m``: DPM-Solver++(2M), data prediction, midpoint form (:func:`multistep_predict`), NFE = K;
+- ``unipc``: UniPC bh2, order 2 with the UniC corrector reusing each evaluation (:func:`unic_correct`), NFE = K.
 
-    x' = a(t')·D + s(t')·(x - a(t)·D)/s(t)
-
-- ``euler``: ``D = x0_hat`` (:func:`cotj.paths.first_order_step`). Order 1, NFE = K.
-- ``heun``: Heun's method on the probability-flow ODE in the linear-flow variables of the path,
-  ``τ = s/(a + s)``, ``x̄ = x/(a + s)`` (every Gaussian path is the linear flow after this rescaling; on the
-  linear flow ``τ = t`` and this is Diffusers' ``FlowMatchHeunDiscreteScheduler``; :func:`heun_combine`). The
-  Euler predictor is the DDIM step; a second evaluation at the next level averages the two slopes. The final step
-  to 0 is Euler, as in k-diffusion and Diffusers. Order 2, NFE = 2K - 1.
-- ``dpmpp_2m``: DPM-Solver++(2M) (Lu et al. 2022), data prediction, midpoint form
-  (:func:`cotj.planning.multistep.dpmpp_2m_weights`, :func:`multistep_predict`); the first step and the final step to 0
-  are first order, as Diffusers' ``DPMSolverMultistepScheduler`` with ``final_sigmas_type="zero"``. Order 2,
-  NFE = K.
-- ``unipc``: UniPC (Zhao et al. 2023), ``solver_type="bh2"``, data prediction, order 2: the UniP predictor (at
-  order 2 and bh2 it is the DPM-Solver++(2M) update above) and the UniC corrector
-  (:func:`cotj.planning.multistep.unipc_weights`, :func:`unic_correct`), which re-takes the previous step with the
-  evaluation just made at its end (no extra model call; its corrected state is what the next predictor starts
-  from, the model having seen the uncorrected one); no corrector after the last step, first- and last-step
-  predictors first order. As Diffusers' ``UniPCMultistepScheduler`` (``predict_x0=True``,
-  ``lower_order_final=True``, ``solver_order=2``). Nominal order 2; the corrector lifts the interior steps by one
-  (measured 2.7-2.8 on the analytic model). NFE = K.
-
-A previous level at a = 0 (the flow's t = 1, ``λ = log(a/s) = -inf``) is handled in the limit by those weights.
-The same step functions serve :func:`solve`, cotj's own UniPC scheduler
-(:class:`cotj.execute.flow_schedulers.FlowMatchUniPCScheduler`) and closed-loop replanning
-(:func:`cotj.execute.replan_sample`).
-
-:func:`solve` runs any of them; :data:`SOLVERS` holds their NFE rules (:func:`nfe`, :func:`budget_for`) so that a
-benchmark can compare them at equal cost, and :func:`evaluation_levels` the levels each one evaluates the model
-at. :func:`solver_scheduler` gives the Diffusers scheduler that runs the same solver exactly inside a pipeline
-(:mod:`cotj.execute.flow_schedulers`).
+:func:`solve` runs them; the same steps serve :class:`~cotj.execute.flow_schedulers.FlowMatchUniPCScheduler` and
+:func:`cotj.execute.replan_sample`. The registry and NFE rules are :mod:`cotj.planning.solvers`.
 """
 
 from __future__ import annotations
@@ -298,21 +268,15 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
         cond: (B, ...) per-row conditions (a tensor, indexed by rows), or None.
         levels: (K,) for every row, or (B, K) per row, strictly decreasing in (0, 1]; rows may end early with NaN
             padding (adaptive plans). Row b costs ``nfe(solver, K_b)`` evaluations.
-        solver: a key of :data:`SOLVERS`: "euler", "heun", "dpmpp_2m" or "unipc".
-        prediction: what the denoiser predicts (:mod:`cotj.paths`); default its ``prediction``
-            attribute.
+        solver: "euler", "heun", "dpmpp_2m" or "unipc" (:data:`cotj.planning.solvers.SOLVERS`).
+        prediction: what the denoiser predicts (:mod:`cotj.paths`); default its ``prediction`` attribute.
         batch_size: rows per block solved together (each model call holds at most this many); default all.
         callback: called with an :class:`Evaluation` after every model evaluation.
 
-    Returns:
-        (B, ...) the clean samples, in ``noise``'s dtype.
-
-    Raises:
-        TypeError: a denoiser that is not callable, ``noise`` not a real floating tensor, ``levels`` not real
-            numbers.
-        ValueError: an unknown solver (the message lists the known ones), bad ``levels``, ``noise`` with no rows
-            or not finite, ``cond`` without one row per noise row, no prediction, a bad ``batch_size``, a sample
-            that is not finite at the end (the model's output overflowed).
+    Returns (B, ...) the clean samples, in ``noise``'s dtype. Raises TypeError (a denoiser that is not callable,
+    ``noise`` not a real floating tensor, ``levels`` not real numbers) or ValueError (an unknown solver, bad
+    ``levels``, ``noise`` with no rows or not finite, ``cond`` without one row per noise row, no prediction, a bad
+    ``batch_size``, a sample that is not finite at the end: the model's output overflowed).
     """
     run = _RUN[get_solver(solver).name]
     if not callable(denoiser):

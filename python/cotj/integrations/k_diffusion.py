@@ -1,39 +1,13 @@
 """cotj in k-diffusion's conventions: planned sigmas and samplers with k-diffusion's sampler signature.
 
-k-diffusion (crowsonkb/k-diffusion) and the samplers ComfyUI builds on it share one interface. A denoiser is
-``model(x (B, ...), sigma (B,), **extra_args) -> denoised (B, ...)``, the clean estimate of the state ``x``; a
-sampler is ``sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None)`` with ``sigmas`` (K + 1,)
-noisiest first ending in 0, ``x`` the state at ``sigmas[0]``, one model call per step for the deterministic ones
-(:func:`k_diffusion.sampling.sample_euler`, ``sample_dpmpp_2m``), ``callback`` called after each call with the
-dict ``{"x", "i", "sigma", "sigma_hat", "denoised"}``, and a tqdm bar that ``disable`` turns off. This module
-follows that interface; it does not import k-diffusion.
-
-**Sigma and cotj's levels.** cotj plans on levels t in (0, 1] of the linear flow
-``x_t = (1 - t)·x0 + t·eps`` (its grids; a teacher cost from :func:`cotj.predict.calibrate` is measured there).
-What a sampler's sigma means depends on how the model is wrapped, so every function takes ``space``:
-
-- ``"ve"``, k-diffusion's own convention: ``x = x0 + σ·eps`` (variance exploding, EDM). The flow state divided by
-  ``1 - t`` is ``x0 + t/(1 - t)·eps``, so ``σ = t/(1 - t)`` and ``t = σ/(1 + σ)`` (as :func:`cotj.planning.schedules.karras`).
-  Every Gaussian path is the linear flow after such a rescaling: a VP model wrapped for k-diffusion
-  (``k_diffusion.external.DiscreteEpsDDPMDenoiser``, ``σ = sqrt((1 - ᾱ)/ᾱ)``) and a flow model wrapped to take
-  VE states are on this axis. The flow's t = 1 is σ = ∞, so a finite ``sigma_max`` cuts the top of the grid.
-- ``"flow"``, ComfyUI's convention for flow models (its ``CONST`` model sampling: Flux, SD3, Qwen-Image, ...): the
-  state stays the flow's ``(1 - σ)·x0 + σ·eps`` and σ is t itself (ComfyUI applies a model's ``shift`` when it
-  makes its own sigmas, not to sigmas it is given), so sigmas are cotj's levels unchanged and ``sigma_max`` is 1.
-
-The solvers take the steps of :mod:`cotj.execute.solvers` (the weights of :mod:`cotj.planning.multistep`) on the path of
-``space``: ``a = 1, s = σ`` in "ve", ``a = 1 - t, s = t`` in "flow". First-order DDIM is the same update in both
-(it is k-diffusion's Euler step), and DPM-Solver++(2M) in "ve" is k-diffusion's ``sample_dpmpp_2m``; in "flow" the
-multistep updates use the flow's ``λ = log((1 - t)/t)``, so they are the same ODE solver as in "ve", where
-ComfyUI's own ``dpmpp_2m`` on a flow model takes ``λ = -log σ``.
-
-**Restricting a plan to [sigma_min, sigma_max].** The plan is made on the grid levels whose t lies in
-``[t(sigma_min), t(sigma_max)]``, and its first level is ``t(sigma_max)`` exactly (``sigmas[0] = sigma_max``, as
-:func:`k_diffusion.sampling.get_sigmas_karras`). A mean DNA is interpolated linearly in t at that top level. A
-teacher cost has no measurements between its levels: the top level stands for the nearest teacher level at or
-above it, whose measured costs (edges, end, row model, Gram matrix) it takes; that level is within one grid spacing
-of it. Teacher costs must be measured on the flow's t (flow-matching models; the default of
-:func:`cotj.predict.calibrate`): a teacher cost of a VP model on its own VP grid would be mapped wrongly.
+k-diffusion (crowsonkb/k-diffusion) and the samplers ComfyUI builds on it share one interface: a denoiser
+``model(x (B, ...), sigma (B,), **extra_args) -> denoised (B, ...)``; a sampler
+``sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None)`` with ``sigmas`` (K + 1,) noisiest first
+ending in 0, ``x`` the state at ``sigmas[0]``, ``callback`` called after each model call with the dict
+``{"x", "i", "sigma", "sigma_hat", "denoised"}`` and a tqdm bar that ``disable`` turns off. This module follows it
+without importing k-diffusion. cotj plans on the linear flow's levels t; ``space`` says what a sigma is: "ve"
+(k-diffusion, ``x = x0 + σ·eps``, ``σ = t/(1 - t)``) or "flow" (ComfyUI's flow models, ``σ = t``). The maths, and
+how a plan is restricted to ``[sigma_min, sigma_max]``: docs/method.md §13.
 
 - :func:`get_sigmas_cotj`: n planned sigmas and a trailing 0, from a teacher cost or a mean DNA.
 - :func:`sample_cotj`: the closed loop, k-diffusion's sampler signature; ``sigmas`` gives the range and the number
@@ -70,7 +44,7 @@ __all__ = ["SAMPLER_SOLVERS", "SPACES", "get_sigmas_cotj", "levels_of", "restric
 log = logging.getLogger(__name__)
 
 SPACES = ("ve", "flow")
-"""What a sigma means (module docstring): ``"ve"`` ``x = x0 + σ·eps``, ``σ = t/(1 - t)``; ``"flow"`` ``σ = t``."""
+"""What a sigma means (docs/method.md §13): ``"ve"`` ``x = x0 + σ·eps``, ``σ = t/(1 - t)``; ``"flow"`` ``σ = t``."""
 SAMPLER_SOLVERS = tuple(name for name, s in SOLVERS.items() if s.replans)
 """The solvers of :func:`sample_cotj` and :func:`sample_cotj_fixed`: one model call per step."""
 _TOL = 1e-6  # on t: float32 sigmas round-trip to grid levels within this; grid spacings are far larger
@@ -144,7 +118,7 @@ def _window(grid: NDArray[np.float64], t_lo: float, t_hi: float, what: str) -> t
 
 
 def restrict(teacher: TeacherCost, t_lo: float, t_hi: float, solver: str | None = None) -> TeacherCost:
-    """The teacher cost on its levels in ``[t_lo, t_hi]`` with ``t_hi`` as its top level (module docstring): the
+    """The teacher cost on its levels in ``[t_lo, t_hi]`` with ``t_hi`` as its top level (docs/method.md §13): the
     nearest level at or above ``t_hi`` is relabelled ``t_hi`` and keeps its measured costs.
 
     Args:
@@ -225,9 +199,8 @@ def get_sigmas_cotj(n: int, sigma_min: float, sigma_max: float, *, teacher: Teac
         n: model calls (steps), >= 1.
         sigma_min, sigma_max: the range, ``0 <= sigma_min < sigma_max`` in ``space``'s sigmas; the first sigma is
             ``sigma_max`` and the others lie at or above ``sigma_min`` (0: down to the grid's lowest level).
-        teacher: a :class:`~cotj.planning.objectives.TeacherCost` of a flow model (or the path of its JSON file): plan on
-            its measured jump costs for ``solver`` (the "teacher" objective; "dpmpp_2m" and "unipc" need its Gram
-            matrix).
+        teacher: a :class:`~cotj.planning.objectives.TeacherCost` of a flow model (or its JSON file): plan on its
+            measured jump costs for ``solver`` (the "teacher" objective; "dpmpp_2m" and "unipc" need its Gram matrix).
         dna: instead of ``teacher``: a shipped mean DNA's name (:func:`cotj.mean_dna_names`) or one DNA row (N,),
             planned with the paper's objective (solver "euler" only).
         grid: the (N,) levels of an array ``dna``; default ``t_i = (i + 1)/N``.
@@ -235,13 +208,9 @@ def get_sigmas_cotj(n: int, sigma_min: float, sigma_max: float, *, teacher: Teac
         space: "ve" (k-diffusion, ``σ = t/(1 - t)``) or "flow" (ComfyUI's flow models, ``σ = t``).
         device: where the result goes.
 
-    Returns:
-        (n + 1,) float32 tensor, strictly decreasing, ``[sigma_max, ..., 0]``.
-
-    Raises:
-        ValueError: both or neither of ``teacher`` and ``dna``, a range outside the grid, more steps than levels
-            in the range, an unknown solver or space (the message names the argument).
-        TypeError: ``n`` not an int, a teacher that is neither a TeacherCost nor a path.
+    Returns (n + 1,) float32, strictly decreasing, ``[sigma_max, ..., 0]``. Raises ValueError (both or neither of
+    ``teacher`` and ``dna``, a range outside the grid, more steps than levels in the range, an unknown solver or
+    space: the message names the argument) or TypeError (``n`` not an int, a teacher neither a TeacherCost nor a path).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
@@ -407,34 +376,24 @@ def sample_cotj(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
                 solver: str = "unipc", space: str = "ve") -> torch.Tensor:
     """The closed loop with k-diffusion's sampler signature: K model calls, the levels chosen as the sample runs.
 
-    ``sigmas`` gives the range and the length: the run starts at ``sigmas[0]`` (where ``x`` is), makes
-    ``K = len(sigmas) - 1`` model calls on the teacher cost's levels in ``[sigmas[-2], sigmas[0]]`` (the first at
-    ``sigmas[0]``, restricted as in the module docstring) and ends at 0. After each call the
-    :class:`cotj.execute.Replanner` re-costs the rest of the trajectory from the state and the denoised estimate
-    (in the flow's scale) and picks the next level; the step there is ``solver``'s (:mod:`cotj.execute.solvers`;
-    UniPC corrects each state with the call made at it). One plan serves the whole batch (the mean of its rows'
-    row scales, as :class:`cotj.execute.ReplanningScheduler`): sample one row per call for per-sample loops.
+    The run starts at ``sigmas[0]`` (where ``x`` is), makes ``K = len(sigmas) - 1`` model calls on the teacher
+    cost's levels in ``[sigmas[-2], sigmas[0]]`` (docs/method.md §13) and ends at 0. After each call the
+    :class:`cotj.execute.Replanner` re-costs the rest from the state and the denoised estimate and picks the next
+    level, where ``solver`` steps. One plan serves the whole batch: sample one row per call for per-sample loops.
 
     Args:
-        model: ``model(x, sigma (B,), **extra_args) -> denoised``.
-        x: (B, ...) the state at ``sigmas[0]``.
+        model, x: ``model(x, sigma (B,), **extra_args) -> denoised``; (B, ...) the state at ``sigmas[0]``.
         sigmas: (K + 1,) strictly decreasing, ending in 0: only ``sigmas[0]``, ``sigmas[-2]`` and K are used
             (e.g. :func:`get_sigmas_cotj`, or any scheduler's sigmas, trimmed for denoise < 1 as usual).
-        extra_args, callback, disable: as k-diffusion's samplers (``callback`` gets
-            ``{"x", "i", "sigma", "sigma_hat", "denoised"}`` after each call, ``x`` the state the model saw).
-        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` on flow levels, or its file; its row model
-            makes the loop closed (without one the run follows the teacher plan).
+        extra_args, callback, disable: as k-diffusion's samplers (``callback``'s ``x`` is the state the model saw).
+        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` on flow levels, or its file; its row
+            model makes the loop closed (without one the run follows the teacher plan).
         solver: "unipc" (default), "dpmpp_2m" (these two need the teacher cost's Gram matrix) or "euler".
         space: "ve" (k-diffusion) or "flow" (ComfyUI's flow models).
 
-    Returns:
-        (B, ...) the clean sample, in ``x``'s dtype.
-
-    Raises:
-        ValueError: bad sigmas (not decreasing, not ending in 0, a range outside the teacher grid, more steps
-            than its levels in the range), an unknown solver or space, a multistep solver without a Gram matrix,
-            a model output of the wrong shape or not finite.
-        TypeError: a teacher that is neither a TeacherCost nor a path, ``x`` not a floating tensor.
+    Returns (B, ...) the clean sample, in ``x``'s dtype. Raises ValueError (bad sigmas, a range outside the teacher
+    grid or with fewer levels than steps, an unknown solver or space, a multistep solver without a Gram matrix, a
+    model output of the wrong shape or not finite) or TypeError (a bad teacher, ``x`` not a floating tensor).
     """
     space, solver = _space(space), _solver(solver)
     x = _check_x(x)

@@ -1,36 +1,17 @@
 """Plans for the solver that runs them (docs/method.md §11): solver costs in numpy, plans in the Rust core.
 
 The plan graph's edge cost (:mod:`cotj.planning.objectives`) models one first-order step. A solver's step from level
-``t_j`` to ``t_i`` is a linear combination of the state ``x_j`` and of clean estimates ``m = x0_hat``:
+``t_j`` to ``t_i`` is a linear combination of the state ``x_j`` and of clean estimates ``m = x0_hat`` at the
+previous, current and next levels; its weights (:data:`Weights`) are here for "euler" (DDIM on any Gaussian path,
+:func:`ddim_weights`), "dpmpp_2m" (:func:`dpmpp_2m_weights`), "unipc" (:func:`unipc_weights`) and "heun" (linear
+flow only). Every first step and last step (to ``t = 0``) is first order. The formulas are in docs/method.md §11.
 
-- ``"euler"`` (DDIM on any Gaussian path ``x_t = a·x0 + s·eps``): ``x_i = (s_i/s_j)·x_j + (a_i - a_j·s_i/s_j)·m_j``;
-- ``"dpmpp_2m"`` (DPM-Solver++(2M), midpoint form, ``λ = log(a/s)``, ``h = λ_i - λ_j``, ``r = (λ_j - λ_k)/h``,
-  ``φ = e^(-h) - 1``): ``x_i = (s_i/s_j)·x_j - a_i·φ·(1 + 1/(2r))·m_j + a_i·φ/(2r)·m_k`` with ``m_k`` the estimate
-  at the previous level ``t_k``;
-- ``"unipc"`` (UniPC, B(h) = e^(-h) - 1, data prediction): the same predictor, then the UniC corrector, which
-  reuses the evaluation at the new state: ``x_i`` also weighs ``m_i``; first step and corrector of order 1, then
-  order 2 (:func:`unipc_weights`);
-- ``"heun"`` (flow only): ``x_i = x_j + (t_i - t_j)/2·(v_j + v_i)``, ``v = (x - m)/t``, the second slope at the
-  Euler-predicted state.
-
-Every solver's first step (no previous level yet) and last step (to ``t = 0``, where the state is ``m``) are first
-order, as Diffusers' schedulers take them with ``final_sigmas_type="zero"``.
-
-Because each step is linear in the vectors of a teacher trajectory, its local error on the trajectory,
-``mean ||x_i_hat - x_i||²/D``, is a quadratic form in the trajectory's Gram matrix of states and estimates: the
-mean Gram over calibration samples (:attr:`cotj.planning.objectives.TeacherCost.gram`) gives the exact mean local error of
-every jump ``(k, j) -> i`` at once (:func:`solver_costs`). UniPC's corrector and Heun's second slope evaluate the
-model at the *predicted* state, off the trajectory; their cost takes the teacher's estimate there moved by the
-predicted state's error times the estimate's sensitivity to its state (:func:`at_predicted_state`,
-:func:`estimate_gain`: a first-order proxy, no extra model calls).
-
-Single-step solvers plan with the layered DP of the core on an (N, N) cost. A multistep solver's cost depends on
-the previous level too, so :func:`plan_multistep` runs the DP over (previous, current) pairs, O(K·N³), in the Rust core.
-
-Memory: the pair costs of M = N + 1 nodes are an (M, M, M) float64 array, 8·M³ bytes: 8.2 MB at N = 100, 65 MB at
-N = 200, 8.0 GB at N = 1000. They are bounded like the lever: at most ``cotj._core.MAX_PAIR_NODES`` = 512 nodes
-(1.07 GB), refused by :func:`solver_costs` before anything of that size is allocated; :func:`solver_costs` computes
-them in slabs of previous nodes, so its temporaries stay near 60 MB whatever M (tracemalloc, N = 100 and 200).
+Because each step is linear in the vectors of a teacher trajectory, its mean local error is a quadratic form in the
+mean Gram matrix of states and estimates (:attr:`cotj.planning.objectives.TeacherCost.gram`), which gives every
+jump ``(k, j) -> i`` at once (:func:`solver_costs`; evaluations at the predicted state through
+:func:`at_predicted_state`). A multistep solver's cost depends on the previous level, so :func:`plan_multistep` runs
+the DP over (previous, current) pairs, O(K·N³), in the Rust core; the pair costs take 8·M³ bytes for M nodes, at
+most ``cotj._core.MAX_PAIR_NODES`` (docs/method.md §11, "Planning").
 """
 
 

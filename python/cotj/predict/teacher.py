@@ -179,8 +179,7 @@ def calibrate(denoiser: Any, noise: torch.Tensor, cond: Any, grid: ArrayLike | N
         grid: (N,) ascending levels, top level where sampling starts; default ``t_i = (i + 1)/100``.
         prediction: what the denoiser predicts; default its ``prediction`` attribute.
         batch_size: samples per teacher run (memory: batch × (N + 1) × D floats twice).
-        ridge: penalty of the row model's regression (standardised features); 10 was chosen on a validation
-            split of the Tier 2 benchmark's training prompts (1 and 10 tried).
+        ridge: penalty of the row model's regression (standardised features; docs/method.md §7).
 
     Returns:
         A :class:`~cotj.planning.objectives.TeacherCost`. Cost: N model evaluations per sample.
