@@ -1,9 +1,9 @@
 """Ctrl-C that comes early, before the core's first signal check, still stops a long plan.
 
 The binding checks for signals every ``Stop::PERIOD`` (20 ms) of work; a SIGINT that arrives before the first
-check (while the default grid of a wide DNA is built, or in the first 20 ms of a call) used to be consumed by the
-Python code that finds out whether the call runs on the main thread, and the plan ran to its end. Each case runs in
-a child process that would plan for several seconds uninterrupted.
+check (while the default grid of a wide DNA is built, or in the first 20 ms of a call) must not be lost to the
+Python code that finds out whether the call runs on the main thread. Each case runs in a child process that would
+plan for several seconds uninterrupted, and must raise KeyboardInterrupt within 2 s of the signal.
 """
 
 from __future__ import annotations

@@ -74,8 +74,10 @@ def test_diagnose_rejects_bad_dna():
         diagnose(np.linspace(0.01, 1, 10), grid=np.linspace(0.1, 1, 9))
 
 
+@pytest.mark.torch
 def test_run_signature_correlates_with_a_dna_of_the_same_shape():
-    torch = pytest.importorskip("torch")
+    import torch
+
     levels = np.linspace(1.0, 0.0, 21)
     direction = torch.linspace(-1, 1, 8, dtype=torch.float64)
     # x(t) = exp(3t)·v: the third derivative 27·exp(3t)·v grows with t, so the run bends hardest at high noise

@@ -5,8 +5,12 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+from conftest import needs_extra
+
+pytestmark = needs_extra("diffusers")
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
 
 from cotj.execute import InexactScheduleError, planned_scheduler, scheduler_args  # noqa: E402
 from cotj.execute.schedulers import _verify  # noqa: E402
@@ -46,7 +50,7 @@ def test_bad_schedule_input_is_refused_clearly(call, error, match):
 
 
 def test_levels_off_the_plan_are_refused_at_any_finite_atol():
-    """The DDPM timestep 499.52997 is 6.9e-4 off the plan's 0.5: NaN tolerance used to accept it."""
+    """The DDPM timestep 499.52997 is 6.9e-4 off the plan's 0.5: refused at atol = 1e-5, accepted at 1e-3."""
     levels = np.array([0.9, 0.50003, 0.1])
     with pytest.raises(InexactScheduleError, match="off the plan"):
         scheduler_args(levels, diffusers.DDPMScheduler(), atol=1e-5)
@@ -62,9 +66,7 @@ def test_nan_levels_held_by_a_scheduler_fail_the_exactness_check():
         _verify(sched, PLAN, 1e-5)
 
 
-# ------------------------------------------------------------------ issue 19: replanning, solve, teacher plans
-
-import torch  # noqa: E402
+# ------------------------------------------------------------------ replanning, solve, teacher plans
 
 from cotj import default_grid  # noqa: E402
 from cotj.execute import sample, solve  # noqa: E402

@@ -7,8 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+from conftest import needs_extra
+
+pytestmark = needs_extra("diffusers")
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
 from cotj.execute.pipeline import default_solver  # noqa: E402

@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import needs_extra
+
+pytestmark = needs_extra("diffusers")
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
 from cotj.execute import LatentRecorder, acceleration_signature, compare_with_dna  # noqa: E402
@@ -48,7 +53,6 @@ def test_compare_with_dna_is_a_rank_correlation():
 
 
 def test_recorder_follows_a_planned_run(tiny_flux):
-    diffusers = pytest.importorskip("diffusers")
     from cotj.execute import planned_scheduler
 
     dna = np.asarray(cotj.load_dna(__import__("pathlib").Path(__file__).parent / "data" / "qwenimage_mean_dna.json"))

@@ -3,11 +3,14 @@ the timesteps and sigmas they hold are the planned levels."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from conftest import needs_extra
+
+pytestmark = needs_extra("diffusers")
+
+import diffusers  # noqa: E402
 
 from cotj.execute import (  # noqa: E402
     InexactScheduleError,

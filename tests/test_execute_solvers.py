@@ -1,4 +1,4 @@
-"""Higher-order solvers on planned levels (issue 13): cotj.execute.solve (batched Euler, Heun, DPM-Solver++(2M),
+"""Higher-order solvers on planned levels: cotj.execute.solve (batched Euler, Heun, DPM-Solver++(2M),
 UniPC) and the Diffusers schedulers that run them in a pipeline (cotj.execute.flow_schedulers).
 
 - exactness: a hook counts the model evaluations and records their levels: the planned levels (Heun: with its
@@ -17,8 +17,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
+from conftest import needs_extra
+
+pytestmark = [needs_extra("diffusers"), pytest.mark.usefixtures("one_torch_thread")]
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
 
 from cotj.execute import (  # noqa: E402
     SOLVERS,
@@ -33,8 +37,6 @@ from cotj.execute import (  # noqa: E402
     solver_scheduler,
 )
 from cotj.models.analytic import FlowMixtureModel, MixtureFamily, VPMixtureModel, integrate  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NAMES = ("euler", "heun", "dpmpp_2m", "unipc")
 PLAN = np.array([1.0, 0.8, 0.55, 0.3, 0.12, 0.04])
@@ -205,6 +207,7 @@ def _slope(ks, errors) -> float:
     return float(-np.polyfit(np.log(ks), np.log(errors), 1)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["flow", "vp"])
 def test_order_of_convergence_on_the_analytic_model(kind):
     """K = 32..256 uniform levels from 1 to t_min = 0.1, then the step to 0; the error of the final clean sample

@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-diffusers = pytest.importorskip("diffusers")
-pytest.importorskip("transformers")
+from conftest import needs_extra
+
+pytestmark = [needs_extra("diffusers"), pytest.mark.usefixtures("one_torch_thread")]
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
 
 from cotj.execute import (  # noqa: E402
     InexactScheduleError,
@@ -23,8 +26,6 @@ from cotj.execute import (  # noqa: E402
     sample,
 )
 from cotj_testbed import tiny_pipelines  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROMPTS = ["a red cat", "a blue dog", "the big cat on the left"]
 LEVELS, K, GUIDANCE = 8, 4, 7.5

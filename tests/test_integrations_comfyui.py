@@ -1,4 +1,4 @@
-"""The ComfyUI node package in integrations/comfyui (issue 18), without ComfyUI (it is not on PyPI): the node
+"""The ComfyUI node package in integrations/comfyui, without ComfyUI (it is not on PyPI): the node
 contract ComfyUI reads, what the functions return, denoise < 1 as ComfyUI's BasicScheduler trims, and the sampler
 run on a real k-diffusion model wrapper (k_diffusion.external.DiscreteEpsDDPMDenoiser around an epsilon model)."""
 
@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-external = pytest.importorskip("k_diffusion.external")
+from conftest import needs_extra
+
+pytestmark = [needs_extra("diffusers"), needs_extra("k_diffusion"), pytest.mark.usefixtures("one_torch_thread")]
+
+import k_diffusion.external as external  # noqa: E402
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
 from cotj.integrations.k_diffusion import get_sigmas_cotj, levels_of, sample_cotj  # noqa: E402
@@ -23,7 +27,6 @@ from cotj.models.analytic import FlowMixtureModel, MixtureFamily, exact_endpoint
 from cotj.planning.objectives import TeacherCost  # noqa: E402
 from cotj.predict.teacher import calibrate  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PACKAGE = Path(__file__).resolve().parents[1] / "integrations" / "comfyui"
 FAMILY = MixtureFamily(dim=6, seed=0)
 TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "MODEL", "SIGMAS", "SAMPLER"}

@@ -1,4 +1,4 @@
-"""cotj.integrations.k_diffusion against the real k-diffusion package (issue 18): planned sigmas, the open-loop
+"""cotj.integrations.k_diffusion against the real k-diffusion package: planned sigmas, the open-loop
 sampler against k-diffusion's own Euler and DPM-Solver++(2M), and the closed loop against cotj's own replanning."""
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-sampling = pytest.importorskip("k_diffusion.sampling")
+from conftest import needs_extra
+
+pytestmark = [needs_extra("diffusers"), needs_extra("k_diffusion"), pytest.mark.usefixtures("one_torch_thread")]
+
+import k_diffusion.sampling as sampling  # noqa: E402
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
 from cotj.execute.replan import Replanner, replan_sample  # noqa: E402
@@ -28,7 +32,6 @@ from cotj.models.analytic import FlowMixtureModel, MixtureFamily  # noqa: E402
 from cotj.planning.objectives import TeacherCost  # noqa: E402
 from cotj.predict.teacher import calibrate  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAMILY = MixtureFamily(dim=6, seed=0)
 GRID = cotj.default_grid(20)
 

@@ -102,8 +102,9 @@ def _loaded_after(statement: str) -> list[str]:
     return done.stdout.split()
 
 
+@pytest.mark.slow
+@pytest.mark.diffusers
 def test_execute_loads_no_predict_module() -> None:
-    pytest.importorskip("diffusers")
     loaded = _loaded_after("import cotj.execute")
     assert "cotj.execute.pipeline" in loaded
     assert not [m for m in loaded if m == "cotj.predict" or m.startswith("cotj.predict.")]

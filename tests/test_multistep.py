@@ -44,7 +44,8 @@ def _diffusers_run(scheduler, levels, x, denoise):
     """Run ``scheduler``'s own update on flow ``levels`` with a model whose clean estimate is ``denoise(x)``: the
     state before each step and the estimate there, and the result. The levels are written into the scheduler
     after ``set_timesteps`` (this checks the update formula, not how a plan is handed over)."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     scheduler.set_timesteps(num_inference_steps=len(levels))
     scheduler.sigmas = torch.tensor([*levels, 0.0], dtype=torch.float64)
     scheduler.timesteps = torch.tensor(levels, dtype=torch.float64) * 1000
@@ -64,8 +65,10 @@ def _denoise(x):
     return 0.6 * x - 0.1 * x**3  # any smooth map: the update is linear in its values, not in x
 
 
+@pytest.mark.diffusers
 def test_dpmpp_2m_weights_are_diffusers_update():
-    diffusers = pytest.importorskip("diffusers")
+    import diffusers
+
     sched = diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
                                                   final_sigmas_type="zero", algorithm_type="dpmsolver++", solver_order=2)
     levels = np.array([0.9, 0.55, 0.3, 0.12])
@@ -81,8 +84,10 @@ def test_dpmpp_2m_weights_are_diffusers_update():
     np.testing.assert_allclose(out, m[-1], rtol=1e-6, atol=1e-9)  # the last step, to 0, lands on the estimate
 
 
+@pytest.mark.diffusers
 def test_unipc_weights_are_diffusers_predictor_and_corrector():
-    diffusers = pytest.importorskip("diffusers")
+    import diffusers
+
     sched = diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
                                               final_sigmas_type="zero", solver_type="bh2", solver_order=2,
                                               predict_x0=True)
@@ -110,7 +115,8 @@ def test_unipc_weights_are_diffusers_predictor_and_corrector():
 
 @pytest.fixture(scope="module")
 def teacher():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from cotj.models.analytic import FlowMixtureModel, MixtureFamily
     from cotj.predict.teacher import euler_trajectories
 
@@ -119,6 +125,7 @@ def teacher():
     return euler_trajectories(model, noise, torch.arange(12) % 4, np.arange(1, 13) / 12, prediction="flow")
 
 
+@pytest.mark.torch
 def test_euler_gram_cost_equals_the_measured_jump_costs(teacher):
     cost = solver_costs("euler", teacher.gram(), teacher.levels)
     measured = teacher.jump_costs.mean(0)
@@ -128,6 +135,7 @@ def test_euler_gram_cost_equals_the_measured_jump_costs(teacher):
     np.testing.assert_allclose(cost.end[1:], measured[1:, 0], rtol=1e-7, atol=1e-12)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("solver", ["dpmpp_2m", "unipc"])
 def test_multistep_gram_cost_equals_the_measured_error(teacher, solver):
     cost = solver_costs(solver, teacher.gram(), teacher.levels)
@@ -144,6 +152,7 @@ def test_multistep_gram_cost_equals_the_measured_error(teacher, solver):
     assert np.isinf(cost.pairs[4, 9, 2]) and np.isinf(cost.pairs[9, 4, 0])
 
 
+@pytest.mark.torch
 def test_solver_costs_refuse_what_they_cannot_model(teacher):
     with pytest.raises(ValueError, match="unknown solver 'rk4'; known: euler, heun, dpmpp_2m, unipc"):
         solver_costs("rk4", teacher.gram(), teacher.levels)
@@ -425,7 +434,8 @@ def test_solver_costs_are_computed_once_per_content(monkeypatch):
 
 @pytest.fixture(scope="module")
 def calibrated():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from cotj.models.analytic import FlowMixtureModel, MixtureFamily
     from cotj.predict import calibrate
 
@@ -434,6 +444,7 @@ def calibrated():
     return calibrate(model, noise, torch.arange(16) % 4, np.arange(1, 21) / 20, batch_size=5, progress=False)
 
 
+@pytest.mark.torch
 def test_teacher_cost_keeps_its_gram_through_a_file(calibrated, tmp_path):
     from cotj.planning.objectives import TeacherCost
 
@@ -447,6 +458,7 @@ def test_teacher_cost_keeps_its_gram_through_a_file(calibrated, tmp_path):
         np.testing.assert_array_equal(back.plan(solver, 5).levels, calibrated.plan(solver, 5).levels)
 
 
+@pytest.mark.torch
 def test_teacher_cost_plans_each_solver_optimally(calibrated):
     import cotj
     from cotj.planning.objectives import objective
@@ -477,6 +489,7 @@ def test_estimate_gain_is_the_gaussian_posterior_slope():
     assert w == pytest.approx({"m_i": 2.0, "x_j": 1.25, "m_j": 0.25, "x_i": -0.5})
 
 
+@pytest.mark.diffusers
 def test_replanning_a_batch_gives_each_row_its_own_plan():
     """Replanner.next_scaled plans all rows of a multistep batch in one core call: each row's next level is the
     second level of TeacherCost.plan for that row alone (its current and previous level, its row scales)."""

@@ -119,10 +119,10 @@ print((after - before) // 1024, out.steps.shape[0])
 
 
 @pytest.mark.slow
+@pytest.mark.lint
 def test_the_stub_states_the_binding_exactly(tmp_path):
     """python/cotj/_core.pyi is the binding's typed contract: mypy's stubtest finds nothing it misses or
     gets wrong (names, signatures, defaults, classes)."""
-    pytest.importorskip("mypy")
     done = subprocess.run([sys.executable, "-m", "mypy.stubtest", "cotj._core"], capture_output=True, text=True,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

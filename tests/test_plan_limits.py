@@ -1,4 +1,4 @@
-"""Limits of the Plan stage (issue 11): no input aborts the interpreter or allocates without bound,
+"""Limits of the Plan stage: no input aborts the interpreter or allocates without bound,
 long plans stop on Ctrl-C, the lever cache stays bounded, and awkward numbers get named errors.
 
 Cases that aborted the interpreter before run in a child process, so that an abort fails the test

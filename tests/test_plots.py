@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
+from conftest import mean_dna, needs_extra
+
+pytestmark = needs_extra("plot")
 
 import cotj  # noqa: E402
-from conftest import mean_dna  # noqa: E402
 from cotj.analysis import plots  # noqa: E402
 from cotj.analysis.diagnose import diagnose  # noqa: E402
 

@@ -10,7 +10,11 @@ import pickle
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import needs_extra
+
+pytestmark = needs_extra("torch")
+
+import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from cotj.predict import DNAPredictor  # noqa: E402

@@ -4,7 +4,11 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from conftest import needs_extra
+
+pytestmark = needs_extra("torch")
+
+import torch  # noqa: E402
 
 from cotj.predict import prediction_of, to_x0  # noqa: E402
 
@@ -78,8 +82,10 @@ def test_bad_inputs_raise(data):
         to_x0(eps, x0, torch.zeros(5), torch.ones(5), "epsilon")
 
 
+@pytest.mark.diffusers
 def test_prediction_of_diffusers_schedulers():
-    diffusers = pytest.importorskip("diffusers")
+    import diffusers
+
     assert prediction_of(diffusers.FlowMatchEulerDiscreteScheduler()) == "flow"
     assert prediction_of(diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction")) == "flow"
     assert prediction_of(diffusers.EulerDiscreteScheduler(prediction_type="v_prediction")) == "v"

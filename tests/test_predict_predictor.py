@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("safetensors")
+from conftest import mean_dna, needs_extra
+
+pytestmark = [needs_extra("torch"), pytest.mark.usefixtures("one_torch_thread")]
+
+import torch  # noqa: E402
 
 import cotj  # noqa: E402
-from conftest import mean_dna  # noqa: E402
 from cotj.predict import DNAPredictor, cosine_scores, train_predictor  # noqa: E402
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pairs(n, seed=0):
@@ -102,7 +102,8 @@ def test_from_official_rejects_a_foreign_state_dict(tmp_path):
 
 @pytest.mark.parametrize("name", ["qwenimage", "zimageturbo"])
 def test_from_official_reproduces_the_released_mlp(name, official, tmp_path):
-    """Skips where ../shared/data/official is absent (the conftest ``official`` fixture)."""
+    """The paper's released MLP, imported, predicts what the MLP built from its state dict does (needs the
+    released files: the conftest ``official`` fixture)."""
     state_path, norm_path = official / f"{name}_model_state.pth", official / f"{name}_norm_data.pt"
     model = DNAPredictor.from_official(state_path, norm_path)
     # the released SimpleMLP, built independently and fed as the reference pipeline feeds it

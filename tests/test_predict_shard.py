@@ -61,6 +61,7 @@ def test_bad_items_and_chunks_are_rejected():
         extract_sharded(lambda: MODEL, [1], lambda block: _inputs([1, 2]), progress=False)
 
 
+@pytest.mark.slow
 def test_two_torchrun_processes_give_the_dna_of_one(tmp_path):
     """The documented command (benches/quality.py --extract) under torchrun with 2 gloo processes, against
     the same extraction in one process."""

@@ -31,6 +31,7 @@ from property_child import DTYPES, EXAMPLES, EXTREME, MAX_MESSAGE, SETTINGS, in_
 from property_child import refused_well as _refused_well
 
 
+@pytest.mark.slow
 def test_no_input_aborts_the_interpreter():
     run_properties_in_child(__file__)
 
@@ -207,11 +208,11 @@ def _safetensors(draw: st.DrawFn) -> bytes:
     return struct.pack("<Q", length) + header + draw(st.binary(max_size=300))
 
 
+@pytest.mark.torch
 @in_child
 @SETTINGS
 @given(config=CONFIGS, weights=st.one_of(st.binary(max_size=200), _safetensors()))
 def test_property_predictor_load_on_hostile_files(config, weights):
-    pytest.importorskip("torch")
     from cotj.predict import DNAPredictor
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,6 +226,7 @@ def test_property_predictor_load_on_hostile_files(config, weights):
     assert np.all(np.isfinite(model.predict(np.zeros(model.config["in_dim"]), align=False)))
 
 
+@pytest.mark.torch
 @in_child
 @SETTINGS
 @given(config=st.fixed_dictionaries({"format": st.just("cotj.DNAPredictor/1"), "in_dim": st.integers(2, 6),
@@ -232,7 +234,6 @@ def test_property_predictor_load_on_hostile_files(config, weights):
                                      "dropout": st.floats(0, 0.9)}),
        value=EXTREME, name=STATE_NAMES)
 def test_property_predictor_load_on_valid_files_with_extreme_weights(config, value, name):
-    pytest.importorskip("torch")
     from cotj.predict import DNAPredictor
 
     sizes = {k: config[k] for k in ("in_dim", "n_levels", "hidden", "dropout")}
@@ -253,7 +254,7 @@ def test_property_predictor_load_on_valid_files_with_extreme_weights(config, val
     assert finite
 
 
-# ------------------------------------------------------------------ issue 19: TeacherCost.load and cotj.execute
+# ------------------------------------------------------------------ TeacherCost.load and cotj.execute
 
 JSON = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), EXTREME, st.text(max_size=5)),
@@ -405,6 +406,7 @@ class _HalfVelocity:
 TORCH_DTYPES = st.sampled_from(["float64", "float32", "float16", "bfloat16", "int64", "bool", "complex64"])
 
 
+@pytest.mark.diffusers
 @in_child
 @FEW
 @given(shape=st.lists(st.integers(0, 3), max_size=3), dtype=TORCH_DTYPES, fill=st.one_of(st.floats(-3, 3), EXTREME),
@@ -412,7 +414,8 @@ TORCH_DTYPES = st.sampled_from(["float64", "float32", "float16", "bfloat16", "in
        solver=st.sampled_from(["euler", "heun", "dpmpp_2m", "unipc", "rk4"]), budget=st.integers(0, 4))
 def test_property_solve_and_replan_sample_on_any_noise_cond_and_levels(shape, dtype, fill, cond_rows, levels, solver,
                                                                         budget):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from cotj.execute import solve
     from cotj.execute.replan import Replanner, replan_sample
 
@@ -430,14 +433,16 @@ def test_property_solve_and_replan_sample_on_any_noise_cond_and_levels(shape, dt
         assert replan[0].shape == noise.shape and bool(torch.isfinite(replan[0]).all())
 
 
+@pytest.mark.diffusers
 @in_child
 @FEW
 @given(out_shape=st.lists(st.integers(0, 3), max_size=3), sample_shape=st.lists(st.integers(0, 3), max_size=3),
        same=st.booleans(), dtype=TORCH_DTYPES, fill=st.one_of(st.floats(-3, 3), EXTREME),
        k=st.one_of(st.integers(-1, 7), st.floats(0, 4)))
 def test_property_replanning_scheduler_on_any_model_output_and_sample(out_shape, sample_shape, same, dtype, fill, k):
-    torch = pytest.importorskip("torch")
-    diffusers = pytest.importorskip("diffusers")
+    import diffusers
+    import torch
+
     from cotj.execute.replan import ReplanningScheduler
 
     sched = ReplanningScheduler(diffusers.FlowMatchEulerDiscreteScheduler(), _execute_teacher())

@@ -1,11 +1,10 @@
 """Property tests of the Plan API at scale: arbitrary shapes (empty, wide, up to 3-D), dtypes and extreme values
 (NaN, inf, 1e308, subnormals, huge ints) into ``plan_batch``, ``plan``, ``cost_matrix``, ``plan_cost`` and the
-dense form (``cost=``). Each call either returns plans that hold the documented invariants or raises ValueError
+dense form (``cotj.DenseCost``). Each call either returns plans that hold the documented invariants or raises ValueError
 or TypeError with a short message. The properties run in a child pytest process
 (:func:`test_no_plan_input_aborts_the_interpreter`), so an abort fails the test instead of killing the run.
 
-A cargo-fuzz target would need a nightly Rust toolchain, which these machines cannot fetch: these properties
-(and the proptest ones in rust/cotj-core/tests) stand in for it.
+These properties and the proptest ones in rust/cotj-core/tests are the project's fuzzing of the planner.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A teacher cost file takes no content on trust (issue 19): every malformed file is one ValueError naming the
+"""A teacher cost file takes no content on trust: every malformed file is one ValueError naming the
 file and the field, checked before anything is built from it, and memory stays within a small multiple of the
 file; the multistep costs refuse grids past MAX_MULTISTEP_LEVELS before allocating."""
 
@@ -66,10 +66,10 @@ def _set(path: str, value: Any):
 
 _DELETE = object()
 MALFORMED = {
-    # issue 19, item 3: exceptions of other types
+    # values that would raise exceptions of other types
     "rows a list": (_set("rows", [1, 2]), "rows must be an object with exactly the fields"),
     "n_samples 1e400": (_set("n_samples", float("inf")), "n_samples must be an int >= 1, got inf"),
-    # item 6: broadcast scalars and one-element lists
+    # scalars and one-element lists that numpy would broadcast
     "scalar edges": (_set("edges_below_diagonal", 0.5), "edges_below_diagonal must be a list of numbers, got a JSON float"),
     "one-element edges": (_set("edges_below_diagonal", [0.5]), r"edges_below_diagonal must have shape (15,) for a grid of 6"),
     "scalar gram": (_set("gram_upper", 1.0), "gram_upper must be a list of numbers"),
@@ -155,6 +155,7 @@ def test_a_saved_teacher_cost_loads_back_equal(tmp_path):
     np.testing.assert_array_equal(back.plan("unipc", 3).levels, tc.plan("unipc", 3).levels)
 
 
+@pytest.mark.diffusers
 def test_the_shipped_teacher_cost_loads():
     from cotj.models import generator
 
@@ -167,8 +168,8 @@ def _peak_mib() -> float:
 
 
 def test_a_small_file_cannot_claim_a_huge_grid(tmp_path):
-    """The 82 kB file of issue 19 (a 4096-level grid, scalar edges and gram) took 11 s and 2.2 GB: it is refused at
-    once, before the (N, N) and (2N + 2)² arrays exist."""
+    """A file of under 200 kB that claims a MAX_TEACHER_LEVELS-level grid with scalar edges and gram is refused
+    within 2 s and 100 MiB, before the (N, N) and (2N + 2)² arrays exist."""
     n = MAX_TEACHER_LEVELS
     grid = (np.arange(1, n + 1) / n).tolist()
     doc = {"format": "cotj.teacher_cost/1", "grid": grid, "edges_below_diagonal": 1.0, "end": [1.0] * n,
@@ -184,8 +185,7 @@ def test_a_small_file_cannot_claim_a_huge_grid(tmp_path):
 
 
 def test_multistep_costs_past_the_bound_are_refused_before_building(tmp_path):
-    """A 400-level teacher cost with a Gram matrix (6.5 kB in issue 19 with scalar fields; here a valid one) plans
-    euler steps, and refuses unipc costs, whose (N + 1)³ arrays would pass 6 GB, naming the bound and the memory."""
+    """A valid teacher cost with a Gram matrix one level past MAX_MULTISTEP_LEVELS plans euler steps, and refuses unipc costs, whose (N + 1)³ arrays would pass 6 GB, naming the bound and the memory."""
     n = MAX_MULTISTEP_LEVELS + 1
     tc = small_teacher(n, rows=False)
     before = _peak_mib()
