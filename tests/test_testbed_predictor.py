@@ -87,7 +87,7 @@ def test_cotj_sample_replans_on_the_shipped_teacher_cost_by_default(heldout, tmp
     assert len(levels) == 4 and levels[0] == 1.0 and np.all(np.diff(levels) < 0)
     assert main(["sample", prompt, "--budget", "4", "--open-loop", "--out", str(tmp_path / "y.png"), "-q"]) == 0
     teacher = cotj.TeacherCost.load(TEACHER)
-    want = cotj.plan(**cotj.objective("teacher", teacher=teacher), budget=4, current=99).levels
+    want = cotj.plan(cotj.objective("teacher", teacher=teacher), budget=4, current=99).levels
     np.testing.assert_allclose(_plan_levels(capsys.readouterr().out.splitlines()), want, atol=5e-3)
 
 

@@ -293,7 +293,7 @@ _Arrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], N
 def _plan_args(cost: SolverCost, scale: ArrayLike | None) -> _Arrays:
     """The arrays :func:`cotj._core.plan_pairs` takes: ``first``, ``pairs``, ``end`` and the scale (or None)."""
     if cost.pairs is None:
-        raise ValueError(f"{cost.solver} is a single-step solver: plan it with cotj.plan_batch(cost=...)")
+        raise ValueError(f"{cost.solver} is a single-step solver: plan it with cotj.plan_batch(cotj.DenseCost(...))")
 
     def f64(v: ArrayLike) -> NDArray[np.float64]:
         return np.ascontiguousarray(v, dtype=np.float64)
