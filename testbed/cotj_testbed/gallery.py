@@ -80,7 +80,7 @@ def sample_figure(out: Path, weights: str | None, progress: bool) -> Path:
     from cotj.execute import sample
     from cotj.planning.schedules import uniform
 
-    spec = ModelSpec(_io.TESTBED, weights=weights, progress=progress)
+    spec = ModelSpec(_io.SHAPES, weights=weights, progress=progress)
     pipe = _models.shapes_pipeline(weights)
     kw: dict[str, Any] = dict(latents=_models.noise(spec, pipe, [SAMPLE_PROMPT]), guidance_scale=spec.guidance,
                               output_type="np")

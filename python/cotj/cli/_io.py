@@ -22,8 +22,6 @@ from cotj.planning.schedules import MAX_STEPS
 STDIN = "-"
 SHAPES, ANALYTIC = "shapes", "analytic"
 """The values of ``--model``: the shipped shapes generator and the analytic Gaussian-mixture flow model."""
-TESTBED = SHAPES
-"""Deprecated name of :data:`SHAPES` (``--model testbed`` still works, with a warning, for one release)."""
 DEPRECATED_MODELS = {"testbed": SHAPES}
 """Old ``--model`` names that still work for one release, and the name each stands for."""
 
