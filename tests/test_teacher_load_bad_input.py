@@ -228,3 +228,17 @@ def test_single_step_solver_costs_are_held_to_the_same_memory_bound(monkeypatch)
         tc.plan("heun", 3)
     monkeypatch.setattr(objectives, "MAX_MULTISTEP_LEVELS", 160)
     assert tc.plan("heun", 3).levels.shape == (3,)
+
+
+def test_a_gram_matrix_whose_solver_costs_would_overflow_is_refused(tmp_path):
+    """Gram entries near the float64 limit are finite, but every solver cost (a quadratic form in them) would be
+    inf and no plan would have a finite cost: the file is refused when read, naming gram."""
+    doc = {"format": "cotj.teacher_cost/1", "grid": [0.5, 1.0], "edges_below_diagonal": [0.05], "end": [0.8, 0.9],
+           "n_samples": 32, "gram_upper": [8e307] * 21}
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"not a valid teacher cost file: gram entries must lie within"):
+        TeacherCost.load(path)
+    doc["gram_upper"] = [1.0] * 21
+    path.write_text(json.dumps(doc))
+    assert TeacherCost.load(path).plan("unipc", 2).levels.shape == (2,)

@@ -49,6 +49,7 @@ MAX_MULTISTEP_LEVELS = 160
 MAX_ROW_FEATURES = 64
 """Most features per level a row model of a teacher cost file may have (the fitted ones have 2)."""
 _MAX_LOG_SCALE = 700.0  # exp(±700) is finite and > 0 in float64
+_MAX_GRAM = 1e100  # mean squares of states and estimates; the solver costs weigh them by factors far below 1e100
 
 
 def multistep_cost_bytes(n: int) -> int:
@@ -152,6 +153,9 @@ class TeacherCost:
                 raise ValueError(f"gram must be finite with shape ({2 * n + 2}, {2 * n + 2}), got {self.gram.shape}")
             if np.any(np.diagonal(self.gram) < 0):
                 raise ValueError("gram must be a Gram matrix: its diagonal (mean squares) must be >= 0")
+            if np.max(np.abs(self.gram)) > _MAX_GRAM:
+                raise ValueError(f"gram entries must lie within ±{_MAX_GRAM:g}: the solver costs, quadratic forms in "
+                                 "them, would overflow float64")
         if self.settings is not None:
             _check_settings(self.settings)
 
