@@ -34,65 +34,49 @@ fn bench(c: &mut Criterion) {
     let cost = PairCost::new(M, &first, &pairs, &end).unwrap();
     let scale: Vec<f64> = (0..M).map(|j| 1.0 + 0.3 * ((j * 7) % 5) as f64).collect();
     let top = (M - 1) as i64;
-    c.bench_function("pairs/plan/M=101/K=10", |b| {
-        b.iter(|| {
-            cost.plan_batch(
-                &PairRequest {
-                    budget: &[10],
-                    current: &[black_box(top)],
-                    ..Default::default()
-                },
-                &Stop::never(),
-            )
-            .unwrap()
-        })
-    });
-    // The first replanning step of a closed loop: K = 10 from the top, row scales.
-    c.bench_function("pairs/replan/M=101/K=10/scale", |b| {
-        b.iter(|| {
-            cost.plan_batch(
-                &PairRequest {
-                    budget: &[10],
-                    current: &[black_box(top)],
-                    previous: None,
-                    scale: Some(&scale),
-                },
-                &Stop::never(),
-            )
-            .unwrap()
-        })
-    });
-    // The second: K = 9 after an evaluation at the top.
-    c.bench_function("pairs/replan/M=101/K=9/previous", |b| {
-        b.iter(|| {
-            cost.plan_batch(
-                &PairRequest {
-                    budget: &[9],
-                    current: &[black_box(top - 8)],
-                    previous: Some(&[top]),
-                    scale: Some(&scale),
-                },
-                &Stop::never(),
-            )
-            .unwrap()
-        })
-    });
-    let mut group = c.benchmark_group("pairs/batch");
+    let plan = |request| cost.plan_batch(black_box(request), &Stop::never()).unwrap();
+    let requests = [
+        (
+            "pairs/plan/M=101/K=10",
+            PairRequest {
+                budget: &[10],
+                current: &[top],
+                ..Default::default()
+            },
+        ),
+        // The first replanning step of a closed loop: K = 10 from the top, row scales.
+        (
+            "pairs/replan/M=101/K=10/scale",
+            PairRequest {
+                budget: &[10],
+                current: &[top],
+                previous: None,
+                scale: Some(&scale),
+            },
+        ),
+        // The second: K = 9 after an evaluation at the top.
+        (
+            "pairs/replan/M=101/K=9/previous",
+            PairRequest {
+                budget: &[9],
+                current: &[top - 8],
+                previous: Some(&[top]),
+                scale: Some(&scale),
+            },
+        ),
+    ];
+    for (name, request) in &requests {
+        c.bench_function(name, |b| b.iter(|| plan(request)));
+    }
     let rows: Vec<i64> = (0..16).map(|r| top - r % 4).collect();
+    let batch = PairRequest {
+        budget: &[10],
+        current: &rows,
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("pairs/batch");
     group.throughput(Throughput::Elements(rows.len() as u64));
-    group.bench_function("16 rows/M=101/K=10", |b| {
-        b.iter(|| {
-            cost.plan_batch(
-                &PairRequest {
-                    budget: &[10],
-                    current: black_box(&rows),
-                    ..Default::default()
-                },
-                &Stop::never(),
-            )
-            .unwrap()
-        })
-    });
+    group.bench_function("16 rows/M=101/K=10", |b| b.iter(|| plan(&batch)));
     group.finish();
 }
 

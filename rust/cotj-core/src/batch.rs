@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use crate::dense::DenseCost;
 use crate::error::{CotjError, Result};
 use crate::memory;
-use crate::planner::{AdaptivePlan, Plan, Planner, Workspace};
+use crate::planner::{AdaptivePlan, Planner, Workspace};
 use crate::stop::Stop;
 use crate::triangle::Triangle;
 
@@ -18,6 +18,11 @@ const PARALLEL_MIN_ROWS: usize = 16;
 /// Steps per plan when the caller sets no length (neither a budget nor `tau`): the one default
 /// of the bindings.
 pub const DEFAULT_BUDGET: i64 = 8;
+
+/// The values a batch may hold (f32 or f64 in the bindings), read as f64 by the planning threads.
+pub trait Real: Copy + Into<f64> + Send + Sync {}
+
+impl<T: Copy + Into<f64> + Send + Sync> Real for T {}
 
 /// How long each plan is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,21 +36,58 @@ pub enum Budget<'a> {
     Adaptive { tau: f64, max_steps: Option<i64> },
 }
 
-/// Plans of a batch, row-major, padded to `width` columns.
+/// Plans of a batch, row-major, padded to `width` columns: of grid indices ([`BatchPlans`]) or
+/// of a multistep solver's nodes ([`crate::PairCost`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchPlans {
+pub struct Padded {
     /// Number of rows B.
     pub rows: usize,
-    /// Columns of `steps` and `levels`: the longest plan of the batch.
+    /// Columns of `steps`: the longest plan of the batch.
     pub width: usize,
-    /// Grid indices in sampling order (noisiest first), `-1` past each row's length. (B, width)
+    /// Each plan in sampling order (grid indices noisiest first, or nodes `current` first), `-1`
+    /// past its length. (B, width)
     pub steps: Vec<i64>,
-    /// Noise levels of `steps`, `NaN` past each row's length. (B, width)
-    pub levels: Vec<f64>,
-    /// Number of steps of each row. (B,)
+    /// Length of each plan: its steps, or its evaluations. (B,)
     pub lengths: Vec<i64>,
-    /// Plan cost of each row. (B,)
+    /// Cost of each plan. (B,)
     pub cost: Vec<f64>,
+}
+
+impl Padded {
+    /// The plans `plan(p)` (indices and cost) of `plans`, padded (`what` names them in errors).
+    pub(crate) fn new<P>(
+        what: &'static str,
+        plans: &[P],
+        plan: impl Fn(&P) -> (&[usize], f64),
+    ) -> Result<Self> {
+        let rows = plans.len();
+        let width = plans.iter().map(|p| plan(p).0.len()).max().unwrap_or(0);
+        let mut out = Self {
+            rows,
+            width,
+            steps: memory::filled(what, rows * width, -1)?,
+            lengths: memory::with_capacity(what, rows)?,
+            cost: memory::with_capacity(what, rows)?,
+        };
+        for (b, p) in plans.iter().enumerate() {
+            let (steps, cost) = plan(p);
+            for (c, &s) in steps.iter().enumerate() {
+                out.steps[b * width + c] = s as i64;
+            }
+            out.lengths.push(steps.len() as i64);
+            out.cost.push(cost);
+        }
+        Ok(out)
+    }
+}
+
+/// Plans of a batch of grid rows, with their noise levels and, for adaptive runs, curves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchPlans {
+    /// The plans: grid indices in sampling order (noisiest first), padded.
+    pub plans: Padded,
+    /// Noise levels of `plans.steps`, `NaN` past each row's length. (B, width)
+    pub levels: Vec<f64>,
     /// Adaptive runs only: `C*_K` for `K = 1..=max_steps`. (B, max_steps), else empty.
     pub curve: Vec<f64>,
     /// Adaptive runs only: `R(K)` for `K = 1..=max_steps`. (B, max_steps), else empty.
@@ -57,17 +99,6 @@ struct Row {
     cost: f64,
     curve: Vec<f64>,
     ratio: Vec<f64>,
-}
-
-impl From<Plan> for Row {
-    fn from(p: Plan) -> Self {
-        Row {
-            steps: p.steps,
-            cost: p.cost,
-            curve: Vec::new(),
-            ratio: Vec::new(),
-        }
-    }
 }
 
 impl From<AdaptivePlan> for Row {
@@ -141,6 +172,20 @@ impl Request<'_> {
             Current::PerRow(_) => format!("current[{b}]"),
             _ => "current".into(),
         }
+    }
+}
+
+/// The row count B of per-row arrays `(name, rows)` that each hold one row (shared) or B: the
+/// largest count; any other is an error naming its array.
+pub(crate) fn batch_rows(counts: &[(&'static str, usize)]) -> Result<usize> {
+    let rows = counts.iter().map(|c| c.1).max().unwrap_or(1);
+    match counts.iter().find(|c| c.1 != 1 && c.1 != rows) {
+        Some(&(name, got)) => Err(CotjError::Rows {
+            name,
+            got,
+            expected: rows,
+        }),
+        None => Ok(rows),
     }
 }
 
@@ -223,17 +268,14 @@ impl Planner {
     ///
     /// All input is validated before any planning, and the error reported is the one of the
     /// first offending row, so results and errors do not depend on the thread count.
-    pub fn plan_batch<T>(
+    pub fn plan_batch<T: Real>(
         &self,
         dna: &[T],
         cols: usize,
         budget: Budget<'_>,
         current: Current<'_>,
         stop: &Stop,
-    ) -> Result<BatchPlans>
-    where
-        T: Copy + Into<f64> + Send + Sync,
-    {
+    ) -> Result<BatchPlans> {
         let n = self.n();
         if cols != n {
             return Err(CotjError::DnaLength {
@@ -252,13 +294,9 @@ impl Planner {
             d.clear();
             memory::reserve("a dna row", d, n)?;
             d.extend(row(b).iter().map(|&v| v.into()));
-            let (k, current) = (req.budget(b), req.current(b));
-            match req.adaptive {
-                None => self.plan_fixed_with(d, k, current, ws, stop).map(Row::from),
-                Some(tau) => self
-                    .plan_adaptive_with(d, tau, k, current, ws, stop)
-                    .map(Row::from),
-            }
+            let length = (req.budget(b), req.adaptive);
+            self.plan_dna(d, length, req.current(b), ws, stop)
+                .map(Row::from)
         })?;
         self.pack(out)
     }
@@ -267,16 +305,13 @@ impl Planner {
     /// when given. A row with no plan of finite cost at its length is an error
     /// ([`CotjError::NoFinitePlan`]), one whose plan cost overflows to `-inf` another
     /// ([`CotjError::DenseOverflow`]). Validation, errors and `stop` as in [`Planner::plan_batch`].
-    pub fn plan_dense_batch<T>(
+    pub fn plan_dense_batch<T: Real>(
         &self,
         cost: &DenseCost<'_, T>,
         budget: Budget<'_>,
         current: Current<'_>,
         stop: &Stop,
-    ) -> Result<BatchPlans>
-    where
-        T: Copy + Into<f64> + Send + Sync,
-    {
+    ) -> Result<BatchPlans> {
         if cost.n() != self.n() {
             return Err(CotjError::Levels {
                 name: "edges",
@@ -300,22 +335,22 @@ impl Planner {
                 edges
             };
             let costs = cost.costs(b, edges, w);
-            let (k, current) = (req.budget(b), req.current(b));
-            let row = match req.adaptive {
-                None => self
-                    .fixed(&costs, current, k, &mut ws.layers, stop)
-                    .map(|p| p.map(Row::from)),
-                Some(tau) => self
-                    .adaptive(&costs, current, tau, k, &mut ws.layers, stop)
-                    .map(|p| p.map(Row::from)),
-            }
-            .map_err(|e| match e {
-                CotjError::Overflow => CotjError::DenseOverflow {
-                    at: format!(" of row {b}"),
-                },
-                e => e,
-            })?;
-            row.ok_or_else(|| CotjError::NoFinitePlan {
+            let k = req.budget(b);
+            let row = self
+                .best(
+                    &costs,
+                    req.current(b),
+                    (k, req.adaptive),
+                    &mut ws.layers,
+                    stop,
+                )
+                .map_err(|e| match e {
+                    CotjError::Overflow => CotjError::DenseOverflow {
+                        at: format!(" of row {b}"),
+                    },
+                    e => e,
+                })?;
+            row.map(Row::from).ok_or_else(|| CotjError::NoFinitePlan {
                 name: req.budget_name(b),
                 value: k,
                 row: b,
@@ -402,30 +437,24 @@ impl Planner {
 
     fn pack(&self, out: Vec<Row>) -> Result<BatchPlans> {
         const PLANS: &str = "the plans of the batch";
-        let rows = out.len();
-        let width = out.iter().map(|r| r.steps.len()).max().unwrap_or(0);
-        let curve_width = out.first().map_or(0, |r| r.curve.len());
+        let plans = Padded::new(PLANS, &out, |r| (&r.steps, r.cost))?;
         let levels_of = self.lever().levels();
-        let mut plans = BatchPlans {
-            rows,
-            width,
-            steps: memory::filled(PLANS, rows * width, -1)?,
-            levels: memory::filled(PLANS, rows * width, f64::NAN)?,
-            lengths: memory::with_capacity(PLANS, rows)?,
-            cost: memory::with_capacity(PLANS, rows)?,
-            curve: memory::with_capacity(PLANS, rows * curve_width)?,
-            ratio: memory::with_capacity(PLANS, rows * curve_width)?,
-        };
-        for (b, row) in out.into_iter().enumerate() {
-            for (c, &s) in row.steps.iter().enumerate() {
-                plans.steps[b * width + c] = s as i64;
-                plans.levels[b * width + c] = levels_of[s];
-            }
-            plans.lengths.push(row.steps.len() as i64);
-            plans.cost.push(row.cost);
-            plans.curve.extend(row.curve);
-            plans.ratio.extend(row.ratio);
+        let level = |&s: &i64| usize::try_from(s).map_or(f64::NAN, |s| levels_of[s]);
+        let levels = memory::collect(PLANS, plans.steps.len(), plans.steps.iter().map(level))?;
+        let curve_width = out.len() * out.first().map_or(0, |r| r.curve.len());
+        let (mut curve, mut ratio) = (
+            memory::with_capacity(PLANS, curve_width)?,
+            memory::with_capacity(PLANS, curve_width)?,
+        );
+        for row in out {
+            curve.extend(row.curve);
+            ratio.extend(row.ratio);
         }
-        Ok(plans)
+        Ok(BatchPlans {
+            plans,
+            levels,
+            curve,
+            ratio,
+        })
     }
 }

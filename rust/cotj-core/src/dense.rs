@@ -4,6 +4,7 @@
 //! `w` a per-level scaling of the source level and `+inf` marking a missing edge, start or end.
 //! The DNA form is `M = L`, `w = d`, `start = -d`, `end = d`.
 
+use crate::batch::batch_rows;
 use crate::dp::Costs;
 use crate::error::{CotjError, Result};
 use crate::lever::check_levels;
@@ -86,14 +87,7 @@ impl<'a, T: Copy + Into<f64>> DenseCost<'a, T> {
             count("end", end.len(), n)?,
             count("scale", scale.map_or(n, <[T]>::len), n)?,
         ];
-        let rows = counts.iter().map(|c| c.1).max().unwrap_or(1);
-        if let Some(&(name, got)) = counts.iter().find(|c| c.1 != 1 && c.1 != rows) {
-            return Err(CotjError::Rows {
-                name,
-                got,
-                expected: rows,
-            });
-        }
+        let rows = batch_rows(&counts)?;
         let dense = Self {
             n,
             rows,

@@ -61,6 +61,30 @@ pub(crate) struct Costs<'a> {
     pub end: &'a [f64],
 }
 
+/// One forward pass: the layers `D_1..D_kmax` of `costs` for plans that start in `starts`; with
+/// `exact`, only plans of exactly `kmax` levels are wanted (see `forward_impl`).
+pub(crate) struct Pass<'a> {
+    pub costs: &'a Costs<'a>,
+    pub starts: Range<usize>,
+    pub kmax: usize,
+    pub exact: bool,
+}
+
+/// Defines each `$name`, all of the one signature given, as `$body` compiled with the x86-64
+/// features `$features`: the entry points of the vectorised kernels (the caller checks the CPU).
+macro_rules! compiled_for {
+    (fn $args:tt -> $out:ty { $($features:literal => fn $name:ident = $body:expr;)+ }) => {
+        $(
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe fn $name $args -> $out {
+                $body
+            }
+        )+
+    };
+}
+pub(crate) use compiled_for;
+
 /// Distance between two layers in the layer buffer: N rounded up to whole chunks, so that every
 /// layer starts aligned and a chunk read at any level below N stays inside its layer.
 pub(crate) fn stride(n: usize) -> usize {
@@ -272,14 +296,8 @@ unsafe fn layer<V: Lanes>(
 ///
 /// Safety: the instructions of `V` must be available.
 #[inline(always)]
-unsafe fn forward_impl<V: Lanes>(
-    costs: &Costs<'_>,
-    starts: Range<usize>,
-    kmax: usize,
-    exact: bool,
-    layers: &mut [f64],
-    stop: &Stop,
-) -> Result<()> {
+unsafe fn forward_impl<V: Lanes>(pass: &Pass<'_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    let (costs, starts, kmax, exact) = (pass.costs, pass.starts.clone(), pass.kmax, pass.exact);
     let n = costs.w.len();
     let s = stride(n);
     for (j, slot) in layers[..n].iter_mut().enumerate() {
@@ -302,17 +320,16 @@ unsafe fn forward_impl<V: Lanes>(
     Ok(())
 }
 
-/// Follows the optimal `k`-level plan back from its last level `end`; writes its indices into
-/// `steps` in sampling order (noisiest first).
+/// Follows the optimal plan of `k = steps.len()` levels back from its last level `end`; writes
+/// its indices into `steps` in sampling order (noisiest first).
 #[inline(always)]
 fn backtrack_impl<const FUSED: bool>(
     costs: &Costs<'_>,
     layers: &[f64],
-    k: usize,
     end: usize,
     steps: &mut [usize],
 ) {
-    let (edges, w) = (costs.edges, costs.w);
+    let (edges, w, k) = (costs.edges, costs.w, steps.len());
     let n = w.len();
     let s = stride(n);
     let mut i = end;
@@ -334,42 +351,17 @@ fn backtrack_impl<const FUSED: bool>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2(
-    costs: &Costs<'_>,
-    starts: Range<usize>,
-    kmax: usize,
-    exact: bool,
-    layers: &mut [f64],
-    stop: &Stop,
-) -> Result<()> {
-    forward_impl::<simd::Avx2>(costs, starts, kmax, exact, layers, stop)
+compiled_for! {
+    fn(pass: &Pass<'_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+        "avx2,fma" => fn forward_avx2 = forward_impl::<simd::Avx2>(pass, layers, stop);
+        "avx512f,avx2,fma" => fn forward_avx512 = forward_impl::<simd::Avx512>(pass, layers, stop);
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn forward_avx512(
-    costs: &Costs<'_>,
-    starts: Range<usize>,
-    kmax: usize,
-    exact: bool,
-    layers: &mut [f64],
-    stop: &Stop,
-) -> Result<()> {
-    forward_impl::<simd::Avx512>(costs, starts, kmax, exact, layers, stop)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn backtrack_fma(
-    costs: &Costs<'_>,
-    layers: &[f64],
-    k: usize,
-    end: usize,
-    steps: &mut [usize],
-) {
-    backtrack_impl::<true>(costs, layers, k, end, steps)
+compiled_for! {
+    fn(costs: &Costs<'_>, layers: &[f64], end: usize, steps: &mut [usize]) -> () {
+        "fma" => fn backtrack_fma = backtrack_impl::<true>(costs, layers, end, steps);
+    }
 }
 
 /// The kernels, by the instructions they need (each CPU that runs one runs those before it).
@@ -422,22 +414,14 @@ pub fn kernel() -> &'static str {
 
 /// Fills layer `m` of `layers` with `D_{m+1}` for `m = 0..kmax` (see `forward_impl`) with
 /// `kernel`, which the CPU must run.
-fn forward_with(
-    kernel: Kernel,
-    costs: &Costs<'_>,
-    starts: Range<usize>,
-    kmax: usize,
-    exact: bool,
-    layers: &mut [f64],
-    stop: &Stop,
-) -> Result<()> {
+fn forward_with(kernel: Kernel, pass: &Pass<'_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
     // SAFETY (each arm): the CPU has the kernel's instructions, checked by `widest_kernel`.
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { forward_avx512(costs, starts, kmax, exact, layers, stop) },
+        Kernel::Avx512 => unsafe { forward_avx512(pass, layers, stop) },
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { forward_avx2(costs, starts, kmax, exact, layers, stop) },
-        _ => unsafe { forward_impl::<Portable>(costs, starts, kmax, exact, layers, stop) },
+        Kernel::Avx2 => unsafe { forward_avx2(pass, layers, stop) },
+        _ => unsafe { forward_impl::<Portable>(pass, layers, stop) },
     }
 }
 
@@ -447,37 +431,24 @@ fn forward_with(
 /// `costs` must be validated (no NaN or -inf, `w` finite) with N entries per array, `starts`
 /// within 0..N, and `layers` must hold at least `kmax * stride(n)` floats, 64-byte aligned.
 /// `Err(Interrupted)` when `stop` says so (the layers are then incomplete).
-pub(crate) fn forward(
-    costs: &Costs<'_>,
-    starts: Range<usize>,
-    kmax: usize,
-    exact: bool,
-    layers: &mut [f64],
-    stop: &Stop,
-) -> Result<()> {
-    assert!(layers.len() >= kmax * stride(costs.w.len()));
+pub(crate) fn forward(pass: &Pass<'_>, layers: &mut [f64], stop: &Stop) -> Result<()> {
+    assert!(layers.len() >= pass.kmax * stride(pass.costs.w.len()));
     assert_eq!(
         layers.as_ptr() as usize % 64,
         0,
         "the layers must be aligned"
     );
-    forward_with(kernel_in_use(), costs, starts, kmax, exact, layers, stop)
+    forward_with(kernel_in_use(), pass, layers, stop)
 }
 
-/// Follows the optimal `k`-level plan back from its last level `end` (as computed by `forward`
-/// on the same machine); writes its indices into `steps[..k]` in sampling order.
-pub(crate) fn backtrack(
-    costs: &Costs<'_>,
-    layers: &[f64],
-    k: usize,
-    end: usize,
-    steps: &mut [usize],
-) {
+/// Follows the optimal plan of `steps.len()` levels back from its last level `end` (as computed
+/// by `forward` on the same machine); writes its indices into `steps` in sampling order.
+pub(crate) fn backtrack(costs: &Costs<'_>, layers: &[f64], end: usize, steps: &mut [usize]) {
     match kernel_in_use() {
         // SAFETY: the CPU has FMA, checked by `widest_kernel`.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 | Kernel::Avx512 => unsafe { backtrack_fma(costs, layers, k, end, steps) },
-        _ => backtrack_impl::<false>(costs, layers, k, end, steps),
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { backtrack_fma(costs, layers, end, steps) },
+        _ => backtrack_impl::<false>(costs, layers, end, steps),
     }
 }
 
@@ -570,16 +541,13 @@ mod tests {
                 for &kernel in kernels.iter().filter(|&&k| k <= widest_kernel()) {
                     let mut layers = Aligned::default();
                     let layers = layers.grown("test", kmax * stride(n), 0.0).unwrap();
-                    forward_with(
-                        kernel,
-                        &costs,
-                        starts.clone(),
+                    let pass = Pass {
+                        costs: &costs,
+                        starts: starts.clone(),
                         kmax,
                         exact,
-                        layers,
-                        &Stop::never(),
-                    )
-                    .unwrap();
+                    };
+                    forward_with(kernel, &pass, layers, &Stop::never()).unwrap();
                     for m in 1..kmax {
                         let prev = &layers[(m - 1) * stride(n)..][..n];
                         let lo = if exact { kmax - 1 - m } else { 0 };

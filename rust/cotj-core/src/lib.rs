@@ -49,7 +49,7 @@ mod scan;
 mod stop;
 mod triangle;
 
-pub use batch::{BatchPlans, Budget, Current, DEFAULT_BUDGET};
+pub use batch::{BatchPlans, Budget, Current, Padded, Real, DEFAULT_BUDGET};
 pub use dense::DenseCost;
 pub use dp::{kernel, Ends};
 pub use error::{CotjError, Result};

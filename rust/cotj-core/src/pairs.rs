@@ -32,7 +32,8 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use crate::dp::{kernel_in_use, Kernel};
+use crate::batch::{batch_rows, Padded};
+use crate::dp::{compiled_for, kernel_in_use, Kernel};
 use crate::error::{CotjError, Result};
 use crate::limits::MAX_PAIR_NODES;
 use crate::memory;
@@ -66,21 +67,9 @@ pub struct PairRequest<'a> {
     pub scale: Option<&'a [f64]>,
 }
 
-/// The plans of a batch, row-major, padded to `width` columns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PairPlans {
-    /// Number of rows B.
-    pub rows: usize,
-    /// Columns of `nodes`: the longest plan of the batch.
-    pub width: usize,
-    /// Nodes in sampling order (descending, `current` first), `-1` past each row's length.
-    /// (B, width)
-    pub nodes: Vec<i64>,
-    /// Evaluations of each plan. (B,)
-    pub lengths: Vec<i64>,
-    /// Cost of each plan. (B,)
-    pub cost: Vec<f64>,
-}
+/// The plans of a batch: `steps` holds each plan's nodes in sampling order (descending,
+/// `current` first), `lengths` its evaluations.
+pub type PairPlans = Padded;
 
 /// One checked row of a request.
 #[derive(Debug, Clone, Copy)]
@@ -294,7 +283,7 @@ impl<'a> PairCost<'a> {
             },
             &Stop::never(),
         )?;
-        let nodes = plans.nodes.iter().map(|&n| n as usize).collect();
+        let nodes = plans.steps.iter().map(|&n| n as usize).collect();
         Ok((nodes, plans.cost[0]))
     }
 
@@ -339,23 +328,8 @@ impl<'a> PairCost<'a> {
                 }
             });
         }
-        let width = each.iter().flatten().map(|p| p.0.len()).max().unwrap_or(0);
-        let mut out = PairPlans {
-            rows: n,
-            width,
-            nodes: memory::filled(PLANS, n * width, -1)?,
-            lengths: memory::with_capacity(PLANS, n)?,
-            cost: memory::with_capacity(PLANS, n)?,
-        };
-        for (b, row) in each.into_iter().enumerate() {
-            let (nodes, cost) = row?;
-            for (c, &node) in nodes.iter().enumerate() {
-                out.nodes[b * width + c] = node as i64;
-            }
-            out.lengths.push(nodes.len() as i64);
-            out.cost.push(cost);
-        }
-        Ok(out)
+        let each = each.into_iter().collect::<Result<Vec<_>>>()?;
+        Padded::new(PLANS, &each, |(nodes, cost)| (nodes, *cost))
     }
 
     /// The checked rows of `request`.
@@ -378,14 +352,7 @@ impl<'a> PairCost<'a> {
             ("previous", request.previous.map_or(1, <[i64]>::len)),
             ("scale", scale_rows),
         ];
-        let n = counts.iter().map(|c| c.1).max().unwrap_or(1);
-        if let Some(&(name, got)) = counts.iter().find(|c| c.1 != 1 && c.1 != n) {
-            return Err(CotjError::Rows {
-                name,
-                got,
-                expected: n,
-            });
-        }
+        let n = batch_rows(&counts)?;
         let mut rows = memory::with_capacity("the rows of the request", n)?;
         for b in 0..n {
             let name = |name: &str, len: usize| name_of(name, len, b);
@@ -633,26 +600,13 @@ fn forward(plan: &Plan<'_, '_>, layers: &mut [f64], stop: &Stop) -> Result<bool>
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn forward_avx2(
-    plan: &Plan<'_, '_>,
-    layers: &mut [f64],
-    preds: &mut [(f64, usize)],
-    stop: &Stop,
-) -> Result<bool> {
-    forward_impl(plan, layers, preds, stop)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn forward_avx512(
-    plan: &Plan<'_, '_>,
-    layers: &mut [f64],
-    preds: &mut [(f64, usize)],
-    stop: &Stop,
-) -> Result<bool> {
-    forward_impl(plan, layers, preds, stop)
+compiled_for! {
+    fn(plan: &Plan<'_, '_>, layers: &mut [f64], preds: &mut [(f64, usize)], stop: &Stop)
+        -> Result<bool>
+    {
+        "avx2" => fn forward_avx2 = forward_impl(plan, layers, preds, stop);
+        "avx512f,avx2" => fn forward_avx512 = forward_impl(plan, layers, preds, stop);
+    }
 }
 
 /// Layer `t` (1-based, at `layers[(t - 1)·(current + 1)²..]`, entry `[a·(current + 1) + b]`)

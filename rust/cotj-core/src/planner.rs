@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::dp::{backtrack, best_end, forward, stride, Costs, Ends};
+use crate::dp::{backtrack, best_end, forward, stride, Costs, Ends, Pass};
 use crate::error::{CotjError, Result};
 use crate::lever::Lever;
 use crate::memory;
@@ -194,62 +194,35 @@ impl Planner {
         }
     }
 
-    /// The best `k`-level plan of `costs` starting at `current` (else in the `first` window);
-    /// `None` when no plan of that length has a finite cost, [`CotjError::Overflow`] when the best
-    /// cost overflowed to `-inf`. Inputs must be validated.
-    pub(crate) fn fixed(
+    /// The best plan of `costs` starting at `current` (else in the `first` window): of exactly
+    /// `k` levels (its curves empty), or with `tau` of the adaptive length up to `k` levels (see
+    /// [`Planner::plan_adaptive_with`]). `None` when no plan of those lengths has a finite cost,
+    /// [`CotjError::Overflow`] when a best cost overflowed to `-inf`. Inputs must be validated.
+    pub(crate) fn best(
         &self,
         costs: &Costs<'_>,
         current: Option<usize>,
-        k: usize,
-        layers: &mut Aligned,
-        stop: &Stop,
-    ) -> Result<Option<Plan>> {
-        let layers = layers.grown(LAYERS, k * stride(self.n()), 0.0)?;
-        forward(costs, self.starts(current), k, true, layers, stop)?;
-        self.extract(costs, k, layers)
-    }
-
-    /// The best `k`-level plan from the layers, if its cost is finite; [`CotjError::Overflow`]
-    /// if it is `-inf` (the inputs hold no `-inf`, so the sum overflowed).
-    fn extract(&self, costs: &Costs<'_>, k: usize, layers: &[f64]) -> Result<Option<Plan>> {
-        let (cost, end) = best_end(self.ends.last, costs.end, layers, k);
-        if cost == f64::NEG_INFINITY {
-            return Err(CotjError::Overflow);
-        }
-        if !cost.is_finite() {
-            return Ok(None);
-        }
-        let mut steps = vec![0; k];
-        backtrack(costs, layers, k, end, &mut steps);
-        Ok(Some(Plan { steps, cost }))
-    }
-
-    /// Adaptive length (docs/method.md §5) on `costs`: runs the programme to `kmax`, computes `C*_K` and
-    /// `R(K)` for every `K <= kmax`, and returns the plan of the smallest K with `R(K) >= tau`;
-    /// `None` when no length up to `kmax` has a plan of finite cost, [`CotjError::Overflow`] when
-    /// some `C*_K` overflowed to `-inf`. Inputs must be validated.
-    ///
-    /// `R(K) = (C*_{k0} - C*_K) / (C*_{k0} - C*_{k1})`, where `k0` and `k1` are the shortest and
-    /// longest lengths with a finite `C*` (on the DNA form: the shortest feasible length, 1 with
-    /// free ends where `C*_1 = 0`, and `kmax`); `R` is `NaN` where `C*_K` is infinite. When longer
-    /// plans explain no gain (denominator <= 0), `R = 1` for every finite K and the shortest plan
-    /// is chosen.
-    pub(crate) fn adaptive(
-        &self,
-        costs: &Costs<'_>,
-        current: Option<usize>,
-        tau: f64,
-        kmax: usize,
+        (k, tau): (usize, Option<f64>),
         layers: &mut Aligned,
         stop: &Stop,
     ) -> Result<Option<AdaptivePlan>> {
-        let layers = layers.grown(LAYERS, kmax * stride(self.n()), 0.0)?;
-        forward(costs, self.starts(current), kmax, false, layers, stop)?;
+        let layers = layers.grown(LAYERS, k * stride(self.n()), 0.0)?;
+        let pass = Pass {
+            costs,
+            starts: self.starts(current),
+            kmax: k,
+            exact: tau.is_none(),
+        };
+        forward(&pass, layers, stop)?;
+        let Some(tau) = tau else {
+            let (curve, ratio) = (Vec::new(), Vec::new());
+            let plan = self.extract(costs, k, layers)?;
+            return Ok(plan.map(|plan| AdaptivePlan { plan, curve, ratio }));
+        };
         let curve = memory::collect(
             "the adaptive curve",
-            kmax,
-            (1..=kmax).map(|k| best_end(self.ends.last, costs.end, layers, k).0),
+            k,
+            (1..=k).map(|k| best_end(self.ends.last, costs.end, layers, k).0),
         )?;
         if curve.contains(&f64::NEG_INFINITY) {
             return Err(CotjError::Overflow);
@@ -265,7 +238,7 @@ impl Planner {
         let total = base - curve[k1 - 1];
         let ratio = memory::collect(
             "the adaptive curve",
-            kmax,
+            k,
             curve.iter().map(|&c| match c {
                 c if !c.is_finite() => f64::NAN,
                 c if total > 0.0 => (base - c) / total,
@@ -276,6 +249,21 @@ impl Planner {
         Ok(self
             .extract(costs, chosen, layers)?
             .map(|plan| AdaptivePlan { plan, curve, ratio }))
+    }
+
+    /// The best `k`-level plan from the layers, if its cost is finite; [`CotjError::Overflow`]
+    /// if it is `-inf` (the inputs hold no `-inf`, so the sum overflowed).
+    fn extract(&self, costs: &Costs<'_>, k: usize, layers: &[f64]) -> Result<Option<Plan>> {
+        let (cost, end) = best_end(self.ends.last, costs.end, layers, k);
+        if cost == f64::NEG_INFINITY {
+            return Err(CotjError::Overflow);
+        }
+        if !cost.is_finite() {
+            return Ok(None);
+        }
+        let mut steps = vec![0; k];
+        backtrack(costs, layers, end, &mut steps);
+        Ok(Some(Plan { steps, cost }))
     }
 
     /// The DNA form of one row: `w = d`, `start = -d` (kept in `start`), `end = d`.
@@ -291,6 +279,21 @@ impl Planner {
         })
     }
 
+    /// The best plan of the DNA row `d` (see [`Planner::best`] for `length`), starting at
+    /// `current` when given, reusing `ws`, until `stop` says otherwise. Inputs must be validated.
+    pub(crate) fn plan_dna(
+        &self,
+        d: &[f64],
+        length: (usize, Option<f64>),
+        current: Option<usize>,
+        ws: &mut Workspace,
+        stop: &Stop,
+    ) -> Result<AdaptivePlan> {
+        let costs = self.dna_costs(d, &mut ws.start)?;
+        self.best(&costs, current, length, &mut ws.layers, stop)?
+            .ok_or(CotjError::Overflow)
+    }
+
     /// The cheapest plan with exactly `k` levels for the DNA row `d`, starting at `current` when
     /// given, reusing `ws`, until `stop` says otherwise. `d`, `k` and `current` must have passed
     /// `check_dna`, `check_budget`, `check_current` and `check_budget_from`.
@@ -302,9 +305,7 @@ impl Planner {
         ws: &mut Workspace,
         stop: &Stop,
     ) -> Result<Plan> {
-        let costs = self.dna_costs(d, &mut ws.start)?;
-        self.fixed(&costs, current, k, &mut ws.layers, stop)?
-            .ok_or(CotjError::Overflow)
+        Ok(self.plan_dna(d, (k, None), current, ws, stop)?.plan)
     }
 
     /// The cheapest plan with exactly `k` levels (validated).
@@ -314,9 +315,15 @@ impl Planner {
         self.plan_fixed_with(d, k, None, &mut Workspace::default(), &Stop::never())
     }
 
-    /// Adaptive length (docs/method.md §5) for the DNA row `d`, starting at `current` when given, reusing
-    /// `ws`, until `stop` says otherwise; see `Planner::adaptive` for the rule. Inputs must be
-    /// validated.
+    /// Adaptive length (docs/method.md §5) for the DNA row `d`, starting at `current` when given,
+    /// reusing `ws`, until `stop` says otherwise. Inputs must be validated.
+    ///
+    /// The programme runs to `kmax` and gives `C*_K` and `R(K)` for every `K <= kmax`; the plan
+    /// is that of the smallest K with `R(K) >= tau`. `R(K) = (C*_{k0} - C*_K) / (C*_{k0} -
+    /// C*_{k1})`, where `k0` and `k1` are the shortest and longest lengths with a finite `C*` (on
+    /// the DNA form: the shortest feasible length, 1 with free ends where `C*_1 = 0`, and
+    /// `kmax`); `R` is `NaN` where `C*_K` is infinite. When longer plans explain no gain
+    /// (denominator <= 0), `R = 1` for every finite K and the shortest plan is chosen.
     pub fn plan_adaptive_with(
         &self,
         d: &[f64],
@@ -326,9 +333,7 @@ impl Planner {
         ws: &mut Workspace,
         stop: &Stop,
     ) -> Result<AdaptivePlan> {
-        let costs = self.dna_costs(d, &mut ws.start)?;
-        self.adaptive(&costs, current, tau, kmax, &mut ws.layers, stop)?
-            .ok_or(CotjError::Overflow)
+        self.plan_dna(d, (kmax, Some(tau)), current, ws, stop)
     }
 
     /// Adaptive-length plan (validated); see [`Planner::plan_adaptive_with`].

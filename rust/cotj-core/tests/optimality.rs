@@ -46,8 +46,8 @@ fn close(a: f64, b: f64) -> bool {
 
 /// Steps of row `b` of a batch, without the padding.
 fn row_steps(plans: &BatchPlans, b: usize) -> Vec<usize> {
-    let len = plans.lengths[b] as usize;
-    plans.steps[b * plans.width..b * plans.width + len]
+    let len = plans.plans.lengths[b] as usize;
+    plans.plans.steps[b * plans.plans.width..b * plans.plans.width + len]
         .iter()
         .map(|&s| s as usize)
         .collect()
@@ -105,7 +105,7 @@ proptest! {
     #[test]
     fn adaptive_picks_the_smallest_k_reaching_tau((d, _raw, first, last) in instance(), tau in 0.05f64..=1.0) {
         let n = d.len();
-        let planner = Planner::new(Arc::new(Lever::linear_flow(&default_grid(n)).unwrap()), Ends { first, last }).unwrap();
+        let planner = linear_planner(n, Ends { first, last });
         let k0 = planner.ends().min_budget(n);
         let kmax = n;
         let out = planner.plan_adaptive(&d, tau, kmax).unwrap();
@@ -125,15 +125,15 @@ proptest! {
 
     #[test]
     fn batch_equals_row_by_row(rows in prop::collection::vec(prop::collection::vec(0.0f32..2.0, 12), 1..20), k in 1i64..=12) {
-        let planner = Planner::new(Arc::new(Lever::linear_flow(&default_grid(12)).unwrap()), Ends::free(12)).unwrap();
+        let planner = linear_planner(12, Ends::free(12));
         let flat: Vec<f32> = rows.concat();
         let batch = planner.plan_batch(&flat, 12, Budget::Fixed(k), Current::Free, &Stop::never()).unwrap();
         for (b, row) in rows.iter().enumerate() {
             let d: Vec<f64> = row.iter().map(|&v| v as f64).collect();
             let one = planner.plan_fixed(&d, k as usize).unwrap();
-            let got: Vec<usize> = batch.steps[b * batch.width..(b + 1) * batch.width].iter().map(|&s| s as usize).collect();
+            let got: Vec<usize> = batch.plans.steps[b * batch.plans.width..(b + 1) * batch.plans.width].iter().map(|&s| s as usize).collect();
             prop_assert_eq!(got, one.steps);
-            prop_assert_eq!(batch.cost[b], one.cost);
+            prop_assert_eq!(batch.plans.cost[b], one.cost);
         }
     }
 }
@@ -201,9 +201,9 @@ proptest! {
                 ) => prop_assert!(all.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected error {e}"),
                 Ok(plans) => {
-                    prop_assert!(close(plans.cost[0], best(all)));
+                    prop_assert!(close(plans.plans.cost[0], best(all)));
                     let steps = row_steps(&plans, 0);
-                    prop_assert!(all.iter().any(|p| p.1 == steps && close(p.0, plans.cost[0])));
+                    prop_assert!(all.iter().any(|p| p.1 == steps && close(p.0, plans.plans.cost[0])));
                     prop_assert!(current.is_none_or(|c| steps[0] == c));
                 }
             }
@@ -231,10 +231,10 @@ proptest! {
         for (got, want) in plans.curve.iter().zip(&curve) {
             prop_assert!(close(*got, *want) || (got.is_infinite() && want.is_infinite()));
         }
-        let k = plans.lengths[0] as usize;
+        let k = plans.plans.lengths[0] as usize;
         prop_assert!(plans.ratio[k - 1] >= tau || k - 1 == curve.iter().rposition(|c| c.is_finite()).unwrap());
         prop_assert!(plans.ratio[k0..k - 1].iter().all(|r| r.is_nan() || *r < tau));
-        prop_assert_eq!(plans.cost[0], plans.curve[k - 1]);
+        prop_assert_eq!(plans.plans.cost[0], plans.curve[k - 1]);
     }
 
     #[test]
@@ -297,7 +297,7 @@ fn dense_batches_share_or_split_each_array() {
             )
             .unwrap();
         assert_eq!(row_steps(&batch, b), row_steps(&alone, 0));
-        assert_eq!(batch.cost[b], alone.cost[0]);
+        assert_eq!(batch.plans.cost[b], alone.plans.cost[0]);
     }
 }
 
@@ -436,16 +436,12 @@ fn a_dense_cost_that_overflows_is_named_as_such() {
     let two = planner
         .plan_dense_batch(&cost, Budget::Fixed(2), Current::Free, &Stop::never())
         .unwrap();
-    assert_eq!(two.cost[0], -1e308);
+    assert_eq!(two.plans.cost[0], -1e308);
 }
 
 #[test]
 fn ties_break_the_same_way_every_time() {
-    let planner = Planner::new(
-        Arc::new(Lever::linear_flow(&default_grid(30)).unwrap()),
-        Ends::free(30),
-    )
-    .unwrap();
+    let planner = linear_planner(30, Ends::free(30));
     let flat = vec![0.25f64; 30 * 64];
     let a = planner
         .plan_batch(&flat, 30, Budget::Fixed(6), Current::Free, &Stop::never())
@@ -456,17 +452,13 @@ fn ties_break_the_same_way_every_time() {
     assert_eq!(a, b);
     // Every row is the same input, so every row must be the same plan.
     for r in 1..64 {
-        assert_eq!(a.steps[r * 6..(r + 1) * 6], a.steps[..6]);
+        assert_eq!(a.plans.steps[r * 6..(r + 1) * 6], a.plans.steps[..6]);
     }
 }
 
 #[test]
 fn bad_input_names_the_argument() {
-    let planner = Planner::new(
-        Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()),
-        Ends::free(5),
-    )
-    .unwrap();
+    let planner = linear_planner(5, Ends::free(5));
     let mut d = vec![0.1f64; 10];
     d[7] = f64::NAN;
     let e = planner
@@ -540,11 +532,7 @@ fn bad_input_names_the_argument() {
             got: 4
         }
     );
-    let pinned = Planner::new(
-        Arc::new(Lever::linear_flow(&default_grid(5)).unwrap()),
-        Ends { first: 1, last: 1 },
-    )
-    .unwrap();
+    let pinned = linear_planner(5, Ends { first: 1, last: 1 });
     assert!(matches!(
         pinned.plan_fixed(&d[..5], 1),
         Err(CotjError::Infeasible { .. })

@@ -190,7 +190,7 @@ proptest! {
             Ok(batch) => {
                 for (b, one) in alone.iter().enumerate() {
                     let (nodes, c) = one.as_ref().unwrap();
-                    let row = &batch.nodes[b * batch.width..(b + 1) * batch.width];
+                    let row = &batch.steps[b * batch.width..(b + 1) * batch.width];
                     prop_assert_eq!(&row[..nodes.len()], &nodes.iter().map(|&n| n as i64).collect::<Vec<_>>()[..]);
                     prop_assert!(row[nodes.len()..].iter().all(|&n| n == -1));
                     prop_assert_eq!(batch.lengths[b], nodes.len() as i64);

@@ -50,9 +50,9 @@ pub(crate) fn matrix<T: Element>(
 pub(crate) fn row_plan(py: Python<'_>, p: BatchPlans) -> RowPlan<'_> {
     let curve = |v: &[f64]| (!v.is_empty()).then(|| PyArray1::from_slice(py, v));
     (
-        PyArray1::from_slice(py, &p.steps),
+        PyArray1::from_slice(py, &p.plans.steps),
         PyArray1::from_slice(py, &p.levels),
-        p.cost[0],
+        p.plans.cost[0],
         curve(&p.curve),
         curve(&p.ratio),
     )
@@ -60,7 +60,7 @@ pub(crate) fn row_plan(py: Python<'_>, p: BatchPlans) -> RowPlan<'_> {
 
 /// The plans of a batch, as (B, ..) arrays.
 pub(crate) fn batch_plan(py: Python<'_>, p: BatchPlans) -> PyResult<BatchPlan<'_>> {
-    let (rows, width) = (p.rows, p.width);
+    let (rows, width) = (p.plans.rows, p.plans.width);
     let curve = |v: Vec<f64>| -> PyResult<_> {
         if v.is_empty() {
             return Ok(None);
@@ -69,10 +69,10 @@ pub(crate) fn batch_plan(py: Python<'_>, p: BatchPlans) -> PyResult<BatchPlan<'_
         Ok(Some(matrix(py, v, rows, w)?))
     };
     Ok((
-        matrix(py, p.steps, rows, width)?,
+        matrix(py, p.plans.steps, rows, width)?,
         matrix(py, p.levels, rows, width)?,
-        p.lengths.into_pyarray(py),
-        p.cost.into_pyarray(py),
+        p.plans.lengths.into_pyarray(py),
+        p.plans.cost.into_pyarray(py),
         curve(p.curve)?,
         curve(p.ratio)?,
     ))
@@ -81,7 +81,7 @@ pub(crate) fn batch_plan(py: Python<'_>, p: BatchPlans) -> PyResult<BatchPlan<'_
 /// The plans of a multistep solver, as (B, ..) arrays.
 pub(crate) fn pair_plan(py: Python<'_>, p: PairPlans) -> PyResult<PairPlan<'_>> {
     Ok((
-        matrix(py, p.nodes, p.rows, p.width)?,
+        matrix(py, p.steps, p.rows, p.width)?,
         p.lengths.into_pyarray(py),
         p.cost.into_pyarray(py),
     ))
