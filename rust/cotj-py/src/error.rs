@@ -1,9 +1,8 @@
 //! The binding's exception and the one mapping of the core's errors to Python exceptions.
 
 use cotj_core::CotjError;
-use pyo3::create_exception;
-use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyValueError};
-use pyo3::PyErr;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::{create_exception, PyErr, PyResult};
 
 create_exception!(
     cotj._core,
@@ -13,12 +12,21 @@ create_exception!(
      (a ValueError: code that catches ValueError keeps working)."
 );
 
-/// A core error as a Python exception, the one place where they are mapped: `MemoryError` for a
-/// failed allocation, `KeyboardInterrupt` for an interruption, else [`PlanError`].
+/// `MemoryError` for a failed allocation, `KeyboardInterrupt` for an interruption, else PlanError.
 pub(crate) fn plan_error(e: CotjError) -> PyErr {
     match e {
         CotjError::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
         CotjError::Interrupted => PyKeyboardInterrupt::new_err(e.to_string()),
         _ => PlanError::new_err(e.to_string()),
     }
+}
+
+/// A [`PlanError`] saying `msg`.
+pub(crate) fn refuse<T>(msg: impl Into<String>) -> PyResult<T> {
+    Err(PlanError::new_err(msg.into()))
+}
+
+/// A `TypeError` saying `msg`.
+pub(crate) fn type_error(msg: impl Into<String>) -> PyErr {
+    PyTypeError::new_err(msg.into())
 }

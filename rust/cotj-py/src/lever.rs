@@ -6,29 +6,23 @@ use cotj_core::{CotjError, Ends, LeverCache, Planner};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 
-use crate::args::vector;
+use crate::args::{vector, Obj};
 use crate::convert::{matrix, Array2};
-use crate::error::{plan_error, PlanError};
+use crate::error::{plan_error, refuse};
 
 /// The linear-flow levers of the default grids (`Lever.default`, and calls without a lever).
 static DEFAULT_LEVERS: LeverCache = LeverCache::new();
 
-/// A grid of noise levels with its temporal lever (immutable, shareable across threads).
+/// A grid of noise levels with its temporal lever (immutable, thread-safe).
 #[pyclass(frozen, module = "cotj._core")]
 pub(crate) struct Lever(Arc<cotj_core::Lever>);
 
 #[pymethods]
 impl Lever {
-    /// Lever of the linear flow on `grid`, or of the Gaussian path `a(t) x0 + s(t) eps` when
-    /// `a` and `s` (one value per level) are given.
+    /// Linear-flow lever on `grid` (N,), or the Gaussian-path lever with `a`, `s` (N,).
     #[new]
     #[pyo3(signature = (grid, a=None, s=None))]
-    fn new(
-        py: Python<'_>,
-        grid: &Bound<'_, PyAny>,
-        a: Option<&Bound<'_, PyAny>>,
-        s: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, grid: &Obj, a: Option<&Obj>, s: Option<&Obj>) -> PyResult<Self> {
         let grid = vector("grid", grid)?;
         let grid = grid.as_slice()?;
         let lever = match (a, s) {
@@ -38,22 +32,20 @@ impl Lever {
                 let (a, s) = (a.as_slice()?, s.as_slice()?);
                 py.detach(|| cotj_core::Lever::gaussian(grid, a, s))
             }
-            _ => return Err(PlanError::new_err("schedule needs both a and s")),
+            _ => return refuse("schedule needs both a and s"),
         };
         Ok(Self(Arc::new(lever.map_err(plan_error)?)))
     }
 
-    /// The linear-flow lever on the default grid `t_i = (i+1)/n`, the recent ones cached
-    /// (bounded). `name` is the argument `n` came from, for errors (`n` must lie in
-    /// 2..=MAX_LEVELS).
+    /// Linear-flow lever on `t_i = (i+1)/n` (`name`: the argument n came from), cached.
     #[staticmethod]
     #[pyo3(signature = (n, name="n"))]
     fn default(py: Python<'_>, n: i64, name: &str) -> PyResult<Self> {
         let n = usize::try_from(n).unwrap_or(0);
-        let lever = py
-            .detach(|| DEFAULT_LEVERS.default_linear_flow(name, n))
-            .map_err(plan_error)?;
-        Ok(Self(lever))
+        Ok(Self(
+            py.detach(|| DEFAULT_LEVERS.default_linear_flow(name, n))
+                .map_err(plan_error)?,
+        ))
     }
 
     /// Number of grid levels N.
@@ -62,13 +54,13 @@ impl Lever {
         self.0.n()
     }
 
-    /// The grid levels, ascending. (N,)
+    /// The grid levels (N,), ascending.
     #[getter]
     fn levels<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
         PyArray1::from_slice(py, self.0.levels())
     }
 
-    /// The dense lever, (N, N): `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
+    /// (N, N) with `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
     fn matrix<'py>(&self, py: Python<'py>) -> PyResult<Array2<'py, f64>> {
         let m = py.detach(|| self.0.matrix()).map_err(plan_error)?;
         matrix(py, m, self.n(), self.n())
@@ -86,9 +78,8 @@ impl Lever {
     }
 }
 
-/// The planner of a call: `lever`, else the linear-flow lever of the default grid of `n` levels
-/// (`name`: the argument `n` comes from), with the windows `ends`. Run with the GIL released: a
-/// default lever not cached yet is built here.
+/// The planner of a call: `lever`, else the default grid's of `n` levels (`name`: the argument n
+/// comes from), with `ends`. Without the GIL: a default lever not cached yet is built here.
 pub(crate) fn planner(
     lever: Option<&Lever>,
     name: &str,
@@ -107,14 +98,13 @@ pub(crate) fn levels_of(lever: Option<&Lever>, cols: usize) -> usize {
     lever.map_or(cols, Lever::n)
 }
 
-/// Checks that `n` levels (of the argument `name`) lie in 2..=MAX_LEVELS.
+/// PlanError naming `name` unless `n` lies in 2..=MAX_LEVELS.
 #[pyfunction]
 pub(crate) fn check_levels(name: &str, n: usize) -> PyResult<()> {
     cotj_core::check_levels(name, n).map_err(plan_error)
 }
 
-/// `(levers kept, their bytes)` of the `Lever.default` cache, and its bounds
-/// `(max levers, max bytes)`: to check that memory stays bounded.
+/// `((levers kept, their bytes), (max levers, max bytes))` of the `Lever.default` cache.
 #[pyfunction]
 #[pyo3(name = "_lever_cache")]
 pub(crate) fn lever_cache() -> ((usize, usize), (usize, usize)) {

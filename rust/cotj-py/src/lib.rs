@@ -1,12 +1,5 @@
-//! `cotj._core`: the PyO3 binding of `cotj-core`. It only converts and validates: numpy arrays in
-//! (dtype, ndim and contiguity checked), the GIL released around the planning (and re-taken now
-//! and then to let Ctrl-C stop it), planning errors out as [`PlanError`] (a `ValueError`;
-//! `MemoryError` when an allocation fails), wrong types as `TypeError`. One call per result
-//! shape: `plan_row` (one plan), `plan_batch` and `plan_dense` (a padded batch). The ergonomic
-//! layer is the Python package `cotj`.
-//!
-//! Modules: `args` (arguments in), `plan` and `pairs` (the planning calls), `lever` (the `Lever`
-//! class), `convert` (results out), `error` (the one exception and the mapping of core errors).
+//! `cotj._core`, the PyO3 binding of `cotj-core` (documented by `python/cotj/_core.pyi`): arguments
+//! in (`args`), the calls (`plan`, `pairs`, `lever`), results out (`convert`), errors (`error`).
 
 mod args;
 mod convert;
@@ -18,13 +11,10 @@ mod plan;
 use cotj_core::{DEFAULT_BUDGET, MAX_LEVELS, MAX_PAIR_NODES};
 use pyo3::prelude::*;
 
-use crate::error::PlanError;
-use crate::lever::Lever;
-
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Lever>()?;
-    m.add("PlanError", m.py().get_type::<PlanError>())?;
+    m.add_class::<lever::Lever>()?;
+    m.add("PlanError", m.py().get_type::<error::PlanError>())?;
     for function in [
         wrap_pyfunction!(plan::plan_row, m)?,
         wrap_pyfunction!(plan::plan_batch, m)?,

@@ -1,12 +1,10 @@
-//! `_core.plan_pairs`: the plans of a multistep solver over (previous, current) pairs of nodes
-//! (`cotj_core::PairCost`). Converts and validates the arguments, plans with the GIL released,
-//! maps errors as every other call does (`PlanError`).
+//! `plan_pairs`: the plans of a multistep solver over (previous, current) pairs of nodes.
 
 use cotj_core::{CotjError, PairCost, PairRequest, MAX_PAIR_NODES};
 use numpy::prelude::*;
 use pyo3::prelude::*;
 
-use crate::args::{array, dense, Ints};
+use crate::args::{array, dense, Ints, Obj};
 use crate::convert::{pair_plan, PairPlan};
 use crate::error::plan_error;
 use crate::plan::detach;
@@ -14,24 +12,19 @@ use crate::plan::detach;
 /// The unit of [`dense`] for the pair DP's costs.
 const NODES: (&str, &str) = ("M", "entries (nodes)");
 
-/// Plans of a multistep solver on nodes `0..M` (node 0 is t = 0, node n the grid level n - 1):
-/// `first` (M, M), `pairs` (M, M, M) and `end` (M,) float64, their local errors (see
-/// `cotj.multistep.SolverCost`). `budget` (evaluations K), `current` (the first node) and
-/// `previous` (the node evaluated before, negative or None for none) are ints or (B,) int64
-/// arrays, one per row; `scale` is None (all ones) or (M,) / (B, M) float64, factors of the steps
-/// from each node. Returns `(nodes (B, W) int64 padded with -1, lengths (B,), cost (B,))`.
+/// Plans of a multistep solver on nodes 0..M; see `python/cotj/_core.pyi`.
 #[pyfunction]
 #[pyo3(signature = (first, pairs, end, budget, current, *, previous=None, scale=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan_pairs<'py>(
     py: Python<'py>,
-    first: &Bound<'py, PyAny>,
-    pairs: &Bound<'py, PyAny>,
-    end: &Bound<'py, PyAny>,
-    budget: &Bound<'py, PyAny>,
-    current: &Bound<'py, PyAny>,
-    previous: Option<&Bound<'py, PyAny>>,
-    scale: Option<&Bound<'py, PyAny>>,
+    first: &Obj<'py>,
+    pairs: &Obj<'py>,
+    end: &Obj<'py>,
+    budget: &Obj<'py>,
+    current: &Obj<'py>,
+    previous: Option<&Obj<'py>>,
+    scale: Option<&Obj<'py>>,
 ) -> PyResult<PairPlan<'py>> {
     let m = array("first", first, [2, 2])?.shape()[0];
     if !(2..=MAX_PAIR_NODES).contains(&m) {
@@ -43,8 +36,7 @@ pub(crate) fn plan_pairs<'py>(
     let scale = scale
         .map(|w| dense("scale", w, [1, 2], m, NODES))
         .transpose()?;
-    let budget = Ints::new("budget", budget)?;
-    let current = Ints::new("current", current)?;
+    let (budget, current) = (Ints::new("budget", budget)?, Ints::new("current", current)?);
     let previous = previous.map(|p| Ints::new("previous", p)).transpose()?;
     let (f, p, e) = (first.as_slice()?, pairs.as_slice()?, end.as_slice()?);
     let request = PairRequest {
