@@ -89,36 +89,47 @@ class Replanner:
         scale = self.teacher.row_scale(lv, x, x0_hat)
         if self.prior is not None and np.ndim(self.prior) == 2 and np.shape(self.prior)[0] not in (1, lv.size):
             raise ValueError(f"prior (B, N) has {np.shape(self.prior)[0]} rows for {lv.size} levels")
-        return self.next_scaled(lv, done, scale if self.prior is None else scale + self.prior, previous)
+        left = self._left(done)
+        if self.prior is not None:  # the row model's scale is in range; with the prior added, check again
+            scale = _log_scale(scale + self.prior, None, self.teacher.grid.size)
+        return self._decide(lv, left, scale, previous)
 
     def next_scaled(self, level: NDArray[np.int64], done: int, log_scale: NDArray[np.float64],
                     previous: ArrayLike | None = None) -> NDArray[np.int64]:
         """:meth:`next` from the row scales (B, N) (:meth:`TeacherCost.row_scale`) instead of the states."""
         n = self.teacher.grid.size
         level = grid_levels(level, n)
-        if isinstance(done, bool) or not isinstance(done, (int, np.integer)):
-            raise TypeError(f"done must be an int in 1..{self.budget}, got {type(done).__name__}")
-        left = self.budget - int(done)
-        if not 0 <= left < self.budget:
-            raise ValueError(f"done must be in 1..{self.budget}, got {done}")
+        left = self._left(done)
         log_scale = np.asarray(log_scale)
         if log_scale.dtype.kind not in "iuf":
             raise TypeError(f"log_scale must be real numbers, got dtype {log_scale.dtype}")
         if log_scale.ndim not in (1, 2) or log_scale.shape[-1] != n or (log_scale.ndim == 2 and log_scale.shape[0] not in (1, level.size)):
             raise ValueError(f"log_scale must be (N,) or (B, N) with N = {n} and B = {level.size}, got shape {log_scale.shape}")
-        log_scale = np.broadcast_to(log_scale.astype(np.float64), (level.size, n))
-        prev = np.full(level.size, -1, dtype=np.int64) if previous is None else _previous(previous, level, n)
+        return self._decide(level, left, _log_scale(np.broadcast_to(log_scale, (level.size, n)), None, n), previous)
+
+    def _left(self, done: object) -> int:
+        """Evaluations still to make after ``done`` (1..K) of them."""
+        if isinstance(done, bool) or not isinstance(done, (int, np.integer)):
+            raise TypeError(f"done must be an int in 1..{self.budget}, got {type(done).__name__}")
+        if not 1 <= done <= self.budget:
+            raise ValueError(f"done must be in 1..{self.budget}, got {done}")
+        return self.budget - int(done)
+
+    def _decide(self, level: NDArray[np.int64], left: int, log_scale: NDArray[np.float64],
+                previous: ArrayLike | None) -> NDArray[np.int64]:
+        """The next level of each row: ``level`` (B,) checked grid indices, ``log_scale`` (B, N) checked."""
+        n = self.teacher.grid.size
+        prev = None if previous is None else _previous(previous, level, n)
         if left == 0:
             return np.full(level.size, -1, dtype=np.int64)
-        if np.any(level < left):
+        if level.min() < left:
             raise ValueError(f"level {level.min()} leaves no room for {left} more evaluations (grid levels below it)")
         if self.solver == "euler":
             plans = plan_batch(self.teacher.dense(log_scale), left + 1, current=level)
             return plans.steps[:, 1].astype(np.int64)
         # One call plans every row (in parallel, in the core) as TeacherCost.plan plans one.
-        w = np.exp(_log_scale(log_scale, None, n))
         steps, _ = plan_multistep_batch(self.teacher.solver_cost(self.solver), left + 1, current=level, previous=prev,
-                                        scale=w)
+                                        scale=np.exp(log_scale))
         return steps[:, 1]
 
 

@@ -344,6 +344,8 @@ def _shift(index: int | ArrayLike, name: str, n: int) -> int | NDArray[np.int64]
     if isinstance(index, (bool, np.bool_)):
         raise TypeError(f"{name} must be a grid index (int), got {type(index).__name__}")
     arr = np.asarray(index)
+    if arr.dtype == np.int64 and arr.ndim == 1 and arr.size and arr.max() < n and arr.min() >= (-1 if name == "previous" else 0):
+        return np.where(arr >= 0, arr + 1, -1)  # the common case, checked in two reductions
     if arr.dtype.kind not in "iu" or arr.ndim > 1:
         raise TypeError(f"{name} must be a grid index (int) or (B,) ints, got {arr.dtype} of shape {arr.shape}")
     low = -1 if name == "previous" else 0

@@ -89,16 +89,16 @@ class RowModel:
     def log_scale(self, level: NDArray[np.int64], features: NDArray[np.float64]) -> NDArray[np.float64]:
         """(B, N) expected log row scale for samples at grid levels ``level`` (B,) with ``features`` (B, F)."""
         z = (features - self.center[level]) / self.spread[level]
-        return self.base + np.einsum("bf,bfn->bn", z, self.beta[level]) + 0.5 * self.var[level]
+        return self.base + np.matmul(z[:, None, :], self.beta[level])[:, 0] + 0.5 * self.var[level]
 
 
 def row_features(x: NDArray[np.float64], x0_hat: NDArray[np.float64]) -> NDArray[np.float64]:
     """(B, 2) what the sampler sees at a level: ``log mean(x0_hat²)`` and ``log mean((x - x0_hat)²)`` of each row
     of the states ``x`` (B, D) and clean estimates ``x0_hat`` (B, D) (on the linear flow the second is
     ``t²·|v|²``, with v the velocity)."""
-    tiny = np.finfo(np.float64).tiny
-    return np.stack([np.log(np.maximum((x0_hat**2).mean(-1), tiny)),
-                     np.log(np.maximum(((x - x0_hat) ** 2).mean(-1), tiny))], axis=-1)  # fmt: skip
+    d = x - x0_hat
+    squares = np.stack([np.einsum("bd,bd->b", x0_hat, x0_hat), np.einsum("bd,bd->b", d, d)], axis=-1) / x.shape[-1]
+    return np.log(np.maximum(squares, np.finfo(np.float64).tiny))
 
 
 @dataclass(frozen=True)
@@ -428,6 +428,8 @@ def grid_levels(level: ArrayLike, n: int, name: str = "level") -> NDArray[np.int
     """``level`` (B,) (or one int) as int64 grid indices in 0..n - 1: TypeError unless ints, ValueError when out
     of range or empty."""
     lv = np.asarray(level)
+    if lv.dtype == np.int64 and lv.ndim == 1 and lv.size and 0 <= lv.min() and lv.max() < n:
+        return lv  # the common case, checked in two reductions
     if lv.dtype.kind not in "iu":
         raise TypeError(f"{name} must be int grid indices, got {f'dtype {lv.dtype}' if lv.dtype.kind != 'O' else type(level).__name__}")
     if lv.ndim > 1 or lv.size == 0:
