@@ -27,6 +27,7 @@ import cotj
 from cotj.planning.multistep import SolverCost, plan_multistep, solver_costs
 from cotj.planning.objectives import row_features
 from cotj.planning.schedules import default_grid
+from cotj.planning.solvers import SOLVERS
 from cotj_testbed import outputs
 
 log = logging.getLogger(__name__)
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                             description="Per-sample planning study: regret of cost predictors on the validation runs.",
                             epilog="About 3 min (--solver euler) and 8 min (--solver unipc) on two cores (docs/results.md).")
     parser.add_argument("store", type=Path, help="teacher runs written by python -m cotj_testbed.trajectory_store")
-    parser.add_argument("--solver", default="euler", choices=["euler", "dpmpp_2m", "unipc"])
+    parser.add_argument("--solver", default="euler", choices=[n for n, s in SOLVERS.items() if s.replans])
     parser.add_argument("--ks", type=outputs.int_list, default=(4, 6, 10), help="budgets, comma-separated")
     parser.add_argument("--ideas", default=",".join(IDEAS), help=f"comma-separated, of {', '.join(IDEAS)}")
     args = parser.parse_args(argv)

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cotj.cli import _io
+from cotj.planning.solvers import SOLVERS
 
 __all__ = [
     "KINDS",
@@ -591,7 +592,7 @@ def sample_command(args: argparse.Namespace) -> int:
         print(f"uniform: {args.budget} steps at t = {_io.levels_text(levels)}")
         k = args.budget
     else:
-        replan = cost is not None and not args.open_loop and args.tau is None and args.solver != "heun" and not args.mean_dna
+        replan = cost is not None and not args.open_loop and args.tau is None and (args.solver is None or SOLVERS[args.solver].replans) and not args.mean_dna
         kwargs: dict[str, Any] = dict(budget=args.budget, tau=args.tau, max_steps=args.max_steps, solver=solver)
         if args.mean_dna:
             kwargs.update(mean_dna=_io.read_array(args.mean_dna), objective="paper", replan=False)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from cotj.cli import _io, _pipeline
+from cotj.planning.solvers import MULTISTEP, SOLVERS
 
 __all__ = ["add_parser", "run"]
 
@@ -82,7 +83,7 @@ def add_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="what a plan minimises (cotj.planning.objectives); default teacher where a teacher cost applies, else paper")
     p.add_argument("--teacher", metavar="JSON", help="the model's teacher cost (default: the shipped one, for the shipped model)")
     p.add_argument("--open-loop", action="store_true", help="do not replan after each step (teacher objective)")
-    p.add_argument("--solver", choices=["euler", "heun", "dpmpp_2m", "unipc"],
+    p.add_argument("--solver", choices=list(SOLVERS),
                    help="the solver that runs the levels, and that teacher plans are made for (default: unipc closed "
                         "loop where the teacher cost has a Gram matrix, as the shipped one does; else euler); heun "
                         "costs 2K - 1 evaluations and runs open loop")
@@ -230,13 +231,13 @@ def _plan_source(args: argparse.Namespace, pipe: Any, models: Any, given: dict[s
 
     cost = given["teacher"] if args.teacher else TeacherCost.load(teacher)
     args.solver = _io.resolve_solver(args, pipe.scheduler, cost if objective == "teacher" else None)
-    replan = objective == "teacher" and not args.open_loop and args.tau is None and args.solver != "heun"
+    replan = objective == "teacher" and not args.open_loop and args.tau is None and (args.solver is None or SOLVERS[args.solver].replans)
     out: dict[str, Any] = dict(teacher=cost, objective=objective, replan=replan)
     if objective == "calibrated":
         dna = _dna_source(args, pipe, models, given)
         out.update(dna, what=f"teacher cost {teacher} scaled by the DNA {dna['what']}")
         return out
-    if replan and args.solver in ("dpmpp_2m", "unipc") and cost.gram is None:
+    if replan and args.solver in MULTISTEP and cost.gram is None:
         raise ValueError(f"the teacher cost {teacher} has no Gram matrix, which closed-loop {args.solver} plans need: "
                          "give --teacher FILE recalibrated (cotj.predict.calibrate records it), or --open-loop")
     how = ", closed loop" if replan else ""

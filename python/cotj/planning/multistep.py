@@ -329,11 +329,11 @@ def plan_multistep_batch(cost: SolverCost, budget: int | ArrayLike, *, current: 
         s = np.asarray(scale, dtype=np.float64)
         if s.ndim not in (1, 2) or s.shape[-1] != n:
             raise PlanError(f"scale must be ({n},) or (B, {n}), one factor per grid level, got shape {s.shape}")
-        bad = ~(np.isfinite(s) & (s > 0))
-        if np.any(bad):
-            where = np.argwhere(bad)[0]
+        if not (s.min() > 0 and s.max() < np.inf):  # NaN fails both
+            where = np.argwhere(~(np.isfinite(s) & (s > 0)))[0]
             raise PlanError(f"scale[{', '.join(str(int(i)) for i in where)}] = {s[tuple(where)]} must be finite and > 0")
-        w = np.concatenate([np.ones((*s.shape[:-1], 1)), s], axis=-1)
+        w = np.empty((*s.shape[:-1], n + 1))
+        w[..., 0], w[..., 1:] = 1.0, s
     nodes, costs = _pairs_core(cost, budget, _shift(current, "current", n),
                                None if previous is None else _shift(previous, "previous", n), w)
     return np.where(nodes >= 1, nodes - 1, -1), costs
@@ -344,8 +344,12 @@ def _shift(index: int | ArrayLike, name: str, n: int) -> int | NDArray[np.int64]
     if isinstance(index, (bool, np.bool_)):
         raise TypeError(f"{name} must be a grid index (int), got {type(index).__name__}")
     arr = np.asarray(index)
-    if arr.dtype == np.int64 and arr.ndim == 1 and arr.size and arr.max() < n and arr.min() >= (-1 if name == "previous" else 0):
-        return np.where(arr >= 0, arr + 1, -1)  # the common case, checked in two reductions
+    if arr.dtype == np.int64 and arr.ndim == 1 and arr.size and arr.max() < n:  # the common case
+        low = arr.min()
+        if low >= 0:
+            return arr + 1
+        if low == -1 and name == "previous":
+            return np.where(arr >= 0, arr + 1, -1)
     if arr.dtype.kind not in "iu" or arr.ndim > 1:
         raise TypeError(f"{name} must be a grid index (int) or (B,) ints, got {arr.dtype} of shape {arr.shape}")
     low = -1 if name == "previous" else 0
