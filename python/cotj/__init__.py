@@ -17,51 +17,10 @@ from typing import Any
 
 from cotj import _deprecation
 from cotj._core import MAX_LEVELS, __version__
-from cotj.planning import (
-    OBJECTIVES,
-    DenseCost,
-    Plan,
-    PlanBatch,
-    PlanError,
-    Planner,
-    Schedule,
-    TeacherCost,
-    align_dna,
-    cost_matrix,
-    default_grid,
-    gains,
-    load_dna,
-    mean_dna,
-    mean_dna_names,
-    objective,
-    plan,
-    plan_batch,
-    plan_cost,
-)
+from cotj.planning import *  # noqa: F403  (the Plan API: cotj.planning.__all__)
+from cotj.planning import __all__ as _plan_api
 
-__all__ = [
-    "MAX_LEVELS",
-    "OBJECTIVES",
-    "DenseCost",
-    "__version__",
-    "Plan",
-    "PlanBatch",
-    "PlanError",
-    "Planner",
-    "Schedule",
-    "TeacherCost",
-    "align_dna",
-    "cost_matrix",
-    "default_grid",
-    "gains",
-    "load_dna",
-    "mean_dna",
-    "mean_dna_names",
-    "objective",
-    "plan",
-    "plan_batch",
-    "plan_cost",
-]
+__all__ = ["MAX_LEVELS", "__version__", *_plan_api]
 
 _LAZY = {"predict", "execute", "analysis", "paths", "models", "cli", "integrations"}
 _MOVED = {"plots": "cotj.analysis.plots", "diagnose": "cotj.analysis.diagnose"}

@@ -7,7 +7,20 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_cond", "check_finite", "check_noise"]
+__all__ = ["check_cond", "check_finite", "check_inputs", "check_noise"]
+
+
+def check_inputs(denoiser: Any, noise: Any, cond: Any, prediction: str | None) -> str:
+    """Check a sampler's inputs (a callable denoiser, ``noise`` (B, ...), ``cond`` with B rows or None); returns the
+    prediction type: ``prediction``, else the denoiser's ``prediction`` attribute."""
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as model(x_t, t, cond), got {type(denoiser).__name__}")
+    prediction = prediction or getattr(denoiser, "prediction", None)
+    if prediction is None:
+        raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
+    check_noise(noise)
+    check_cond(cond, noise.shape[0])
+    return str(prediction)
 
 
 def check_noise(noise: Any) -> None:

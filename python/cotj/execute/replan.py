@@ -170,19 +170,13 @@ def replan_sample(denoiser: Any, noise: Any, cond: Any, replanner: Replanner, *,
     """
     import torch
 
-    from cotj.execute.checks import check_cond, check_finite, check_noise
+    from cotj.execute.checks import check_finite, check_inputs
     from cotj.execute.solvers import multistep_predict, unic_correct
     from cotj.paths import clean_estimate, ddim_step
 
     if not isinstance(replanner, Replanner):
         raise TypeError(f"replanner must be a Replanner, got {type(replanner).__name__}")
-    if not callable(denoiser):
-        raise TypeError(f"denoiser must be callable as model(x_t, t, cond), got {type(denoiser).__name__}")
-    prediction = prediction or getattr(denoiser, "prediction", None)
-    if prediction is None:
-        raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
-    check_noise(noise)
-    check_cond(cond, noise.shape[0])
+    prediction = check_inputs(denoiser, noise, cond, prediction)
     grid, solver = replanner.teacher.grid, replanner.solver
     b, k = noise.shape[0], replanner.budget
     if replanner.prior is not None and np.ndim(replanner.prior) == 2 and np.shape(replanner.prior)[0] not in (1, b):

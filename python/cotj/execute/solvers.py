@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from cotj.execute.checks import check_cond, check_noise
+from cotj.execute.checks import check_inputs
 from cotj.paths import clean_estimate, ddim_step, first_order_step, path_of
 from cotj.planning.multistep import ddim_weights, dpmpp_2m_weights, unipc_weights
 from cotj.planning.solvers import get_solver
@@ -279,14 +279,8 @@ def solve(denoiser: Any, noise: torch.Tensor, cond: Any, levels: ArrayLike, solv
     ``batch_size``, a sample that is not finite at the end: the model's output overflowed).
     """
     run = _RUN[get_solver(solver).name]
-    if not callable(denoiser):
-        raise TypeError(f"denoiser must be callable as model(x_t, t, cond), got {type(denoiser).__name__}")
-    prediction = prediction or getattr(denoiser, "prediction", None)
-    if prediction is None:
-        raise ValueError("prediction is required for a denoiser without a 'prediction' attribute")
-    check_noise(noise)
+    prediction = check_inputs(denoiser, noise, cond, prediction)
     b = noise.shape[0]
-    check_cond(cond, b)
     lv = level_rows(levels, b)
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -31,6 +31,9 @@ from cotj._core import PlanError
 from cotj._deprecation import warn
 from cotj.planning.dense import DenseCost, _asarray, _float_array
 from cotj.planning.schedules import Schedule, check_schedule
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DenseCost", "Plan", "PlanBatch", "PlanError", "Planner", "plan", "plan_batch", "plan_cost", "cost_matrix"]
 
@@ -121,9 +124,23 @@ Source = ArrayLike | DenseCost | None
 """What a planning call plans on: DNA rows, or a :class:`DenseCost`."""
 
 
-def _dense_of(dna: Source, cost: object, start: object, end: object, scale: object) -> DenseCost | None:
+class DeprecatedDense(TypedDict, total=False):
+    """The dense-cost keywords of the previous release, still taken for one release (with a warning): give a
+    :class:`DenseCost` instead."""
+
+    cost: ArrayLike | DenseCost | None
+    start: ArrayLike | None
+    end: ArrayLike | None
+    scale: ArrayLike | None
+
+
+def _dense_of(dna: Source, deprecated: DeprecatedDense) -> DenseCost | None:
     """The dense cost of a planning call (None for the DNA form), with the deprecated ``cost=`` array and
     ``start``/``end``/``scale`` keywords turned into one."""
+    unknown = set(deprecated) - set(DeprecatedDense.__annotations__)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {sorted(unknown)[0]!r}")
+    cost, start, end, scale = (deprecated.get(k) for k in ("cost", "start", "end", "scale"))
     loose = [name for name, v in (("start", start), ("end", end), ("scale", scale)) if v is not None]
     if cost is not None and dna is not None:
         raise PlanError("give either dna or cost=, not both (dna=None with a dense cost)")
@@ -226,14 +243,11 @@ class Planner:
         tau: float | None = None,
         max_steps: int | None = None,
         current: int | ArrayLike | None = None,
-        cost: ArrayLike | DenseCost | None = None,
-        start: ArrayLike | None = None,
-        end: ArrayLike | None = None,
-        scale: ArrayLike | None = None,
+        **deprecated: Unpack[DeprecatedDense],
     ) -> PlanBatch:
         """Plan every row of ``dna`` (B, N), or of a :class:`DenseCost`. See :func:`cotj.plan_batch`."""
         k, at = _per_row_int("budget", budget), _per_row_int("current", current)
-        dense = _dense_of(dna, cost, start, end, scale)
+        dense = _dense_of(dna, deprecated)
         if dense is None:
             return PlanBatch(*_core.plan_batch(_dna_array(dna), self._lever, budget=k, tau=tau, max_steps=max_steps,
                                                first=self.first, last=self.last, current=at))
@@ -247,13 +261,10 @@ class Planner:
         tau: float | None = None,
         max_steps: int | None = None,
         current: int | None = None,
-        cost: ArrayLike | DenseCost | None = None,
-        start: ArrayLike | None = None,
-        end: ArrayLike | None = None,
-        scale: ArrayLike | None = None,
+        **deprecated: Unpack[DeprecatedDense],
     ) -> Plan:
         """Plan one DNA row (N,), or one :class:`DenseCost` (N, N). See :func:`cotj.plan`."""
-        dense = _dense_of(dna, cost, start, end, scale)
+        dense = _dense_of(dna, deprecated)
         if dense is None:
             return _plan_row(dna, self._lever, budget, tau, max_steps, self.first, self.last, current)
         return self._plan_dense(dense, False, _one_int("budget", budget), tau, max_steps, _one_int("current", current))[0]
@@ -271,16 +282,12 @@ class Planner:
         self,
         dna: Source,
         steps: ArrayLike,
-        *,
-        cost: ArrayLike | DenseCost | None = None,
-        start: ArrayLike | None = None,
-        end: ArrayLike | None = None,
-        scale: ArrayLike | None = None,
+        **deprecated: Unpack[DeprecatedDense],
     ) -> float:
         """The cost C of a given plan for one DNA row (N,) or one :class:`DenseCost` (N, N). See
         :func:`cotj.plan_cost`."""
         s = _asarray("steps", steps)
-        dense = _dense_of(dna, cost, start, end, scale)
+        dense = _dense_of(dna, deprecated)
         if dense is not None:
             return self._dense_cost(dense, s)
         arr = _dna_row(dna)
@@ -343,10 +350,11 @@ def _grid_indices(steps: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(steps, dtype=np.int64)
 
 
-def _no_schedule_with_cost(schedule: object, cost: object) -> None:
-    """Refuse ``schedule`` together with a dense ``cost`` (the module functions call it before the schedule is
-    checked as a path)."""
-    if schedule is not None and cost is not None:
+def _no_schedule_with_cost(schedule: object, dna: object, deprecated: DeprecatedDense | None = None) -> None:
+    """Refuse ``schedule`` together with a dense cost (``dna`` a :class:`DenseCost`, or a deprecated ``cost=``);
+    the module functions call it before the schedule is checked as a path."""
+    dense = isinstance(dna, DenseCost) or bool(deprecated and deprecated.get("cost") is not None)
+    if schedule is not None and dense:
         raise PlanError("schedule shapes the DNA form's lever only; it does not apply to cost=")
 
 
@@ -397,10 +405,7 @@ def plan_batch(
     last: Last = "any",
     schedule: ScheduleLike | None = None,
     current: int | ArrayLike | None = None,
-    cost: ArrayLike | DenseCost | None = None,
-    start: ArrayLike | None = None,
-    end: ArrayLike | None = None,
-    scale: ArrayLike | None = None,
+    **deprecated: Unpack[DeprecatedDense],
 ) -> PlanBatch:
     """Plan every row of a DNA batch (B, N) float32/float64, or of a :class:`DenseCost`: the serving call.
 
@@ -417,10 +422,9 @@ def plan_batch(
     cost with no finite plan; TypeError for a wrong type; MemoryError when the DP does not fit; KeyboardInterrupt
     on Ctrl-C. Arguments in full: docs/method.md §3–5, §10.
     """
-    _no_schedule_with_cost(schedule, cost if cost is not None else dna if isinstance(dna, DenseCost) else None)
+    _no_schedule_with_cost(schedule, dna, deprecated)
     planner = Planner(grid, schedule, first=first, last=last)
-    return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, current=current, cost=cost, start=start,
-                              end=end, scale=scale)
+    return planner.plan_batch(dna, budget, tau=tau, max_steps=max_steps, current=current, **deprecated)
 
 
 def plan(
@@ -434,20 +438,15 @@ def plan(
     last: Last = "any",
     schedule: ScheduleLike | None = None,
     current: int | None = None,
-    cost: ArrayLike | DenseCost | None = None,
-    start: ArrayLike | None = None,
-    end: ArrayLike | None = None,
-    scale: ArrayLike | None = None,
+    **deprecated: Unpack[DeprecatedDense],
 ) -> Plan:
     """Plan one DNA row (N,), or one :class:`DenseCost` with (N, N) edges; arguments as in :func:`plan_batch`
     (``budget`` and ``current`` one int). Returns a :class:`Plan`."""
-    if (grid is None and schedule is None and cost is None and start is None and end is None and scale is None
-            and not isinstance(dna, DenseCost)):
+    if grid is None and schedule is None and not deprecated and not isinstance(dna, DenseCost):
         return _plan_row(dna, None, budget, tau, max_steps, first, last, current)  # the serving call: no Planner to build
-    _no_schedule_with_cost(schedule, cost if cost is not None else dna if isinstance(dna, DenseCost) else None)
+    _no_schedule_with_cost(schedule, dna, deprecated)
     planner = Planner(grid, schedule, first=first, last=last)
-    return planner.plan(dna, budget, tau=tau, max_steps=max_steps, current=current, cost=cost, start=start, end=end,
-                        scale=scale)
+    return planner.plan(dna, budget, tau=tau, max_steps=max_steps, current=current, **deprecated)
 
 
 def plan_cost(
@@ -456,10 +455,7 @@ def plan_cost(
     *,
     grid: ArrayLike | None = None,
     schedule: ScheduleLike | None = None,
-    cost: ArrayLike | DenseCost | None = None,
-    start: ArrayLike | None = None,
-    end: ArrayLike | None = None,
-    scale: ArrayLike | None = None,
+    **deprecated: Unpack[DeprecatedDense],
 ) -> float:
     """The cost C of any plan for one DNA row (N,) (docs/method.md §3), to score your own schedules.
 
@@ -468,8 +464,8 @@ def plan_cost(
     result is ``inf`` when the plan uses a missing (``+inf``) edge, start or end. ``cost``, ``start``, ``end``,
     ``scale``: deprecated, give a :class:`DenseCost`.
     """
-    _no_schedule_with_cost(schedule, cost if cost is not None else dna if isinstance(dna, DenseCost) else None)
-    return Planner(grid, schedule).plan_cost(dna, steps, cost=cost, start=start, end=end, scale=scale)
+    _no_schedule_with_cost(schedule, dna, deprecated)
+    return Planner(grid, schedule).plan_cost(dna, steps, **deprecated)
 
 
 def cost_matrix(
