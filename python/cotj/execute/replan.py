@@ -224,11 +224,9 @@ class ReplanningScheduler:
 
     ``set_timesteps(K)`` loads the teacher plan of K steps from the grid's top; each ``step`` computes
     ``x0_hat = x - sigma·v``, asks the :class:`Replanner` for the next level and writes it into the scheduler's
-    ``sigmas`` and ``timesteps`` in place, so the pipeline evaluates the model there next (docs/method.md §7; the
-    wrapped scheduler must read its sigmas when each step is taken, as Diffusers' flow-matching Euler and
-    :func:`cotj.execute.solver_scheduler`'s do). One plan serves a whole call (the mean of its rows' scales): call
-    the pipeline once per prompt for per-prompt loops. ``levels``: where the model was evaluated; other attributes
-    are the wrapped scheduler's.
+    ``sigmas`` and ``timesteps`` in place, so the pipeline evaluates the model there next (docs/method.md §7). One
+    plan serves a whole call (the mean of its rows' scales): call the pipeline once per prompt for per-prompt loops.
+    ``levels``: where the model was evaluated; other attributes are the wrapped scheduler's.
 
     Args:
         scheduler: a flow-matching scheduler that takes ``sigmas=`` and evaluates the model once per level (not

@@ -386,8 +386,7 @@ def sample_cotj(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
         sigmas: (K + 1,) strictly decreasing, ending in 0: only ``sigmas[0]``, ``sigmas[-2]`` and K are used
             (e.g. :func:`get_sigmas_cotj`, or any scheduler's sigmas, trimmed for denoise < 1 as usual).
         extra_args, callback, disable: as k-diffusion's samplers (``callback``'s ``x`` is the state the model saw).
-        teacher: the model's :class:`~cotj.planning.objectives.TeacherCost` on flow levels, or its file; its row
-            model makes the loop closed (without one the run follows the teacher plan).
+        teacher: the model's :class:`~cotj.TeacherCost` on flow levels, or its file (its row model closes the loop).
         solver: "unipc" (default), "dpmpp_2m" (these two need the teacher cost's Gram matrix) or "euler".
         space: "ve" (k-diffusion) or "flow" (ComfyUI's flow models).
 
