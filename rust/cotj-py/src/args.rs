@@ -6,7 +6,7 @@ use numpy::prelude::*;
 use numpy::{PyArray1, PyArrayDyn, PyReadonlyArray1, PyReadonlyArrayDyn, PyUntypedArray};
 use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyString};
+use pyo3::types::{PyBool, PyString, PyTuple};
 
 use crate::error::{plan_error, refuse, type_error};
 
@@ -14,13 +14,7 @@ use crate::error::{plan_error, refuse, type_error};
 pub(crate) type Obj<'py> = Bound<'py, PyAny>;
 /// A checked float64 array.
 pub(crate) type F64s<'py> = PyReadonlyArrayDyn<'py, f64>;
-
-/// One plan ((N,) DNA, int lengths) or a batch ((B, N), lengths also one per row).
-#[derive(Clone, Copy)]
-pub(crate) enum Rows {
-    One,
-    Many,
-}
+type Untyped<'py> = Bound<'py, PyUntypedArray>;
 
 /// The unit of [`dense`] for dense costs.
 pub(crate) const LEVELS: (&str, &str) = ("N", "levels");
@@ -28,18 +22,12 @@ const ASCONTIGUOUS: &str = " (use numpy.ascontiguousarray)";
 
 /// The `TypeError` of `name`, which is not `what`, naming the type of `obj`.
 fn must_be(name: &str, what: &str, obj: &Obj) -> PyErr {
-    let got = obj.get_type().name().map(|n| n.to_string());
-    type_error(format!(
-        "{name} must be {what}, got {}",
-        got.unwrap_or_default()
-    ))
-}
-
-/// A shape as Python prints it: `(3, 20)`, `(20,)`.
-fn shape_text(shape: &[usize]) -> String {
-    let dims: Vec<_> = shape.iter().map(usize::to_string).collect();
-    let comma = if dims.len() == 1 { "," } else { "" };
-    format!("({}{comma})", dims.join(", "))
+    let got = obj
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    type_error(format!("{name} must be {what}, got {got}"))
 }
 
 /// `array` (the argument `name`) must be C-contiguous; `hint` ends the error.
@@ -55,22 +43,16 @@ fn contiguous<'py>(
 }
 
 /// `obj` as a numpy array, not yet checked.
-fn untyped<'py>(name: &str, obj: &Obj<'py>) -> PyResult<Bound<'py, PyUntypedArray>> {
-    let array = obj
-        .cast::<PyUntypedArray>()
-        .map_err(|_| must_be(name, "a numpy array", obj))?;
-    Ok(array.clone())
+fn untyped<'py>(name: &str, obj: &Obj<'py>) -> PyResult<Untyped<'py>> {
+    let wrong = |_| must_be(name, "a numpy array", obj);
+    Ok(obj.cast::<PyUntypedArray>().map_err(wrong)?.clone())
 }
 
 /// `obj` as a C-contiguous numpy array of one of `ndims` dimensions.
-pub(crate) fn array<'py>(
-    name: &str,
-    obj: &Obj<'py>,
-    ndims: [usize; 2],
-) -> PyResult<Bound<'py, PyUntypedArray>> {
-    let (array, [a, b]) = (untyped(name, obj)?, ndims);
-    if !ndims.contains(&array.ndim()) {
-        let (ndim, shape) = (array.ndim(), array.shape());
+pub(crate) fn array<'py>(name: &str, obj: &Obj<'py>, [a, b]: [usize; 2]) -> PyResult<Untyped<'py>> {
+    let array = untyped(name, obj)?;
+    let (ndim, shape) = (array.ndim(), array.shape());
+    if ndim != a && ndim != b {
         return refuse(format!(
             "{name} must be {a}-D or {b}-D, got {ndim}-D with shape {shape:?}"
         ));
@@ -80,40 +62,41 @@ pub(crate) fn array<'py>(
 }
 
 /// A float64 array of `ndims` dimensions (a row or a batch of rows) whose rows hold `n` entries
-/// per axis, `unit` naming them: a dense cost ([`LEVELS`]) or the pair DP's costs.
+/// per axis, `(symbol, what)` naming them: a dense cost ([`LEVELS`]) or the pair DP's costs.
 pub(crate) fn dense<'py>(
     name: &str,
     obj: &Obj<'py>,
     ndims: [usize; 2],
     n: usize,
-    unit: (&str, &str),
+    (symbol, what): (&str, &str),
 ) -> PyResult<F64s<'py>> {
-    let (untyped, (symbol, what)) = (array(name, obj, ndims)?, unit);
-    let shape = untyped.shape();
+    let array = array(name, obj, ndims)?;
+    let shape = array.shape();
     if shape[shape.len() - ndims[0]..].iter().any(|&d| d != n) {
         return refuse(format!(
             "{name} must have {symbol} = {n} {what} per axis of a row, got shape {shape:?}"
         ));
     }
-    let dtype = untyped.dtype();
-    let wrong = |_| type_error(format!("{name} must have dtype float64, got {dtype}"));
+    let wrong = |_| {
+        type_error(format!(
+            "{name} must have dtype float64, got {}",
+            array.dtype()
+        ))
+    };
     Ok(obj.cast::<PyArrayDyn<f64>>().map_err(wrong)?.readonly())
 }
 
-/// A dense cost of `n` levels: `edges` (N, N), `start` and `end` (N,), for a batch also (B, ..).
+/// A dense cost of `n` levels: `edges` (N, N), `start` and `end` (N,), in a batch also (B, ..).
 pub(crate) fn dense_cost<'py>(
-    edges: &Obj<'py>,
-    start: &Obj<'py>,
-    end: &Obj<'py>,
+    [edges, start, end]: [&Obj<'py>; 3],
     n: usize,
-    rows: Rows,
+    batch: bool,
 ) -> PyResult<[F64s<'py>; 3]> {
-    let b = matches!(rows, Rows::Many) as usize;
-    let edges = dense("edges", edges, [2, 2 + b], n, LEVELS)?;
+    let read = |name, obj, ndim| dense(name, obj, [ndim, ndim + batch as usize], n, LEVELS);
     Ok([
-        edges,
-        dense("start", start, [1, 1 + b], n, LEVELS)?,
-        dense("end", end, [1, 1 + b], n, LEVELS)?,
+        read("edges", edges, 2)?,
+        read("start", start, 1)?,
+        read("end", end, 1)?,
     ])
 }
 
@@ -125,62 +108,52 @@ pub(crate) fn vector<'py>(name: &str, obj: &Obj<'py>) -> PyResult<PyReadonlyArra
     Ok(array.readonly())
 }
 
-/// A per-level array (DNA or scale), (N,) or (B, N), float32 or float64, C-contiguous.
-pub(crate) enum Floats<'py> {
-    F32(PyReadonlyArrayDyn<'py, f32>),
-    F64(F64s<'py>),
+/// The width N of `dna`, one row (N,) or a `batch` (B, N), checked but for its dtype
+/// ([`with_floats`]).
+pub(crate) fn dna_width(obj: &Obj, batch: bool) -> PyResult<usize> {
+    let array = untyped("dna", obj)?;
+    let (ndim, want) = match batch {
+        false => (1, "1-D (N,); use cotj.plan_batch for a (B, N) batch"),
+        true => (2, "2-D (B, N); use cotj.plan for one (N,) row"),
+    };
+    if array.ndim() != ndim {
+        let shape = PyTuple::new(obj.py(), array.shape())?;
+        return refuse(format!("dna must be {want}, got shape {shape}"));
+    }
+    contiguous("dna", &array, ASCONTIGUOUS)?;
+    Ok(array.shape()[ndim - 1])
 }
 
-impl<'py> Floats<'py> {
-    /// `dna` as one row (N,) or a batch (B, N): `(values, N)`.
-    pub(crate) fn dna(obj: &Obj<'py>, rows: Rows) -> PyResult<(Self, usize)> {
-        let array = untyped("dna", obj)?;
-        let (ndim, want) = match rows {
-            Rows::One => (1, "1-D (N,); use cotj.plan_batch for a (B, N) batch"),
-            Rows::Many => (2, "2-D (B, N); use cotj.plan for one (N,) row"),
-        };
-        if array.ndim() != ndim {
-            return refuse(format!(
-                "dna must be {want}, got shape {}",
-                shape_text(array.shape())
-            ));
+/// `$body` with `$values: Option<&[T]>` the values of `$obj`, an `Option<&Obj>` (the checked
+/// array `$name`, float32 or float64; f64 when None): the one f32/f64 dispatch.
+macro_rules! with_floats {
+    ($name:expr, $obj:expr, |$values:ident| $body:expr) => {
+        match $obj {
+            None => {
+                let $values: Option<&[f64]> = None;
+                $body
+            }
+            Some(obj) => {
+                if let Ok(a) = obj.cast::<numpy::PyArrayDyn<f64>>() {
+                    let a = a.readonly();
+                    let $values = Some(a.as_slice()?);
+                    $body
+                } else if let Ok(a) = obj.cast::<numpy::PyArrayDyn<f32>>() {
+                    let a = a.readonly();
+                    let $values = Some(a.as_slice()?);
+                    $body
+                } else {
+                    let (name, dtype) = ($name, obj.getattr("dtype")?);
+                    let what = "must have dtype float32 or float64";
+                    return Err(crate::error::type_error(format!(
+                        "{name} {what}, got {dtype}"
+                    )));
+                }
+            }
         }
-        contiguous("dna", &array, ASCONTIGUOUS)?;
-        Self::typed("dna", obj, &array)
-    }
-
-    /// `scale` as (N,) or (B, N) of `n` levels per row.
-    pub(crate) fn scale(obj: &Obj<'py>, n: usize) -> PyResult<Self> {
-        let (scale, got) = Self::typed("scale", obj, &array("scale", obj, [1, 2])?)?;
-        match got == n {
-            true => Ok(scale),
-            false => Err(plan_error(CotjError::Levels {
-                name: "scale",
-                expected: n,
-                got,
-            })),
-        }
-    }
-
-    /// The values of `obj`, the checked array `name`: `(values, columns)`.
-    fn typed(
-        name: &str,
-        obj: &Obj<'py>,
-        array: &Bound<'py, PyUntypedArray>,
-    ) -> PyResult<(Self, usize)> {
-        let values = if let Ok(a) = obj.cast::<PyArrayDyn<f64>>() {
-            Self::F64(a.readonly())
-        } else if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
-            Self::F32(a.readonly())
-        } else {
-            return Err(type_error(format!(
-                "{name} must have dtype float32 or float64, got {}",
-                array.dtype()
-            )));
-        };
-        Ok((values, array.shape()[array.ndim() - 1]))
-    }
+    };
 }
+pub(crate) use with_floats;
 
 /// `obj` as an int (Python or numpy, not a bool), None when it is none; beyond int64 it is out of
 /// range for every argument.
@@ -212,8 +185,7 @@ impl<'py> Ints<'py> {
         if let Some(k) = int_value(name, obj)? {
             return Ok(Self::One([k]));
         } else if obj.is_instance_of::<PyBool>() {
-            let what = "an int or an int64 array";
-            return Err(type_error(format!("{name} must be {what}, got bool")));
+            return Err(must_be(name, "an int or an int64 array", obj));
         }
         let what = "an int or a 1-D int64 array (one per row)";
         let wrong = |_| type_error(format!("{name} must be {what}"));
@@ -233,11 +205,10 @@ impl<'py> Ints<'py> {
 
 /// `tau` as a float.
 pub(crate) fn tau(obj: &Obj) -> PyResult<f64> {
-    let bad = || must_be("tau", "a float in (0, 1]", obj);
-    match obj.is_instance_of::<PyBool>() {
-        true => Err(bad()),
-        false => obj.extract::<f64>().map_err(|_| bad()),
-    }
+    let value = (!obj.is_instance_of::<PyBool>()).then(|| obj.extract::<f64>().ok());
+    value
+        .flatten()
+        .ok_or_else(|| must_be("tau", "a float in (0, 1]", obj))
 }
 
 /// How many levels of `n` may start (`first`, pinned word `"top"`) or end (`last`, `"bottom"`) a
@@ -249,21 +220,19 @@ pub(crate) fn window(
     n: usize,
 ) -> PyResult<usize> {
     let Some(obj) = obj else { return Ok(n) };
-    let word = obj.cast::<PyString>().ok();
-    match word.as_ref().map(|w| w.to_str()).transpose()? {
-        Some("any") => return Ok(n),
-        Some(w) if w == pinned => return Ok(1),
-        Some(_) => {}
-        None => {
-            if let Some(value) = int_value(name, obj)? {
-                return usize::try_from(value)
-                    .map_err(|_| plan_error(CotjError::Window { name, value, n }));
-            }
+    if let Ok(word) = obj.cast::<PyString>() {
+        match word.to_str()? {
+            "any" => return Ok(n),
+            w if w == pinned => return Ok(1),
+            _ => {}
         }
+    } else if let Some(value) = int_value(name, obj)? {
+        let wrong = |_| plan_error(CotjError::Window { name, value, n });
+        return usize::try_from(value).map_err(wrong);
     }
+    let got = obj.repr()?;
     refuse(format!(
-        "{name} must be 'any', '{pinned}' or an int number of levels, got {}",
-        obj.repr()?
+        "{name} must be 'any', '{pinned}' or an int number of levels, got {got}"
     ))
 }
 
@@ -271,7 +240,14 @@ pub(crate) fn window(
 pub(crate) fn steps(steps: &Obj, n: usize) -> PyResult<Vec<usize>> {
     let wrong = |_| type_error("steps must be a 1-D int64 array of grid indices");
     let steps = steps.cast::<PyArray1<i64>>().map_err(wrong)?.readonly();
-    let outside = |s| CotjError::Steps(format!("index {s} is outside the grid (0..{n})"));
-    let index = |&s: &i64| usize::try_from(s).map_err(|_| plan_error(outside(s)));
-    steps.as_array().iter().map(index).collect()
+    let outside = |s| {
+        plan_error(CotjError::Steps(format!(
+            "index {s} is outside the grid (0..{n})"
+        )))
+    };
+    steps
+        .as_array()
+        .iter()
+        .map(|&s| usize::try_from(s).map_err(|_| outside(s)))
+        .collect()
 }

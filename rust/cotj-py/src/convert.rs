@@ -2,34 +2,12 @@
 
 use cotj_core::{BatchPlans, PairPlans};
 use numpy::prelude::*;
-use numpy::{Element, PyArray1, PyArray2};
+use numpy::{Element, PyArray1};
 use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
 
-pub(crate) type Array1<'py, T> = Bound<'py, PyArray1<T>>;
-pub(crate) type Array2<'py, T> = Bound<'py, PyArray2<T>>;
-
-/// `(steps, levels, cost, curve, ratio)` of one plan.
-pub(crate) type RowPlan<'py> = (
-    Array1<'py, i64>,
-    Array1<'py, f64>,
-    f64,
-    Curve1<'py>,
-    Curve1<'py>,
-);
-type Curve1<'py> = Option<Array1<'py, f64>>;
-
-/// `(steps, levels, lengths, cost, curve, ratio)` of a batch.
-pub(crate) type BatchPlan<'py> = (
-    Array2<'py, i64>,
-    Array2<'py, f64>,
-    Array1<'py, i64>,
-    Array1<'py, f64>,
-    Option<Array2<'py, f64>>,
-    Option<Array2<'py, f64>>,
-);
-
-/// `(nodes, lengths, cost)` of a multistep solver's batch.
-pub(crate) type PairPlan<'py> = (Array2<'py, i64>, Array1<'py, i64>, Array1<'py, f64>);
+/// What a call returns: an array, or a tuple of arrays and floats.
+pub(crate) type Out<'py> = PyResult<Bound<'py, PyAny>>;
 
 /// `values` (row-major) as a (rows, cols) array, without a copy.
 pub(crate) fn matrix<T: Element>(
@@ -37,42 +15,49 @@ pub(crate) fn matrix<T: Element>(
     values: Vec<T>,
     rows: usize,
     cols: usize,
-) -> PyResult<Array2<'_, T>> {
-    values.into_pyarray(py).reshape([rows, cols])
+) -> Out<'_> {
+    Ok(values.into_pyarray(py).reshape([rows, cols])?.into_any())
 }
 
-/// The plan of a one-row batch (copied: cheaper than handing a few values over).
-pub(crate) fn row_plan(py: Python<'_>, p: BatchPlans) -> RowPlan<'_> {
+/// `(steps, levels, cost, curve, ratio)` of a one-row batch (copied: cheaper than handing a few
+/// values over).
+pub(crate) fn row_plan(py: Python<'_>, p: BatchPlans) -> Out<'_> {
     let curve = |v: &[f64]| (!v.is_empty()).then(|| PyArray1::from_slice(py, v));
-    let (steps, cost) = (PyArray1::from_slice(py, &p.plans.steps), p.plans.cost[0]);
+    let (steps, levels) = (
+        PyArray1::from_slice(py, &p.plans.steps),
+        PyArray1::from_slice(py, &p.levels),
+    );
     (
         steps,
-        PyArray1::from_slice(py, &p.levels),
-        cost,
+        levels,
+        p.plans.cost[0],
         curve(&p.curve),
         curve(&p.ratio),
     )
+        .into_bound_py_any(py)
 }
 
-/// The plans of a batch, as (B, ..) arrays.
-pub(crate) fn batch_plan(py: Python<'_>, p: BatchPlans) -> PyResult<BatchPlan<'_>> {
+/// `(steps, levels, lengths, cost, curve, ratio)` of a batch, as (B, ..) arrays.
+pub(crate) fn batch_plan(py: Python<'_>, p: BatchPlans) -> Out<'_> {
     let (rows, width) = (p.plans.rows, p.plans.width);
     let curve = |v: Vec<f64>| match v.len() {
         0 => Ok(None),
         len => matrix(py, v, rows, len / rows).map(Some),
     };
-    Ok((
+    let (steps, levels) = (
         matrix(py, p.plans.steps, rows, width)?,
         matrix(py, p.levels, rows, width)?,
+    );
+    let (lengths, cost) = (
         p.plans.lengths.into_pyarray(py),
         p.plans.cost.into_pyarray(py),
-        curve(p.curve)?,
-        curve(p.ratio)?,
-    ))
+    );
+    let (curve, ratio) = (curve(p.curve)?, curve(p.ratio)?);
+    (steps, levels, lengths, cost, curve, ratio).into_bound_py_any(py)
 }
 
-/// The plans of a multistep solver, as (B, ..) arrays.
-pub(crate) fn pair_plan(py: Python<'_>, p: PairPlans) -> PyResult<PairPlan<'_>> {
+/// `(nodes, lengths, cost)` of a multistep solver's plans, as (B, ..) arrays.
+pub(crate) fn pair_plan(py: Python<'_>, p: PairPlans) -> Out<'_> {
     let nodes = matrix(py, p.steps, p.rows, p.width)?;
-    Ok((nodes, p.lengths.into_pyarray(py), p.cost.into_pyarray(py)))
+    (nodes, p.lengths.into_pyarray(py), p.cost.into_pyarray(py)).into_bound_py_any(py)
 }

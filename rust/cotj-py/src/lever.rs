@@ -7,7 +7,7 @@ use numpy::PyArray1;
 use pyo3::prelude::*;
 
 use crate::args::{vector, Obj};
-use crate::convert::{matrix, Array2};
+use crate::convert::{matrix, Out};
 use crate::error::{plan_error, refuse};
 
 /// The linear-flow levers of the default grids (`Lever.default`, and calls without a lever).
@@ -61,7 +61,7 @@ impl Lever {
     }
 
     /// (N, N) with `[j, i] = L(j, i)` for `i < j`, 0 elsewhere.
-    fn matrix<'py>(&self, py: Python<'py>) -> PyResult<Array2<'py, f64>> {
+    fn matrix<'py>(&self, py: Python<'py>) -> Out<'py> {
         let m = py.detach(|| self.0.matrix()).map_err(plan_error)?;
         matrix(py, m, self.n(), self.n())
     }
@@ -91,11 +91,6 @@ pub(crate) fn planner(
         None => DEFAULT_LEVERS.default_linear_flow(name, n)?,
     };
     Planner::new(lever, ends)
-}
-
-/// N of a call: the lever's, else the width `cols` of its rows (the default grid).
-pub(crate) fn levels_of(lever: Option<&Lever>, cols: usize) -> usize {
-    lever.map_or(cols, Lever::n)
 }
 
 /// PlanError naming `name` unless `n` lies in 2..=MAX_LEVELS.

@@ -5,7 +5,7 @@ use numpy::prelude::*;
 use pyo3::prelude::*;
 
 use crate::args::{array, dense, Ints, Obj};
-use crate::convert::{pair_plan, PairPlan};
+use crate::convert::{pair_plan, Out};
 use crate::error::plan_error;
 use crate::plan::detach;
 
@@ -25,7 +25,7 @@ pub(crate) fn plan_pairs<'py>(
     current: &Obj<'py>,
     previous: Option<&Obj<'py>>,
     scale: Option<&Obj<'py>>,
-) -> PyResult<PairPlan<'py>> {
+) -> Out<'py> {
     let m = array("first", first, [2, 2])?.shape()[0];
     if !(2..=MAX_PAIR_NODES).contains(&m) {
         return Err(plan_error(CotjError::PairNodes { got: m }));

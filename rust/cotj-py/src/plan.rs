@@ -7,12 +7,11 @@ use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Stop, D
 use numpy::prelude::*;
 use pyo3::prelude::*;
 
-use crate::args::{
-    self, array, dense, dense_cost, int, tau, vector, window, Floats, Ints, Obj, Rows, LEVELS,
-};
-use crate::convert::{batch_plan, matrix, row_plan, Array2, BatchPlan, RowPlan};
+use crate::args::{self, array, dense, dense_cost, int, tau, vector, window, with_floats};
+use crate::args::{dna_width, Ints, Obj, LEVELS};
+use crate::convert::{batch_plan, matrix, row_plan, Out};
 use crate::error::{plan_error, refuse};
-use crate::lever::{levels_of, planner, Lever};
+use crate::lever::{planner, Lever};
 
 /// Runs `work` without the GIL, re-taking it every `Stop::PERIOD` to run Python's signal handlers
 /// (on the main thread only, as Python does): the exception one raises (KeyboardInterrupt on
@@ -51,11 +50,11 @@ impl Request<'_, '_> {
         Ok(Ends { first, last })
     }
 
-    /// Runs `plan` on the length and start levels of `rows` without the GIL ([`detach`]).
+    /// Runs `plan` on the length and start levels of one row or a `batch` without the GIL.
     fn plan(
         &self,
         py: Python<'_>,
-        rows: Rows,
+        batch: bool,
         plan: impl Send + FnOnce(Budget<'_>, Current<'_>, &Stop) -> Result<BatchPlans, CotjError>,
     ) -> PyResult<BatchPlans> {
         const BOTH: &str = "give either budget (fixed length) or tau (adaptive length), not both";
@@ -67,9 +66,9 @@ impl Request<'_, '_> {
             (_, None, None) => None,
             (None, Some(t), k) => Some((tau(t)?, k.map(|k| int("max_steps", k, "")).transpose()?)),
         };
-        let ints = |name, obj, hint| match rows {
-            Rows::One => int(name, obj, hint).map(|v| Ints::One([v])),
-            Rows::Many => Ints::new(name, obj),
+        let ints = |name, obj, hint| match batch {
+            false => int(name, obj, hint).map(|v| Ints::One([v])),
+            true => Ints::new(name, obj),
         };
         let budget = self.budget.map(|k| ints("budget", k, " for one row"));
         let budget = budget.transpose()?;
@@ -89,31 +88,10 @@ impl Request<'_, '_> {
     }
 }
 
-/// `$plan` with `$values` the values of `$floats` (an `Option<&Floats>`) as `Option<&[T]>` (f64
-/// when there are none): the one f32/f64 dispatch.
-macro_rules! with_values {
-    ($floats:expr, |$values:ident| $plan:expr) => {
-        match $floats {
-            None => {
-                let $values: Option<&[f64]> = None;
-                $plan
-            }
-            Some(Floats::F32(a)) => {
-                let $values = Some(a.as_slice()?);
-                $plan
-            }
-            Some(Floats::F64(a)) => {
-                let $values = Some(a.as_slice()?);
-                $plan
-            }
-        }
-    };
-}
-
 /// A planning call `$name`: its own arguments `$arg`, then those every one ends with (None by
 /// default), gathered as the [`Request`] `$request`.
 macro_rules! planning_call {
-    ($(#[$attr:meta])* fn $name:ident($py:ident, $($arg:ident: $ty:ty $(= $default:tt)?),+; $request:ident) -> $out:ty $body:block) => {
+    ($(#[$attr:meta])* fn $name:ident($py:ident, $($arg:ident: $ty:ty $(= $default:tt)?),+; $request:ident) $body:block) => {
         $(#[$attr])*
         #[pyfunction]
         #[pyo3(signature = ($($arg $(= $default)?,)+ budget=None, tau=None, max_steps=None, first=None, last=None, current=None))]
@@ -127,25 +105,25 @@ macro_rules! planning_call {
             first: Option<&Obj<'py>>,
             last: Option<&Obj<'py>>,
             current: Option<&Obj<'py>>,
-        ) -> PyResult<$out> {
+        ) -> Out<'py> {
             let $request = Request { budget, tau, max_steps, first, last, current };
             $body
         }
     };
 }
 
-/// The plans of `dna`, one row or a batch.
+/// The plans of `dna`, one row or a `batch`.
 fn plan_dna(
     py: Python<'_>,
-    rows: Rows,
+    batch: bool,
     dna: &Obj,
     lever: Option<&Lever>,
     request: &Request,
 ) -> PyResult<BatchPlans> {
-    let (dna, cols) = Floats::dna(dna, rows)?;
-    let ends = request.ends(levels_of(lever, cols))?;
-    with_values!(Some(&dna), |dna| {
-        request.plan(py, rows, |budget, current, stop| {
+    let cols = dna_width(dna, batch)?;
+    with_floats!("dna", Some(dna), |dna| {
+        let ends = request.ends(lever.map_or(cols, Lever::n))?;
+        request.plan(py, batch, |budget, current, stop| {
             let dna = dna.unwrap_or_default();
             planner(lever, "dna", cols, ends)?.plan_batch(dna, cols, budget, current, stop)
         })
@@ -154,15 +132,15 @@ fn plan_dna(
 
 planning_call! {
     /// The plan of one DNA row (N,); see `python/cotj/_core.pyi`.
-    fn plan_row(py, dna: &Obj<'py>, lever: Option<&Lever> = None; request) -> RowPlan<'py> {
-        Ok(row_plan(py, plan_dna(py, Rows::One, dna, lever, &request)?))
+    fn plan_row(py, dna: &Obj<'py>, lever: Option<&Lever> = None; request) {
+        row_plan(py, plan_dna(py, false, dna, lever, &request)?)
     }
 }
 
 planning_call! {
     /// The plans of every row of a DNA batch (B, N); see `python/cotj/_core.pyi`.
-    fn plan_batch(py, dna: &Obj<'py>, lever: Option<&Lever> = None; request) -> BatchPlan<'py> {
-        batch_plan(py, plan_dna(py, Rows::Many, dna, lever, &request)?)
+    fn plan_batch(py, dna: &Obj<'py>, lever: Option<&Lever> = None; request) {
+        batch_plan(py, plan_dna(py, true, dna, lever, &request)?)
     }
 }
 
@@ -176,14 +154,18 @@ planning_call! {
         lever: Option<&Lever> = None,
         scale: Option<&Obj<'py>> = None;
         request
-    ) -> BatchPlan<'py> {
-        let n = levels_of(lever, *array("edges", edges, [2, 3])?.shape().last().unwrap_or(&0));
+    ) {
+        let cols = *array("edges", edges, [2, 3])?.shape().last().unwrap_or(&0);
+        let n = lever.map_or(cols, Lever::n);
         let ends = request.ends(n)?;
-        let [edges, start, end] = dense_cost(edges, start, end, n, Rows::Many)?;
+        let [edges, start, end] = dense_cost([edges, start, end], n, true)?;
         let (m, s, e) = (edges.as_slice()?, start.as_slice()?, end.as_slice()?);
-        let scale = scale.map(|w| Floats::scale(w, n)).transpose()?;
-        let plans = with_values!(scale.as_ref(), |scale| {
-            request.plan(py, Rows::Many, |budget, current, stop| {
+        let width = scale.map(|w| array("scale", w, [1, 2])).transpose()?;
+        let plans = with_floats!("scale", scale, |scale| {
+            if let Some(got) = width.as_ref().map(|w| w.shape()[w.ndim() - 1]).filter(|&w| w != n) {
+                return Err(plan_error(CotjError::Levels { name: "scale", expected: n, got }));
+            }
+            request.plan(py, true, |budget, current, stop| {
                 let planner = planner(lever, "edges", n, ends)?;
                 planner.plan_dense_batch(&DenseCost::new(n, m, s, e, scale)?, budget, current, stop)
             })
@@ -214,7 +196,7 @@ pub(crate) fn plan_cost_dense(
     scale: Option<&Obj>,
 ) -> PyResult<f64> {
     let n = array("edges", edges, [2, 2])?.shape()[1];
-    let [edges, start, end] = dense_cost(edges, start, end, n, Rows::One)?;
+    let [edges, start, end] = dense_cost([edges, start, end], n, false)?;
     let scale = scale
         .map(|w| dense("scale", w, [1, 1], n, LEVELS))
         .transpose()?;
@@ -227,11 +209,7 @@ pub(crate) fn plan_cost_dense(
 
 /// Dense edge costs (N, N) of one DNA row: `[j, i] = d_j L(j, i)` for `i < j`, inf elsewhere.
 #[pyfunction]
-pub(crate) fn cost_matrix<'py>(
-    py: Python<'py>,
-    dna: &Obj<'py>,
-    lever: &Lever,
-) -> PyResult<Array2<'py, f64>> {
+pub(crate) fn cost_matrix<'py>(py: Python<'py>, dna: &Obj<'py>, lever: &Lever) -> Out<'py> {
     let dna = vector("dna", dna)?;
     let (d, planner) = (dna.as_slice()?, lever.free_planner()?);
     let m = py.detach(|| planner.cost_matrix(d)).map_err(plan_error)?;
