@@ -240,6 +240,13 @@ impl LeverCache {
         Ok(lever)
     }
 
+    /// The cache of the process (the Python binding's `Lever.default`, and its calls without a
+    /// lever).
+    pub fn global() -> &'static Self {
+        static GLOBAL: LeverCache = LeverCache::new();
+        &GLOBAL
+    }
+
     /// `(levers kept, their bytes)`: to check the bound.
     pub fn usage(&self) -> (usize, usize) {
         let entries = self.lock();
@@ -262,6 +269,34 @@ mod tests {
                 assert!((lin.get(j, i) - gau.get(j, i)).abs() < 1e-12, "{j} {i}");
             }
         }
+    }
+
+    #[test]
+    fn planners_without_a_lever_share_the_global_cache() {
+        use crate::{Ends, Planner};
+        let own = Arc::new(Lever::linear_flow(&default_grid(5)).unwrap());
+        let planner = Planner::on(Some(&own), "n", 7, Ends::free(5)).unwrap();
+        assert_eq!(planner.n(), 5);
+        let (a, b) = (
+            Planner::on(None, "n", 7, Ends::free(7)),
+            Planner::on(None, "n", 7, Ends::free(7)),
+        );
+        assert!(std::ptr::eq(a.unwrap().lever(), b.unwrap().lever()));
+        assert_eq!(
+            LeverCache::global()
+                .default_linear_flow("n", 7)
+                .unwrap()
+                .levels(),
+            default_grid(7)
+        );
+        let err = Planner::on(None, "width", 1, Ends::free(1)).unwrap_err();
+        assert_eq!(
+            err,
+            CotjError::TooFewLevels {
+                name: "width".into(),
+                got: 1
+            }
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::dp::{backtrack, best_end, forward, stride, Costs, Ends, Pass};
 use crate::error::{CotjError, Result};
-use crate::lever::Lever;
+use crate::lever::{Lever, LeverCache};
 use crate::memory;
 use crate::scan::first_bad;
 use crate::stop::Stop;
@@ -69,6 +69,16 @@ impl Planner {
             }
         }
         Ok(Self { lever, ends })
+    }
+
+    /// A planner over `lever`, else over the linear-flow lever of the default grid of `n` levels
+    /// (from [`LeverCache::global`]; `name` labels a bad `n`), with the given windows.
+    pub fn on(lever: Option<&Arc<Lever>>, name: &str, n: usize, ends: Ends) -> Result<Self> {
+        let lever = match lever {
+            Some(lever) => Arc::clone(lever),
+            None => LeverCache::global().default_linear_flow(name, n)?,
+        };
+        Self::new(lever, ends)
     }
 
     /// The lever this planner uses.

@@ -22,20 +22,13 @@ const ASCONTIGUOUS: &str = " (use numpy.ascontiguousarray)";
 
 /// The `TypeError` of `name`, which is not `what`, naming the type of `obj`.
 fn must_be(name: &str, what: &str, obj: &Obj) -> PyErr {
-    let got = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
+    let got = obj.get_type().name().map(|n| n.to_string());
+    let got = got.unwrap_or_default();
     type_error(format!("{name} must be {what}, got {got}"))
 }
 
 /// `array` (the argument `name`) must be C-contiguous; `hint` ends the error.
-fn contiguous<'py>(
-    name: &str,
-    array: &impl PyUntypedArrayMethods<'py>,
-    hint: &str,
-) -> PyResult<()> {
+fn contiguous(name: &str, array: &Untyped, hint: &str) -> PyResult<()> {
     match array.is_c_contiguous() {
         true => Ok(()),
         false => refuse(format!("{name} must be C-contiguous{hint}")),
@@ -104,7 +97,7 @@ pub(crate) fn dense_cost<'py>(
 pub(crate) fn vector<'py>(name: &str, obj: &Obj<'py>) -> PyResult<PyReadonlyArray1<'py, f64>> {
     let wrong = |_| type_error(format!("{name} must be a 1-D float64 numpy array"));
     let array = obj.cast::<PyArray1<f64>>().map_err(wrong)?;
-    contiguous(name, array, "")?;
+    contiguous(name, array.as_untyped(), "")?;
     Ok(array.readonly())
 }
 
@@ -180,9 +173,12 @@ pub(crate) enum Ints<'py> {
 }
 
 impl<'py> Ints<'py> {
-    /// `obj` as an int or a 1-D int64 array.
-    pub(crate) fn new(name: &str, obj: &Obj<'py>) -> PyResult<Self> {
-        if let Some(k) = int_value(name, obj)? {
+    /// `obj` as an int, or for a `batch` also a 1-D int64 array; `hint` ends the first clause of
+    /// the type error of one row.
+    pub(crate) fn new(name: &str, obj: &Obj<'py>, batch: bool, hint: &str) -> PyResult<Self> {
+        if !batch {
+            return Ok(Self::One([int(name, obj, hint)?]));
+        } else if let Some(k) = int_value(name, obj)? {
             return Ok(Self::One([k]));
         } else if obj.is_instance_of::<PyBool>() {
             return Err(must_be(name, "an int or an int64 array", obj));
@@ -190,7 +186,7 @@ impl<'py> Ints<'py> {
         let what = "an int or a 1-D int64 array (one per row)";
         let wrong = |_| type_error(format!("{name} must be {what}"));
         let array = obj.cast::<PyArray1<i64>>().map_err(wrong)?;
-        contiguous(name, array, "")?;
+        contiguous(name, array.as_untyped(), "")?;
         Ok(Self::Many(array.readonly()))
     }
 
@@ -205,10 +201,9 @@ impl<'py> Ints<'py> {
 
 /// `tau` as a float.
 pub(crate) fn tau(obj: &Obj) -> PyResult<f64> {
+    let bad = || must_be("tau", "a float in (0, 1]", obj);
     let value = (!obj.is_instance_of::<PyBool>()).then(|| obj.extract::<f64>().ok());
-    value
-        .flatten()
-        .ok_or_else(|| must_be("tau", "a float in (0, 1]", obj))
+    value.flatten().ok_or_else(bad)
 }
 
 /// How many levels of `n` may start (`first`, pinned word `"top"`) or end (`last`, `"bottom"`) a
@@ -230,24 +225,15 @@ pub(crate) fn window(
         let wrong = |_| plan_error(CotjError::Window { name, value, n });
         return usize::try_from(value).map_err(wrong);
     }
-    let got = obj.repr()?;
-    refuse(format!(
-        "{name} must be 'any', '{pinned}' or an int number of levels, got {got}"
-    ))
+    let what = format!("'any', '{pinned}' or an int number of levels");
+    refuse(format!("{name} must be {what}, got {}", obj.repr()?))
 }
 
 /// `steps` (1-D int64 grid indices) as indices of an `n`-level grid.
 pub(crate) fn steps(steps: &Obj, n: usize) -> PyResult<Vec<usize>> {
     let wrong = |_| type_error("steps must be a 1-D int64 array of grid indices");
     let steps = steps.cast::<PyArray1<i64>>().map_err(wrong)?.readonly();
-    let outside = |s| {
-        plan_error(CotjError::Steps(format!(
-            "index {s} is outside the grid (0..{n})"
-        )))
-    };
-    steps
-        .as_array()
-        .iter()
-        .map(|&s| usize::try_from(s).map_err(|_| outside(s)))
-        .collect()
+    let outside = |s| CotjError::Steps(format!("index {s} is outside the grid (0..{n})"));
+    let index = |&s: &i64| usize::try_from(s).map_err(|_| plan_error(outside(s)));
+    steps.as_array().iter().map(index).collect()
 }

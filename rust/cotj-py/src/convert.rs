@@ -23,37 +23,24 @@ pub(crate) fn matrix<T: Element>(
 /// values over).
 pub(crate) fn row_plan(py: Python<'_>, p: BatchPlans) -> Out<'_> {
     let curve = |v: &[f64]| (!v.is_empty()).then(|| PyArray1::from_slice(py, v));
-    let (steps, levels) = (
-        PyArray1::from_slice(py, &p.plans.steps),
-        PyArray1::from_slice(py, &p.levels),
-    );
-    (
-        steps,
-        levels,
-        p.plans.cost[0],
-        curve(&p.curve),
-        curve(&p.ratio),
-    )
-        .into_bound_py_any(py)
+    let steps = PyArray1::from_slice(py, &p.plans.steps);
+    let levels = PyArray1::from_slice(py, &p.levels);
+    let curves = (curve(&p.curve), curve(&p.ratio));
+    (steps, levels, p.plans.cost[0], curves.0, curves.1).into_bound_py_any(py)
 }
 
 /// `(steps, levels, lengths, cost, curve, ratio)` of a batch, as (B, ..) arrays.
 pub(crate) fn batch_plan(py: Python<'_>, p: BatchPlans) -> Out<'_> {
     let (rows, width) = (p.plans.rows, p.plans.width);
-    let curve = |v: Vec<f64>| match v.len() {
+    let optional = |v: Vec<f64>| match v.len() {
         0 => Ok(None),
         len => matrix(py, v, rows, len / rows).map(Some),
     };
-    let (steps, levels) = (
-        matrix(py, p.plans.steps, rows, width)?,
-        matrix(py, p.levels, rows, width)?,
-    );
-    let (lengths, cost) = (
-        p.plans.lengths.into_pyarray(py),
-        p.plans.cost.into_pyarray(py),
-    );
-    let (curve, ratio) = (curve(p.curve)?, curve(p.ratio)?);
-    (steps, levels, lengths, cost, curve, ratio).into_bound_py_any(py)
+    let steps = matrix(py, p.plans.steps, rows, width)?;
+    let levels = matrix(py, p.levels, rows, width)?;
+    let lengths = p.plans.lengths.into_pyarray(py);
+    let (cost, curve) = (p.plans.cost.into_pyarray(py), optional(p.curve)?);
+    (steps, levels, lengths, cost, curve, optional(p.ratio)?).into_bound_py_any(py)
 }
 
 /// `(nodes, lengths, cost)` of a multistep solver's plans, as (B, ..) arrays.

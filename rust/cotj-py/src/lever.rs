@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cotj_core::{CotjError, Ends, LeverCache, Planner};
+use cotj_core::{Ends, LeverCache, Planner};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 
@@ -10,12 +10,9 @@ use crate::args::{vector, Obj};
 use crate::convert::{matrix, Out};
 use crate::error::{plan_error, refuse};
 
-/// The linear-flow levers of the default grids (`Lever.default`, and calls without a lever).
-static DEFAULT_LEVERS: LeverCache = LeverCache::new();
-
 /// A grid of noise levels with its temporal lever (immutable, thread-safe).
 #[pyclass(frozen, module = "cotj._core")]
-pub(crate) struct Lever(Arc<cotj_core::Lever>);
+pub(crate) struct Lever(pub(crate) Arc<cotj_core::Lever>);
 
 #[pymethods]
 impl Lever {
@@ -42,10 +39,8 @@ impl Lever {
     #[pyo3(signature = (n, name="n"))]
     fn default(py: Python<'_>, n: i64, name: &str) -> PyResult<Self> {
         let n = usize::try_from(n).unwrap_or(0);
-        Ok(Self(
-            py.detach(|| DEFAULT_LEVERS.default_linear_flow(name, n))
-                .map_err(plan_error)?,
-        ))
+        let lever = py.detach(|| LeverCache::global().default_linear_flow(name, n));
+        Ok(Self(lever.map_err(plan_error)?))
     }
 
     /// Number of grid levels N.
@@ -78,21 +73,6 @@ impl Lever {
     }
 }
 
-/// The planner of a call: `lever`, else the default grid's of `n` levels (`name`: the argument n
-/// comes from), with `ends`. Without the GIL: a default lever not cached yet is built here.
-pub(crate) fn planner(
-    lever: Option<&Lever>,
-    name: &str,
-    n: usize,
-    ends: Ends,
-) -> Result<Planner, CotjError> {
-    let lever = match lever {
-        Some(lever) => Arc::clone(&lever.0),
-        None => DEFAULT_LEVERS.default_linear_flow(name, n)?,
-    };
-    Planner::new(lever, ends)
-}
-
 /// PlanError naming `name` unless `n` lies in 2..=MAX_LEVELS.
 #[pyfunction]
 pub(crate) fn check_levels(name: &str, n: usize) -> PyResult<()> {
@@ -103,8 +83,6 @@ pub(crate) fn check_levels(name: &str, n: usize) -> PyResult<()> {
 #[pyfunction]
 #[pyo3(name = "_lever_cache")]
 pub(crate) fn lever_cache() -> ((usize, usize), (usize, usize)) {
-    (
-        DEFAULT_LEVERS.usage(),
-        (LeverCache::MAX_ENTRIES, LeverCache::MAX_BYTES),
-    )
+    let bounds = (LeverCache::MAX_ENTRIES, LeverCache::MAX_BYTES);
+    (LeverCache::global().usage(), bounds)
 }

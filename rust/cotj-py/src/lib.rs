@@ -8,7 +8,6 @@ mod lever;
 mod pairs;
 mod plan;
 
-use cotj_core::{DEFAULT_BUDGET, MAX_LEVELS, MAX_PAIR_NODES};
 use pyo3::prelude::*;
 
 #[pymodule]
@@ -28,10 +27,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     ] {
         m.add_function(function)?;
     }
-    m.add("MAX_PAIR_NODES", MAX_PAIR_NODES)?;
+    m.add("MAX_PAIR_NODES", cotj_core::MAX_PAIR_NODES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("MAX_LEVELS", MAX_LEVELS)?;
-    m.add("DEFAULT_BUDGET", DEFAULT_BUDGET)?;
-    m.add("KERNEL", cotj_core::kernel())?;
-    Ok(())
+    m.add("MAX_LEVELS", cotj_core::MAX_LEVELS)?;
+    m.add("DEFAULT_BUDGET", cotj_core::DEFAULT_BUDGET)?;
+    m.add("KERNEL", cotj_core::kernel())
 }

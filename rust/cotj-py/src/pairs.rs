@@ -30,14 +30,17 @@ pub(crate) fn plan_pairs<'py>(
     if !(2..=MAX_PAIR_NODES).contains(&m) {
         return Err(plan_error(CotjError::PairNodes { got: m }));
     }
-    let first = dense("first", first, [2, 2], m, NODES)?;
-    let pairs = dense("pairs", pairs, [3, 3], m, NODES)?;
-    let end = dense("end", end, [1, 1], m, NODES)?;
+    let read = |name, obj, ndim| dense(name, obj, [ndim, ndim], m, NODES);
+    let (first, pairs) = (read("first", first, 2)?, read("pairs", pairs, 3)?);
+    let end = read("end", end, 1)?;
     let scale = scale
         .map(|w| dense("scale", w, [1, 2], m, NODES))
         .transpose()?;
-    let (budget, current) = (Ints::new("budget", budget)?, Ints::new("current", current)?);
-    let previous = previous.map(|p| Ints::new("previous", p)).transpose()?;
+    let budget = Ints::new("budget", budget, true, "")?;
+    let current = Ints::new("current", current, true, "")?;
+    let previous = previous
+        .map(|p| Ints::new("previous", p, true, ""))
+        .transpose()?;
     let (f, p, e) = (first.as_slice()?, pairs.as_slice()?, end.as_slice()?);
     let request = PairRequest {
         budget: budget.values()?,

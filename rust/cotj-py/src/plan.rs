@@ -3,15 +3,16 @@
 
 use std::sync::Mutex;
 
-use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Stop, DEFAULT_BUDGET};
+use cotj_core::DEFAULT_BUDGET;
+use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Planner, Stop};
 use numpy::prelude::*;
 use pyo3::prelude::*;
 
-use crate::args::{self, array, dense, dense_cost, int, tau, vector, window, with_floats};
+use crate::args::{self, array, dense, dense_cost, int, vector, window, with_floats};
 use crate::args::{dna_width, Ints, Obj, LEVELS};
 use crate::convert::{batch_plan, matrix, row_plan, Out};
 use crate::error::{plan_error, refuse};
-use crate::lever::{planner, Lever};
+use crate::lever::Lever;
 
 /// Runs `work` without the GIL, re-taking it every `Stop::PERIOD` to run Python's signal handlers
 /// (on the main thread only, as Python does): the exception one raises (KeyboardInterrupt on
@@ -32,21 +33,16 @@ pub(crate) fn detach<T: Send>(
     }
 }
 
-/// The arguments every planning call ends with, as Python gave them.
-struct Request<'a, 'py> {
-    budget: Option<&'a Obj<'py>>,
-    tau: Option<&'a Obj<'py>>,
-    max_steps: Option<&'a Obj<'py>>,
-    first: Option<&'a Obj<'py>>,
-    last: Option<&'a Obj<'py>>,
-    current: Option<&'a Obj<'py>>,
-}
+/// The arguments every planning call ends with, as Python gave them: `budget`, `tau`,
+/// `max_steps`, `first`, `last`, `current`.
+struct Request<'a, 'py>([Option<&'a Obj<'py>>; 6]);
 
 impl Request<'_, '_> {
     /// The start and end windows on `n` levels.
     fn ends(&self, n: usize) -> PyResult<Ends> {
-        let first = window("first", self.first, "top", n)?;
-        let last = window("last", self.last, "bottom", n)?;
+        let [.., first, last, _] = self.0;
+        let first = window("first", first, "top", n)?;
+        let last = window("last", last, "bottom", n)?;
         Ok(Ends { first, last })
     }
 
@@ -60,19 +56,21 @@ impl Request<'_, '_> {
         const BOTH: &str = "give either budget (fixed length) or tau (adaptive length), not both";
         const ALONE: &str =
             "max_steps goes with tau (adaptive length); give budget alone for a fixed length";
-        let adaptive = match (self.budget, self.tau, self.max_steps) {
+        let [budget, tau, max_steps, .., current] = self.0;
+        let adaptive = match (budget, tau, max_steps) {
             (Some(_), Some(_), _) => return refuse(BOTH),
             (_, None, Some(_)) => return refuse(ALONE),
             (_, None, None) => None,
-            (None, Some(t), k) => Some((tau(t)?, k.map(|k| int("max_steps", k, "")).transpose()?)),
+            (None, Some(t), k) => Some((
+                args::tau(t)?,
+                k.map(|k| int("max_steps", k, "")).transpose()?,
+            )),
         };
-        let ints = |name, obj, hint| match batch {
-            false => int(name, obj, hint).map(|v| Ints::One([v])),
-            true => Ints::new(name, obj),
-        };
-        let budget = self.budget.map(|k| ints("budget", k, " for one row"));
+        let budget = budget.map(|k| Ints::new("budget", k, batch, " for one row"));
         let budget = budget.transpose()?;
-        let current = self.current.map(|c| ints("current", c, "")).transpose()?;
+        let current = current
+            .map(|c| Ints::new("current", c, batch, ""))
+            .transpose()?;
         let budget = match (adaptive, &budget) {
             (Some((tau, max_steps)), _) => Budget::Adaptive { tau, max_steps },
             (None, None) => Budget::Fixed(DEFAULT_BUDGET),
@@ -88,10 +86,10 @@ impl Request<'_, '_> {
     }
 }
 
-/// A planning call `$name`: its own arguments `$arg`, then those every one ends with (None by
-/// default), gathered as the [`Request`] `$request`.
-macro_rules! planning_call {
-    ($(#[$attr:meta])* fn $name:ident($py:ident, $($arg:ident: $ty:ty $(= $default:tt)?),+; $request:ident) $body:block) => {
+/// The planning calls `$name`: their own arguments `$arg`, then those every one ends with (None
+/// by default), gathered as the [`Request`] `$request`.
+macro_rules! planning_calls {
+    ($($(#[$attr:meta])* fn $name:ident($py:ident, $($arg:ident: $ty:ty $(= $default:tt)?),+; $request:ident) $body:block)+) => {$(
         $(#[$attr])*
         #[pyfunction]
         #[pyo3(signature = ($($arg $(= $default)?,)+ budget=None, tau=None, max_steps=None, first=None, last=None, current=None))]
@@ -106,10 +104,10 @@ macro_rules! planning_call {
             last: Option<&Obj<'py>>,
             current: Option<&Obj<'py>>,
         ) -> Out<'py> {
-            let $request = Request { budget, tau, max_steps, first, last, current };
+            let $request = Request([budget, tau, max_steps, first, last, current]);
             $body
         }
-    };
+    )+};
 }
 
 /// The plans of `dna`, one row or a `batch`.
@@ -124,27 +122,23 @@ fn plan_dna(
     with_floats!("dna", Some(dna), |dna| {
         let ends = request.ends(lever.map_or(cols, Lever::n))?;
         request.plan(py, batch, |budget, current, stop| {
-            let dna = dna.unwrap_or_default();
-            planner(lever, "dna", cols, ends)?.plan_batch(dna, cols, budget, current, stop)
+            let planner = Planner::on(lever.map(|l| &l.0), "dna", cols, ends)?;
+            planner.plan_batch(dna.unwrap_or_default(), cols, budget, current, stop)
         })
     })
 }
 
-planning_call! {
+planning_calls! {
     /// The plan of one DNA row (N,); see `python/cotj/_core.pyi`.
     fn plan_row(py, dna: &Obj<'py>, lever: Option<&Lever> = None; request) {
         row_plan(py, plan_dna(py, false, dna, lever, &request)?)
     }
-}
 
-planning_call! {
     /// The plans of every row of a DNA batch (B, N); see `python/cotj/_core.pyi`.
     fn plan_batch(py, dna: &Obj<'py>, lever: Option<&Lever> = None; request) {
         batch_plan(py, plan_dna(py, true, dna, lever, &request)?)
     }
-}
 
-planning_call! {
     /// The plans on a dense cost, one row or one per plan; see `python/cotj/_core.pyi`.
     fn plan_dense(
         py,
@@ -162,12 +156,14 @@ planning_call! {
         let (m, s, e) = (edges.as_slice()?, start.as_slice()?, end.as_slice()?);
         let width = scale.map(|w| array("scale", w, [1, 2])).transpose()?;
         let plans = with_floats!("scale", scale, |scale| {
-            if let Some(got) = width.as_ref().map(|w| w.shape()[w.ndim() - 1]).filter(|&w| w != n) {
+            let got = width.as_ref().map_or(n, |w| w.shape()[w.ndim() - 1]);
+            if got != n {
                 return Err(plan_error(CotjError::Levels { name: "scale", expected: n, got }));
             }
             request.plan(py, true, |budget, current, stop| {
-                let planner = planner(lever, "edges", n, ends)?;
-                planner.plan_dense_batch(&DenseCost::new(n, m, s, e, scale)?, budget, current, stop)
+                let cost = DenseCost::new(n, m, s, e, scale)?;
+                let planner = Planner::on(lever.map(|l| &l.0), "edges", n, ends)?;
+                planner.plan_dense_batch(&cost, budget, current, stop)
             })
         })?;
         batch_plan(py, plans)
