@@ -8,7 +8,7 @@ use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyString, PyTuple};
 
-use crate::error::{plan_error, refuse, type_error};
+use crate::{plan_error, refuse, type_error};
 
 /// An argument as Python gave it.
 pub(crate) type Obj<'py> = Bound<'py, PyAny>;
@@ -46,9 +46,8 @@ pub(crate) fn array<'py>(name: &str, obj: &Obj<'py>, [a, b]: [usize; 2]) -> PyRe
     let array = untyped(name, obj)?;
     let (ndim, shape) = (array.ndim(), array.shape());
     if ndim != a && ndim != b {
-        return refuse(format!(
-            "{name} must be {a}-D or {b}-D, got {ndim}-D with shape {shape:?}"
-        ));
+        let got = format!("{ndim}-D with shape {shape:?}");
+        return refuse(format!("{name} must be {a}-D or {b}-D, got {got}"));
     }
     contiguous(name, &array, ASCONTIGUOUS)?;
     Ok(array)
@@ -66,16 +65,11 @@ pub(crate) fn dense<'py>(
     let array = array(name, obj, ndims)?;
     let shape = array.shape();
     if shape[shape.len() - ndims[0]..].iter().any(|&d| d != n) {
-        return refuse(format!(
-            "{name} must have {symbol} = {n} {what} per axis of a row, got shape {shape:?}"
-        ));
+        let want = format!("{symbol} = {n} {what} per axis of a row");
+        return refuse(format!("{name} must have {want}, got shape {shape:?}"));
     }
-    let wrong = |_| {
-        type_error(format!(
-            "{name} must have dtype float64, got {}",
-            array.dtype()
-        ))
-    };
+    let dtype = array.dtype();
+    let wrong = |_| type_error(format!("{name} must have dtype float64, got {dtype}"));
     Ok(obj.cast::<PyArrayDyn<f64>>().map_err(wrong)?.readonly())
 }
 
@@ -86,11 +80,8 @@ pub(crate) fn dense_cost<'py>(
     batch: bool,
 ) -> PyResult<[F64s<'py>; 3]> {
     let read = |name, obj, ndim| dense(name, obj, [ndim, ndim + batch as usize], n, LEVELS);
-    Ok([
-        read("edges", edges, 2)?,
-        read("start", start, 1)?,
-        read("end", end, 1)?,
-    ])
+    let (edges, start) = (read("edges", edges, 2)?, read("start", start, 1)?);
+    Ok([edges, start, read("end", end, 1)?])
 }
 
 /// A 1-D float64 array (a grid, a schedule, one DNA row).
@@ -136,11 +127,9 @@ macro_rules! with_floats {
                     let $values = Some(a.as_slice()?);
                     $body
                 } else {
-                    let (name, dtype) = ($name, obj.getattr("dtype")?);
-                    let what = "must have dtype float32 or float64";
-                    return Err(crate::error::type_error(format!(
-                        "{name} {what}, got {dtype}"
-                    )));
+                    let what = format!("{} must have dtype float32 or float64", $name);
+                    let got = format!("{what}, got {}", obj.getattr("dtype")?);
+                    return Err(crate::type_error(got));
                 }
             }
         }

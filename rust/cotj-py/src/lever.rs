@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 
 use crate::args::{vector, Obj};
 use crate::convert::{matrix, Out};
-use crate::error::{plan_error, refuse};
+use crate::{plan_error, refuse};
 
 /// A grid of noise levels with its temporal lever (immutable, thread-safe).
 #[pyclass(frozen, module = "cotj._core")]

@@ -1,19 +1,21 @@
 //! `cotj._core`, the PyO3 binding of `cotj-core` (documented by `python/cotj/_core.pyi`): arguments
-//! in (`args`), the calls (`plan`, `pairs`, `lever`), results out (`convert`), errors (`error`).
+//! in (`args`), the calls (`plan`, `lever`), results out (`convert`); here the module, its
+//! exception and the one mapping of the core's errors to Python exceptions.
 
 mod args;
 mod convert;
-mod error;
 mod lever;
-mod pairs;
 mod plan;
 
+use cotj_core::CotjError;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyMemoryError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lever::Lever>()?;
-    m.add("PlanError", m.py().get_type::<error::PlanError>())?;
+    m.add("PlanError", m.py().get_type::<PlanError>())?;
     for function in [
         wrap_pyfunction!(plan::plan_row, m)?,
         wrap_pyfunction!(plan::plan_batch, m)?,
@@ -23,7 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(plan::cost_matrix, m)?,
         wrap_pyfunction!(lever::check_levels, m)?,
         wrap_pyfunction!(lever::lever_cache, m)?,
-        wrap_pyfunction!(pairs::plan_pairs, m)?,
+        wrap_pyfunction!(plan::plan_pairs, m)?,
     ] {
         m.add_function(function)?;
     }
@@ -32,4 +34,31 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_LEVELS", cotj_core::MAX_LEVELS)?;
     m.add("DEFAULT_BUDGET", cotj_core::DEFAULT_BUDGET)?;
     m.add("KERNEL", cotj_core::kernel())
+}
+
+create_exception!(
+    cotj._core,
+    PlanError,
+    PyValueError,
+    "A planning argument out of range or of the wrong shape, or no plan of the asked length \
+     (a ValueError: code that catches ValueError keeps working)."
+);
+
+/// `MemoryError` for a failed allocation, `KeyboardInterrupt` for an interruption, else PlanError.
+pub(crate) fn plan_error(e: CotjError) -> PyErr {
+    match e {
+        CotjError::OutOfMemory { .. } => PyMemoryError::new_err(e.to_string()),
+        CotjError::Interrupted => PyKeyboardInterrupt::new_err(e.to_string()),
+        _ => PlanError::new_err(e.to_string()),
+    }
+}
+
+/// A [`PlanError`] saying `msg`.
+pub(crate) fn refuse<T>(msg: impl Into<String>) -> PyResult<T> {
+    Err(PlanError::new_err(msg.into()))
+}
+
+/// A `TypeError` saying `msg`.
+pub(crate) fn type_error(msg: impl Into<String>) -> PyErr {
+    PyTypeError::new_err(msg.into())
 }

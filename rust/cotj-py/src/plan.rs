@@ -1,36 +1,35 @@
-//! The planning calls: `plan_row`, `plan_batch` (DNA), `plan_dense`, and the cost of a given plan.
-//! Arguments are read with the GIL held, then the work runs with it released ([`detach`]).
+//! The planning calls: `plan_row`, `plan_batch` (DNA), `plan_dense`, the cost of a given plan, and
+//! `plan_pairs` (a multistep solver's plans over (previous, current) pairs of nodes). Arguments
+//! are read with the GIL held, then the work runs with it released ([`detach`]).
 
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
-use cotj_core::DEFAULT_BUDGET;
 use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Planner, Stop};
+use cotj_core::{PairCost, PairRequest, DEFAULT_BUDGET, MAX_PAIR_NODES};
 use numpy::prelude::*;
 use pyo3::prelude::*;
 
 use crate::args::{self, array, dense, dense_cost, int, vector, window, with_floats};
 use crate::args::{dna_width, Ints, Obj, LEVELS};
-use crate::convert::{batch_plan, matrix, row_plan, Out};
-use crate::error::{plan_error, refuse};
+use crate::convert::{batch_plan, matrix, pair_plan, row_plan, Out};
 use crate::lever::Lever;
+use crate::{plan_error, refuse};
 
 /// Runs `work` without the GIL, re-taking it every `Stop::PERIOD` to run Python's signal handlers
 /// (on the main thread only, as Python does): the exception one raises (KeyboardInterrupt on
-/// Ctrl-C) stops the work and is raised here.
+/// Ctrl-C) stops the work (which then polls no more) and is raised here.
 pub(crate) fn detach<T: Send>(
     py: Python<'_>,
     work: impl Send + FnOnce(&Stop) -> Result<T, CotjError>,
 ) -> PyResult<T> {
-    let raised = Mutex::new(None);
-    let keep = |err| *raised.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+    let raised = OnceLock::new();
+    let keep = |err| _ = raised.set(err);
     let check = || Python::attach(|py| py.check_signals().map_err(keep).is_err());
-    match py.detach(|| work(&Stop::new(&check))) {
-        Err(CotjError::Interrupted) => {
-            let raised = raised.into_inner().unwrap_or_else(|p| p.into_inner());
-            Err(raised.unwrap_or_else(|| plan_error(CotjError::Interrupted)))
-        }
-        out => out.map_err(plan_error),
-    }
+    let out = py.detach(|| work(&Stop::new(&check)));
+    out.map_err(|e| match (e, raised.into_inner()) {
+        (CotjError::Interrupted, Some(raised)) => raised,
+        (e, _) => plan_error(e),
+    })
 }
 
 /// The arguments every planning call ends with, as Python gave them: `budget`, `tau`,
@@ -68,9 +67,8 @@ impl Request<'_, '_> {
         };
         let budget = budget.map(|k| Ints::new("budget", k, batch, " for one row"));
         let budget = budget.transpose()?;
-        let current = current
-            .map(|c| Ints::new("current", c, batch, ""))
-            .transpose()?;
+        let current = current.map(|c| Ints::new("current", c, batch, ""));
+        let current = current.transpose()?;
         let budget = match (adaptive, &budget) {
             (Some((tau, max_steps)), _) => Budget::Adaptive { tau, max_steps },
             (None, None) => Budget::Fixed(DEFAULT_BUDGET),
@@ -210,4 +208,49 @@ pub(crate) fn cost_matrix<'py>(py: Python<'py>, dna: &Obj<'py>, lever: &Lever) -
     let (d, planner) = (dna.as_slice()?, lever.free_planner()?);
     let m = py.detach(|| planner.cost_matrix(d)).map_err(plan_error)?;
     matrix(py, m, lever.n(), lever.n())
+}
+
+/// The unit of [`dense`] for the pair DP's costs.
+const NODES: (&str, &str) = ("M", "entries (nodes)");
+
+/// Plans of a multistep solver on nodes 0..M; see `python/cotj/_core.pyi`.
+#[pyfunction]
+#[pyo3(signature = (first, pairs, end, budget, current, *, previous=None, scale=None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_pairs<'py>(
+    py: Python<'py>,
+    first: &Obj<'py>,
+    pairs: &Obj<'py>,
+    end: &Obj<'py>,
+    budget: &Obj<'py>,
+    current: &Obj<'py>,
+    previous: Option<&Obj<'py>>,
+    scale: Option<&Obj<'py>>,
+) -> Out<'py> {
+    let m = array("first", first, [2, 2])?.shape()[0];
+    if !(2..=MAX_PAIR_NODES).contains(&m) {
+        return Err(plan_error(CotjError::PairNodes { got: m }));
+    }
+    let read = |name, obj, ndim| dense(name, obj, [ndim, ndim], m, NODES);
+    let (first, pairs) = (read("first", first, 2)?, read("pairs", pairs, 3)?);
+    let end = read("end", end, 1)?;
+    let scale = scale
+        .map(|w| dense("scale", w, [1, 2], m, NODES))
+        .transpose()?;
+    let budget = Ints::new("budget", budget, true, "")?;
+    let current = Ints::new("current", current, true, "")?;
+    let previous = previous
+        .map(|p| Ints::new("previous", p, true, ""))
+        .transpose()?;
+    let (f, p, e) = (first.as_slice()?, pairs.as_slice()?, end.as_slice()?);
+    let request = PairRequest {
+        budget: budget.values()?,
+        current: current.values()?,
+        previous: previous.as_ref().map(Ints::values).transpose()?,
+        scale: scale.as_ref().map(|w| w.as_slice()).transpose()?,
+    };
+    let plans = detach(py, |stop| {
+        PairCost::new(m, f, p, e)?.plan_batch(&request, stop)
+    })?;
+    pair_plan(py, plans)
 }
