@@ -189,6 +189,18 @@ pub(crate) fn batch_rows(counts: &[(&'static str, usize)]) -> Result<usize> {
     }
 }
 
+/// An error naming the array `name` unless its rows hold the grid's `expected` levels.
+pub fn check_row_levels(name: &'static str, expected: usize, got: usize) -> Result<()> {
+    match got == expected {
+        true => Ok(()),
+        false => Err(CotjError::Levels {
+            name,
+            expected,
+            got,
+        }),
+    }
+}
+
 /// The first error of `check` over rows `0..rows` (`work` values each), whatever the threads
 /// (`Interrupted` when `stop`, polled before each row, says so first).
 fn first_error(
@@ -312,13 +324,7 @@ impl Planner {
         current: Current<'_>,
         stop: &Stop,
     ) -> Result<BatchPlans> {
-        if cost.n() != self.n() {
-            return Err(CotjError::Levels {
-                name: "edges",
-                expected: self.n(),
-                got: cost.n(),
-            });
-        }
+        check_row_levels("edges", self.n(), cost.n())?;
         let rows = cost.rows();
         first_error(rows, cost.n() * cost.n(), stop, |b| cost.check_row(b))?;
         let req = self.request(rows, budget, current)?;

@@ -49,12 +49,12 @@ mod scan;
 mod stop;
 mod triangle;
 
-pub use batch::{BatchPlans, Budget, Current, Padded, Real, DEFAULT_BUDGET};
+pub use batch::{check_row_levels, BatchPlans, Budget, Current, Padded, Real, DEFAULT_BUDGET};
 pub use dense::DenseCost;
 pub use dp::{kernel, Ends};
 pub use error::{CotjError, Result};
 pub use lever::{check_grid, check_levels, default_grid, Lever, LeverCache};
 pub use limits::{MAX_LEVELS, MAX_PAIR_NODES};
-pub use pairs::{PairCost, PairPlans, PairRequest};
+pub use pairs::{check_pair_nodes, PairCost, PairPlans, PairRequest};
 pub use planner::{AdaptivePlan, Plan, Planner, Workspace};
 pub use stop::Stop;

@@ -228,13 +228,20 @@ fn relax_row(dst: &mut [f64], preds: &[(f64, usize)], pairs: &[f64], w: f64) -> 
     }
 }
 
+/// An error unless pair costs of `m` nodes lie within 2..=[`MAX_PAIR_NODES`] (checked before
+/// anything of size M³ is read or allocated).
+pub fn check_pair_nodes(m: usize) -> Result<()> {
+    match (2..=MAX_PAIR_NODES).contains(&m) {
+        true => Ok(()),
+        false => Err(CotjError::PairNodes { got: m }),
+    }
+}
+
 impl<'a> PairCost<'a> {
     /// Borrows the costs of `m` nodes (2..=[`MAX_PAIR_NODES`]), checking the array lengths; the
     /// values are checked where a plan reads them ([`PairCost::plan_batch`]).
     pub fn new(m: usize, first: &'a [f64], pairs: &'a [f64], end: &'a [f64]) -> Result<Self> {
-        if !(2..=MAX_PAIR_NODES).contains(&m) {
-            return Err(CotjError::PairNodes { got: m });
-        }
+        check_pair_nodes(m)?;
         for (name, got, expected, shape) in [
             ("first", first.len(), m * m, "(M, M)"),
             ("pairs", pairs.len(), m * m * m, "(M, M, M)"),

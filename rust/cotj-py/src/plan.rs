@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
+use cotj_core::{check_pair_nodes, check_row_levels, PairCost, PairRequest, DEFAULT_BUDGET};
 use cotj_core::{BatchPlans, Budget, CotjError, Current, DenseCost, Ends, Planner, Stop};
-use cotj_core::{PairCost, PairRequest, DEFAULT_BUDGET, MAX_PAIR_NODES};
 use numpy::prelude::*;
 use pyo3::prelude::*;
 
@@ -155,9 +155,7 @@ planning_calls! {
         let width = scale.map(|w| array("scale", w, [1, 2])).transpose()?;
         let plans = with_floats!("scale", scale, |scale| {
             let got = width.as_ref().map_or(n, |w| w.shape()[w.ndim() - 1]);
-            if got != n {
-                return Err(plan_error(CotjError::Levels { name: "scale", expected: n, got }));
-            }
+            check_row_levels("scale", n, got).map_err(plan_error)?;
             request.plan(py, true, |budget, current, stop| {
                 let cost = DenseCost::new(n, m, s, e, scale)?;
                 let planner = Planner::on(lever.map(|l| &l.0), "edges", n, ends)?;
@@ -191,9 +189,8 @@ pub(crate) fn plan_cost_dense(
 ) -> PyResult<f64> {
     let n = array("edges", edges, [2, 2])?.shape()[1];
     let [edges, start, end] = dense_cost([edges, start, end], n, false)?;
-    let scale = scale
-        .map(|w| dense("scale", w, [1, 1], n, LEVELS))
-        .transpose()?;
+    let scale = scale.map(|w| dense("scale", w, [1, 1], n, LEVELS));
+    let scale = scale.transpose()?;
     let steps = args::steps(steps, n)?;
     let (m, s, e) = (edges.as_slice()?, start.as_slice()?, end.as_slice()?);
     let w = scale.as_ref().map(|w| w.as_slice()).transpose()?;
@@ -228,20 +225,16 @@ pub(crate) fn plan_pairs<'py>(
     scale: Option<&Obj<'py>>,
 ) -> Out<'py> {
     let m = array("first", first, [2, 2])?.shape()[0];
-    if !(2..=MAX_PAIR_NODES).contains(&m) {
-        return Err(plan_error(CotjError::PairNodes { got: m }));
-    }
+    check_pair_nodes(m).map_err(plan_error)?;
     let read = |name, obj, ndim| dense(name, obj, [ndim, ndim], m, NODES);
     let (first, pairs) = (read("first", first, 2)?, read("pairs", pairs, 3)?);
     let end = read("end", end, 1)?;
-    let scale = scale
-        .map(|w| dense("scale", w, [1, 2], m, NODES))
-        .transpose()?;
+    let scale = scale.map(|w| dense("scale", w, [1, 2], m, NODES));
+    let scale = scale.transpose()?;
     let budget = Ints::new("budget", budget, true, "")?;
     let current = Ints::new("current", current, true, "")?;
-    let previous = previous
-        .map(|p| Ints::new("previous", p, true, ""))
-        .transpose()?;
+    let previous = previous.map(|p| Ints::new("previous", p, true, ""));
+    let previous = previous.transpose()?;
     let (f, p, e) = (first.as_slice()?, pairs.as_slice()?, end.as_slice()?);
     let request = PairRequest {
         budget: budget.values()?,
