@@ -16,19 +16,15 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lever::Lever>()?;
     m.add("PlanError", m.py().get_type::<PlanError>())?;
-    for function in [
-        wrap_pyfunction!(plan::plan_row, m)?,
-        wrap_pyfunction!(plan::plan_batch, m)?,
-        wrap_pyfunction!(plan::plan_dense, m)?,
-        wrap_pyfunction!(plan::plan_cost, m)?,
-        wrap_pyfunction!(plan::plan_cost_dense, m)?,
-        wrap_pyfunction!(plan::cost_matrix, m)?,
-        wrap_pyfunction!(lever::check_levels, m)?,
-        wrap_pyfunction!(lever::lever_cache, m)?,
-        wrap_pyfunction!(plan::plan_pairs, m)?,
-    ] {
-        m.add_function(function)?;
-    }
+    m.add_function(wrap_pyfunction!(plan::plan_row, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_cost, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_cost_dense, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::cost_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(lever::check_levels, m)?)?;
+    m.add_function(wrap_pyfunction!(lever::lever_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(plan::plan_pairs, m)?)?;
     m.add("MAX_PAIR_NODES", cotj_core::MAX_PAIR_NODES)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_LEVELS", cotj_core::MAX_LEVELS)?;
