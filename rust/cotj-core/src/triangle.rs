@@ -65,7 +65,7 @@ impl Aligned {
 }
 
 /// The lower triangle of an (N, N) edge matrix, row `j` holding `M[j, i]` for `i < j`, each row
-/// starting on a chunk boundary and padded with `+inf` up to [`Triangle::padded`]'s length.
+/// starting on a chunk boundary and padded with `+inf` up to its [`capacity`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Triangle(Aligned);
 
