@@ -256,7 +256,7 @@ def test_an_overlong_prompt_is_not_repeated_and_loading_bars_need_verbose(tmp_pa
     assert verbose.returncode == 2 and "Loading weights" in verbose.stderr
 
 
-# ------------------------------------------------------------------ issue 19: step flags, text, teacher files
+# ------------------------------------------------------------------ step flags, text, teacher files
 
 
 @pytest.mark.parametrize(
