@@ -76,7 +76,7 @@ def test_argument_types_reject_non_positive_values():
     for bad in ("", "4,,6", "4,0", "x"):
         with pytest.raises(Exception, match="integers >= 1"):
             outputs.int_list(bad)
-    with pytest.raises(Exception, match="integer >= 1"):
+    with pytest.raises(Exception, match=r"must be an int in 1\.\."):
         outputs.positive_int("0")
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
 
+from cotj.cli._io import positive_int
+
 __all__ = ["CHECKOUT", "RUNS", "Parser", "UsageError", "bar_disable", "committed", "default_output", "fail", "int_list",
            "need_dir", "need_file", "output", "positive_int", "show_progress"]  # fmt: skip
 
@@ -114,15 +116,6 @@ def int_list(value: str) -> tuple[int, ...]:
     return out
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        out = int(value)
-    except ValueError:
-        out = 0
-    if out < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}")
-    return out
 
 
 def show_progress(wanted: bool = True) -> bool:
